@@ -1,0 +1,6 @@
+//! The `dcos` binary.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    dcos_cli::main()
+}
