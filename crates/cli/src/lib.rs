@@ -4,8 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
+mod install;
+mod node;
 mod ports;
 mod preflight;
+mod unit;
 
 /// A user error: the message says what is wrong; exit code 1.
 #[derive(Debug)]
@@ -53,6 +57,14 @@ enum Command {
     Ports(ports::PortsArgs),
     /// Check that every port a node role needs is free.
     Preflight(preflight::PreflightArgs),
+    /// Run or list a node's units.
+    Unit(unit::UnitArgs),
+    /// Run a node (the unit supervisor) or show its status.
+    Node(node::NodeArgs),
+    /// Write systemd units and the port-reservation sysctl for a role.
+    Install(install::InstallArgs),
+    /// A local cluster on this machine.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Parses arguments, runs the command, renders errors, picks the exit code.
@@ -61,6 +73,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ports(args) => ports::run(args),
         Command::Preflight(args) => preflight::run(args),
+        Command::Unit(args) => unit::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Cluster(args) => cluster::run(args),
     };
     match result {
         Ok(code) => code,
@@ -94,4 +110,41 @@ pub(crate) enum Output {
     #[default]
     Table,
     Json,
+}
+
+/// Logs to stderr, one line per event; `RUST_LOG` filters (default `info`).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A cancellation token cancelled by SIGTERM or SIGINT.
+pub(crate) fn shutdown_on_signals() -> std::io::Result<tokio_util::sync::CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received; shutting down");
+        t.cancel();
+    });
+    Ok(token)
+}
+
+/// Loads a node config, as a user error when it is wrong.
+pub(crate) fn load_config(path: &std::path::Path) -> anyhow::Result<dcos_node::config::NodeConfig> {
+    dcos_node::config::NodeConfig::load(path).map_err(|e| {
+        anyhow::Error::new(
+            UserError::new(e.to_string()).hint("see README.md for the node.yaml keys"),
+        )
+    })
 }

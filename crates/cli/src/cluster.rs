@@ -1,0 +1,150 @@
+//! `dcos cluster up|down|list`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use dcos_node::cluster::{self, Spec};
+
+use crate::UserError;
+
+#[derive(Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+    /// Where cluster records live (default: /var/lib/dcos-rs/clusters as root, else ~/.dcos-rs/clusters).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start a local cluster and wait until every node is healthy.
+    Up {
+        #[arg(long, default_value_t = 1)]
+        masters: usize,
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+        #[arg(long, default_value_t = 0)]
+        public_agents: usize,
+        #[arg(long, default_value = "dcos")]
+        name: String,
+        /// Seconds to wait for health.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop a cluster and remove every process, namespace, bridge and veth it made.
+    Down {
+        /// The cluster (default: the current one).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The recorded clusters.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = args.state_dir.unwrap_or_else(cluster::default_state_dir);
+    match args.command {
+        ClusterCommand::Up {
+            masters,
+            agents,
+            public_agents,
+            name,
+            timeout,
+        } => {
+            let spec = Spec {
+                name,
+                masters,
+                agents,
+                public_agents,
+                binary: std::env::current_exe()?,
+                state_dir: state_dir.clone(),
+                timeout: Duration::from_secs(timeout),
+            };
+            let record = cluster::up(&spec, |line| eprintln!("{line}")).map_err(|e| match e {
+                cluster::Error::Invalid(m) => anyhow::Error::new(UserError::new(m)),
+                other => anyhow::Error::new(other).context(format!(
+                    "cluster {:?} did not come up; clean up with `dcos cluster down --name {}`",
+                    spec.name, spec.name
+                )),
+            })?;
+            println!("cluster {} is up:", record.name);
+            for n in &record.nodes {
+                println!("  {:<16} {:<13} {}", n.id, n.role, n.ip);
+            }
+            if let Some(m) = record.nodes.iter().find(|n| n.role.starts_with("master")) {
+                println!("Mesos master: http://{}:5050", m.ip);
+                println!(
+                    "node status:  dcos node status --config {}",
+                    m.config.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Down { name } => {
+            let name = name
+                .or_else(|| cluster::current(&state_dir))
+                .ok_or_else(|| {
+                    UserError::new("no cluster given and no current cluster")
+                        .hint("name one with --name (see `dcos cluster list`)")
+                })?;
+            cluster::down(&state_dir, &name)?;
+            println!("cluster {name} is down");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::List { json } => {
+            let records = cluster::list(&state_dir);
+            let current = cluster::current(&state_dir);
+            let view: Vec<serde_json::Value> = records
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name,
+                        "current": current.as_deref() == Some(r.name.as_str()),
+                        "nodes": r.nodes.iter().map(|n| serde_json::json!({
+                            "id": n.id,
+                            "role": n.role,
+                            "ip": n.ip,
+                            "netns": n.netns,
+                            "healthy": cluster::node_healthy(n),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                for c in &view {
+                    println!(
+                        "{}{}",
+                        c["name"].as_str().unwrap_or_default(),
+                        if c["current"] == true {
+                            " (current)"
+                        } else {
+                            ""
+                        }
+                    );
+                    for n in c["nodes"].as_array().into_iter().flatten() {
+                        println!(
+                            "  {:<16} {:<13} {:<15} {}",
+                            n["id"].as_str().unwrap_or_default(),
+                            n["role"].as_str().unwrap_or_default(),
+                            n["ip"].as_str().unwrap_or_default(),
+                            if n["healthy"] == true {
+                                "healthy"
+                            } else {
+                                "UNHEALTHY"
+                            }
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

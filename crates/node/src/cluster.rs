@@ -1,0 +1,524 @@
+//! The local cluster: `dcos cluster up/down/list`.
+//!
+//! As root, every node lives in its own network namespace (its own IP and its own loopback,
+//! so each binds the contract's real ports and localhost-only rules hold), attached by a veth
+//! pair to a bridge this module creates. Each cluster takes its own /24 and bridge, found by
+//! trying to create `dcosbr<K>` (creation is atomic, so parallel tests never share a block).
+//! Without root it runs one combined master+agent node on 127.0.0.1.
+//!
+//! The cluster's record is written before anything is created, so `down` cleans up after a
+//! crashed `up`; `down` is idempotent.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeConfig;
+use crate::status;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The cluster's name.
+    pub name: String,
+    /// How many masters.
+    pub masters: usize,
+    /// How many private agents.
+    pub agents: usize,
+    /// How many public agents.
+    pub public_agents: usize,
+    /// The `dcos` binary the nodes run.
+    pub binary: PathBuf,
+    /// Where cluster records and node work dirs live.
+    pub state_dir: PathBuf,
+    /// How long to wait for every node to be healthy.
+    pub timeout: Duration,
+}
+
+/// A recorded cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// The cluster's name.
+    pub name: String,
+    /// The bridge, in namespace mode.
+    pub bridge: Option<String>,
+    /// The bridge's own address (the host's side), in namespace mode.
+    pub gateway: Option<IpAddr>,
+    /// Every node.
+    pub nodes: Vec<Node>,
+}
+
+/// A recorded node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Node {
+    /// `master-1`, `agent-2`, `public-agent-1`.
+    pub id: String,
+    /// `master`, `agent`, `agent_public` or `master+agent`.
+    pub role: String,
+    /// The node's cluster IP.
+    pub ip: IpAddr,
+    /// Its network namespace, or null on the host.
+    pub netns: Option<String>,
+    /// Its host-side veth, in namespace mode.
+    #[serde(default)]
+    pub veth: Option<String>,
+    /// The supervisor's pid once started.
+    pub pid: Option<u32>,
+    /// Its work dir.
+    pub work_dir: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its supervisor's log.
+    pub log: PathBuf,
+}
+
+/// A cluster that cannot be brought up or down.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A command failed.
+    #[error("`{command}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The cluster name is taken or invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// A node did not become healthy.
+    #[error("node {node} did not become healthy within {secs} s: {why}\n--- last lines of {log} ---\n{tail}")]
+    Unhealthy {
+        /// The node.
+        node: String,
+        /// The wait.
+        secs: u64,
+        /// What was seen.
+        why: String,
+        /// The supervisor log.
+        log: String,
+        /// Its last lines.
+        tail: String,
+    },
+}
+
+/// The default state dir: `/var/lib/dcos-rs/clusters` as root, `~/.dcos-rs/clusters` otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/lib/dcos-rs/clusters")
+    } else {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".dcos-rs/clusters")
+    }
+}
+
+/// Whether the isolated (namespace) mode is available.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn run(args: &[&str]) -> Result<String, Error> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn record_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join(name).join("cluster.json")
+}
+
+fn save(state_dir: &Path, record: &Record) -> Result<(), Error> {
+    let path = record_path(state_dir, &record.name);
+    fs_err::create_dir_all(path.parent().unwrap_or(state_dir))?;
+    let tmp = path.with_extension("json.tmp");
+    fs_err::write(
+        &tmp,
+        serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
+    )?;
+    fs_err::rename(tmp, path)?;
+    Ok(())
+}
+
+/// Reads a cluster's record.
+pub fn load(state_dir: &Path, name: &str) -> Result<Record, Error> {
+    let text = fs_err::read(record_path(state_dir, name))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Io(std::io::Error::other(e)))
+}
+
+/// The cluster `dcos` client commands target by default.
+pub fn current(state_dir: &Path) -> Option<String> {
+    fs_err::read_to_string(state_dir.join("current"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 24
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Takes a free /24 by creating its bridge; returns the block number.
+fn allocate_bridge(name: &str) -> Result<u8, Error> {
+    let start = name
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    for i in 0..250u32 {
+        let k = ((start + i) % 250 + 1) as u8;
+        let bridge = format!("dcosbr{k}");
+        if run(&["ip", "link", "add", &bridge, "type", "bridge"]).is_ok() {
+            return Ok(k);
+        }
+    }
+    Err(Error::Invalid("no free address block: every dcosbr1..250 bridge exists; run `dcos cluster down` for old clusters".into()))
+}
+
+fn node_ip(block: u8, index: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 231, block, index)
+}
+
+/// Brings a cluster up and waits until every node is healthy. `progress` hears each step.
+pub fn up(spec: &Spec, mut progress: impl FnMut(&str)) -> Result<Record, Error> {
+    if !valid_name(&spec.name) {
+        return Err(Error::Invalid(format!(
+            "invalid cluster name {:?}: use up to 24 letters, digits and dashes",
+            spec.name
+        )));
+    }
+    if record_path(&spec.state_dir, &spec.name).exists() {
+        return Err(Error::Invalid(format!(
+            "cluster {:?} exists already; run `dcos cluster down --name {}` first",
+            spec.name, spec.name
+        )));
+    }
+    if spec.masters != 1 {
+        return Err(Error::Invalid(format!(
+            "{} masters asked: this build runs one master (the embedded store); several masters need the ZooKeeper store",
+            spec.masters
+        )));
+    }
+    let dir = spec.state_dir.join(&spec.name);
+    let isolated = is_root();
+    let mut record = Record {
+        name: spec.name.clone(),
+        bridge: None,
+        gateway: None,
+        nodes: Vec::new(),
+    };
+    let mut roles: Vec<(String, &str)> = Vec::new();
+    if isolated {
+        roles.extend((1..=spec.masters).map(|i| (format!("master-{i}"), "master")));
+        roles.extend((1..=spec.agents).map(|i| (format!("agent-{i}"), "agent")));
+        roles.extend(
+            (1..=spec.public_agents).map(|i| (format!("public-agent-{i}"), "agent_public")),
+        );
+    } else {
+        progress("not root: running one combined master+agent node on 127.0.0.1 (each node in its own network namespace needs root)");
+        roles.push(("master-1".into(), "master+agent"));
+    }
+    if roles.len() > 200 {
+        return Err(Error::Invalid("at most 200 nodes".into()));
+    }
+
+    let block = if isolated {
+        let k = allocate_bridge(&spec.name)?;
+        record.bridge = Some(format!("dcosbr{k}"));
+        record.gateway = Some(IpAddr::V4(node_ip(k, 1)));
+        Some(k)
+    } else {
+        None
+    };
+    let masters: Vec<IpAddr> = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, r))| r.starts_with("master"))
+        .map(|(i, _)| match block {
+            Some(k) => IpAddr::V4(node_ip(k, 10 + i as u8)),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        })
+        .collect();
+    for (i, (id, role)) in roles.iter().enumerate() {
+        let work_dir = dir.join(id);
+        let (ip, netns, veth) = match block {
+            Some(k) => (
+                IpAddr::V4(node_ip(k, 10 + i as u8)),
+                Some(format!("dcos-{}-{id}", spec.name)),
+                Some(format!("dcv{k}n{i}")),
+            ),
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), None, None),
+        };
+        record.nodes.push(Node {
+            id: id.clone(),
+            role: role.to_string(),
+            ip,
+            netns,
+            veth,
+            pid: None,
+            config: work_dir.join("node.yaml"),
+            log: work_dir.join("node.log"),
+            work_dir,
+        });
+    }
+    // Recorded before anything is created, so `down` can always clean up.
+    save(&spec.state_dir, &record)?;
+
+    let result = bring_up(spec, &mut record, &masters, &mut progress);
+    save(&spec.state_dir, &record)?;
+    result?;
+    fs_err::write(spec.state_dir.join("current"), &spec.name)?;
+    Ok(record)
+}
+
+fn bring_up(
+    spec: &Spec,
+    record: &mut Record,
+    masters: &[IpAddr],
+    progress: &mut impl FnMut(&str),
+) -> Result<(), Error> {
+    if let (Some(bridge), Some(gw)) = (&record.bridge, record.gateway) {
+        run(&["ip", "addr", "add", &format!("{gw}/24"), "dev", bridge])?;
+        run(&["ip", "link", "set", bridge, "up"])?;
+        progress(&format!("created bridge {bridge} ({gw}/24)"));
+    }
+    for node in &mut record.nodes {
+        fs_err::create_dir_all(&node.work_dir)?;
+        let config = NodeConfig {
+            cluster_name: spec.name.clone(),
+            master_list: masters.to_vec(),
+            ip: Some(node.ip),
+            work_dir: node.work_dir.clone(),
+            ..NodeConfig::default()
+        };
+        let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;
+        fs_err::write(&node.config, yaml)?;
+        if let (Some(ns), Some(veth), Some(bridge)) = (&node.netns, &node.veth, &record.bridge) {
+            run(&["ip", "netns", "add", ns])?;
+            run(&[
+                "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ])?;
+            run(&["ip", "link", "set", veth, "master", bridge, "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", node.ip),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let log = fs_err::File::create(&node.log)?.into_parts().0;
+        let mut cmd = match &node.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&spec.binary);
+                c
+            }
+            None => Command::new(&spec.binary),
+        };
+        cmd.args(["node", "run", "--role", &node.role, "--config"])
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // Its own process group: a Ctrl-C in the terminal that ran `up` does not reach it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn()?;
+        node.pid = Some(child.id());
+        progress(&format!(
+            "started {} ({}) on {}",
+            node.id, node.role, node.ip
+        ));
+    }
+    wait_healthy(spec, record, progress)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs_err::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn wait_healthy(
+    spec: &Spec,
+    record: &Record,
+    progress: &mut impl FnMut(&str),
+) -> Result<(), Error> {
+    let deadline = Instant::now() + spec.timeout;
+    let mut last_said = String::new();
+    loop {
+        let mut waiting = Vec::new();
+        for node in &record.nodes {
+            let alive = node.pid.is_some_and(pid_alive);
+            if !alive {
+                return Err(Error::Unhealthy {
+                    node: node.id.clone(),
+                    secs: spec.timeout.as_secs(),
+                    why: "its supervisor exited".into(),
+                    log: node.log.display().to_string(),
+                    tail: tail(&node.log, 30),
+                });
+            }
+            match status::read(&crate::units::run_dir_of(&node.work_dir)) {
+                Ok(st) if st.healthy() => {}
+                Ok(st) => {
+                    let pending: Vec<String> = st
+                        .units
+                        .iter()
+                        .filter(|u| {
+                            !matches!(
+                                u.state,
+                                status::UnitState::Running
+                                    | status::UnitState::NotBuilt
+                                    | status::UnitState::NotInUse
+                            )
+                        })
+                        .map(|u| format!("{} {:?}", u.name, u.state).to_lowercase())
+                        .collect();
+                    waiting.push(format!("{}: {}", node.id, pending.join(", ")));
+                }
+                Err(_) => waiting.push(format!("{}: starting", node.id)),
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let said = format!("waiting for {}", waiting.join("; "));
+        if said != last_said {
+            progress(&said);
+            last_said = said;
+        }
+        if Instant::now() >= deadline {
+            let node = &record.nodes[0];
+            return Err(Error::Unhealthy {
+                node: waiting.join("; "),
+                secs: spec.timeout.as_secs(),
+                why: "units not running".into(),
+                log: node.log.display().to_string(),
+                tail: tail(&node.log, 30),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a pid is a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs_err::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// Stops every process of a cluster and removes its namespaces, veths and bridge. Idempotent.
+pub fn down(state_dir: &Path, name: &str) -> Result<(), Error> {
+    use nix::sys::signal::Signal;
+    let record = match load(state_dir, name) {
+        Ok(r) => r,
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Invalid(format!(
+                "no cluster named {name:?} (see `dcos cluster list`)"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    // Supervisors first, gracefully: they stop their units in reverse order.
+    let pids: Vec<u32> = record
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid)
+        .filter(|p| pid_alive(*p))
+        .collect();
+    for &pid in &pids {
+        kill(pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &pid in &pids {
+        if pid_alive(pid) {
+            kill(pid, Signal::SIGKILL);
+        }
+    }
+    // Then anything left in the namespaces (tasks run in their own sessions).
+    let mut errors = Vec::new();
+    for node in &record.nodes {
+        if let Some(ns) = &node.netns {
+            if let Ok(out) = run(&["ip", "netns", "pids", ns]) {
+                for pid in out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+                    kill(pid, Signal::SIGKILL);
+                }
+            }
+            if let Err(e) = run(&["ip", "netns", "del", ns]) {
+                if !e.to_string().contains("No such file") {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if let Some(veth) = &node.veth {
+            let _ = run(&["ip", "link", "del", veth]);
+        }
+    }
+    if let Some(bridge) = &record.bridge {
+        let _ = run(&["ip", "link", "del", bridge]);
+    }
+    if !errors.is_empty() {
+        return Err(Error::Invalid(format!(
+            "cleanup incomplete: {}",
+            errors.join("; ")
+        )));
+    }
+    fs_err::remove_dir_all(state_dir.join(name))?;
+    if current(state_dir).as_deref() == Some(name) {
+        let _ = fs_err::remove_file(state_dir.join("current"));
+    }
+    Ok(())
+}
+
+/// Every recorded cluster, by name.
+pub fn list(state_dir: &Path) -> Vec<Record> {
+    let Ok(entries) = fs_err::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("cluster.json").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|n| load(state_dir, &n).ok())
+        .collect()
+}
+
+/// Whether a node's supervisor lives and reports every unit running.
+pub fn node_healthy(node: &Node) -> bool {
+    node.pid.is_some_and(pid_alive)
+        && status::read(&crate::units::run_dir_of(&node.work_dir)).is_ok_and(|s| s.healthy())
+}
