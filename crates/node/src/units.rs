@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use dcos_ports::preflight::bind_address;
 use dcos_ports::{rows_of_unit, units_for, NodeRole, PortRow, PortSpec};
@@ -34,7 +35,12 @@ const START_ORDER: &[&str] = &[
 ];
 
 /// The units whose component dcos-rs has built.
-const BUILT: &[&str] = &["dcos-pkgpanda-api.service", "dcos-history-service.service"];
+const BUILT: &[&str] = &[
+    "dcos-pkgpanda-api.service",
+    "dcos-mesos-master.service",
+    "dcos-history-service.service",
+    "dcos-mesos-slave.service",
+];
 
 /// One unit of a role.
 #[derive(Clone, Debug)]
@@ -176,6 +182,53 @@ pub async fn run_unit(
         )
         .await
         .map_err(|e| failed(e.into())),
+        "dcos-mesos-master.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            dcos_mesos::master::serve(
+                dcos_mesos::master::Config {
+                    listen: SocketAddr::new(ip, 5050),
+                    cluster: config.cluster_name.clone(),
+                    allocation_interval: Duration::from_secs_f64(
+                        config.mesos.allocation_interval_secs,
+                    ),
+                    agent_ping_timeout: Duration::from_secs_f64(
+                        config.mesos.agent_ping_timeout_secs,
+                    ),
+                    weights: Default::default(),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-mesos-slave.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let agent_dir = config.work_dir.join("mesos-agent");
+            fs_err::create_dir_all(&agent_dir).map_err(|e| failed(e.into()))?;
+            let (cpus, mem, disk) = dcos_mesos::agent::Config::host_resources(&agent_dir);
+            let mut attributes = config.agent.attributes.clone();
+            if role == NodeRole::AgentPublic {
+                attributes.insert("public_ip".into(), "true".into());
+            }
+            dcos_mesos::agent::serve(
+                dcos_mesos::agent::Config {
+                    listen: SocketAddr::new(ip, 5051),
+                    masters: config.master_addrs(),
+                    work_dir: agent_dir,
+                    resources: dcos_mesos::resources::Resources {
+                        cpus: config.agent.cpus.unwrap_or(cpus),
+                        mem: config.agent.mem.unwrap_or(mem),
+                        disk: config.agent.disk.unwrap_or(disk),
+                        gpus: config.agent.gpus.unwrap_or(0.0),
+                        ports: config.task_ranges(role),
+                    },
+                    attributes,
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
         other => Err(UnitError::NotBuilt { unit: other.into() }),
     }
 }

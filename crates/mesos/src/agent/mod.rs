@@ -1,0 +1,1222 @@
+//! The Mesos agent (`dcos-mesos-slave.service`, port 5051).
+//!
+//! It registers with the leading master over the agent protocol, runs command tasks with a
+//! built-in command executor (each task in its own sandbox and process group), delivers
+//! status updates at least once and in order per task (retried until acknowledged), and
+//! checkpoints every task so a restarted agent re-attaches to the ones still running.
+
+pub mod sandbox;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dcos_ports::RangeSet;
+use futures::StreamExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, FrameworkInfo, Id, TaskInfo, TaskStatus};
+use crate::protocol::{AgentCall, AgentEvent, AgentInfo, TaskReport, AGENT_API_PATH};
+use crate::recordio;
+use crate::resources::Resources;
+
+/// Default time between SIGTERM and SIGKILL when a task has no kill policy.
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+/// Unacknowledged updates are resent this often.
+const UPDATE_RETRY: Duration = Duration::from_secs(10);
+/// A master stream silent for this long is considered lost.
+const MASTER_SILENCE: Duration = Duration::from_secs(45);
+
+/// The agent's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen (the node's IP, port 5051).
+    pub listen: SocketAddr,
+    /// The masters (`ip:5050`), tried in order.
+    pub masters: Vec<SocketAddr>,
+    /// Sandboxes and checkpoints live here.
+    pub work_dir: PathBuf,
+    /// Advertised resources (ports: the contract's ranges minus co-located component ports).
+    pub resources: Resources,
+    /// Text attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Detects cpus, memory and disk from the host.
+    pub fn host_resources(work_dir: &Path) -> (f64, f64, f64) {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0);
+        let mem_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(1024.0 * 1024.0);
+        // Mesos leaves the larger of 1 GiB and half the memory to the system on small hosts.
+        let mem_mb = mem_kb / 1024.0;
+        let mem = (mem_mb - (1024.0f64).min(mem_mb / 2.0)).max(32.0);
+        let disk = nix::sys::statvfs::statvfs(work_dir)
+            .map(|s| (s.blocks_available() as f64) * (s.fragment_size() as f64) / 1_048_576.0)
+            .unwrap_or(10240.0);
+        let disk = (disk - (5120.0f64).min(disk / 2.0)).max(0.0);
+        (cpus, mem.floor(), disk.floor())
+    }
+}
+
+/// Errors starting or running the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The port could not be bound.
+    #[error("failed to bind the Mesos agent on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The work dir is unusable.
+    #[error("cannot use agent work dir {path}")]
+    WorkDir {
+        /// The dir.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("Mesos agent on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One task run, checkpointed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Run {
+    framework: FrameworkInfo,
+    task: TaskInfo,
+    executor_id: String,
+    container_id: String,
+    sandbox: PathBuf,
+    pid: Option<u32>,
+    state: String,
+    killing: bool,
+    /// Updates not yet acknowledged, oldest first; the head is the one in flight.
+    pending: VecDeque<TaskStatus>,
+    last_status: Option<TaskStatus>,
+    started: f64,
+    /// The uuid of the update last sent and when, so the head is resent only on retry.
+    #[serde(skip)]
+    last_sent: Option<(String, std::time::Instant)>,
+}
+
+impl Run {
+    fn framework_id(&self) -> String {
+        self.framework
+            .id
+            .as_ref()
+            .map(|i| i.value.clone())
+            .unwrap_or_default()
+    }
+
+    fn key(&self) -> String {
+        format!("{}__{}", self.framework_id(), self.task.task_id.value)
+    }
+}
+
+struct AgentState {
+    id: Option<String>,
+    runs: BTreeMap<String, Run>,
+    master: Option<SocketAddr>,
+    start_time: f64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<AgentState>>,
+    config: Arc<Config>,
+    client: reqwest::Client,
+    /// Wakes the update sender.
+    updates: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn meta_dir(&self) -> PathBuf {
+        self.config.work_dir.join("meta")
+    }
+
+    fn host(&self) -> String {
+        self.config.listen.ip().to_string()
+    }
+
+    fn endpoint(&self) -> String {
+        self.config.listen.to_string()
+    }
+
+    /// Writes a run's checkpoint (atomic rename), or removes it once it is terminal and acknowledged.
+    fn checkpoint(&self, run: &Run) {
+        let dir = self.meta_dir().join("tasks");
+        let path = dir.join(format!("{}.json", run.key()));
+        if api::state::is_terminal(&run.state) && run.pending.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        let result = (|| -> std::io::Result<()> {
+            fs_err::create_dir_all(&dir)?;
+            let tmp = path.with_extension("tmp");
+            let text = serde_json::to_vec(run).map_err(std::io::Error::other)?;
+            let f = fs_err::File::create(&tmp)?;
+            std::io::Write::write_all(&mut &f, &text)?;
+            f.sync_all()?;
+            fs_err::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, task = %run.key(), "cannot checkpoint task");
+        }
+    }
+
+    /// Queues a status update for a run (sent and retried until acknowledged).
+    fn update(&self, key: &str, state: &str, message: Option<String>, reason: Option<&str>) {
+        let mut st = self.lock();
+        let agent_id = st.id.clone();
+        let Some(run) = st.runs.get_mut(key) else {
+            return;
+        };
+        let mut status = TaskStatus {
+            task_id: run.task.task_id.clone(),
+            state: state.into(),
+            message,
+            source: Some("SOURCE_EXECUTOR".into()),
+            reason: reason.map(str::to_string),
+            agent_id: agent_id.map(Id::new),
+            executor_id: Some(Id::new(&run.executor_id)),
+            timestamp: Some(api::now_secs()),
+            uuid: Some(api::new_update_uuid()),
+            ..TaskStatus::default()
+        };
+        if state == "TASK_RUNNING" || state == "TASK_STARTING" {
+            status.container_status = Some(json!({
+                "container_id": {"value": run.container_id},
+                "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": self.host()}]}],
+                "executor_pid": run.pid,
+            }));
+        }
+        run.state = state.into();
+        run.last_status = Some(status.clone());
+        run.pending.push_back(status);
+        let run = run.clone();
+        drop(st);
+        self.checkpoint(&run);
+        self.updates.notify_one();
+    }
+}
+
+/// Binds the configured address and serves until `shutdown` is cancelled.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on an already-bound listener until `shutdown` is cancelled.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let mut config = config;
+    config.listen = addr;
+    fs_err::create_dir_all(config.work_dir.join("meta")).map_err(|source| Error::WorkDir {
+        path: config.work_dir.clone(),
+        source,
+    })?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let shared = Shared {
+        state: Arc::new(Mutex::new(AgentState {
+            id: None,
+            runs: BTreeMap::new(),
+            master: None,
+            start_time: api::now_secs(),
+        })),
+        config: Arc::new(config),
+        client,
+        updates: Arc::new(Notify::new()),
+    };
+    recover(&shared);
+    tracing::info!(%addr, "listening for Mesos agent requests");
+    let server = axum::serve(listener, router(shared.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let master_loop = master_loop(shared.clone(), shutdown.clone());
+    let sender = update_sender(shared.clone(), shutdown.clone());
+    let (served, (), ()) = tokio::join!(
+        std::future::IntoFuture::into_future(server),
+        master_loop,
+        sender
+    );
+    served.map_err(|source| Error::Serve { addr, source })
+}
+
+/// Loads the agent id and checkpointed runs, re-attaching to tasks that still run.
+fn recover(shared: &Shared) {
+    let meta = shared.meta_dir();
+    let id = fs_err::read_to_string(meta.join("agent_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let mut runs = Vec::new();
+    if let Ok(entries) = fs_err::read_dir(meta.join("tasks")) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                match fs_err::read(e.path()).map(|b| serde_json::from_slice::<Run>(&b)) {
+                    Ok(Ok(run)) => runs.push(run),
+                    _ => {
+                        tracing::warn!(path = %e.path().display(), "unreadable task checkpoint; ignoring it")
+                    }
+                }
+            }
+        }
+    }
+    {
+        let mut st = shared.lock();
+        st.id = id;
+        for run in &runs {
+            st.runs.insert(run.key(), run.clone());
+        }
+    }
+    for run in runs {
+        if api::state::is_terminal(&run.state) {
+            continue;
+        }
+        let key = run.key();
+        match run.pid.filter(|p| pid_alive(*p)) {
+            Some(pid) => {
+                tracing::info!(task = %key, pid, "re-attached to running task");
+                tokio::spawn(watch_recovered(shared.clone(), key, pid));
+            }
+            None => {
+                let (state, message) = exit_status(&run.sandbox, run.killing);
+                tracing::info!(task = %key, state, "task ended while the agent was down");
+                shared.update(
+                    &key,
+                    state,
+                    Some(message),
+                    Some("REASON_COMMAND_EXECUTOR_FAILED").filter(|_| state == "TASK_FAILED"),
+                );
+            }
+        }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(|c| c != "Z" && c != "X"))
+        })
+        .unwrap_or(false)
+}
+
+/// What the exit-status file the command executor's wrapper writes says.
+fn exit_status(sandbox: &Path, killing: bool) -> (&'static str, String) {
+    if killing {
+        return (
+            "TASK_KILLED",
+            "Command terminated with signal Terminated".into(),
+        );
+    }
+    match std::fs::read_to_string(sandbox.join(".exit_status"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        Some(0) => ("TASK_FINISHED", "Command exited with status 0".into()),
+        Some(code) if code > 128 => (
+            "TASK_FAILED",
+            format!("Command terminated with signal {}", signal_name(code - 128)),
+        ),
+        Some(code) => ("TASK_FAILED", format!("Command exited with status {code}")),
+        None => (
+            "TASK_FAILED",
+            "Command terminated while the agent was down; its exit status is unknown".into(),
+        ),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig)
+        .map(|s| s.as_str().trim_start_matches("SIG").to_string())
+        .unwrap_or_else(|_| sig.to_string())
+}
+
+async fn watch_recovered(shared: Shared, key: String, pid: u32) {
+    while pid_alive(pid) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (sandbox, killing) = {
+        let st = shared.lock();
+        match st.runs.get(&key) {
+            Some(r) => (r.sandbox.clone(), r.killing),
+            None => return,
+        }
+    };
+    let (state, message) = exit_status(&sandbox, killing);
+    shared.update(&key, state, Some(message), None);
+}
+
+// === the master connection ===
+
+fn reports(shared: &Shared) -> Vec<TaskReport> {
+    shared
+        .lock()
+        .runs
+        .values()
+        .filter(|r| !api::state::is_terminal(&r.state))
+        .map(|r| TaskReport {
+            framework: r.framework.clone(),
+            task: r.task.clone(),
+            state: r.state.clone(),
+            status: r.last_status.clone(),
+        })
+        .collect()
+}
+
+/// The advertised resources: configured, minus ports something outside the agent holds.
+fn advertised(shared: &Shared) -> Resources {
+    let mut total = shared.config.resources.clone();
+    let ours: RangeSet = shared
+        .lock()
+        .runs
+        .values()
+        .filter(|r| !api::state::is_terminal(&r.state))
+        .fold(RangeSet::new(), |acc, r| {
+            acc.union(&RangeSet::from_ranges(
+                sandbox::task_ports(&r.task.resources)
+                    .into_iter()
+                    .map(|p| (p, p)),
+            ))
+        });
+    let bound = bound_ports().subtract(&ours);
+    total.ports = total.ports.subtract(&bound);
+    total
+}
+
+/// Ports bound on this host (its network namespace), TCP listeners and UDP sockets.
+fn bound_ports() -> RangeSet {
+    let mut set = RangeSet::new();
+    for (file, state) in [
+        ("/proc/net/tcp", "0A"),
+        ("/proc/net/tcp6", "0A"),
+        ("/proc/net/udp", "07"),
+        ("/proc/net/udp6", "07"),
+    ] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.get(3) != Some(&state) {
+                continue;
+            }
+            if let Some(port) = cols
+                .get(1)
+                .and_then(|l| l.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            {
+                set.insert(port, port);
+            }
+        }
+    }
+    set
+}
+
+async fn master_loop(shared: Shared, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    let mut i = 0usize;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let masters = &shared.config.masters;
+        if masters.is_empty() {
+            tracing::error!("no masters configured");
+            return;
+        }
+        let master = masters[i % masters.len()];
+        i += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = follow_master(&shared, master) => {
+                match result {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(e) => tracing::debug!(%master, error = %e, "master connection failed"),
+                }
+            }
+        }
+        shared.lock().master = None;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()> {
+    let resources = advertised(shared);
+    let agent_id = shared.lock().id.clone().map(Id::new);
+    let call = AgentCall::Subscribe {
+        agent_id,
+        info: AgentInfo {
+            hostname: shared.host(),
+            port: shared.config.listen.port(),
+            resources: resources.to_api(None),
+            attributes: shared.config.attributes.clone(),
+            version: crate::MESOS_VERSION.into(),
+        },
+        tasks: reports(shared),
+    };
+    let resp = shared
+        .client
+        .post(format!("http://{master}{AGENT_API_PATH}"))
+        .json(&call)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "master answered {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let mut body = resp.bytes_stream();
+    let mut decoder = recordio::Decoder::new();
+    loop {
+        let chunk = tokio::time::timeout(MASTER_SILENCE, body.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("master silent for {MASTER_SILENCE:?}"))?;
+        let Some(chunk) = chunk else {
+            anyhow::bail!("master closed the stream")
+        };
+        decoder.feed(&chunk?);
+        while let Some(record) = decoder.next_record()? {
+            let event: AgentEvent = serde_json::from_slice(&record)?;
+            handle_event(shared, master, event);
+        }
+    }
+}
+
+fn handle_event(shared: &Shared, master: SocketAddr, event: AgentEvent) {
+    match event {
+        AgentEvent::Registered { agent_id, .. } => {
+            let meta = shared.meta_dir();
+            if let Err(e) = fs_err::write(meta.join("agent_id"), &agent_id.value) {
+                tracing::error!(error = %e, "cannot checkpoint the agent id");
+            }
+            {
+                let mut st = shared.lock();
+                st.id = Some(agent_id.value.clone());
+                st.master = Some(master);
+                for run in st.runs.values_mut() {
+                    run.last_sent = None;
+                }
+            }
+            tracing::info!(agent_id = %agent_id.value, %master, "registered with master");
+            shared.updates.notify_one();
+        }
+        AgentEvent::RunTask { framework, task } => launch(shared, framework, task),
+        AgentEvent::KillTask {
+            framework_id,
+            task_id,
+            grace_period_ns,
+        } => {
+            let key = format!("{}__{}", framework_id.value, task_id.value);
+            kill(
+                shared,
+                &key,
+                grace_period_ns.map(|n| Duration::from_nanos(n.max(0) as u64)),
+            );
+        }
+        AgentEvent::Acknowledge {
+            framework_id,
+            task_id,
+            uuid,
+        } => {
+            let key = format!("{}__{}", framework_id.value, task_id.value);
+            let run = {
+                let mut st = shared.lock();
+                let Some(run) = st.runs.get_mut(&key) else {
+                    return;
+                };
+                if run.pending.front().and_then(|s| s.uuid.as_deref()) == Some(uuid.as_str()) {
+                    run.pending.pop_front();
+                }
+                let run = run.clone();
+                if api::state::is_terminal(&run.state) && run.pending.is_empty() {
+                    st.runs.remove(&key);
+                    completed(&mut st, run.clone());
+                }
+                run
+            };
+            shared.checkpoint(&run);
+            shared.updates.notify_one();
+        }
+        AgentEvent::ShutdownFramework { framework_id } => {
+            let keys: Vec<String> = shared
+                .lock()
+                .runs
+                .values()
+                .filter(|r| r.framework_id() == framework_id.value)
+                .map(Run::key)
+                .collect();
+            for key in keys {
+                kill(shared, &key, None);
+            }
+        }
+        AgentEvent::FrameworkMessage { .. } | AgentEvent::Heartbeat => {}
+    }
+}
+
+/// Keeps a bounded history of completed runs for `/state`.
+fn completed(st: &mut AgentState, run: Run) {
+    let key = format!("completed::{}", run.key());
+    st.runs.insert(key, run);
+    let done: Vec<String> = st
+        .runs
+        .keys()
+        .filter(|k| k.starts_with("completed::"))
+        .cloned()
+        .collect();
+    for k in done.iter().take(done.len().saturating_sub(1000)) {
+        st.runs.remove(k);
+    }
+}
+
+/// Sends the head of every run's update queue to the master, now and every retry period.
+async fn update_sender(shared: Shared, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = shared.updates.notified() => {}
+            _ = tokio::time::sleep(UPDATE_RETRY) => {}
+        }
+        let (master, agent_id, heads) = {
+            let mut st = shared.lock();
+            let now = std::time::Instant::now();
+            let heads: Vec<(String, TaskStatus)> = st
+                .runs
+                .iter_mut()
+                .filter(|(k, _)| !k.starts_with("completed::"))
+                .filter_map(|(_, r)| {
+                    let head = r.pending.front()?.clone();
+                    let uuid = head.uuid.clone().unwrap_or_default();
+                    let due = match &r.last_sent {
+                        Some((sent, at)) => {
+                            *sent != uuid || now.duration_since(*at) >= UPDATE_RETRY
+                        }
+                        None => true,
+                    };
+                    due.then(|| {
+                        r.last_sent = Some((uuid, now));
+                        (r.framework_id(), head)
+                    })
+                })
+                .collect();
+            (st.master, st.id.clone(), heads)
+        };
+        let (Some(master), Some(agent_id)) = (master, agent_id) else {
+            continue;
+        };
+        for (framework_id, status) in heads {
+            let call = AgentCall::Update {
+                agent_id: Id::new(&agent_id),
+                framework_id: Id::new(framework_id),
+                status,
+            };
+            let url = format!("http://{master}{AGENT_API_PATH}");
+            if let Err(e) = shared
+                .client
+                .post(&url)
+                .timeout(Duration::from_secs(5))
+                .json(&call)
+                .send()
+                .await
+            {
+                tracing::debug!(error = %e, "status update not delivered; will retry");
+            }
+        }
+    }
+}
+
+// === running tasks ===
+
+fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
+    let framework_id = framework
+        .id
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let executor_id = task
+        .executor
+        .as_ref()
+        .map(|e| e.executor_id.value.clone())
+        .unwrap_or_else(|| task.task_id.value.clone());
+    let container_id = uuid::Uuid::new_v4().to_string();
+    let agent_id = shared.lock().id.clone().unwrap_or_default();
+    let sandbox = sandbox::sandbox_dir(
+        &shared.config.work_dir,
+        &agent_id,
+        &framework_id,
+        &executor_id,
+        &container_id,
+    );
+    let run = Run {
+        framework,
+        task: task.clone(),
+        executor_id: executor_id.clone(),
+        container_id,
+        sandbox: sandbox.clone(),
+        pid: None,
+        state: "TASK_STAGING".into(),
+        killing: false,
+        pending: VecDeque::new(),
+        last_status: None,
+        started: api::now_secs(),
+        last_sent: None,
+    };
+    let key = run.key();
+    if shared
+        .lock()
+        .runs
+        .get(&key)
+        .is_some_and(|r| !api::state::is_terminal(&r.state))
+    {
+        tracing::warn!(task = %key, "task already running; ignoring the duplicate launch");
+        return;
+    }
+    shared.lock().runs.insert(key.clone(), run.clone());
+    shared.checkpoint(&run);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        match start(&shared, &key, &task, &framework_id, &executor_id, &sandbox).await {
+            Ok(child) => supervise(shared, key, child).await,
+            Err(e) => {
+                tracing::warn!(task = %key, error = %e, "task failed to start");
+                shared.update(
+                    &key,
+                    "TASK_FAILED",
+                    Some(format!("Failed to launch container: {e}")),
+                    Some("REASON_CONTAINER_LAUNCH_FAILED"),
+                );
+            }
+        }
+    });
+}
+
+async fn fetch(shared: &Shared, uri: &crate::api::Uri, sandbox: &Path) -> anyhow::Result<()> {
+    let name = uri.output_file.clone().unwrap_or_else(|| {
+        uri.value
+            .rsplit('/')
+            .next()
+            .unwrap_or("download")
+            .to_string()
+    });
+    let target = sandbox.join(&name);
+    if uri.value.starts_with("http://") || uri.value.starts_with("https://") {
+        let resp = shared
+            .client
+            .get(&uri.value)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await?
+            .error_for_status()?;
+        fs_err::write(&target, resp.bytes().await?)?;
+    } else {
+        let src = uri.value.strip_prefix("file://").unwrap_or(&uri.value);
+        fs_err::copy(src, &target)?;
+    }
+    if uri.executable == Some(true) {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+async fn start(
+    shared: &Shared,
+    key: &str,
+    task: &TaskInfo,
+    framework_id: &str,
+    executor_id: &str,
+    sandbox: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    fs_err::create_dir_all(sandbox)?;
+    let command = task
+        .executor
+        .as_ref()
+        .and_then(|e| e.command.clone())
+        .or_else(|| task.command.clone())
+        .unwrap_or_default();
+    for uri in &command.uris {
+        fetch(shared, uri, sandbox)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to fetch '{}': {e}", uri.value))?;
+    }
+    let argv: Vec<String> = if command.shell.unwrap_or(true) {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            command.value.clone().unwrap_or_default(),
+        ]
+    } else {
+        let program = command
+            .value
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("command.value is required when shell is false"))?;
+        let mut argv = vec![program];
+        argv.extend(command.arguments.iter().skip(1).cloned());
+        argv
+    };
+    let stdout = fs_err::File::create(sandbox.join("stdout"))?.into_parts().0;
+    let stderr = fs_err::File::create(sandbox.join("stderr"))?.into_parts().0;
+    // The built-in command executor: a shell that runs the task and records its exit status in
+    // the sandbox, so an agent restarted meanwhile still learns how the task ended.
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("\"$@\"; echo $? > .exit_status")
+        .arg("mesos-command-executor")
+        .args(&argv)
+        .current_dir(sandbox)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .envs(sandbox::task_env(
+            task,
+            &shared.host(),
+            sandbox,
+            framework_id,
+            executor_id,
+            &shared.endpoint(),
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own process group: killing the task kills all it started, and stopping the
+        // agent does not kill the task.
+        .process_group(0);
+    if task.executor.is_some() {
+        cmd.env("MESOS_CHECKPOINT", "1")
+            .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs")
+            .env("MESOS_HTTP_COMMAND_EXECUTOR", "0");
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let run = {
+        let mut st = shared.lock();
+        let Some(run) = st.runs.get_mut(key) else {
+            anyhow::bail!("task vanished")
+        };
+        run.pid = pid;
+        run.clone()
+    };
+    shared.checkpoint(&run);
+    shared.update(key, "TASK_STARTING", None, None);
+    shared.update(key, "TASK_RUNNING", None, None);
+    tracing::info!(task = %key, pid, "task running");
+    Ok(child)
+}
+
+async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
+    let status = child.wait().await;
+    let killing = shared.lock().runs.get(&key).is_some_and(|r| r.killing);
+    let (state, message, reason) = match status {
+        _ if killing => (
+            "TASK_KILLED",
+            "Command terminated with signal Terminated".to_string(),
+            None,
+        ),
+        Ok(s) if s.success() => ("TASK_FINISHED", "Command exited with status 0".into(), None),
+        Ok(s) => {
+            let code = std::fs::read_to_string(
+                shared
+                    .lock()
+                    .runs
+                    .get(&key)
+                    .map(|r| r.sandbox.join(".exit_status"))
+                    .unwrap_or_default(),
+            )
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+            let msg = match (code, std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(c), _) if c > 128 => {
+                    format!("Command terminated with signal {}", signal_name(c - 128))
+                }
+                (Some(c), _) => format!("Command exited with status {c}"),
+                (None, Some(sig)) => format!("Command terminated with signal {}", signal_name(sig)),
+                (None, None) => format!("Command exited with status {}", s.code().unwrap_or(-1)),
+            };
+            ("TASK_FAILED", msg, Some("REASON_COMMAND_EXECUTOR_FAILED"))
+        }
+        Err(e) => (
+            "TASK_FAILED",
+            format!("Failed to wait for the task: {e}"),
+            Some("REASON_EXECUTOR_TERMINATED"),
+        ),
+    };
+    tracing::info!(task = %key, state, %message, "task ended");
+    shared.update(&key, state, Some(message), reason);
+}
+
+fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
+    let (pid, grace) = {
+        let mut st = shared.lock();
+        let Some(run) = st.runs.get_mut(key) else {
+            tracing::warn!(task = %key, "kill for an unknown task");
+            return;
+        };
+        if api::state::is_terminal(&run.state) {
+            return;
+        }
+        run.killing = true;
+        let policy = run
+            .task
+            .kill_policy
+            .as_ref()
+            .and_then(|k| k.grace_period.as_ref())
+            .map(|g| Duration::from_nanos(g.nanoseconds.max(0) as u64));
+        (run.pid, grace.or(policy).unwrap_or(DEFAULT_KILL_GRACE))
+    };
+    shared.update(key, "TASK_KILLING", None, None);
+    let Some(pid) = pid else {
+        shared.update(
+            key,
+            "TASK_KILLED",
+            Some("Task killed before it started".into()),
+            None,
+        );
+        return;
+    };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let _ = killpg(group, Signal::SIGKILL);
+    });
+}
+
+// === HTTP ===
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/state", get(state))
+        .route("/state.json", get(state))
+        .route("/slave(1)/state", get(state))
+        .route("/slave(1)/state.json", get(state))
+        .route("/files/browse", get(files_browse))
+        .route("/files/browse.json", get(files_browse))
+        .route("/files/read", get(files_read))
+        .route("/files/read.json", get(files_read))
+        .route("/files/download", get(files_download))
+        .route("/files/download.json", get(files_download))
+        .route("/monitor/statistics", get(statistics))
+        .route("/monitor/statistics.json", get(statistics))
+        .route("/containers", get(containers))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/slave(1)/health", get(|| async { StatusCode::OK }))
+        .route(
+            "/version",
+            get(|| async { Json(crate::master::views::version()) }),
+        )
+        .route("/api/v1", post(operator))
+        .with_state(shared)
+}
+
+fn task_json(run: &Run, agent_id: &str) -> Value {
+    json!({
+        "id": run.task.task_id.value,
+        "name": run.task.name,
+        "framework_id": run.framework_id(),
+        "executor_id": if run.task.executor.is_some() { run.executor_id.clone() } else { String::new() },
+        "slave_id": agent_id,
+        "state": run.state,
+        "resources": Resources::from_api(&run.task.resources).unwrap_or_default().to_state_json(),
+        "statuses": run.last_status.iter().map(|s| json!({"state": s.state, "timestamp": s.timestamp, "container_status": s.container_status})).collect::<Vec<_>>(),
+        "labels": run.task.labels.as_ref().and_then(|l| l.get("labels").cloned()).unwrap_or(json!([])),
+        "discovery": run.task.discovery,
+    })
+}
+
+async fn state(State(shared): State<Shared>) -> Response {
+    let st = shared.lock();
+    let agent_id = st.id.clone().unwrap_or_default();
+    let mut frameworks: BTreeMap<String, (FrameworkInfo, Vec<&Run>, Vec<&Run>)> = BTreeMap::new();
+    for (k, run) in &st.runs {
+        let entry = frameworks
+            .entry(run.framework_id())
+            .or_insert_with(|| (run.framework.clone(), Vec::new(), Vec::new()));
+        if k.starts_with("completed::") || api::state::is_terminal(&run.state) {
+            entry.2.push(run);
+        } else {
+            entry.1.push(run);
+        }
+    }
+    let frameworks: Vec<Value> = frameworks
+        .into_iter()
+        .map(|(id, (info, live, done))| {
+            let executor = |run: &&Run, completed: bool| {
+                json!({
+                    "id": run.executor_id,
+                    "name": format!("Command Executor (Task: {}) (Command: sh -c '{}')", run.task.task_id.value, run.task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default()),
+                    "source": run.task.task_id.value,
+                    "container": run.container_id,
+                    "directory": run.sandbox.display().to_string(),
+                    "resources": Resources::from_api(&run.task.resources).unwrap_or_default().to_state_json(),
+                    "framework_id": id,
+                    "tasks": if completed { vec![] } else { vec![task_json(run, &agent_id)] },
+                    "queued_tasks": [],
+                    "completed_tasks": if completed { vec![task_json(run, &agent_id)] } else { vec![] },
+                })
+            };
+            json!({
+                "id": id,
+                "name": info.name,
+                "user": info.user,
+                "hostname": info.hostname,
+                "role": info.all_roles().first().cloned().unwrap_or_else(|| "*".into()),
+                "checkpoint": info.checkpoint.unwrap_or(false),
+                "failover_timeout": info.failover_timeout.unwrap_or(0.0),
+                "executors": live.iter().map(|r| executor(r, false)).collect::<Vec<_>>(),
+                "completed_executors": done.iter().map(|r| executor(r, true)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut v = crate::master::views::version();
+    let extra = json!({
+        "start_time": st.start_time,
+        "id": agent_id,
+        "pid": format!("slave(1)@{}", shared.endpoint()),
+        "hostname": shared.host(),
+        "resources": shared.config.resources.to_state_json(),
+        "attributes": shared.config.attributes,
+        "master_hostname": st.master.map(|m| m.ip().to_string()),
+        "flags": {"work_dir": shared.config.work_dir.display().to_string(), "port": shared.config.listen.port().to_string(), "master": shared.config.masters.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",")},
+        "frameworks": frameworks,
+        "completed_frameworks": [],
+        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
+    });
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
+        a.extend(b);
+    }
+    Json(v).into_response()
+}
+
+fn files_error(e: sandbox::FilesError) -> Response {
+    match e {
+        sandbox::FilesError::BadRequest(m) => (StatusCode::BAD_REQUEST, m).into_response(),
+        sandbox::FilesError::NotFound(m) => (StatusCode::NOT_FOUND, m).into_response(),
+    }
+}
+
+async fn files_browse(
+    State(shared): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = q.get("path").map(String::as_str).unwrap_or("");
+    match sandbox::resolve(&shared.config.work_dir, path).and_then(|p| sandbox::browse(&p)) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => files_error(e),
+    }
+}
+
+async fn files_read(
+    State(shared): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = q.get("path").map(String::as_str).unwrap_or("");
+    match sandbox::resolve(&shared.config.work_dir, path).and_then(|p| {
+        sandbox::read(
+            &p,
+            q.get("offset").map(String::as_str),
+            q.get("length").map(String::as_str),
+        )
+    }) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => files_error(e),
+    }
+}
+
+async fn files_download(
+    State(shared): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = q.get("path").map(String::as_str).unwrap_or("");
+    let resolved = match sandbox::resolve(&shared.config.work_dir, path) {
+        Ok(p) if p.is_file() => p,
+        Ok(_) => return (StatusCode::BAD_REQUEST, "Cannot download a directory").into_response(),
+        Err(e) => return files_error(e),
+    };
+    match tokio::fs::File::open(&resolved).await {
+        Ok(f) => {
+            let name = resolved
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename={name}"),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(_) => files_error(sandbox::FilesError::NotFound(format!(
+            "Failed to find '{path}'"
+        ))),
+    }
+}
+
+/// CPU times and RSS of a process tree's leader from /proc.
+fn proc_stats(pid: u32) -> Value {
+    let ticks = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let page = 4096.0;
+    json!({
+        "timestamp": api::now_secs(),
+        "cpus_user_time_secs": (num(11) + num(13)) / ticks,
+        "cpus_system_time_secs": (num(12) + num(14)) / ticks,
+        "mem_rss_bytes": (num(21) * page) as u64,
+    })
+}
+
+fn live_runs(st: &AgentState) -> Vec<&Run> {
+    st.runs
+        .iter()
+        .filter(|(k, r)| !k.starts_with("completed::") && !api::state::is_terminal(&r.state))
+        .map(|(_, r)| r)
+        .collect()
+}
+
+async fn statistics(State(shared): State<Shared>) -> Response {
+    let st = shared.lock();
+    let out: Vec<Value> = live_runs(&st)
+        .iter()
+        .map(|r| {
+            let res = Resources::from_api(&r.task.resources).unwrap_or_default();
+            let mut s = r.pid.map(proc_stats).unwrap_or_else(|| json!({}));
+            s["cpus_limit"] = json!(res.cpus);
+            s["mem_limit_bytes"] = json!((res.mem * 1_048_576.0) as u64);
+            json!({"executor_id": r.executor_id, "executor_name": r.task.name, "framework_id": r.framework_id(), "source": r.task.task_id.value, "statistics": s})
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+async fn containers(State(shared): State<Shared>) -> Response {
+    let st = shared.lock();
+    let out: Vec<Value> = live_runs(&st)
+        .iter()
+        .map(|r| {
+            json!({
+                "container_id": r.container_id,
+                "executor_id": r.executor_id,
+                "executor_name": r.task.name,
+                "framework_id": r.framework_id(),
+                "source": r.task.task_id.value,
+                "status": {"executor_pid": r.pid, "network_infos": [{"ip_addresses": [{"ip_address": shared.host()}]}]},
+                "statistics": r.pid.map(proc_stats),
+            })
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+async fn operator(State(shared): State<Shared>, body: Bytes) -> Response {
+    let call: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into Call protobuf: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let kind = call.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "GET_HEALTH" => Json(json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})).into_response(),
+        "GET_VERSION" => Json(json!({"type": "GET_VERSION", "get_version": {"version_info": crate::master::views::version()}})).into_response(),
+        "GET_CONTAINERS" => {
+            let st = shared.lock();
+            let list: Vec<Value> = live_runs(&st)
+                .iter()
+                .map(|r| json!({"framework_id": {"value": r.framework_id()}, "executor_id": {"value": r.executor_id}, "executor_name": r.task.name, "container_id": {"value": r.container_id}, "container_status": {"executor_pid": r.pid}}))
+                .collect();
+            Json(json!({"type": "GET_CONTAINERS", "get_containers": {"containers": list}})).into_response()
+        }
+        "GET_STATE" => {
+            let st = shared.lock();
+            let agent_id = st.id.clone().unwrap_or_default();
+            let tasks: Vec<Value> = live_runs(&st)
+                .iter()
+                .map(|r| json!({"name": r.task.name, "task_id": r.task.task_id, "framework_id": {"value": r.framework_id()}, "agent_id": {"value": agent_id}, "state": r.state, "resources": r.task.resources, "statuses": r.last_status.iter().collect::<Vec<_>>()}))
+                .collect();
+            let mut fws: Vec<Value> = live_runs(&st).iter().map(|r| json!({"framework_info": r.framework})).collect();
+            fws.dedup();
+            Json(json!({"type": "GET_STATE", "get_state": {"get_tasks": {"tasks": tasks, "completed_tasks": [], "queued_tasks": [], "launched_tasks": []}, "get_frameworks": {"frameworks": fws}, "get_executors": {"executors": []}}})).into_response()
+        }
+        "" => (StatusCode::BAD_REQUEST, "Failed to validate agent::Call: Expecting 'type' to be present").into_response(),
+        other => (StatusCode::NOT_IMPLEMENTED, format!("Operator call {other} is not supported by dcos-rs")).into_response(),
+    }
+}

@@ -1,0 +1,387 @@
+//! Wire types of the Mesos v1 HTTP API in its JSON form (protobuf field names, enums as
+//! strings). Fields this implementation does not interpret are kept as raw JSON so they are
+//! echoed back unchanged (container, health_check, labels, discovery, ...).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `{"value": "..."}`, the shape of every Mesos id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Id {
+    /// The id.
+    pub value: String,
+}
+
+impl Id {
+    /// Wraps a string.
+    pub fn new(value: impl Into<String>) -> Id {
+        Id {
+            value: value.into(),
+        }
+    }
+}
+
+/// A scalar value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scalar {
+    /// The value.
+    pub value: f64,
+}
+
+/// One inclusive range.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    /// First value.
+    pub begin: u64,
+    /// Last value.
+    pub end: u64,
+}
+
+/// A list of ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranges {
+    /// The ranges.
+    #[serde(default)]
+    pub range: Vec<Range>,
+}
+
+/// A set of strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Set {
+    /// The items.
+    #[serde(default)]
+    pub item: Vec<String>,
+}
+
+/// A resource (`cpus`, `mem`, `disk`, `gpus`, `ports`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// The resource's name.
+    pub name: String,
+    /// `SCALAR`, `RANGES` or `SET`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For scalars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalar: Option<Scalar>,
+    /// For ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Ranges>,
+    /// For sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Set>,
+    /// The (pre-1.5 style) role; `*` is unreserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The role the resource is allocated to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_info: Option<AllocationInfo>,
+}
+
+/// `{"role": "*"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationInfo {
+    /// The role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// An agent attribute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    /// Its name.
+    pub name: String,
+    /// `TEXT` (what dcos-rs produces), `SCALAR`, `RANGES` or `SET`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `TEXT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Text>,
+}
+
+/// `{"value": "..."}` for text attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Text {
+    /// The text.
+    pub value: String,
+}
+
+/// A framework's self-description.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkInfo {
+    /// The user tasks run as.
+    #[serde(default)]
+    pub user: String,
+    /// The framework's name.
+    #[serde(default)]
+    pub name: String,
+    /// Set when re-subscribing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Id>,
+    /// Seconds the master waits for a disconnected framework before tearing it down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_timeout: Option<f64>,
+    /// Whether its tasks are checkpointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<bool>,
+    /// Its role (single-role frameworks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Its roles (MULTI_ROLE frameworks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Its host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Its principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Its web UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webui_url: Option<String>,
+    /// Its capabilities, kept as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<Value>,
+    /// Its labels, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+}
+
+impl FrameworkInfo {
+    /// The roles the framework subscribes with (`*` when none).
+    pub fn all_roles(&self) -> Vec<String> {
+        if !self.roles.is_empty() {
+            self.roles.clone()
+        } else {
+            vec![self.role.clone().unwrap_or_else(|| "*".into())]
+        }
+    }
+}
+
+/// `{"name": .., "value": ..}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    /// Its name.
+    pub name: String,
+    /// Its value (secrets are not supported in OSS).
+    #[serde(default)]
+    pub value: String,
+    /// `VALUE` or `SECRET`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A task's environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The variables.
+    #[serde(default)]
+    pub variables: Vec<Variable>,
+}
+
+/// A URI the fetcher puts in the sandbox.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Uri {
+    /// The URI (a local path or http URL).
+    pub value: String,
+    /// chmod +x after fetching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<bool>,
+    /// Extract archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<bool>,
+    /// Keep a cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    /// The name to save it as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<String>,
+}
+
+/// What to run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// The command (a shell line, or the program when `shell` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Run through `/bin/sh -c` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<bool>,
+    /// argv when `shell` is false.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
+    /// Environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// Files to fetch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uris: Vec<Uri>,
+    /// The user to run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A custom executor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorInfo {
+    /// `DEFAULT` or `CUSTOM`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Its id.
+    pub executor_id: Id,
+    /// Its framework.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_id: Option<Id>,
+    /// What runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    /// Its own resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its container, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Value>,
+}
+
+/// A duration in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurationInfo {
+    /// Nanoseconds.
+    pub nanoseconds: i64,
+}
+
+/// How a task is killed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillPolicy {
+    /// Time between SIGTERM and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<DurationInfo>,
+}
+
+/// A task to launch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub task_id: Id,
+    /// The agent it runs on.
+    pub agent_id: Id,
+    /// Its resources.
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    /// A custom executor (absent: the built-in command executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorInfo>,
+    /// The command (command tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    /// Opaque data for the executor (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Kill policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_policy: Option<KillPolicy>,
+    /// Container, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Value>,
+    /// Health check, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<Value>,
+    /// Check, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Value>,
+    /// Labels, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+    /// Discovery info (named ports), kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Value>,
+}
+
+/// Mesos task states.
+pub mod state {
+    /// Every terminal state.
+    pub const TERMINAL: &[&str] = &[
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_ERROR",
+        "TASK_LOST",
+        "TASK_DROPPED",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+    ];
+
+    /// Whether `state` is terminal.
+    pub fn is_terminal(state: &str) -> bool {
+        TERMINAL.contains(&state)
+    }
+}
+
+/// A task's status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub task_id: Id,
+    /// `TASK_RUNNING`, ...
+    pub state: String,
+    /// A human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `SOURCE_MASTER`, `SOURCE_AGENT` or `SOURCE_EXECUTOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `REASON_...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Opaque data (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Id>,
+    /// The executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<Id>,
+    /// Seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<f64>,
+    /// The update's id (base64), present when it must be acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The health check's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Container status (network addresses), kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_status: Option<Value>,
+    /// Labels, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+}
+
+/// Filters on DECLINE/ACCEPT.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    /// How long the declined resources are not offered again (default 5 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse_seconds: Option<f64>,
+}
+
+/// Now, in seconds since the epoch, as Mesos timestamps are.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A new status-update uuid, base64 as Mesos's JSON renders `bytes`.
+pub fn new_update_uuid() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes())
+}

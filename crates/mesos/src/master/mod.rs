@@ -1,0 +1,780 @@
+//! The Mesos master (`dcos-mesos-master.service`, port 5050).
+//!
+//! - [`state`]: frameworks, agents, tasks and offers, and every transition between them.
+//! - [`allocator`]: weighted DRF, run in batches every allocation interval.
+//! - [`views`]: the JSON of the operator endpoints.
+//! - this module: the HTTP API (scheduler, agent, operator) and the periodic loop.
+
+pub mod allocator;
+pub mod state;
+pub mod views;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, RawForm, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_stream_shim::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, FrameworkInfo, Id};
+use crate::protocol::{AgentCall, AgentEvent};
+use crate::recordio;
+use crate::resources::Resources;
+
+use self::state::{CallError, Master};
+
+/// Seconds between heartbeats on scheduler and agent streams.
+pub const HEARTBEAT_SECS: f64 = 15.0;
+
+/// The master's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen (the node's IP, port 5050).
+    pub listen: SocketAddr,
+    /// The cluster's name (`cluster` in state).
+    pub cluster: String,
+    /// Batched allocation interval.
+    pub allocation_interval: Duration,
+    /// How long an agent may be disconnected before it is unreachable.
+    pub agent_ping_timeout: Duration,
+    /// Role weights for DRF.
+    pub weights: HashMap<String, f64>,
+}
+
+/// Errors starting or running the master.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The port could not be bound.
+    #[error("failed to bind the Mesos master on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("Mesos master on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared master state.
+#[derive(Clone)]
+pub struct Shared {
+    master: Arc<Mutex<Master>>,
+    config: Arc<Config>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Master> {
+        // A panic while holding the lock leaves consistent-enough state to keep serving.
+        self.master.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flags(&self) -> Value {
+        json!({
+            "allocation_interval": format!("{}secs", self.config.allocation_interval.as_secs_f64()),
+            "agent_ping_timeout": format!("{}secs", self.config.agent_ping_timeout.as_secs_f64()),
+            "cluster": self.config.cluster,
+            "port": self.config.listen.port().to_string(),
+            "ip": self.config.listen.ip().to_string(),
+            "authenticate_frameworks": "false",
+            "authenticate_agents": "false",
+        })
+    }
+}
+
+/// Binds the configured address and serves until `shutdown` is cancelled.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on an already-bound listener until `shutdown` is cancelled.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let mut config = config;
+    config.listen = addr;
+    let master = Master::new(
+        addr.ip().to_string(),
+        addr.port(),
+        config.cluster.clone(),
+        config.weights.clone(),
+    );
+    let shared = Shared {
+        master: Arc::new(Mutex::new(master)),
+        config: Arc::new(config),
+    };
+    tracing::info!(%addr, "listening for Mesos master requests");
+    let ticker = periodic(shared.clone(), shutdown.clone());
+    let server =
+        axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let (served, ()) = tokio::join!(std::future::IntoFuture::into_future(server), ticker);
+    served.map_err(|source| Error::Serve { addr, source })
+}
+
+/// Allocation, heartbeats, failover and agent timeouts.
+async fn periodic(shared: Shared, shutdown: CancellationToken) {
+    let mut alloc = tokio::time::interval(shared.config.allocation_interval);
+    alloc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(HEARTBEAT_SECS));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = alloc.tick() => {
+                let mut m = shared.lock();
+                m.expire_frameworks();
+                m.mark_unreachable(shared.config.agent_ping_timeout);
+                let decisions = allocator::allocate(&m, Instant::now());
+                m.make_offers(decisions);
+            }
+            _ = heartbeat.tick() => {
+                let mut m = shared.lock();
+                let beat = json!({"type": "HEARTBEAT"});
+                for fw in m.frameworks.values_mut() {
+                    if let Some(s) = &fw.stream {
+                        let _ = s.tx.try_send(recordio::encode(beat.to_string().as_bytes()));
+                    }
+                }
+                for agent in m.agents.values() {
+                    if let Some(tx) = &agent.tx {
+                        let _ = tx.try_send(AgentEvent::Heartbeat);
+                    }
+                }
+                m.publish(beat);
+            }
+        }
+    }
+}
+
+/// The HTTP routes, testable without a socket.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", post(scheduler))
+        .route(crate::protocol::AGENT_API_PATH, post(agent_api))
+        .route("/api/v1", post(operator))
+        .route("/state", get(state_endpoint))
+        .route("/state.json", get(state_endpoint))
+        .route("/master/state", get(state_endpoint))
+        .route("/master/state.json", get(state_endpoint))
+        .route("/state-summary", get(state_summary))
+        .route("/master/state-summary", get(state_summary))
+        .route("/master/slaves", get(slaves))
+        .route("/slaves", get(slaves))
+        .route("/master/frameworks", get(frameworks))
+        .route("/frameworks", get(frameworks))
+        .route("/master/tasks", get(tasks))
+        .route("/tasks", get(tasks))
+        .route("/master/redirect", get(redirect))
+        .route("/redirect", get(redirect))
+        .route("/master/teardown", post(teardown_endpoint))
+        .route("/teardown", post(teardown_endpoint))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/master/health", get(|| async { StatusCode::OK }))
+        .route("/version", get(|| async { Json(views::version()) }))
+        .route("/metrics/snapshot", get(metrics))
+        .route(
+            "/flags",
+            get(|State(s): State<Shared>| async move { Json(json!({"flags": s.flags()})) }),
+        )
+        .with_state(shared)
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
+}
+
+impl IntoResponse for CallError {
+    fn into_response(self) -> Response {
+        match self {
+            CallError::BadRequest(m) => text(StatusCode::BAD_REQUEST, m),
+            CallError::Forbidden(m) => text(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+/// Checks the request's media types as Mesos does: JSON in, JSON out.
+fn check_json(headers: &HeaderMap) -> Result<(), Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.is_empty() {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'Content-Type' to be present",
+        ));
+    }
+    if !ct.starts_with("application/json") {
+        return Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Expecting 'Content-Type' of application/json (dcos-rs does not speak application/x-protobuf); got '{ct}'"),
+        ));
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("application/json")
+        || accept.contains("*/*")
+        || accept.contains("application/*"))
+    {
+        return Err(text(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Expecting 'Accept' to allow application/json; got '{accept}'"),
+        ));
+    }
+    Ok(())
+}
+
+/// A RecordIO event stream response.
+fn stream_response(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    on_close: impl FnOnce() + Send + 'static,
+    extra: Option<(&'static str, String)>,
+) -> Response {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    let guard = Guard(Some(on_close));
+    // The guard lives as long as the body: when the client goes away, hyper drops the body.
+    let stream = ReceiverStream::new(rx).map(move |b| {
+        let _ = &guard;
+        Ok::<_, Infallible>(b)
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some((name, value)) = extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
+
+fn parse_call(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into Call protobuf: {e}"),
+            )
+        })
+        .and_then(|v| {
+            if v.is_object() {
+                Ok(v)
+            } else {
+                Err(text(
+                    StatusCode::BAD_REQUEST,
+                    "Failed to parse body into Call protobuf: not a JSON object",
+                ))
+            }
+        })
+}
+
+fn field<T: serde::de::DeserializeOwned>(
+    call: &Value,
+    pointer: &str,
+    what: &str,
+) -> Result<T, Response> {
+    let v = call.pointer(pointer).ok_or_else(|| {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to validate scheduler::Call: Expecting '{what}' to be present"),
+        )
+    })?;
+    serde_json::from_value(v.clone()).map_err(|e| {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to parse body into Call protobuf: '{what}': {e}"),
+        )
+    })
+}
+
+fn optional<T: serde::de::DeserializeOwned>(
+    call: &Value,
+    pointer: &str,
+    what: &str,
+) -> Result<Option<T>, Response> {
+    match call.pointer(pointer) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into Call protobuf: '{what}': {e}"),
+            )
+        }),
+    }
+}
+
+/// `POST /api/v1/scheduler`.
+async fn scheduler(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    match scheduler_call(shared, headers, body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn scheduler_call(
+    shared: Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    check_json(&headers)?;
+    let call = parse_call(&body)?;
+    let kind = call
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            text(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: Expecting 'type' to be present",
+            )
+        })?
+        .to_string();
+    if kind == "SUBSCRIBE" {
+        let info: FrameworkInfo = field(
+            &call,
+            "/subscribe/framework_info",
+            "subscribe.framework_info",
+        )?;
+        let call_fw = call.pointer("/framework_id/value").and_then(Value::as_str);
+        let info_fw = info.id.as_ref().map(|i| i.value.as_str());
+        if call_fw != info_fw {
+            return Err(text(StatusCode::BAD_REQUEST, "Failed to validate scheduler::Call: 'framework_id' differs from 'subscribe.framework_info.id'"));
+        }
+        if headers.contains_key("mesos-stream-id") {
+            return Err(text(StatusCode::BAD_REQUEST, "Failed to validate scheduler::Call: Subscribe calls should not include the 'Mesos-Stream-Id' header"));
+        }
+        let stream_id = uuid::Uuid::new_v4().to_string();
+        let (framework_id, rx) = shared
+            .lock()
+            .subscribe(info, stream_id.clone())
+            .map_err(IntoResponse::into_response)?;
+        let on_close = {
+            let shared = shared.clone();
+            let stream_id = stream_id.clone();
+            move || {
+                shared
+                    .lock()
+                    .framework_disconnected(&framework_id, &stream_id)
+            }
+        };
+        return Ok(stream_response(
+            rx,
+            on_close,
+            Some(("mesos-stream-id", stream_id)),
+        ));
+    }
+    let framework_id: Id = field(&call, "/framework_id", "framework_id")?;
+    let stream_id = headers.get("mesos-stream-id").and_then(|v| v.to_str().ok());
+    let mut m = shared.lock();
+    m.check_caller(&framework_id.value, stream_id)
+        .map_err(IntoResponse::into_response)?;
+    let fw = framework_id.value.as_str();
+    match kind.as_str() {
+        "TEARDOWN" => {
+            m.teardown(fw);
+        }
+        "ACCEPT" => {
+            let offer_ids: Vec<Id> = field(&call, "/accept/offer_ids", "accept.offer_ids")?;
+            let operations: Vec<Value> =
+                optional(&call, "/accept/operations", "accept.operations")?.unwrap_or_default();
+            let filters: Option<api::Filters> =
+                optional(&call, "/accept/filters", "accept.filters")?;
+            m.accept(fw, &offer_ids, &operations, filters.as_ref());
+        }
+        "DECLINE" => {
+            let offer_ids: Vec<Id> = field(&call, "/decline/offer_ids", "decline.offer_ids")?;
+            let filters: Option<api::Filters> =
+                optional(&call, "/decline/filters", "decline.filters")?;
+            m.decline(fw, &offer_ids, filters.as_ref());
+        }
+        "REVIVE" => m.revive(fw),
+        "SUPPRESS" => m.suppress(fw),
+        "KILL" => {
+            let task_id: Id = field(&call, "/kill/task_id", "kill.task_id")?;
+            let agent_id: Option<Id> = optional(&call, "/kill/agent_id", "kill.agent_id")?;
+            let grace: Option<i64> = optional(
+                &call,
+                "/kill/kill_policy/grace_period/nanoseconds",
+                "kill.kill_policy",
+            )?;
+            m.kill(fw, &task_id, agent_id.as_ref(), grace);
+        }
+        "SHUTDOWN" => {
+            let agent_id: Id = field(&call, "/shutdown/agent_id", "shutdown.agent_id")?;
+            let _executor_id: Id = field(&call, "/shutdown/executor_id", "shutdown.executor_id")?;
+            // Executors here run one task each: shutting one down is killing its tasks.
+            let tasks: Vec<Id> = m
+                .frameworks
+                .get(fw)
+                .map(|f| {
+                    f.tasks
+                        .values()
+                        .filter(|t| {
+                            t.info.agent_id == agent_id
+                                && t.executor_id.as_deref() == Some(_executor_id.value.as_str())
+                        })
+                        .map(|t| t.info.task_id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for t in tasks {
+                m.kill(fw, &t, Some(&agent_id), None);
+            }
+        }
+        "ACKNOWLEDGE" => {
+            let agent_id: Id = field(&call, "/acknowledge/agent_id", "acknowledge.agent_id")?;
+            let task_id: Id = field(&call, "/acknowledge/task_id", "acknowledge.task_id")?;
+            let uuid: String = field(&call, "/acknowledge/uuid", "acknowledge.uuid")?;
+            use base64::Engine as _;
+            if base64::engine::general_purpose::STANDARD
+                .decode(&uuid)
+                .map(|b| b.len())
+                != Ok(16)
+            {
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("Failed to validate scheduler::Call: Not a valid UUID: '{uuid}'"),
+                ));
+            }
+            m.acknowledge(fw, &agent_id, &task_id, uuid);
+        }
+        "RECONCILE" => {
+            let tasks: Vec<Value> =
+                optional(&call, "/reconcile/tasks", "reconcile.tasks")?.unwrap_or_default();
+            let mut list = Vec::new();
+            for t in tasks {
+                let task_id: Id = field(&t, "/task_id", "reconcile.tasks.task_id")?;
+                let agent_id: Option<Id> = optional(&t, "/agent_id", "reconcile.tasks.agent_id")?;
+                list.push((task_id, agent_id));
+            }
+            m.reconcile(fw, &list);
+        }
+        "MESSAGE" => {
+            let agent_id: Id = field(&call, "/message/agent_id", "message.agent_id")?;
+            let executor_id: Id = field(&call, "/message/executor_id", "message.executor_id")?;
+            let data: String = field(&call, "/message/data", "message.data")?;
+            m.framework_message(fw, &agent_id, &executor_id, data);
+        }
+        "REQUEST" => {}
+        other => {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to validate scheduler::Call: Unsupported call type '{other}'"),
+            ));
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /api/v1/agent`: the agent protocol.
+async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
+    let call: AgentCall = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse agent call: {e}"),
+            )
+        }
+    };
+    match call {
+        AgentCall::Subscribe {
+            agent_id,
+            info,
+            tasks,
+        } => {
+            let total = match Resources::from_api(&info.resources) {
+                Ok(r) => r,
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("Invalid agent resources: {e}"),
+                    )
+                }
+            };
+            let (id, session, rx) = shared.lock().agent_subscribe(agent_id, info, tasks, total);
+            let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
+            // Frame the agent's events on the way out.
+            let mut rx = rx;
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    let Ok(text) = serde_json::to_vec(&ev) else {
+                        continue;
+                    };
+                    if tx.send(recordio::encode(&text)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let on_close = move || shared.lock().agent_disconnected(&id, session);
+            stream_response(out, on_close, None)
+        }
+        AgentCall::Update {
+            agent_id,
+            framework_id,
+            status,
+        } => {
+            let mut m = shared.lock();
+            if !m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!("Agent {} is not registered", agent_id.value),
+                );
+            }
+            m.apply_update(&framework_id.value, status);
+            StatusCode::ACCEPTED.into_response()
+        }
+    }
+}
+
+async fn state_endpoint(State(shared): State<Shared>) -> Response {
+    let flags = shared.flags();
+    let v = views::state(&shared.lock(), &flags);
+    Json(v).into_response()
+}
+
+async fn state_summary(State(shared): State<Shared>) -> Response {
+    Json(views::state_summary(&shared.lock())).into_response()
+}
+
+async fn slaves(State(shared): State<Shared>) -> Response {
+    let m = shared.lock();
+    let mut agents: Vec<_> = m.agents.values().collect();
+    agents.sort_by_key(|a| a.id.clone());
+    Json(json!({
+        "slaves": agents.iter().map(|a| views::agent_v0(a)).collect::<Vec<_>>(),
+        "recovered_slaves": m.recovered_agents.iter().map(|(id, i)| json!({"id": id, "hostname": i.hostname, "port": i.port})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn frameworks(
+    State(shared): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let m = shared.lock();
+    let want = q.get("framework_id");
+    let mut fws: Vec<_> = m
+        .frameworks
+        .values()
+        .filter(|f| f.active)
+        .filter(|f| want.is_none_or(|w| w == f.id()))
+        .collect();
+    fws.sort_by_key(|f| f.id().to_string());
+    Json(json!({
+        "frameworks": fws.iter().map(|f| views::framework_v0(&m, f)).collect::<Vec<_>>(),
+        "completed_frameworks": m.completed_frameworks.iter().map(|f| views::framework_v0(&m, f)).collect::<Vec<_>>(),
+        "unregistered_frameworks": [],
+    }))
+    .into_response()
+}
+
+async fn tasks(State(shared): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let offset: usize = q.get("offset").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let descending = q.get("order").is_none_or(|o| o != "asc");
+    let m = shared.lock();
+    let mut all: Vec<&state::Task> = m
+        .frameworks
+        .values()
+        .filter(|f| q.get("framework_id").is_none_or(|w| w == f.id()))
+        .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
+        .filter(|t| q.get("task_id").is_none_or(|w| *w == t.info.task_id.value))
+        .collect();
+    all.sort_by(|a, b| {
+        let ta = a.statuses.first().and_then(|s| s.timestamp).unwrap_or(0.0);
+        let tb = b.statuses.first().and_then(|s| s.timestamp).unwrap_or(0.0);
+        ta.partial_cmp(&tb).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if descending {
+        all.reverse();
+    }
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(views::task_v0)
+        .collect();
+    Json(json!({"tasks": page})).into_response()
+}
+
+async fn redirect(State(shared): State<Shared>) -> Response {
+    let (ip, port) = {
+        let m = shared.lock();
+        (m.ip.clone(), m.port)
+    };
+    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("//{ip}:{port}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn teardown_endpoint(State(shared): State<Shared>, RawForm(form): RawForm) -> Response {
+    let body = String::from_utf8_lossy(&form).to_string();
+    let id = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("frameworkId="));
+    let Some(id) = id else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter in the request body",
+        );
+    };
+    if shared.lock().teardown(id) {
+        StatusCode::OK.into_response()
+    } else {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("No framework found with specified ID: {id}"),
+        )
+    }
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response {
+    Json(views::metrics(&shared.lock())).into_response()
+}
+
+/// `POST /api/v1`: the operator API.
+async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_json(&headers) {
+        return r;
+    }
+    let call = match parse_call(&body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let kind = call
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let m = shared.lock();
+    let get_tasks = || {
+        let tasks: Vec<Value> = m
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values())
+            .map(views::task_v1)
+            .collect();
+        let completed: Vec<Value> = m
+            .frameworks
+            .values()
+            .flat_map(|f| f.completed_tasks.iter())
+            .map(views::task_v1)
+            .collect();
+        json!({"tasks": tasks, "completed_tasks": completed, "pending_tasks": [], "orphan_tasks": [], "unreachable_tasks": []})
+    };
+    let get_agents = || json!({"agents": m.agents.values().map(views::agent_v1).collect::<Vec<_>>(), "recovered_agents": []});
+    let get_frameworks = || {
+        let fws: Vec<Value> = m
+            .frameworks
+            .values()
+            .map(|f| json!({"framework_info": f.info, "active": f.active, "connected": f.connected(), "recovered": f.recovered, "registered_time": {"nanoseconds": (f.registered_time * 1e9) as i64}}))
+            .collect();
+        let done: Vec<Value> = m.completed_frameworks.iter().map(|f| json!({"framework_info": f.info, "active": false, "connected": false, "recovered": false})).collect();
+        json!({"frameworks": fws, "completed_frameworks": done})
+    };
+    let get_state = || json!({"get_tasks": get_tasks(), "get_executors": {"executors": []}, "get_frameworks": get_frameworks(), "get_agents": get_agents()});
+    let v = match kind.as_str() {
+        "GET_HEALTH" => json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
+        "GET_VERSION" => {
+            json!({"type": "GET_VERSION", "get_version": {"version_info": views::version()}})
+        }
+        "GET_FLAGS" => {
+            json!({"type": "GET_FLAGS", "get_flags": {"flags": shared.flags().as_object().map(|o| o.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()).unwrap_or_default()}})
+        }
+        "GET_STATE" => json!({"type": "GET_STATE", "get_state": get_state()}),
+        "GET_AGENTS" => json!({"type": "GET_AGENTS", "get_agents": get_agents()}),
+        "GET_FRAMEWORKS" => json!({"type": "GET_FRAMEWORKS", "get_frameworks": get_frameworks()}),
+        "GET_TASKS" => json!({"type": "GET_TASKS", "get_tasks": get_tasks()}),
+        "GET_MASTER" => {
+            json!({"type": "GET_MASTER", "get_master": {"master_info": m.master_info(), "start_time": m.start_time, "elected_time": m.start_time}})
+        }
+        "SUBSCRIBE" => {
+            let snapshot = json!({"type": "SUBSCRIBED", "subscribed": {"get_state": get_state(), "heartbeat_interval_seconds": HEARTBEAT_SECS}});
+            drop(m);
+            let (tx, rx) = tokio::sync::mpsc::channel(state::STREAM_BUFFER);
+            let _ = tx.try_send(recordio::encode(snapshot.to_string().as_bytes()));
+            shared.lock().subscribers.push(tx);
+            return stream_response(rx, || {}, None);
+        }
+        "" => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate master::Call: Expecting 'type' to be present",
+            )
+        }
+        other => {
+            return text(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("Operator call {other} is not supported by dcos-rs"),
+            )
+        }
+    };
+    Json(v).into_response()
+}
+
+/// A tiny adapter from a tokio receiver to a `Stream`, to avoid a tokio-stream dependency.
+mod tokio_stream_shim {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::sync::mpsc::Receiver;
+
+    pub struct ReceiverStream<T>(Receiver<T>);
+
+    impl<T> ReceiverStream<T> {
+        pub fn new(rx: Receiver<T>) -> Self {
+            ReceiverStream(rx)
+        }
+    }
+
+    impl<T> futures::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}

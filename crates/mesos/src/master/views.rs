@@ -1,0 +1,365 @@
+//! JSON views of the master's state: the v0 endpoints (`/master/state`, `/state-summary`,
+//! `/master/slaves`, `/master/frameworks`, `/master/tasks`) and v1 operator objects.
+
+use serde_json::{json, Map, Value};
+
+use crate::api;
+
+use super::state::{Agent, Framework, Master, Task};
+
+/// Every task state Mesos counts in `state-summary`.
+const COUNTED_STATES: &[&str] = &[
+    "TASK_STAGING",
+    "TASK_STARTING",
+    "TASK_RUNNING",
+    "TASK_KILLING",
+    "TASK_FINISHED",
+    "TASK_KILLED",
+    "TASK_FAILED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_UNREACHABLE",
+];
+
+fn attributes(agent: &Agent) -> Value {
+    Value::Object(
+        agent
+            .info
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// A task in v0 form.
+pub fn task_v0(task: &Task) -> Value {
+    let statuses: Vec<Value> = task
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut v = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
+            if let Some(cs) = &s.container_status {
+                v["container_status"] = cs.clone();
+            }
+            if let Some(h) = s.healthy {
+                v["healthy"] = Value::Bool(h);
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({
+        "id": task.info.task_id.value,
+        "name": task.info.name,
+        "framework_id": task.framework_id,
+        "executor_id": task.executor_id.clone().unwrap_or_default(),
+        "slave_id": task.info.agent_id.value,
+        "state": task.state,
+        "resources": task.resources.to_state_json(),
+        "statuses": statuses,
+    });
+    for (key, field) in [
+        ("labels", &task.info.labels),
+        ("discovery", &task.info.discovery),
+        ("container", &task.info.container),
+        ("health_check", &task.info.health_check),
+    ] {
+        if let Some(val) = field {
+            // v0 renders labels as the list itself.
+            let val = if key == "labels" {
+                val.get("labels").cloned().unwrap_or_else(|| val.clone())
+            } else {
+                val.clone()
+            };
+            v[key] = val;
+        }
+    }
+    v
+}
+
+/// A task in v1 form (operator API and events).
+pub fn task_v1(task: &Task) -> Value {
+    let mut v = json!({
+        "name": task.info.name,
+        "task_id": task.info.task_id,
+        "framework_id": {"value": task.framework_id},
+        "agent_id": task.info.agent_id,
+        "state": task.state,
+        "resources": task.info.resources,
+        "statuses": task.statuses,
+    });
+    if let Some(e) = &task.executor_id {
+        v["executor_id"] = json!({"value": e});
+    }
+    for (key, field) in [
+        ("labels", &task.info.labels),
+        ("discovery", &task.info.discovery),
+        ("container", &task.info.container),
+    ] {
+        if let Some(val) = field {
+            v[key] = val.clone();
+        }
+    }
+    v
+}
+
+/// An agent in v0 form.
+pub fn agent_v0(agent: &Agent) -> Value {
+    let mut v = json!({
+        "id": agent.id,
+        "pid": agent.pid(),
+        "hostname": agent.info.hostname,
+        "port": agent.info.port,
+        "registered_time": agent.registered_time,
+        "resources": agent.total.to_state_json(),
+        "used_resources": agent.used.to_state_json(),
+        "offered_resources": agent.offered.to_state_json(),
+        "reserved_resources": {},
+        "unreserved_resources": agent.total.to_state_json(),
+        "attributes": attributes(agent),
+        "active": agent.active(),
+        "version": agent.info.version,
+        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
+    });
+    if let Some(t) = agent.reregistered_time {
+        v["reregistered_time"] = json!(t);
+    }
+    v
+}
+
+/// An agent in v1 form.
+pub fn agent_v1(agent: &Agent) -> Value {
+    json!({
+        "agent_info": {
+            "hostname": agent.info.hostname,
+            "port": agent.info.port,
+            "id": {"value": agent.id},
+            "resources": agent.total.to_api(None),
+            "attributes": agent.info.attributes.iter().map(|(k, v)| json!({"name": k, "type": "TEXT", "text": {"value": v}})).collect::<Vec<_>>(),
+        },
+        "active": agent.active(),
+        "version": agent.info.version,
+        "pid": agent.pid(),
+        "registered_time": {"nanoseconds": (agent.registered_time * 1e9) as i64},
+        "total_resources": agent.total.to_api(None),
+        "allocated_resources": agent.used.to_api(None),
+        "offered_resources": agent.offered.to_api(None),
+    })
+}
+
+/// A framework in v0 form.
+pub fn framework_v0(master: &Master, fw: &Framework) -> Value {
+    let offers: Vec<Value> = fw
+        .offers
+        .iter()
+        .filter_map(|id| master.offers.get(id))
+        .map(|o| json!({"id": o.id, "framework_id": o.framework_id, "slave_id": o.agent_id, "resources": o.resources.to_state_json()}))
+        .collect();
+    let mut v = json!({
+        "id": fw.id(),
+        "name": fw.info.name,
+        "pid": Value::Null,
+        "hostname": fw.info.hostname.clone().unwrap_or_default(),
+        "webui_url": fw.info.webui_url.clone().unwrap_or_default(),
+        "user": fw.info.user,
+        "role": fw.role(),
+        "roles": fw.info.all_roles(),
+        "principal": fw.info.principal,
+        "active": fw.active,
+        "connected": fw.connected(),
+        "recovered": fw.recovered,
+        "checkpoint": fw.info.checkpoint.unwrap_or(false),
+        "failover_timeout": fw.info.failover_timeout.unwrap_or(0.0),
+        "capabilities": fw.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
+        "registered_time": fw.registered_time,
+        "unregistered_time": 0,
+        "resources": fw.used.add(&fw.offered).to_state_json(),
+        "used_resources": fw.used.to_state_json(),
+        "offered_resources": fw.offered.to_state_json(),
+        "tasks": fw.tasks.values().map(task_v0).collect::<Vec<_>>(),
+        "unreachable_tasks": [],
+        "completed_tasks": fw.completed_tasks.iter().map(task_v0).collect::<Vec<_>>(),
+        "offers": offers,
+        "executors": [],
+    });
+    if let Some(t) = fw.reregistered_time {
+        v["reregistered_time"] = json!(t);
+    }
+    v
+}
+
+/// `/version`.
+pub fn version() -> Value {
+    json!({
+        "version": crate::MESOS_VERSION,
+        "git_tag": crate::MESOS_VERSION,
+        "git_sha": "",
+        "build_date": "",
+        "build_time": 0,
+        "build_user": "dcos-rs",
+        "dcos_rs_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `/master/state`.
+pub fn state(master: &Master, flags: &Value) -> Value {
+    let mut frameworks: Vec<&Framework> = master.frameworks.values().collect();
+    frameworks.sort_by_key(|f| f.id().to_string());
+    let mut agents: Vec<&Agent> = master.agents.values().collect();
+    agents.sort_by_key(|a| a.id.clone());
+    let mut v = version();
+    let extra = json!({
+        "start_time": master.start_time,
+        "elected_time": master.start_time,
+        "id": master.id,
+        "pid": master.pid(),
+        "hostname": master.ip,
+        "activated_slaves": agents.iter().filter(|a| a.active()).count(),
+        "deactivated_slaves": agents.iter().filter(|a| !a.active() && !a.unreachable).count(),
+        "unreachable_slaves": agents.iter().filter(|a| a.unreachable).count(),
+        "cluster": master.cluster,
+        "leader": master.pid(),
+        "leader_info": master.master_info(),
+        "flags": flags,
+        "slaves": agents.iter().map(|a| agent_v0(a)).collect::<Vec<_>>(),
+        "recovered_slaves": master.recovered_agents.iter().map(|(id, info)| json!({"id": id, "hostname": info.hostname, "port": info.port})).collect::<Vec<_>>(),
+        "frameworks": frameworks.iter().filter(|f| f.active).map(|f| framework_v0(master, f)).collect::<Vec<_>>(),
+        "completed_frameworks": master.completed_frameworks.iter().map(|f| framework_v0(master, f)).collect::<Vec<_>>(),
+        "orphan_tasks": [],
+        "unregistered_frameworks": [],
+    });
+    merge(&mut v, extra);
+    v
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+fn count_states<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value> {
+    let mut counts: Map<String, Value> = COUNTED_STATES
+        .iter()
+        .map(|s| (s.to_string(), json!(0)))
+        .collect();
+    for t in tasks {
+        if let Some(Value::Number(n)) = counts.get(&t.state) {
+            let n = n.as_u64().unwrap_or(0) + 1;
+            counts.insert(t.state.clone(), json!(n));
+        }
+    }
+    counts
+}
+
+/// `/master/state-summary`.
+pub fn state_summary(master: &Master) -> Value {
+    let mut agents: Vec<&Agent> = master.agents.values().collect();
+    agents.sort_by_key(|a| a.id.clone());
+    let all_tasks = || {
+        master
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
+    };
+    let slaves: Vec<Value> = agents
+        .iter()
+        .map(|a| {
+            let mut v = agent_v0(a);
+            let tasks: Vec<&Task> = all_tasks()
+                .filter(|t| t.info.agent_id.value == a.id)
+                .collect();
+            let mut fws: Vec<String> = tasks
+                .iter()
+                .filter(|t| !api::state::is_terminal(&t.state))
+                .map(|t| t.framework_id.clone())
+                .collect();
+            fws.sort();
+            fws.dedup();
+            merge(&mut v, Value::Object(count_states(tasks.into_iter())));
+            v["framework_ids"] = json!(fws);
+            v
+        })
+        .collect();
+    let mut frameworks: Vec<&Framework> = master.frameworks.values().filter(|f| f.active).collect();
+    frameworks.sort_by_key(|f| f.id().to_string());
+    let frameworks: Vec<Value> = frameworks
+        .iter()
+        .map(|f| {
+            let mut agent_ids: Vec<String> = f.tasks.values().map(|t| t.info.agent_id.value.clone()).collect();
+            agent_ids.sort();
+            agent_ids.dedup();
+            let mut v = json!({
+                "id": f.id(),
+                "name": f.info.name,
+                "pid": Value::Null,
+                "hostname": f.info.hostname.clone().unwrap_or_default(),
+                "webui_url": f.info.webui_url.clone().unwrap_or_default(),
+                "active": f.active,
+                "connected": f.connected(),
+                "used_resources": f.used.to_state_json(),
+                "offered_resources": f.offered.to_state_json(),
+                "capabilities": f.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
+                "slave_ids": agent_ids,
+            });
+            merge(&mut v, Value::Object(count_states(f.tasks.values().chain(f.completed_tasks.iter()))));
+            v
+        })
+        .collect();
+    json!({"hostname": master.ip, "cluster": master.cluster, "slaves": slaves, "frameworks": frameworks})
+}
+
+/// `/metrics/snapshot`, with Mesos's key names.
+pub fn metrics(master: &Master) -> Value {
+    let active: Vec<&Agent> = master.agents.values().filter(|a| a.active()).collect();
+    let total = active
+        .iter()
+        .fold(crate::resources::Resources::default(), |acc, a| {
+            acc.add(&a.total)
+        });
+    let used = active
+        .iter()
+        .fold(crate::resources::Resources::default(), |acc, a| {
+            acc.add(&a.used)
+        });
+    let tasks = || master.frameworks.values().flat_map(|f| f.tasks.values());
+    let count = |state: &str| tasks().filter(|t| t.state == state).count();
+    let mut v = json!({
+        "master/elected": 1,
+        "master/uptime_secs": api::now_secs() - master.start_time,
+        "master/slaves_active": active.len(),
+        "master/slaves_connected": active.len(),
+        "master/slaves_disconnected": master.agents.values().filter(|a| a.tx.is_none()).count(),
+        "master/slaves_inactive": master.agents.len() - active.len(),
+        "master/slaves_unreachable": master.agents.values().filter(|a| a.unreachable).count(),
+        "master/frameworks_active": master.frameworks.values().filter(|f| f.active && f.connected()).count(),
+        "master/frameworks_connected": master.frameworks.values().filter(|f| f.connected()).count(),
+        "master/frameworks_disconnected": master.frameworks.values().filter(|f| !f.connected()).count(),
+        "master/frameworks_inactive": master.completed_frameworks.len(),
+        "master/outstanding_offers": master.offers.len(),
+        "master/tasks_staging": count("TASK_STAGING"),
+        "master/tasks_starting": count("TASK_STARTING"),
+        "master/tasks_running": count("TASK_RUNNING"),
+        "master/tasks_killing": count("TASK_KILLING"),
+        "master/cpus_total": total.cpus, "master/cpus_used": used.cpus,
+        "master/cpus_percent": if total.cpus > 0.0 { used.cpus / total.cpus } else { 0.0 },
+        "master/mem_total": total.mem, "master/mem_used": used.mem,
+        "master/mem_percent": if total.mem > 0.0 { used.mem / total.mem } else { 0.0 },
+        "master/disk_total": total.disk, "master/disk_used": used.disk,
+        "master/gpus_total": total.gpus, "master/gpus_used": used.gpus,
+    });
+    for key in [
+        "master/tasks_finished",
+        "master/tasks_failed",
+        "master/tasks_killed",
+        "master/tasks_lost",
+        "master/tasks_error",
+        "master/tasks_unreachable",
+    ] {
+        v[key] = json!(0);
+    }
+    for (k, n) in &master.counters {
+        v[*k] = json!(n);
+    }
+    v
+}
