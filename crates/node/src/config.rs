@@ -228,11 +228,21 @@ impl NodeConfig {
                 return Err(invalid(key, "expected a non-negative number".into()));
             }
         }
-        if !(self.mesos.allocation_interval_secs > 0.0) {
-            return Err(invalid(
+        // The units turn these into a `Duration`, which panics on a negative, NaN, infinite
+        // or huge number: refuse them here, naming the key.
+        for (key, v) in [
+            (
                 "mesos.allocation_interval_secs",
-                "expected a positive number of seconds".into(),
-            ));
+                self.mesos.allocation_interval_secs,
+            ),
+            (
+                "mesos.agent_ping_timeout_secs",
+                self.mesos.agent_ping_timeout_secs,
+            ),
+        ] {
+            if !(v > 0.0 && std::time::Duration::try_from_secs_f64(v).is_ok()) {
+                return Err(invalid(key, "expected a positive number of seconds".into()));
+            }
         }
         Ok(())
     }
@@ -333,6 +343,22 @@ mod tests {
             err.contains("store.backend") && err.contains("embedded"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mesos_durations_must_be_positive_finite_seconds() {
+        for key in ["allocation_interval_secs", "agent_ping_timeout_secs"] {
+            for bad in ["0", "-1", ".nan", ".inf", "1e300"] {
+                let err = parse(&format!("mesos:\n  {key}: {bad}\n"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains(&format!("mesos.{key}")) && err.contains("positive"),
+                    "{key}: {bad}: {err}"
+                );
+            }
+            assert!(parse(&format!("mesos:\n  {key}: 0.5\n")).is_ok());
+        }
     }
 
     #[test]

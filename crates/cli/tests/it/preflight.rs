@@ -1,39 +1,13 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::time::Duration;
 
+use dcos_testkit::{output_within, Netns};
 use serde_json::Value;
 
-use crate::Netns;
-
-/// A listener held by a Python process inside the namespace; returns the child once bound.
-fn hold(ns: &Netns, proto: &str, addr: &str, port: u16) -> Child {
-    let kind = if proto == "tcp" {
-        "SOCK_STREAM"
-    } else {
-        "SOCK_DGRAM"
-    };
-    let listen = if proto == "tcp" { "s.listen(1);" } else { "" };
-    let script = format!(
-        "import socket,sys,time;s=socket.socket(socket.AF_INET,socket.{kind});s.bind(('{addr}',{port}));{listen}print('ready',flush=True);time.sleep(60)"
-    );
-    let mut child = ns
-        .command("python3")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    child
-}
+use crate::DCOS;
 
 fn preflight(ns: &Netns, role: &str) -> (bool, Value, String) {
-    let out = ns
-        .command(env!("CARGO_BIN_EXE_dcos"))
-        .args([
+    let out = output_within(
+        ns.command(DCOS).args([
             "preflight",
             "--role",
             role,
@@ -41,9 +15,10 @@ fn preflight(ns: &Netns, role: &str) -> (bool, Value, String) {
             "127.0.0.1",
             "--output",
             "json",
-        ])
-        .output()
-        .unwrap();
+        ]),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap();
     (
         out.status.success(),
@@ -59,7 +34,7 @@ fn preflight_passes_on_free_ports_and_names_the_holder_of_taken_ones() {
     assert!(ok, "{report}");
 
     // A TCP listener on the Mesos master port.
-    let mut tcp = hold(&ns, "tcp", "127.0.0.1", 5050);
+    let tcp = ns.hold("tcp", "127.0.0.1", 5050);
     let (ok, report, stderr) = preflight(&ns, "master");
     assert!(!ok);
     assert!(
@@ -73,7 +48,7 @@ fn preflight_passes_on_free_ports_and_names_the_holder_of_taken_ones() {
         .find(|c| c["port"] == 5050 && c["protocol"] == "tcp")
         .unwrap();
     assert_eq!(check["state"], "taken");
-    assert_eq!(check["holders"][0]["pid"], tcp.id());
+    assert_eq!(check["holders"][0]["pid"], tcp.pid());
     assert_eq!(check["holders"][0]["name"], "python3");
     // Only that port is reported; 5050/udp is not a contract port and 61053/udp is free.
     let taken: Vec<_> = report["checks"]
@@ -83,11 +58,10 @@ fn preflight_passes_on_free_ports_and_names_the_holder_of_taken_ones() {
         .filter(|c| c["state"] != "free")
         .collect();
     assert_eq!(taken.len(), 1, "{taken:?}");
-    tcp.kill().unwrap();
-    tcp.wait().unwrap();
+    drop(tcp);
 
     // A UDP socket on Mesos-DNS's port is found separately from TCP.
-    let mut udp = hold(&ns, "udp", "0.0.0.0", 61053);
+    let udp = ns.hold("udp", "0.0.0.0", 61053);
     let (ok, report, _) = preflight(&ns, "master");
     assert!(!ok);
     let checks = report["checks"].as_array().unwrap();
@@ -95,14 +69,13 @@ fn preflight_passes_on_free_ports_and_names_the_holder_of_taken_ones() {
         .iter()
         .find(|c| c["port"] == 61053 && c["protocol"] == "udp")
         .unwrap();
-    assert_eq!(udp_check["holders"][0]["pid"], udp.id());
+    assert_eq!(udp_check["holders"][0]["pid"], udp.pid());
     let tcp_check = checks
         .iter()
         .find(|c| c["port"] == 61053 && c["protocol"] == "tcp")
         .unwrap();
     assert_eq!(tcp_check["state"], "free");
-    udp.kill().unwrap();
-    udp.wait().unwrap();
+    drop(udp);
 
     // And nothing is left bound by preflight itself.
     let (ok, _, _) = preflight(&ns, "agent");

@@ -1,0 +1,5 @@
+//! Mesos master and agent over real sockets on loopback: a scheduler speaking the v1 HTTP
+//! API (JSON, RecordIO streams) drives them end to end.
+
+mod harness;
+mod scheduler;

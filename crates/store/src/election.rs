@@ -1,0 +1,139 @@
+//! Leader election as the Mesos master does it under `/mesos` (the ZooKeeper recipe): each
+//! contender creates an ephemeral sequential node `<dir>/json.info_<seq>` holding its
+//! `MasterInfo` JSON; the lowest sequence leads. When the leader's session ends its node goes,
+//! and the next one leads. Detectors (agents, Marathon, Mesos-DNS) read the leader the same way.
+//!
+//! Every contender watches the directory rather than only its predecessor: an election has a
+//! handful of contenders (the masters), so the herd effect is negligible and the code simpler.
+
+use crate::{path, CreateMode, Error, Result, Store, Watch};
+
+/// The name prefix of Mesos' contender nodes (Mesos >= 0.24; older ones used `info_`).
+pub const MESOS_PREFIX: &str = "json.info_";
+
+/// An election among the `json.info_<seq>` children of a directory.
+#[derive(Clone, Debug)]
+pub struct LeaderElection<S> {
+    store: S,
+    dir: String,
+}
+
+/// A contender: its node exists while its session lives or until it withdraws.
+#[derive(Debug)]
+pub struct Candidate<S> {
+    election: LeaderElection<S>,
+    path: String,
+}
+
+// === impl LeaderElection ===
+
+impl<S: Store> LeaderElection<S> {
+    /// The election in `dir` (`/mesos` for the Mesos masters), through `store`'s session.
+    pub fn new(store: S, dir: &str) -> Result<Self> {
+        path::validate(dir)?;
+        Ok(Self {
+            store,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The election's directory.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Enters the election with `data` (a Mesos `MasterInfo` as JSON), creating the directory
+    /// if needed. The candidacy lasts as long as the store's session.
+    pub async fn join(&self, data: &[u8]) -> Result<Candidate<S>> {
+        self.store.ensure_path(&self.dir).await?;
+        let prefix = path::join(&self.dir, MESOS_PREFIX);
+        let path = self
+            .store
+            .create(&prefix, data, CreateMode::EphemeralSequential)
+            .await?;
+        Ok(Candidate {
+            election: self.clone(),
+            path,
+        })
+    }
+
+    /// The contenders' paths, leader first. Other children (Mesos' `log_replicas`) are ignored.
+    pub async fn contenders(&self) -> Result<Vec<String>> {
+        let names = match self.store.children(&self.dir).await {
+            Ok(names) => names,
+            Err(Error::NoNode { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut contenders: Vec<(i64, String)> = names
+            .iter()
+            .filter_map(|name| {
+                let sequence = name.strip_prefix(MESOS_PREFIX)?.parse().ok()?;
+                Some((sequence, path::join(&self.dir, name)))
+            })
+            .collect();
+        contenders.sort();
+        Ok(contenders.into_iter().map(|(_, path)| path).collect())
+    }
+
+    /// The leader's path and data, or `None` if nobody contends.
+    pub async fn leader(&self) -> Result<Option<(String, Vec<u8>)>> {
+        // The leader may go between listing and reading; then the next one leads.
+        loop {
+            let Some(leader) = self.contenders().await?.into_iter().next() else {
+                return Ok(None);
+            };
+            if let Some((data, _)) = self.store.get(&leader).await? {
+                return Ok(Some((leader, data)));
+            }
+        }
+    }
+
+    /// Subscribes to changes of the contenders (`NodeChildrenChanged` on the directory).
+    pub async fn watch(&self) -> Result<Watch> {
+        self.store.watch(&self.dir).await
+    }
+}
+
+// === impl Candidate ===
+
+impl<S: Store> Candidate<S> {
+    /// This contender's node (`<dir>/json.info_<seq>`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The election this candidate is in.
+    pub fn election(&self) -> &LeaderElection<S> {
+        &self.election
+    }
+
+    /// Whether this candidate leads now. Fails with `NoNode` if its node is gone (its
+    /// session ended): it is out of the election and must join again.
+    pub async fn is_leader(&self) -> Result<bool> {
+        let contenders = self.election.contenders().await?;
+        if !contenders.contains(&self.path) {
+            return Err(Error::NoNode {
+                path: self.path.clone(),
+            });
+        }
+        Ok(contenders.first() == Some(&self.path))
+    }
+
+    /// Returns once this candidate leads (at once if it does). Fails as [`Self::is_leader`].
+    pub async fn wait_until_leader(&self) -> Result<()> {
+        loop {
+            // Watch before reading, so a change in between is not missed.
+            let mut changes = self.election.watch().await?;
+            if self.is_leader().await? {
+                return Ok(());
+            }
+            // Any change (or the end of the watch) means: read again.
+            let _ = changes.recv().await;
+        }
+    }
+
+    /// Leaves the election, deleting this candidate's node.
+    pub async fn withdraw(self) -> Result<()> {
+        self.election.store.delete(&self.path, None).await
+    }
+}

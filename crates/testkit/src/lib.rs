@@ -1,0 +1,159 @@
+//! The harness that integration tests start real dcos-rs clusters with.
+//!
+//! - [`cluster`]: [`Cluster::builder`] brings a cluster up with the same code as
+//!   `dcos cluster up` (each node in its own network namespace on its own bridge), under a
+//!   unique name and a private state dir, and tears it down in `Drop`, also when the test
+//!   panics.
+//! - [`netns`]: a bare network namespace for one test ([`Netns`]), a listener held in it
+//!   ([`Held`]), and running code or a TCP/HTTP request inside any namespace.
+//! - [`http`]: `GET` over TCP or a Unix socket, enough for health endpoints.
+//! - [`eventually`] polls a condition until a deadline: tests never sleep on a guess.
+//!
+//! Everything here needs root (namespaces and bridges). A test process killed before its
+//! `Drop` runs (a nextest timeout) leaves its cluster behind; the next test process that
+//! starts a cluster or a namespace removes what dead test processes left.
+#![warn(missing_docs)]
+
+pub mod cluster;
+pub mod http;
+pub mod netns;
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use cluster::{Builder, Cluster, Error};
+pub use dcos_node::cluster::Node;
+pub use http::HttpResponse;
+pub use netns::{in_netns, Held, Netns};
+
+/// How often [`eventually`] asks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `f` until it returns `Some`, and returns that value.
+///
+/// # Panics
+///
+/// When `within` passes first; the message names the caller's line.
+#[track_caller]
+pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("condition not met within {within:?}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs a command to completion, capturing its output, killing it if it runs longer than
+/// `within`.
+pub fn output_within(cmd: &mut Command, within: Duration) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The pipes are drained while waiting, so a chatty child cannot block on a full pipe.
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    });
+    let deadline = Instant::now() + within;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let [stdout, stderr] = readers.map(|r| r.join().unwrap_or_default());
+    if timed_out {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "{cmd:?} did not finish within {within:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            ),
+        ));
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// The last `lines` lines of a file (empty when it cannot be read).
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = fs_err::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventually_returns_the_first_value() {
+        let mut calls = 0;
+        let v = eventually(Duration::from_secs(5), || {
+            calls += 1;
+            (calls == 3).then_some(calls)
+        });
+        assert_eq!(v, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "condition not met within")]
+    fn eventually_panics_at_the_deadline() {
+        eventually(Duration::from_millis(100), || None::<()>);
+    }
+
+    #[test]
+    fn output_within_captures_and_kills_at_the_deadline() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+
+        let started = Instant::now();
+        let err = output_within(
+            Command::new("sh").args(["-c", "echo begun; exec sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("begun"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
