@@ -146,7 +146,12 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
     let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(HEARTBEAT_SECS));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // Graceful shutdown waits for every open response; the event streams never
+                // end on their own, so a stopping master ends them.
+                shared.lock().close_streams();
+                return;
+            }
             _ = alloc.tick() => {
                 let mut m = shared.lock();
                 m.expire_frameworks();

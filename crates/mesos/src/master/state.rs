@@ -320,6 +320,18 @@ impl Master {
             .retain(|s| s.try_send(frame.clone()).is_ok());
     }
 
+    /// Ends every event stream (frameworks, agents, operator subscribers): the master is
+    /// stopping. Frameworks and agents see their stream end and reconnect elsewhere.
+    pub fn close_streams(&mut self) {
+        for fw in self.frameworks.values_mut() {
+            fw.stream = None;
+        }
+        for agent in self.agents.values_mut() {
+            agent.tx = None;
+        }
+        self.subscribers.clear();
+    }
+
     // === frameworks ===
 
     /// SUBSCRIBE: registers a new framework or re-subscribes a known one. Returns the
