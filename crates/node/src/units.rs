@@ -38,6 +38,7 @@ const START_ORDER: &[&str] = &[
 const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-mesos-master.service",
+    "dcos-marathon.service",
     "dcos-history-service.service",
     "dcos-mesos-slave.service",
 ];
@@ -195,6 +196,22 @@ pub async fn run_unit(
                         config.mesos.agent_ping_timeout_secs,
                     ),
                     weights: Default::default(),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-marathon.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            dcos_marathon::serve(
+                dcos_marathon::Config {
+                    listen: SocketAddr::new(ip, 8080),
+                    https: Some(SocketAddr::new(ip, 8443)),
+                    libprocess: Some(SocketAddr::new(ip, 15101)),
+                    masters: config.master_addrs(),
+                    work_dir: config.work_dir.join("marathon"),
+                    framework_name: "marathon".into(),
                 },
                 shutdown,
             )

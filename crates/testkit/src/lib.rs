@@ -7,6 +7,8 @@
 //! - [`netns`]: a bare network namespace for one test ([`Netns`]), a listener held in it
 //!   ([`Held`]), and running code or a TCP/HTTP request inside any namespace.
 //! - [`http`]: `GET` over TCP or a Unix socket, enough for health endpoints.
+//! - [`loopback`]: a Mesos master and agents in the test process on 127.0.0.1, for
+//!   frameworks' tests that need offers and real tasks but no namespaces.
 //! - [`eventually`] polls a condition until a deadline: tests never sleep on a guess.
 //!
 //! Everything here needs root (namespaces and bridges). A test process killed before its
@@ -16,6 +18,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod loopback;
 pub mod netns;
 
 use std::io::Read;

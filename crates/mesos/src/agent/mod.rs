@@ -818,7 +818,7 @@ async fn start(
     // the sandbox, so an agent restarted meanwhile still learns how the task ended.
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg("\"$@\"; echo $? > .exit_status")
+        .arg("\"$@\"; s=$?; echo $s > .exit_status; exit $s")
         .arg("mesos-command-executor")
         .args(&argv)
         .current_dir(sandbox)

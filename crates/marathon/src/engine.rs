@@ -1,0 +1,1362 @@
+//! The running Marathon: the shared state behind the REST API, the app operations the API
+//! calls (each persisted before it is acknowledged), and the scheduler loop that keeps a
+//! subscription to the Mesos master, answers offers, follows status updates and drives
+//! every app toward its definition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dcos_mesos::api::{FrameworkInfo, Id};
+use dcos_mesos::resources::Resources;
+use dcos_mesos::scheduler::{self, Connection};
+use dcos_store::Session;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, App, AppSpec};
+use crate::offer::{self, OfferStats, Place};
+use crate::persist::{Persist, StoredApp};
+use crate::state::{Action, AppEntry, Backoff, Deployment, Instance, State, MAX_VERSIONS};
+use crate::validate;
+
+/// Marathon's default framework failover timeout: one week.
+const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
+/// How often the controller looks at every app.
+const TICK: Duration = Duration::from_millis(250);
+/// A KILL not answered within this is sent again.
+const KILL_RETRY: Duration = Duration::from_secs(10);
+/// Offers that fit nothing come back after this.
+const DECLINE_IDLE_SECS: f64 = 5.0;
+/// Offers declined while an app waits come back after this.
+const DECLINE_WAITING_SECS: f64 = 1.0;
+/// Events buffered for `/v2/events` subscribers before a slow one misses some.
+const EVENT_BUFFER: usize = 1024;
+
+/// An API failure, rendered as Marathon renders it (see `http`).
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422 with violations.
+    Invalid(crate::validate::Rejected),
+    /// 404.
+    NotFound(String),
+    /// 409 because of deployments.
+    Locked {
+        /// The message.
+        message: String,
+        /// The conflicting deployments.
+        deployments: Vec<String>,
+    },
+    /// 409 for other conflicts.
+    Conflict(String),
+    /// 400.
+    BadRequest(String),
+    /// 500: the store failed; nothing was changed.
+    Internal(String),
+}
+
+impl From<crate::persist::Error> for ApiError {
+    fn from(e: crate::persist::Error) -> Self {
+        tracing::error!(error = %e, "store write failed");
+        ApiError::Internal(format!("{e}"))
+    }
+}
+
+/// An event for `/v2/events`.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// `eventType`.
+    pub kind: String,
+    /// The JSON, with `eventType` and `timestamp`.
+    pub data: Value,
+}
+
+/// Marathon's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The masters to subscribe at, in order.
+    pub masters: Vec<SocketAddr>,
+    /// The host this Marathon runs on (framework `hostname`, `/v2/leader`).
+    pub hostname: String,
+    /// Its HTTP port.
+    pub http_port: u16,
+    /// The framework name.
+    pub framework_name: String,
+}
+
+/// What the REST API and the scheduler loop share.
+#[derive(Clone)]
+pub struct Marathon {
+    state: Arc<Mutex<State>>,
+    persist: Persist<Session>,
+    connection: Arc<std::sync::Mutex<Option<Connection>>>,
+    events: broadcast::Sender<Event>,
+    /// The configuration.
+    pub settings: Arc<Settings>,
+    /// When this Marathon started.
+    pub started: Instant,
+    /// Cancelled when Marathon stops: long-lived responses (`/v2/events`) end with it.
+    pub shutdown: CancellationToken,
+}
+
+impl Marathon {
+    /// Loads the stored state.
+    pub async fn load(
+        persist: Persist<Session>,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Self, crate::persist::Error> {
+        let loaded = persist.load().await?;
+        let mut state = State {
+            framework_id: loaded.framework_id,
+            ..State::default()
+        };
+        for mut s in loaded.apps {
+            // `ports` is derived from the port definitions, not stored.
+            s.app.ports = s.app.port_definitions.iter().map(|p| p.port).collect();
+            state.apps.insert(
+                s.app.id.clone(),
+                AppEntry {
+                    app: s.app,
+                    versions: s.versions,
+                    backoff: Backoff::default(),
+                    last_failure: None,
+                    offers: OfferStats::default(),
+                    waiting_since: None,
+                    deleting: s.deleting,
+                },
+            );
+        }
+        for i in loaded.instances {
+            state.instances.insert(i.task_id.clone(), i);
+        }
+        for d in loaded.deployments {
+            state.deployments.insert(d.id.clone(), d);
+        }
+        tracing::info!(
+            apps = state.apps.len(),
+            instances = state.instances.len(),
+            deployments = state.deployments.len(),
+            "loaded Marathon state"
+        );
+        Ok(Marathon {
+            state: Arc::new(Mutex::new(state)),
+            persist,
+            connection: Arc::new(std::sync::Mutex::new(None)),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            settings: Arc::new(settings),
+            started: Instant::now(),
+            shutdown,
+        })
+    }
+
+    /// Locks the state.
+    pub async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
+    }
+
+    /// Subscribes to events.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event.
+    pub fn emit(&self, kind: &str, mut data: Value) {
+        data["eventType"] = json!(kind);
+        data["timestamp"] = json!(api::now());
+        let _ = self.events.send(Event {
+            kind: kind.into(),
+            data,
+        });
+    }
+
+    /// The current Mesos connection, if subscribed.
+    pub fn connection(&self) -> Option<Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The master the framework is subscribed at.
+    pub fn master(&self) -> Option<String> {
+        self.connection().map(|c| c.master)
+    }
+
+    // === app operations ===
+
+    /// A version string later than every version of `app_id`.
+    fn next_version(entry: Option<&AppEntry>) -> String {
+        let mut v = api::now();
+        if let Some(last) = entry.and_then(|e| e.versions.keys().next_back()) {
+            if v <= *last {
+                // Two changes in one millisecond: step past the last one.
+                let t = humantime::parse_rfc3339(last).unwrap_or(std::time::SystemTime::now());
+                v = api::timestamp(t + Duration::from_millis(1));
+            }
+        }
+        v
+    }
+
+    /// Picks free service ports for `port: 0` definitions (Marathon's 10000-20000).
+    fn assign_service_ports(state: &State, app: &mut App) -> Result<(), ApiError> {
+        let mut used = state.used_service_ports(&app.id);
+        for pd in app.port_definitions.iter().filter(|p| p.port != 0) {
+            used.insert(pd.port);
+        }
+        for pd in app.port_definitions.iter_mut().filter(|p| p.port == 0) {
+            let free = (u32::from(api::SERVICE_PORT_MIN)..u32::from(api::SERVICE_PORT_MAX))
+                .find(|p| !used.contains(p))
+                .ok_or_else(|| {
+                    ApiError::BadRequest("All service ports (10000-20000) are in use".into())
+                })?;
+            used.insert(free);
+            pd.port = free;
+        }
+        app.ports = app.port_definitions.iter().map(|p| p.port).collect();
+        Ok(())
+    }
+
+    /// Writes an app and its deployment, then makes them current. Returns the deployment.
+    async fn commit(
+        &self,
+        state: &mut State,
+        mut app: App,
+        action: Action,
+        original: Option<App>,
+        force: bool,
+    ) -> Result<Deployment, ApiError> {
+        if let Some(d) = state.deployment_of(&app.id) {
+            if !force {
+                return Err(ApiError::Locked {
+                    message: format!("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.", d.id),
+                    deployments: vec![d.id.clone()],
+                });
+            }
+        }
+        let entry = state.apps.get(&app.id);
+        let version = Self::next_version(entry);
+        app.version = version.clone();
+        let config_changed = original.as_ref().is_none_or(|o| !o.same_config(&app))
+            || action == Action::RestartApplication;
+        app.version_info.last_scaling_at = version.clone();
+        if config_changed {
+            app.version_info.last_config_change_at = version.clone();
+        }
+        let mut versions = entry.map(|e| e.versions.clone()).unwrap_or_default();
+        versions.insert(version.clone(), app.clone());
+        while versions.len() > MAX_VERSIONS {
+            let first = versions.keys().next().cloned().unwrap_or_default();
+            versions.remove(&first);
+        }
+        let deleting = action == Action::StopApplication;
+        let stored = StoredApp {
+            app: app.clone(),
+            versions: versions.clone(),
+            deleting,
+        };
+        let deployment = Deployment {
+            id: uuid::Uuid::new_v4().to_string(),
+            version: version.clone(),
+            app_id: app.id.clone(),
+            action,
+            original,
+        };
+        // Forced: the deployments it overrides end first.
+        let replaced: Vec<Deployment> = state
+            .deployments
+            .values()
+            .filter(|d| d.app_id == app.id)
+            .cloned()
+            .collect();
+        for d in &replaced {
+            self.persist.delete_deployment(&d.id).await?;
+        }
+        self.persist.save_app(&stored).await?;
+        self.persist.save_deployment(&deployment).await?;
+        for d in replaced {
+            state.deployments.remove(&d.id);
+            self.emit(
+                "deployment_failed",
+                json!({"id": d.id, "plan": d.to_json()}),
+            );
+        }
+        let e = state
+            .apps
+            .entry(app.id.clone())
+            .or_insert_with(|| AppEntry {
+                app: app.clone(),
+                versions: BTreeMap::new(),
+                backoff: Backoff::default(),
+                last_failure: None,
+                offers: OfferStats::default(),
+                waiting_since: None,
+                deleting: false,
+            });
+        e.app = app.clone();
+        e.versions = versions;
+        e.deleting = deleting;
+        if config_changed {
+            e.backoff = Backoff::default();
+            e.offers = OfferStats::default();
+        }
+        state
+            .deployments
+            .insert(deployment.id.clone(), deployment.clone());
+        self.emit(
+            "deployment_info",
+            json!({"plan": deployment.to_json(), "currentStep": {"actions": [{"action": action.name(), "app": app.id}]}}),
+        );
+        self.revive();
+        Ok(deployment)
+    }
+
+    /// POST /v2/apps.
+    pub async fn create_app(&self, spec: AppSpec) -> Result<(App, Deployment), ApiError> {
+        let mut app = validate::resolve(spec, App::with_defaults(String::new()))
+            .map_err(ApiError::Invalid)?;
+        let mut state = self.lock().await;
+        if state.apps.contains_key(&app.id) {
+            return Err(ApiError::Conflict(format!(
+                "An app with id [{}] already exists.",
+                app.id
+            )));
+        }
+        if state
+            .apps
+            .keys()
+            .any(|k| k.starts_with(&format!("{}/", app.id)))
+            || state
+                .apps
+                .keys()
+                .any(|k| app.id.starts_with(&format!("{k}/")))
+        {
+            return Err(ApiError::Conflict(format!(
+                "A group with id [{}] already exists or the app's path is taken by an app.",
+                app.id
+            )));
+        }
+        Self::assign_service_ports(&state, &mut app)?;
+        let d = self
+            .commit(
+                &mut state,
+                app.clone(),
+                Action::StartApplication,
+                None,
+                false,
+            )
+            .await?;
+        let app = state.apps[&d.app_id].app.clone();
+        self.emit(
+            "api_post_event",
+            json!({"clientIp": null, "uri": format!("/v2/apps{}", app.id), "appDefinition": app}),
+        );
+        Ok((app, d))
+    }
+
+    /// PUT/PATCH /v2/apps/{id}: a partial update (or a create when the app does not exist).
+    pub async fn update_app(
+        &self,
+        id: &str,
+        mut spec: AppSpec,
+        force: bool,
+    ) -> Result<(Deployment, bool), ApiError> {
+        let mut state = self.lock().await;
+        // The path names the app; an id in the body is replaced by it, as in Marathon.
+        spec.id = Some(id.to_string());
+        let existing = state
+            .apps
+            .get(id)
+            .filter(|e| !e.deleting)
+            .map(|e| e.app.clone());
+        let created = existing.is_none();
+        let base = existing
+            .clone()
+            .unwrap_or_else(|| App::with_defaults(String::new()));
+        let mut app = validate::resolve(spec, base).map_err(ApiError::Invalid)?;
+        Self::assign_service_ports(&state, &mut app)?;
+        let action = match &existing {
+            None => Action::StartApplication,
+            Some(old) if old.same_config(&app) => Action::ScaleApplication,
+            Some(_) => Action::RestartApplication,
+        };
+        let d = self
+            .commit(&mut state, app, action, existing, force)
+            .await?;
+        Ok((d, created))
+    }
+
+    /// POST /v2/apps/{id}/restart.
+    pub async fn restart_app(&self, id: &str, force: bool) -> Result<Deployment, ApiError> {
+        let mut state = self.lock().await;
+        let app = Self::existing(&state, id)?;
+        self.commit(
+            &mut state,
+            app.clone(),
+            Action::RestartApplication,
+            Some(app),
+            force,
+        )
+        .await
+    }
+
+    /// DELETE /v2/apps/{id}.
+    pub async fn delete_app(&self, id: &str, force: bool) -> Result<Deployment, ApiError> {
+        let mut state = self.lock().await;
+        let app = Self::existing(&state, id)?;
+        let d = self
+            .commit(
+                &mut state,
+                app.clone(),
+                Action::StopApplication,
+                Some(app),
+                force,
+            )
+            .await?;
+        Ok(d)
+    }
+
+    /// Rolls an app back to one of its versions (PUT with `version`).
+    pub async fn rollback_app(
+        &self,
+        id: &str,
+        version: &str,
+        force: bool,
+    ) -> Result<Deployment, ApiError> {
+        let mut state = self.lock().await;
+        let current = Self::existing(&state, id)?;
+        let target = state.apps[id]
+            .versions
+            .get(version)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("App '{id}' does not exist in version {version}"))
+            })?;
+        let action = if current.same_config(&target) {
+            Action::ScaleApplication
+        } else {
+            Action::RestartApplication
+        };
+        self.commit(&mut state, target, action, Some(current), force)
+            .await
+    }
+
+    fn existing(state: &State, id: &str) -> Result<App, ApiError> {
+        state
+            .apps
+            .get(id)
+            .filter(|e| !e.deleting)
+            .map(|e| e.app.clone())
+            .ok_or_else(|| ApiError::NotFound(format!("App '{id}' does not exist")))
+    }
+
+    /// DELETE /v2/deployments/{id}: without force, a new deployment back to the app as it was;
+    /// with force, the deployment is simply forgotten.
+    pub async fn cancel_deployment(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<Deployment>, ApiError> {
+        let mut state = self.lock().await;
+        let d = state
+            .deployments
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("DeploymentPlan {id} does not exist")))?;
+        if force {
+            self.persist.delete_deployment(id).await?;
+            state.deployments.remove(id);
+            self.emit(
+                "deployment_failed",
+                json!({"id": d.id, "plan": d.to_json()}),
+            );
+            return Ok(None);
+        }
+        let current = state.apps.get(&d.app_id).map(|e| e.app.clone());
+        let rollback = match (d.original.clone(), current) {
+            // A new app rolls back to not existing.
+            (None, Some(app)) => {
+                self.commit(
+                    &mut state,
+                    app.clone(),
+                    Action::StopApplication,
+                    Some(app),
+                    true,
+                )
+                .await?
+            }
+            (Some(original), Some(app)) => {
+                let action = if original.same_config(&app) {
+                    Action::ScaleApplication
+                } else {
+                    Action::RestartApplication
+                };
+                self.commit(&mut state, original, action, Some(app), true)
+                    .await?
+            }
+            (_, None) => {
+                return Err(ApiError::NotFound(format!(
+                    "App '{}' does not exist",
+                    d.app_id
+                )))
+            }
+        };
+        Ok(Some(rollback))
+    }
+
+    /// Kills tasks; with `scale`, the apps' instances shrink by as many (one deployment per app).
+    /// `wipe` forgets the task record at once.
+    pub async fn kill_tasks(
+        &self,
+        ids: &[String],
+        scale: bool,
+        wipe: bool,
+        force: bool,
+    ) -> Result<(Vec<Instance>, Option<Deployment>), ApiError> {
+        let mut state = self.lock().await;
+        let mut killed = Vec::new();
+        for id in ids {
+            if let Some(i) = state.instances.get(id) {
+                killed.push(i.clone());
+            }
+        }
+        let mut deployment = None;
+        if scale {
+            let mut per_app: BTreeMap<String, u32> = BTreeMap::new();
+            for i in &killed {
+                *per_app.entry(i.app_id.clone()).or_default() += 1;
+            }
+            for (app_id, n) in per_app {
+                let Ok(app) = Self::existing(&state, &app_id) else {
+                    continue;
+                };
+                let mut scaled = app.clone();
+                scaled.instances = app.instances.saturating_sub(n);
+                // The killed tasks are exactly the ones to lose: mark them before scaling.
+                for i in killed.iter().filter(|i| i.app_id == app_id) {
+                    if let Some(inst) = state.instances.get_mut(&i.task_id) {
+                        inst.killing = true;
+                    }
+                }
+                deployment = Some(
+                    self.commit(
+                        &mut state,
+                        scaled,
+                        Action::ScaleApplication,
+                        Some(app),
+                        force,
+                    )
+                    .await?,
+                );
+            }
+        }
+        let conn = self.connection();
+        for i in &killed {
+            if wipe {
+                self.persist.delete_instance(&i.task_id).await?;
+                state.instances.remove(&i.task_id);
+            } else if let Some(inst) = state.instances.get_mut(&i.task_id) {
+                inst.killing = true;
+            }
+        }
+        drop(state);
+        if let Some(conn) = conn {
+            for i in &killed {
+                let _ = conn
+                    .call(json!({"type": "KILL", "kill": {"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}}}))
+                    .await;
+            }
+        }
+        Ok((killed, deployment))
+    }
+
+    /// DELETE /v2/queue/{app}/delay.
+    pub async fn reset_delay(&self, id: &str) -> Result<(), ApiError> {
+        let mut state = self.lock().await;
+        let e = state.apps.get_mut(id).ok_or_else(|| {
+            ApiError::NotFound(format!("Application {id} not found in tasks queue."))
+        })?;
+        e.backoff = Backoff::default();
+        drop(state);
+        self.revive();
+        Ok(())
+    }
+
+    /// Asks the master for offers again (after a change that needs launches).
+    fn revive(&self) {
+        if let Some(conn) = self.connection() {
+            tokio::spawn(async move {
+                let _ = conn.call(json!({"type": "REVIVE"})).await;
+            });
+        }
+    }
+
+    // === the scheduler loop ===
+
+    /// Keeps subscribed to a master and drives apps until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let mut kills_sent: HashMap<String, Instant> = HashMap::new();
+        let mut last_revive: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(200);
+        let mut next_master = 0usize;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events: Option<scheduler::Events> = None;
+        loop {
+            if events.is_none() {
+                let masters = &self.settings.masters;
+                if masters.is_empty() {
+                    tracing::error!("no Mesos masters configured");
+                    return;
+                }
+                let master = masters[next_master % masters.len()];
+                next_master += 1;
+                let info = self.framework_info().await;
+                let subscribed = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = scheduler::subscribe(&client, master, &info) => r,
+                };
+                match subscribed {
+                    Ok((conn, ev, _)) => {
+                        backoff = Duration::from_millis(200);
+                        self.on_subscribed(conn).await;
+                        kills_sent.clear();
+                        events = Some(ev);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%master, error = %e, "cannot subscribe to the Mesos master; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let Some(ev) = events.as_mut() else { continue };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = ev.next() => match event {
+                    Ok(event) => self.on_event(event).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
+                        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        events = None;
+                    }
+                },
+                _ = tick.tick() => self.control(&mut kills_sent, &mut last_revive).await,
+            }
+        }
+    }
+
+    async fn framework_info(&self) -> FrameworkInfo {
+        let id = self.lock().await.framework_id.clone();
+        FrameworkInfo {
+            user: "root".into(),
+            name: self.settings.framework_name.clone(),
+            id: id.map(Id::new),
+            failover_timeout: Some(FAILOVER_TIMEOUT_SECS),
+            checkpoint: Some(true),
+            role: Some("*".into()),
+            hostname: Some(self.settings.hostname.clone()),
+            webui_url: Some(format!(
+                "http://{}:{}",
+                self.settings.hostname, self.settings.http_port
+            )),
+            capabilities: vec![
+                json!({"type": "PARTITION_AWARE"}),
+                json!({"type": "TASK_KILLING_STATE"}),
+                json!({"type": "GPU_RESOURCES"}),
+            ],
+            ..FrameworkInfo::default()
+        }
+    }
+
+    async fn on_subscribed(&self, conn: Connection) {
+        tracing::info!(master = %conn.master, framework_id = %conn.framework_id, "subscribed to the Mesos master");
+        {
+            let mut state = self.lock().await;
+            if state.framework_id.as_deref() != Some(conn.framework_id.as_str()) {
+                if let Err(e) = self.persist.save_framework_id(&conn.framework_id).await {
+                    tracing::error!(error = %e, "cannot store the framework id");
+                }
+                state.framework_id = Some(conn.framework_id.clone());
+            }
+        }
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        // Explicit reconciliation of every known task: unknown ones come back TASK_LOST.
+        let tasks: Vec<Value> = self
+            .lock()
+            .await
+            .instances
+            .values()
+            .map(|i| json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}}))
+            .collect();
+        let _ = conn
+            .call(json!({"type": "RECONCILE", "reconcile": {"tasks": tasks}}))
+            .await;
+        let _ = conn
+            .call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}))
+            .await;
+        self.emit("framework_message_event", json!({"message": "subscribed"}));
+    }
+
+    async fn on_event(&self, event: Value) {
+        match event["type"].as_str().unwrap_or_default() {
+            "OFFERS" => {
+                let offers = event["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                self.on_offers(offers).await;
+            }
+            "UPDATE" => self.on_update(&event["update"]["status"]).await,
+            "ERROR" => {
+                tracing::error!(message = %event["error"]["message"], "the master reported an error")
+            }
+            "FAILURE" => tracing::warn!(failure = %event["failure"], "executor or agent failure"),
+            _ => {}
+        }
+    }
+
+    async fn on_offers(&self, offers: Vec<Value>) {
+        let Some(conn) = self.connection() else {
+            return;
+        };
+        let now = Instant::now();
+        let now_secs = dcos_mesos::api::now_secs();
+        let mut calls = Vec::new();
+        {
+            let mut state = self.lock().await;
+            let mut wanted: BTreeMap<String, u32> = state
+                .apps
+                .values()
+                .filter(|e| !e.deleting)
+                .map(|e| (e.app.id.clone(), state.plan(e, now, now_secs)))
+                .filter(|(_, p)| p.launch > 0)
+                .map(|(id, p)| (id, p.launch))
+                .collect();
+            let waiting = state
+                .apps
+                .values()
+                .any(|e| state.plan(e, now, now_secs).waiting > 0);
+            for offer in offers {
+                let offer_id = offer["id"].clone();
+                let agent_id = offer["agent_id"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let resources: Vec<dcos_mesos::api::Resource> =
+                    serde_json::from_value(offer["resources"].clone()).unwrap_or_default();
+                let role = offer["allocation_info"]["role"]
+                    .as_str()
+                    .unwrap_or("*")
+                    .to_string();
+                let mut available = match Resources::from_api(&resources) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unusable offer; declining it");
+                        calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_IDLE_SECS}}}));
+                        continue;
+                    }
+                };
+                let place = offer::place_of(&offer);
+                let at = api::now();
+                let mut launches = Vec::new();
+                for (app_id, count) in wanted.iter_mut() {
+                    let Some(app) = state.apps.get(app_id).map(|e| e.app.clone()) else {
+                        continue;
+                    };
+                    while *count > 0 {
+                        let others: Vec<Place> = state
+                            .live_instances(&app, now_secs)
+                            .iter()
+                            .map(|i| Place {
+                                hostname: i.host.clone(),
+                                attributes: self.agent_attributes(
+                                    &state,
+                                    &i.agent_id,
+                                    &place,
+                                    &agent_id,
+                                ),
+                            })
+                            .collect();
+                        let result = offer::match_app(&app, &available, &role, &place, &others);
+                        let recorded = result.as_ref().map(|_| ()).map_err(Clone::clone);
+                        if let Some(e) = state.apps.get_mut(app_id) {
+                            e.offers.record(&agent_id, &recorded, &at);
+                        }
+                        let Ok(ports) = result else { break };
+                        let (task, instance, used) =
+                            build_task(&app, &agent_id, &place.hostname, &ports);
+                        available = available.sub(&used);
+                        if let Err(e) = self.persist.save_instance(&instance).await {
+                            tracing::error!(error = %e, "cannot store the new instance; not launching it");
+                            break;
+                        }
+                        state.instances.insert(instance.task_id.clone(), instance);
+                        launches.push(task);
+                        *count -= 1;
+                    }
+                }
+                if launches.is_empty() {
+                    let refuse = if wanted.values().any(|c| *c > 0) || waiting {
+                        DECLINE_WAITING_SECS
+                    } else {
+                        DECLINE_IDLE_SECS
+                    };
+                    calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": refuse}}}));
+                } else {
+                    tracing::info!(agent_id, tasks = launches.len(), "launching tasks");
+                    calls.push(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer_id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": launches}}], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                }
+            }
+        }
+        for call in calls {
+            if let Err(e) = conn.call(call).await {
+                tracing::warn!(error = %e, "offer answer not delivered");
+            }
+        }
+    }
+
+    /// Attributes of the agent an instance runs on, when it is the offer's agent (the only one
+    /// whose attributes this offer tells); hostname constraints need none.
+    fn agent_attributes(
+        &self,
+        _state: &State,
+        agent_id: &str,
+        place: &Place,
+        offer_agent: &str,
+    ) -> BTreeMap<String, String> {
+        if agent_id == offer_agent {
+            place.attributes.clone()
+        } else {
+            BTreeMap::new()
+        }
+    }
+
+    async fn on_update(&self, status: &Value) {
+        let task_id = status["task_id"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let new_state = status["state"].as_str().unwrap_or_default().to_string();
+        let agent_id = status["agent_id"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let uuid = status.get("uuid").cloned();
+        let message = status["message"].as_str().unwrap_or_default().to_string();
+        let mut kill_unknown = false;
+        {
+            let mut state = self.lock().await;
+            let known = state.instances.get(&task_id).cloned();
+            match known {
+                None => {
+                    // A task this Marathon does not know (wiped, or from before a lost
+                    // write): it must not keep running unaccounted for.
+                    kill_unknown = !dcos_mesos::api::state::is_terminal(&new_state);
+                }
+                Some(mut inst) => {
+                    let changed = inst.state != new_state;
+                    let now_secs = dcos_mesos::api::now_secs();
+                    inst.state = new_state.clone();
+                    if new_state == "TASK_RUNNING" && inst.started_at.is_none() {
+                        inst.started_at = Some(api::now());
+                    }
+                    if new_state == "TASK_UNREACHABLE" {
+                        inst.unreachable_since.get_or_insert(now_secs);
+                    } else {
+                        inst.unreachable_since = None;
+                    }
+                    if let Some(h) = status.get("healthy").and_then(Value::as_bool) {
+                        // Mesos-side checks (COMMAND, MESOS_*) report here.
+                        for rec in &mut inst.health {
+                            rec.alive = h;
+                            rec.probed = true;
+                        }
+                    }
+                    if dcos_mesos::api::state::is_terminal(&new_state) {
+                        if let Err(e) = self.persist.delete_instance(&task_id).await {
+                            tracing::error!(error = %e, "cannot forget a terminal instance");
+                        }
+                        state.instances.remove(&task_id);
+                        state
+                            .recent_terminal
+                            .push_back((task_id.clone(), new_state.clone()));
+                        if state.recent_terminal.len() > 100 {
+                            state.recent_terminal.pop_front();
+                        }
+                        let failed = !inst.killing
+                            && matches!(
+                                new_state.as_str(),
+                                "TASK_FAILED"
+                                    | "TASK_ERROR"
+                                    | "TASK_LOST"
+                                    | "TASK_DROPPED"
+                                    | "TASK_GONE"
+                                    | "TASK_FINISHED"
+                            );
+                        if let Some(entry) = state.apps.get_mut(&inst.app_id) {
+                            if failed {
+                                let delay = entry.backoff.fail(&entry.app, Instant::now());
+                                tracing::info!(app = %inst.app_id, task_id, state = %new_state, ?delay, "task failed; backing off");
+                                entry.last_failure = Some(json!({
+                                    "appId": inst.app_id,
+                                    "host": inst.host,
+                                    "message": message,
+                                    "state": new_state,
+                                    "taskId": task_id,
+                                    "timestamp": api::now(),
+                                    "version": inst.version,
+                                    "slaveId": inst.agent_id,
+                                }));
+                            }
+                        }
+                    } else {
+                        if changed {
+                            if let Err(e) = self.persist.save_instance(&inst).await {
+                                tracing::error!(error = %e, "cannot store an instance's state");
+                            }
+                        }
+                        state.instances.insert(task_id.clone(), inst.clone());
+                    }
+                    if changed {
+                        self.emit(
+                            "status_update_event",
+                            json!({
+                                "slaveId": agent_id,
+                                "taskId": task_id,
+                                "taskStatus": new_state,
+                                "message": message,
+                                "appId": inst.app_id,
+                                "host": inst.host,
+                                "ipAddresses": [{"ipAddress": inst.host, "protocol": "IPv4"}],
+                                "ports": inst.ports,
+                                "version": inst.version,
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(conn) = self.connection() {
+            if let Some(uuid) = uuid {
+                let _ = conn
+                    .call(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": {"value": agent_id}, "task_id": {"value": task_id}, "uuid": uuid}}))
+                    .await;
+            }
+            if kill_unknown {
+                tracing::warn!(task_id, "killing a task Marathon does not know");
+                let _ = conn
+                    .call(json!({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}}))
+                    .await;
+            }
+        }
+    }
+
+    /// One controller pass: kills the planner asks for, finished deployments, expunged and
+    /// unhealthy instances.
+    async fn control(
+        &self,
+        kills_sent: &mut HashMap<String, Instant>,
+        last_revive: &mut Option<Instant>,
+    ) {
+        let now = Instant::now();
+        let now_secs = dcos_mesos::api::now_secs();
+        let mut kills: Vec<(String, String, Option<i64>)> = Vec::new();
+        let mut need_offers = false;
+        {
+            let mut state = self.lock().await;
+            let ids: Vec<String> = state.apps.keys().cloned().collect();
+            for id in ids {
+                let Some(entry) = state.apps.get(&id).cloned() else {
+                    continue;
+                };
+                let plan = state.plan(&entry, now, now_secs);
+                if plan.launch > 0 || plan.waiting > 0 {
+                    need_offers |= plan.launch > 0;
+                    if let Some(e) = state.apps.get_mut(&id) {
+                        e.waiting_since.get_or_insert_with(api::now);
+                    }
+                } else if let Some(e) = state.apps.get_mut(&id) {
+                    e.waiting_since = None;
+                }
+                for task in plan.kill {
+                    if let Some(i) = state.instances.get_mut(&task) {
+                        i.killing = true;
+                    }
+                }
+                // Unhealthy instances past their grace period are replaced.
+                for hc_kill in unhealthy(&state, &entry.app) {
+                    if let Some(i) = state.instances.get_mut(&hc_kill) {
+                        tracing::info!(task_id = %hc_kill, "killing an unhealthy task");
+                        i.killing = true;
+                    }
+                }
+                if plan.done {
+                    self.finish(&mut state, &id).await;
+                }
+            }
+            // Unreachable instances past expungeAfterSeconds are forgotten.
+            let expunge: Vec<String> = state
+                .instances
+                .values()
+                .filter(|i| {
+                    i.unreachable_since.is_some_and(|since| {
+                        let after = state
+                            .apps
+                            .get(&i.app_id)
+                            .map(|e| e.app.unreachable_strategy.expunge_after_seconds)
+                            .unwrap_or(0);
+                        now_secs - since >= after as f64
+                    })
+                })
+                .map(|i| i.task_id.clone())
+                .collect();
+            for id in expunge {
+                if self.persist.delete_instance(&id).await.is_ok() {
+                    state.instances.remove(&id);
+                    kills_sent.remove(&id);
+                }
+            }
+            for i in state.instances.values().filter(|i| i.killing) {
+                let due = kills_sent
+                    .get(&i.task_id)
+                    .is_none_or(|at| now.duration_since(*at) >= KILL_RETRY);
+                if due && !dcos_mesos::api::state::is_terminal(&i.state) {
+                    let grace = state
+                        .apps
+                        .get(&i.app_id)
+                        .and_then(|e| e.app.task_kill_grace_period_seconds)
+                        .map(|s| (s * 1e9) as i64);
+                    kills.push((i.task_id.clone(), i.agent_id.clone(), grace));
+                }
+            }
+            kills_sent.retain(|id, _| state.instances.contains_key(id));
+        }
+        let Some(conn) = self.connection() else {
+            return;
+        };
+        for (task_id, agent_id, grace) in kills {
+            kills_sent.insert(task_id.clone(), now);
+            let mut call = json!({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}});
+            if let Some(ns) = grace {
+                call["kill"]["kill_policy"] = json!({"grace_period": {"nanoseconds": ns}});
+            }
+            if let Err(e) = conn.call(call).await {
+                tracing::warn!(error = %e, "KILL not delivered; will retry");
+            }
+        }
+        // Offers may be filtered away after declines: ask again, at most every few seconds.
+        if need_offers
+            && last_revive.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(5))
+        {
+            *last_revive = Some(now);
+            let _ = conn.call(json!({"type": "REVIVE"})).await;
+        }
+    }
+
+    /// An app reached its goal: its deployment succeeds; a deleted app goes.
+    async fn finish(&self, state: &mut State, app_id: &str) {
+        let done: Vec<Deployment> = state
+            .deployments
+            .values()
+            .filter(|d| d.app_id == app_id)
+            .cloned()
+            .collect();
+        for d in done {
+            if self.persist.delete_deployment(&d.id).await.is_err() {
+                return;
+            }
+            state.deployments.remove(&d.id);
+            tracing::info!(deployment = %d.id, app = app_id, action = d.action.name(), "deployment finished");
+            self.emit("deployment_step_success", json!({"plan": d.to_json(), "currentStep": {"actions": [{"action": d.action.name(), "app": app_id}]}}));
+            self.emit(
+                "deployment_success",
+                json!({"id": d.id, "plan": d.to_json()}),
+            );
+        }
+        if state.apps.get(app_id).is_some_and(|e| e.deleting)
+            && self.persist.delete_app(app_id).await.is_ok()
+        {
+            state.apps.remove(app_id);
+            self.emit("app_terminated_event", json!({"appId": app_id}));
+        }
+    }
+
+    /// Applies a health probe's result.
+    pub async fn record_health(&self, task_id: &str, check: usize, result: Result<(), String>) {
+        let mut state = self.lock().await;
+        let Some(inst) = state.instances.get_mut(task_id) else {
+            return;
+        };
+        if inst.health.len() <= check {
+            inst.health
+                .resize(check + 1, crate::state::Health::default());
+        }
+        let now = api::now();
+        let h = &mut inst.health[check];
+        let was = h.probed.then_some(h.alive);
+        h.probed = true;
+        match &result {
+            Ok(()) => {
+                h.alive = true;
+                h.consecutive_failures = 0;
+                h.first_success.get_or_insert_with(|| now.clone());
+                h.last_success = Some(now);
+            }
+            Err(cause) => {
+                h.alive = false;
+                h.consecutive_failures += 1;
+                h.last_failure = Some(now);
+                h.last_failure_cause = Some(cause.clone());
+            }
+        }
+        let alive = h.alive;
+        let (app_id, version) = (inst.app_id.clone(), inst.version.clone());
+        if was != Some(alive) {
+            self.emit("health_status_changed_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "version": version, "alive": alive}));
+        }
+        if let Err(cause) = result {
+            self.emit("failed_health_check_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "healthCheck": state.apps.get(&app_id).and_then(|e| e.app.health_checks.get(check)), "cause": cause}));
+        }
+    }
+}
+
+/// Instances whose health checks failed too often after their grace period.
+fn unhealthy(state: &State, app: &App) -> Vec<String> {
+    let now = std::time::SystemTime::now();
+    state
+        .instances
+        .values()
+        .filter(|i| i.app_id == app.id && !i.killing && i.state == "TASK_RUNNING")
+        .filter(|i| {
+            app.health_checks.iter().enumerate().any(|(n, hc)| {
+                let Some(h) = i.health.get(n) else {
+                    return false;
+                };
+                if hc.max_consecutive_failures == 0
+                    || h.consecutive_failures < hc.max_consecutive_failures
+                {
+                    return false;
+                }
+                // Within the grace period failures only count once the task was healthy.
+                let started = i
+                    .started_at
+                    .as_deref()
+                    .and_then(|s| humantime::parse_rfc3339(s).ok())
+                    .unwrap_or(now);
+                let in_grace = now
+                    .duration_since(started)
+                    .is_ok_and(|d| d < Duration::from_secs(hc.grace_period_seconds));
+                !in_grace || h.first_success.is_some()
+            })
+        })
+        .map(|i| i.task_id.clone())
+        .collect()
+}
+
+/// The Mesos task name Marathon gives an app's tasks: its path reversed, dot-joined
+/// (`/prod/web` -> `web.prod`), which Mesos-DNS turns into `web-prod.marathon.mesos`.
+pub fn task_name(app_id: &str) -> String {
+    let mut segs: Vec<&str> = app_id.trim_start_matches('/').split('/').collect();
+    segs.reverse();
+    segs.join(".")
+}
+
+/// The TaskInfo for one instance of `app` on an offer, the instance record, and the
+/// resources it takes.
+fn build_task(
+    app: &App,
+    agent_id: &str,
+    host: &str,
+    ports: &[u16],
+) -> (Value, Instance, Resources) {
+    let task_id = format!("{}.{}", app.task_id_prefix(), uuid::Uuid::new_v4());
+    let mut used = Resources {
+        cpus: app.cpus,
+        mem: app.mem,
+        disk: app.disk,
+        gpus: f64::from(app.gpus),
+        ports: dcos_ports::RangeSet::new(),
+    };
+    for p in ports {
+        used.ports.insert(*p, *p);
+    }
+    let mut env: Vec<(String, String)> = app
+        .env
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+        .collect();
+    for (i, p) in ports.iter().enumerate() {
+        env.push((format!("PORT{i}"), p.to_string()));
+        if let Some(service) = app
+            .port_definitions
+            .get(i)
+            .map(|d| d.port)
+            .filter(|p| *p != 0)
+        {
+            env.push((format!("PORT_{service}"), p.to_string()));
+        }
+        if let Some(name) = app.port_definitions.get(i).and_then(|d| d.name.as_ref()) {
+            env.push((
+                format!("PORT_{}", name.to_uppercase().replace('-', "_")),
+                p.to_string(),
+            ));
+        }
+    }
+    if let Some(p) = ports.first() {
+        env.push(("PORT".into(), p.to_string()));
+    }
+    if !ports.is_empty() {
+        env.push((
+            "PORTS".into(),
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ));
+    }
+    env.push(("HOST".into(), host.into()));
+    env.push(("MARATHON_APP_ID".into(), app.id.clone()));
+    env.push(("MARATHON_APP_VERSION".into(), app.version.clone()));
+    env.push(("MARATHON_APP_RESOURCE_CPUS".into(), app.cpus.to_string()));
+    env.push(("MARATHON_APP_RESOURCE_MEM".into(), app.mem.to_string()));
+    env.push(("MARATHON_APP_RESOURCE_DISK".into(), app.disk.to_string()));
+    env.push(("MARATHON_APP_RESOURCE_GPUS".into(), app.gpus.to_string()));
+    env.push(("MESOS_TASK_ID".into(), task_id.clone()));
+    let label_names: Vec<String> = app
+        .labels
+        .keys()
+        .map(|k| {
+            k.to_uppercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        })
+        .collect();
+    env.push(("MARATHON_APP_LABELS".into(), label_names.join(" ")));
+    for ((_, v), name) in app.labels.iter().zip(&label_names) {
+        env.push((format!("MARATHON_APP_LABEL_{name}"), v.clone()));
+    }
+    let variables: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let uris: Vec<Value> = app
+        .fetch
+        .iter()
+        .map(|f| {
+            let mut u = json!({"value": f.uri, "executable": f.executable, "extract": f.extract, "cache": f.cache});
+            if let Some(d) = &f.dest_path {
+                u["output_file"] = json!(d);
+            }
+            u
+        })
+        .collect();
+    let mut command = match (&app.cmd, &app.args) {
+        (Some(cmd), _) => json!({"value": cmd, "shell": true}),
+        (None, Some(args)) => json!({"value": args.first(), "arguments": args, "shell": false}),
+        (None, None) => json!({"shell": false}),
+    };
+    command["environment"] = json!({"variables": variables});
+    command["uris"] = json!(uris);
+    if let Some(user) = &app.user {
+        command["user"] = json!(user);
+    }
+    let name = task_name(&app.id);
+    let discovery_ports: Vec<Value> = app
+        .port_definitions
+        .iter()
+        .zip(ports)
+        .map(|(pd, p)| {
+            let mut v = json!({"number": p, "protocol": pd.protocol});
+            if let Some(n) = &pd.name {
+                v["name"] = json!(n);
+            }
+            v
+        })
+        .collect();
+    let mut resources = used.clone();
+    resources.ports = dcos_ports::RangeSet::new();
+    let mut res = serde_json::to_value(resources.to_api(None)).unwrap_or_else(|_| json!([]));
+    if !ports.is_empty() {
+        if let Some(list) = res.as_array_mut() {
+            list.push(json!({"name": "ports", "type": "RANGES", "role": "*", "ranges": {"range": ports.iter().map(|p| json!({"begin": p, "end": p})).collect::<Vec<_>>()}}));
+        }
+    }
+    let mut task = json!({
+        "name": name,
+        "task_id": {"value": task_id},
+        "agent_id": {"value": agent_id},
+        "resources": res,
+        "command": command,
+        "discovery": {"visibility": "FRAMEWORK", "name": name, "ports": {"ports": discovery_ports}},
+        "labels": {"labels": app.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>()},
+    });
+    if let Some(secs) = app.task_kill_grace_period_seconds {
+        task["kill_policy"] = json!({"grace_period": {"nanoseconds": (secs * 1e9) as i64}});
+    }
+    let instance = Instance {
+        task_id,
+        app_id: app.id.clone(),
+        version: app.version.clone(),
+        config_version: app.version_info.last_config_change_at.clone(),
+        agent_id: agent_id.into(),
+        host: host.into(),
+        ports: ports.to_vec(),
+        state: "TASK_STAGING".into(),
+        staged_at: api::now(),
+        started_at: None,
+        killing: false,
+        unreachable_since: None,
+        health: Vec::new(),
+    };
+    (task, instance, used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_reverse_the_app_path() {
+        assert_eq!(task_name("/web"), "web");
+        assert_eq!(task_name("/prod/web"), "web.prod");
+    }
+
+    #[test]
+    fn tasks_carry_marathon_environment_and_their_ports() {
+        let mut app = App::with_defaults("/g/web".into());
+        app.cmd = Some("run".into());
+        app.version = "v1".into();
+        app.port_definitions[0].name = Some("http".into());
+        app.port_definitions[0].port = 10001;
+        app.labels.insert("tier".into(), "front".into());
+        let (task, inst, used) = build_task(&app, "A1", "10.0.0.2", &[31002]);
+        assert!(inst.task_id.starts_with("g_web."));
+        assert_eq!(task["name"], "web.g");
+        assert!(used.ports.contains(31002));
+        let vars = task["command"]["environment"]["variables"]
+            .as_array()
+            .unwrap();
+        let get = |k: &str| {
+            vars.iter()
+                .find(|v| v["name"] == k)
+                .map(|v| v["value"].as_str().unwrap().to_string())
+        };
+        assert_eq!(get("PORT0").as_deref(), Some("31002"));
+        assert_eq!(get("PORT_HTTP").as_deref(), Some("31002"));
+        assert_eq!(get("PORT_10001").as_deref(), Some("31002"));
+        assert_eq!(get("MARATHON_APP_ID").as_deref(), Some("/g/web"));
+        assert_eq!(get("MARATHON_APP_LABEL_TIER").as_deref(), Some("front"));
+        assert_eq!(get("MESOS_TASK_ID"), Some(inst.task_id));
+    }
+}

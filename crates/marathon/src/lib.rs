@@ -1,0 +1,249 @@
+//! Marathon (`dcos-marathon.service`): long-running services as a framework of the Mesos
+//! master, with Marathon 1.6's REST API so existing app definitions and clients work.
+//!
+//! Ports: 8080 (REST), 8443 (REST over TLS, see the crate README), 15101 (the scheduler
+//! process's own health and metrics, where DC/OS runs Marathon's libprocess).
+//!
+//! - [`api`]: wire types; [`validate`]: from a client's JSON to a valid app.
+//! - [`state`]: apps, instances, deployments and the rolling-change planner; [`offer`]:
+//!   matching apps to offers. Neither does I/O.
+//! - [`persist`]: state in the `store`; [`engine`]: the scheduler loop and app operations;
+//!   [`health`]: health checks; [`http`]: the REST API.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod engine;
+pub mod health;
+pub mod http;
+pub mod offer;
+pub mod persist;
+pub mod state;
+pub mod tls;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::Marathon;
+
+/// Marathon's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// REST API address (the node's IP, port 8080).
+    pub listen: SocketAddr,
+    /// The REST API over TLS (port 8443), if served.
+    pub https: Option<SocketAddr>,
+    /// The process health/metrics address (port 15101), if served.
+    pub libprocess: Option<SocketAddr>,
+    /// The Mesos masters.
+    pub masters: Vec<SocketAddr>,
+    /// Where Marathon keeps its state (a store file is created inside).
+    pub work_dir: PathBuf,
+    /// The framework name (`marathon`).
+    pub framework_name: String,
+}
+
+/// Errors starting or running Marathon.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be bound.
+    #[error("failed to bind Marathon's {what} on {addr}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state could not be opened.
+    #[error("cannot open Marathon's state in {dir}")]
+    Store {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Serving failed.
+    #[error("Marathon on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the configured ports and serves until `shutdown` is cancelled.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let http = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            what: "REST API",
+            addr: config.listen,
+            source,
+        })?;
+    let libprocess = match config.libprocess {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: "process endpoint",
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let https = match config.https {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: "REST API over TLS",
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    serve_on(
+        Listeners {
+            http,
+            https,
+            libprocess,
+        },
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Already-bound sockets for [`serve_on`].
+pub struct Listeners {
+    /// The REST API.
+    pub http: TcpListener,
+    /// The REST API over TLS.
+    pub https: Option<TcpListener>,
+    /// Process health and metrics.
+    pub libprocess: Option<TcpListener>,
+}
+
+/// Serves on already-bound listeners until `shutdown` is cancelled.
+pub async fn serve_on(
+    listeners: Listeners,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let Listeners {
+        http,
+        https,
+        libprocess,
+    } = listeners;
+    let addr = http.local_addr().unwrap_or(config.listen);
+    let store_err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Store {
+        dir: config.work_dir.clone(),
+        source,
+    };
+    fs_create(&config.work_dir).map_err(|e| store_err(Box::new(e)))?;
+    let file = config.work_dir.join("marathon.redb");
+    let store = tokio::task::spawn_blocking(move || dcos_store::Embedded::open(file))
+        .await
+        .map_err(|e| store_err(Box::new(e)))?
+        .map_err(|e| store_err(Box::new(e)))?;
+    let persist = persist::Persist::new(store.session());
+    let settings = engine::Settings {
+        masters: config.masters.clone(),
+        hostname: addr.ip().to_string(),
+        http_port: addr.port(),
+        framework_name: config.framework_name.clone(),
+    };
+    let marathon = Marathon::load(persist, settings, shutdown.clone())
+        .await
+        .map_err(|e| store_err(Box::new(e)))?;
+    tracing::info!(%addr, "listening for Marathon REST requests");
+    let app = http::router(marathon.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let process = async {
+        let Some(listener) = libprocess else {
+            return Ok(());
+        };
+        let paddr = listener.local_addr().ok();
+        tracing::info!(addr = ?paddr, "listening for Marathon process health and metrics");
+        axum::serve(listener, process_router(marathon.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+    };
+    let tls_acceptor = match &https {
+        Some(_) => {
+            Some(tls::acceptor(&config.work_dir, addr.ip()).map_err(|e| store_err(Box::new(e)))?)
+        }
+        None => None,
+    };
+    let secure = async {
+        let (Some(listener), Some(acceptor)) = (https, tls_acceptor) else {
+            return Ok(());
+        };
+        tracing::info!(addr = ?listener.local_addr().ok(), "listening for Marathon REST requests over TLS");
+        let app = http::router(marathon.clone()).into_make_service();
+        axum::serve(tls::TlsListener::new(listener, acceptor), app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+    };
+    let scheduler = marathon.clone().run(shutdown.clone());
+    let health = health::run(marathon.clone(), shutdown.clone());
+    // Streams (/v2/events) never end on their own: a stopping Marathon drops them.
+    let (served, secured, processed, (), ()) = tokio::join!(
+        std::future::IntoFuture::into_future(server),
+        secure,
+        process,
+        scheduler,
+        health
+    );
+    served
+        .and(secured)
+        .and(processed)
+        .map_err(|source| Error::Serve { addr, source })
+}
+
+fn fs_create(dir: &std::path::Path) -> std::io::Result<()> {
+    fs_err::create_dir_all(dir)
+}
+
+/// Port 15101: where DC/OS runs Marathon's libprocess, dcos-rs serves the scheduler
+/// process's own health and metrics, in libprocess's `/metrics/snapshot` form.
+fn process_router(m: Marathon) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "OK" }))
+        .route(
+            "/metrics/snapshot",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    let s = m.lock().await;
+                    let rss_kb = std::fs::read_to_string("/proc/self/statm")
+                        .ok()
+                        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+                        .map(|pages| pages * 4)
+                        .unwrap_or(0);
+                    Json(json!({
+                        "marathon/uptime_secs": m.started.elapsed().as_secs_f64(),
+                        "marathon/subscribed": if m.connection().is_some() { 1.0 } else { 0.0 },
+                        "marathon/apps": s.apps.len(),
+                        "marathon/instances": s.instances.len(),
+                        "marathon/deployments": s.deployments.len(),
+                        "process/resident_memory_kb": rss_kb,
+                    }))
+                }
+            }),
+        )
+}

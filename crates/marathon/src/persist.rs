@@ -1,0 +1,205 @@
+//! Marathon's state in the `store`, under `/marathon`: every app with its kept versions, every
+//! instance, every deployment, and the framework id. A change is written here before it is
+//! acknowledged to the client, so a restarted Marathon resumes exactly where it stopped.
+
+use std::collections::BTreeMap;
+
+use dcos_store::{CreateMode, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::api::App;
+use crate::state::{Deployment, Instance};
+
+const APPS: &str = "/marathon/apps";
+const INSTANCES: &str = "/marathon/instances";
+const DEPLOYMENTS: &str = "/marathon/deployments";
+const FRAMEWORK_ID: &str = "/marathon/framework-id";
+
+/// Persistence failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error("Marathon's store failed at {path}")]
+    Store {
+        /// The node.
+        path: String,
+        /// The cause.
+        #[source]
+        source: dcos_store::Error,
+    },
+    /// A stored record does not parse.
+    #[error("the record at {path} is not valid")]
+    Corrupt {
+        /// The node.
+        path: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// An app and its kept versions, as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredApp {
+    /// The current definition.
+    pub app: App,
+    /// Kept versions by version string.
+    pub versions: BTreeMap<String, App>,
+    /// Being deleted.
+    #[serde(default)]
+    pub deleting: bool,
+}
+
+/// Everything Marathon keeps.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Apps.
+    pub apps: Vec<StoredApp>,
+    /// Instances.
+    pub instances: Vec<Instance>,
+    /// Deployments.
+    pub deployments: Vec<Deployment>,
+    /// The framework id.
+    pub framework_id: Option<String>,
+}
+
+/// The store, under `/marathon`.
+#[derive(Clone)]
+pub struct Persist<S: Store> {
+    store: S,
+}
+
+/// App ids are paths of `[a-z0-9.-]` segments, so `_` cannot clash as the separator.
+fn node_name(id: &str) -> String {
+    id.trim_start_matches('/').replace('/', "_")
+}
+
+impl<S: Store> Persist<S> {
+    /// Wraps a store session.
+    pub fn new(store: S) -> Self {
+        Persist { store }
+    }
+
+    async fn put(&self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let err = |source| Error::Store {
+            path: path.into(),
+            source,
+        };
+        match self.store.set(path, data, None).await {
+            Ok(_) => Ok(()),
+            Err(dcos_store::Error::NoNode { .. }) => self
+                .store
+                .create_all(path, data, CreateMode::Persistent)
+                .await
+                .map(|_| ())
+                .map_err(err),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), Error> {
+        match self.store.delete(path, None).await {
+            Ok(()) | Err(dcos_store::Error::NoNode { .. }) => Ok(()),
+            Err(source) => Err(Error::Store {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    async fn load_all<T: for<'de> Deserialize<'de>>(&self, dir: &str) -> Result<Vec<T>, Error> {
+        let names = match self.store.children(dir).await {
+            Ok(n) => n,
+            Err(dcos_store::Error::NoNode { .. }) => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Store {
+                    path: dir.into(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let path = format!("{dir}/{name}");
+            let Some((data, _)) = self.store.get(&path).await.map_err(|source| Error::Store {
+                path: path.clone(),
+                source,
+            })?
+            else {
+                continue;
+            };
+            out.push(
+                serde_json::from_slice(&data).map_err(|source| Error::Corrupt { path, source })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Loads everything.
+    pub async fn load(&self) -> Result<Loaded, Error> {
+        let framework_id = self
+            .store
+            .get(FRAMEWORK_ID)
+            .await
+            .map_err(|source| Error::Store {
+                path: FRAMEWORK_ID.into(),
+                source,
+            })?
+            .map(|(d, _)| String::from_utf8_lossy(&d).to_string())
+            .filter(|s| !s.is_empty());
+        Ok(Loaded {
+            apps: self.load_all(APPS).await?,
+            instances: self.load_all(INSTANCES).await?,
+            deployments: self.load_all(DEPLOYMENTS).await?,
+            framework_id,
+        })
+    }
+
+    /// Stores an app with its versions.
+    pub async fn save_app(&self, app: &StoredApp) -> Result<(), Error> {
+        let data = serde_json::to_vec(app).map_err(|source| Error::Corrupt {
+            path: app.app.id.clone(),
+            source,
+        })?;
+        self.put(&format!("{APPS}/{}", node_name(&app.app.id)), &data)
+            .await
+    }
+
+    /// Forgets an app.
+    pub async fn delete_app(&self, id: &str) -> Result<(), Error> {
+        self.remove(&format!("{APPS}/{}", node_name(id))).await
+    }
+
+    /// Stores an instance.
+    pub async fn save_instance(&self, i: &Instance) -> Result<(), Error> {
+        let data = serde_json::to_vec(i).map_err(|source| Error::Corrupt {
+            path: i.task_id.clone(),
+            source,
+        })?;
+        self.put(&format!("{INSTANCES}/{}", i.task_id), &data).await
+    }
+
+    /// Forgets an instance.
+    pub async fn delete_instance(&self, task_id: &str) -> Result<(), Error> {
+        self.remove(&format!("{INSTANCES}/{task_id}")).await
+    }
+
+    /// Stores a deployment.
+    pub async fn save_deployment(&self, d: &Deployment) -> Result<(), Error> {
+        let data = serde_json::to_vec(d).map_err(|source| Error::Corrupt {
+            path: d.id.clone(),
+            source,
+        })?;
+        self.put(&format!("{DEPLOYMENTS}/{}", d.id), &data).await
+    }
+
+    /// Forgets a deployment.
+    pub async fn delete_deployment(&self, id: &str) -> Result<(), Error> {
+        self.remove(&format!("{DEPLOYMENTS}/{id}")).await
+    }
+
+    /// Stores the framework id.
+    pub async fn save_framework_id(&self, id: &str) -> Result<(), Error> {
+        self.put(FRAMEWORK_ID, id.as_bytes()).await
+    }
+}

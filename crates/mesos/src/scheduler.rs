@@ -1,0 +1,227 @@
+//! A client for the v1 scheduler API: what Marathon and Metronome use to be frameworks of
+//! the master, over the same HTTP API any other framework speaks.
+//!
+//! [`subscribe`] opens the event stream (following a non-leading master's redirect) and
+//! returns a [`Connection`] for calls and the [`Events`] of the stream. The stream is the
+//! liveness signal: [`Events::next`] fails when the master is silent for longer than a few
+//! heartbeat intervals, and the caller re-subscribes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::api::FrameworkInfo;
+use crate::recordio;
+
+/// How long a call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Scheduler client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The master could not be reached.
+    #[error("cannot reach the Mesos master at {master}")]
+    Connect {
+        /// The master.
+        master: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The master refused the call.
+    #[error("the Mesos master at {master} answered {status}: {body}")]
+    Refused {
+        /// The master.
+        master: String,
+        /// The status code.
+        status: u16,
+        /// Its text.
+        body: String,
+    },
+    /// The stream broke, went silent, or carried something that is not an event.
+    #[error("the event stream from {master} ended: {reason}")]
+    Stream {
+        /// The master.
+        master: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A subscribed framework's handle for calls.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    client: reqwest::Client,
+    /// The master (`host:port`) the stream is open to.
+    pub master: String,
+    /// `Mesos-Stream-Id`.
+    pub stream_id: String,
+    /// The framework id.
+    pub framework_id: String,
+}
+
+impl Connection {
+    /// Sends a call (its `framework_id` is filled in); Mesos answers 202 to every accepted one.
+    pub async fn call(&self, mut call: Value) -> Result<(), Error> {
+        call["framework_id"] = json!({"value": self.framework_id});
+        let resp = self
+            .client
+            .post(format!("http://{}/api/v1/scheduler", self.master))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .header("Mesos-Stream-Id", &self.stream_id)
+            .timeout(CALL_TIMEOUT)
+            .json(&call)
+            .send()
+            .await
+            .map_err(|source| Error::Connect {
+                master: self.master.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if status == 202 || status == 200 {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            master: self.master.clone(),
+            status,
+            body: resp.text().await.unwrap_or_default(),
+        })
+    }
+}
+
+/// The events of a subscription.
+pub struct Events {
+    master: String,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    decoder: recordio::Decoder,
+    silence: Duration,
+}
+
+impl Events {
+    /// The next event; an error when the stream ends, breaks or goes silent.
+    pub async fn next(&mut self) -> Result<Value, Error> {
+        let fail = |reason: String| Error::Stream {
+            master: self.master.clone(),
+            reason,
+        };
+        loop {
+            match self.decoder.next_record() {
+                Ok(Some(record)) => {
+                    return serde_json::from_slice(&record)
+                        .map_err(|e| fail(format!("an event is not JSON: {e}")));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(fail(e.to_string())),
+            }
+            let chunk = tokio::time::timeout(self.silence, self.body.next())
+                .await
+                .map_err(|_| fail(format!("no heartbeat for {:?}", self.silence)))?;
+            match chunk {
+                Some(Ok(bytes)) => self.decoder.feed(&bytes),
+                Some(Err(e)) => return Err(fail(e.to_string())),
+                None => return Err(fail("the master closed it".into())),
+            }
+        }
+    }
+}
+
+/// Subscribes `info` (with its `id` when re-subscribing) at `master`, following one redirect
+/// to the leading master. Returns the connection, the events after SUBSCRIBED, and the
+/// SUBSCRIBED event itself.
+pub async fn subscribe(
+    client: &reqwest::Client,
+    master: SocketAddr,
+    info: &FrameworkInfo,
+) -> Result<(Connection, Events, Value), Error> {
+    let mut target = master.to_string();
+    let mut call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+    if let Some(id) = &info.id {
+        call["framework_id"] = json!({"value": id.value});
+    }
+    for _ in 0..2 {
+        let resp = client
+            .post(format!("http://{target}/api/v1/scheduler"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .json(&call)
+            .send()
+            .await
+            .map_err(|source| Error::Connect {
+                master: target.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if status == 307 {
+            // A non-leading master names the leader as `//host:port/...`.
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or_default()
+                .trim_start_matches("http:")
+                .trim_start_matches("//")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if location.is_empty() {
+                break;
+            }
+            target = location;
+            continue;
+        }
+        if status != 200 {
+            return Err(Error::Refused {
+                master: target,
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            });
+        }
+        let stream_id = resp
+            .headers()
+            .get("mesos-stream-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut events = Events {
+            master: target.clone(),
+            body: resp.bytes_stream().boxed(),
+            decoder: recordio::Decoder::new(),
+            silence: Duration::from_secs(30),
+        };
+        let first = events.next().await?;
+        if first["type"] != "SUBSCRIBED" {
+            return Err(Error::Stream {
+                master: target,
+                reason: format!("expected SUBSCRIBED first, got {first}"),
+            });
+        }
+        let framework_id = first["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(beat) = first["subscribed"]["heartbeat_interval_seconds"].as_f64() {
+            if beat.is_finite() && beat > 0.0 {
+                events.silence = Duration::from_secs_f64(beat * 3.0);
+            }
+        }
+        let connection = Connection {
+            client: client.clone(),
+            master: target,
+            stream_id,
+            framework_id,
+        };
+        return Ok((connection, events, first));
+    }
+    Err(Error::Refused {
+        master: target,
+        status: 307,
+        body: "redirected without a usable Location".into(),
+    })
+}

@@ -1,0 +1,110 @@
+//! A Mesos master and agents running inside the test process on 127.0.0.1 (ephemeral ports),
+//! for tests of frameworks (Marathon, Metronome) that need real offers and real tasks but not
+//! a whole cluster. Each agent advertises its own small port range, so tests that run in
+//! parallel never hand out the same host port twice within one test.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dcos_mesos::resources::Resources;
+use dcos_mesos::{agent, master};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running in-process server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops it and waits until it has.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts a master on 127.0.0.1 with a fast allocation interval.
+pub async fn master() -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port for the master");
+    let addr = listener.local_addr().expect("the listener's address");
+    let stop = CancellationToken::new();
+    let config = master::Config {
+        listen: addr,
+        cluster: "test".into(),
+        allocation_interval: Duration::from_millis(100),
+        agent_ping_timeout: Duration::from_secs(2),
+        weights: Default::default(),
+    };
+    let s = stop.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = master::serve_on(listener, config, s).await {
+            panic!("master failed: {e}");
+        }
+    });
+    Running { addr, stop, handle }
+}
+
+/// Starts an agent of `master` on `listen` (port 0 for any) with `ports` as its task ports.
+pub async fn agent(
+    master: SocketAddr,
+    listen: SocketAddr,
+    work_dir: PathBuf,
+    ports: &str,
+) -> Running {
+    let listener = TcpListener::bind(listen)
+        .await
+        .expect("bind a loopback port for the agent");
+    let addr = listener.local_addr().expect("the listener's address");
+    let stop = CancellationToken::new();
+    let config = agent::Config {
+        listen: addr,
+        masters: vec![master],
+        work_dir,
+        resources: Resources {
+            cpus: 4.0,
+            mem: 4096.0,
+            disk: 4096.0,
+            gpus: 0.0,
+            ports: ports.parse().expect("a valid port range set"),
+        },
+        attributes: Default::default(),
+    };
+    let s = stop.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = agent::serve_on(listener, config, s).await {
+            panic!("agent failed: {e}");
+        }
+    });
+    Running { addr, stop, handle }
+}
+
+/// A range of `n` ports on 127.0.0.1 that nothing listens on at the time of the call, in
+/// the Mesos form (`[20000-20009]`). Below the kernel's ephemeral range, so outgoing
+/// connections never take them; the slot is chosen by pid so parallel test processes differ.
+pub fn free_port_range(n: u16) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let n = u32::from(n.max(1));
+    let slots = 10_000 / n;
+    let first = std::process::id() % slots + TAKEN.fetch_add(1, Ordering::Relaxed);
+    for k in 0..slots {
+        let start = 20_000 + ((first + k) % slots) * n;
+        let end = start + n - 1;
+        let free = (start..=end).all(|p| {
+            u16::try_from(p).is_ok_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if free {
+            TAKEN.fetch_add(k, Ordering::Relaxed);
+            return format!("[{start}-{end}]");
+        }
+    }
+    panic!("no {n} free ports between 20000 and 29999 on 127.0.0.1");
+}
