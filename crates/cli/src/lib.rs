@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod install;
+mod marathon;
 mod node;
 mod ports;
 mod preflight;
@@ -65,6 +66,8 @@ enum Command {
     Install(install::InstallArgs),
     /// A local cluster on this machine.
     Cluster(cluster::ClusterArgs),
+    /// Marathon apps (a client of Marathon's REST API).
+    Marathon(marathon::MarathonArgs),
 }
 
 /// Parses arguments, runs the command, renders errors, picks the exit code.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Install(args) => install::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Marathon(args) => marathon::run(args),
     };
     match result {
         Ok(code) => code,
