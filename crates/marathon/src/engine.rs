@@ -118,15 +118,7 @@ impl Marathon {
             s.app.ports = s.app.port_definitions.iter().map(|p| p.port).collect();
             state.apps.insert(
                 s.app.id.clone(),
-                AppEntry {
-                    app: s.app,
-                    versions: s.versions,
-                    backoff: Backoff::default(),
-                    last_failure: None,
-                    offers: OfferStats::default(),
-                    waiting_since: None,
-                    deleting: s.deleting,
-                },
+                AppEntry::new(s.app, s.versions, s.deleting),
             );
         }
         for i in loaded.instances {
@@ -286,15 +278,7 @@ impl Marathon {
         let e = state
             .apps
             .entry(app.id.clone())
-            .or_insert_with(|| AppEntry {
-                app: app.clone(),
-                versions: BTreeMap::new(),
-                backoff: Backoff::default(),
-                last_failure: None,
-                offers: OfferStats::default(),
-                waiting_since: None,
-                deleting: false,
-            });
+            .or_insert_with(|| AppEntry::new(app.clone(), BTreeMap::new(), false));
         e.app = app.clone();
         e.versions = versions;
         e.deleting = deleting;
@@ -735,18 +719,18 @@ impl Marathon {
         let mut calls = Vec::new();
         {
             let mut state = self.lock().await;
-            let mut wanted: BTreeMap<String, u32> = state
+            let plans: Vec<(String, crate::state::AppPlan)> = state
                 .apps
                 .values()
                 .filter(|e| !e.deleting)
                 .map(|e| (e.app.id.clone(), state.plan(e, now, now_secs)))
+                .collect();
+            let waiting = plans.iter().any(|(_, p)| p.waiting > 0);
+            let mut wanted: BTreeMap<String, u32> = plans
+                .into_iter()
                 .filter(|(_, p)| p.launch > 0)
                 .map(|(id, p)| (id, p.launch))
                 .collect();
-            let waiting = state
-                .apps
-                .values()
-                .any(|e| state.plan(e, now, now_secs).waiting > 0);
             for offer in offers {
                 let offer_id = offer["id"].clone();
                 let agent_id = offer["agent_id"]["value"]
@@ -780,12 +764,13 @@ impl Marathon {
                             .iter()
                             .map(|i| Place {
                                 hostname: i.host.clone(),
-                                attributes: self.agent_attributes(
-                                    &state,
-                                    &i.agent_id,
-                                    &place,
-                                    &agent_id,
-                                ),
+                                // Only the offer's own agent has known attributes here;
+                                // hostname constraints need none.
+                                attributes: if i.agent_id == agent_id {
+                                    place.attributes.clone()
+                                } else {
+                                    BTreeMap::new()
+                                },
                             })
                             .collect();
                         let result = offer::match_app(&app, &available, &role, &place, &others);
@@ -823,22 +808,6 @@ impl Marathon {
             if let Err(e) = conn.call(call).await {
                 tracing::warn!(error = %e, "offer answer not delivered");
             }
-        }
-    }
-
-    /// Attributes of the agent an instance runs on, when it is the offer's agent (the only one
-    /// whose attributes this offer tells); hostname constraints need none.
-    fn agent_attributes(
-        &self,
-        _state: &State,
-        agent_id: &str,
-        place: &Place,
-        offer_agent: &str,
-    ) -> BTreeMap<String, String> {
-        if agent_id == offer_agent {
-            place.attributes.clone()
-        } else {
-            BTreeMap::new()
         }
     }
 

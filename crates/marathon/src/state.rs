@@ -184,6 +184,21 @@ pub struct AppEntry {
     pub deleting: bool,
 }
 
+impl AppEntry {
+    /// A fresh entry for `app`: no history, no backoff, no offer statistics.
+    pub fn new(app: App, versions: BTreeMap<String, App>, deleting: bool) -> AppEntry {
+        AppEntry {
+            app,
+            versions,
+            backoff: Backoff::default(),
+            last_failure: None,
+            offers: OfferStats::default(),
+            waiting_since: None,
+            deleting,
+        }
+    }
+}
+
 /// What a deployment does to an app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
@@ -435,15 +450,7 @@ mod tests {
     }
 
     fn state_with(app: &App, instances: Vec<Instance>) -> (State, AppEntry) {
-        let entry = AppEntry {
-            app: app.clone(),
-            versions: BTreeMap::new(),
-            backoff: Backoff::default(),
-            last_failure: None,
-            offers: OfferStats::default(),
-            waiting_since: None,
-            deleting: false,
-        };
+        let entry = AppEntry::new(app.clone(), BTreeMap::new(), false);
         let mut s = State::default();
         for i in instances {
             s.instances.insert(i.task_id.clone(), i);
