@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod api;
+mod http;
 pub mod master;
 pub mod protocol;
 pub mod recordio;

@@ -69,6 +69,17 @@ pub enum AgentCall {
         /// The status (with a uuid: it must be acknowledged).
         status: TaskStatus,
     },
+    /// A message from an executor to its framework's scheduler.
+    Message {
+        /// The agent.
+        agent_id: Id,
+        /// The framework.
+        framework_id: Id,
+        /// The executor that sent it.
+        executor_id: Id,
+        /// Base64 data, as the executor sent it.
+        data: String,
+    },
 }
 
 /// An event from master to agent.

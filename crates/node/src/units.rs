@@ -196,6 +196,8 @@ pub async fn run_unit(
                         config.mesos.agent_ping_timeout_secs,
                     ),
                     weights: Default::default(),
+                    work_dir: config.work_dir.join("mesos-master"),
+                    agent_reregister_timeout: dcos_mesos::master::AGENT_REREGISTER_TIMEOUT,
                 },
                 shutdown,
             )

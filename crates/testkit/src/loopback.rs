@@ -19,6 +19,8 @@ pub struct Running {
     pub addr: SocketAddr,
     stop: CancellationToken,
     handle: JoinHandle<()>,
+    /// A work dir the server owns, removed when it is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -27,11 +29,30 @@ impl Running {
         self.stop.cancel();
         let _ = self.handle.await;
     }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
 }
 
-/// Starts a master on 127.0.0.1 with a fast allocation interval.
+/// Starts a master on 127.0.0.1 (an ephemeral port, its own registry) with a fast
+/// allocation interval.
 pub async fn master() -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let dir = tempfile::tempdir().expect("a temporary dir for the master's registry");
+    let mut running = master_on(
+        "127.0.0.1:0".parse().expect("an address"),
+        dir.path().into(),
+    )
+    .await;
+    running._dir = Some(dir);
+    running
+}
+
+/// Starts a master on `listen` with its registry in `work_dir` (a restarted master passes
+/// the address and dir of the one it replaces).
+pub async fn master_on(listen: SocketAddr, work_dir: PathBuf) -> Running {
+    let listener = TcpListener::bind(listen)
         .await
         .expect("bind a loopback port for the master");
     let addr = listener.local_addr().expect("the listener's address");
@@ -42,6 +63,8 @@ pub async fn master() -> Running {
         allocation_interval: Duration::from_millis(100),
         agent_ping_timeout: Duration::from_secs(2),
         weights: Default::default(),
+        work_dir,
+        agent_reregister_timeout: master::AGENT_REREGISTER_TIMEOUT,
     };
     let s = stop.clone();
     let handle = tokio::spawn(async move {
@@ -49,15 +72,38 @@ pub async fn master() -> Running {
             panic!("master failed: {e}");
         }
     });
-    Running { addr, stop, handle }
+    Running {
+        addr,
+        stop,
+        handle,
+        _dir: None,
+    }
 }
 
-/// Starts an agent of `master` on `listen` (port 0 for any) with `ports` as its task ports.
+/// Starts an agent of `master` on `listen` (port 0 for any) with `ports` as its task ports
+/// and 4 cpus, 4 GiB of memory and disk.
 pub async fn agent(
     master: SocketAddr,
     listen: SocketAddr,
     work_dir: PathBuf,
     ports: &str,
+) -> Running {
+    let resources = Resources {
+        cpus: 4.0,
+        mem: 4096.0,
+        disk: 4096.0,
+        gpus: 0.0,
+        ports: ports.parse().expect("a valid port range set"),
+    };
+    agent_with(master, listen, work_dir, resources).await
+}
+
+/// Starts an agent of `master` on `listen` (port 0 for any) advertising `resources`.
+pub async fn agent_with(
+    master: SocketAddr,
+    listen: SocketAddr,
+    work_dir: PathBuf,
+    resources: Resources,
 ) -> Running {
     let listener = TcpListener::bind(listen)
         .await
@@ -68,13 +114,7 @@ pub async fn agent(
         listen: addr,
         masters: vec![master],
         work_dir,
-        resources: Resources {
-            cpus: 4.0,
-            mem: 4096.0,
-            disk: 4096.0,
-            gpus: 0.0,
-            ports: ports.parse().expect("a valid port range set"),
-        },
+        resources,
         attributes: Default::default(),
     };
     let s = stop.clone();
@@ -83,7 +123,12 @@ pub async fn agent(
             panic!("agent failed: {e}");
         }
     });
-    Running { addr, stop, handle }
+    Running {
+        addr,
+        stop,
+        handle,
+        _dir: None,
+    }
 }
 
 /// A range of `n` ports on 127.0.0.1 that nothing listens on at the time of the call, in

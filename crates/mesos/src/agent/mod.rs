@@ -5,6 +5,7 @@
 //! status updates at least once and in order per task (retried until acknowledged), and
 //! checkpoints every task so a restarted agent re-attaches to the ones still running.
 
+mod executor;
 pub mod sandbox;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -129,6 +130,9 @@ struct Run {
     pending: VecDeque<TaskStatus>,
     last_status: Option<TaskStatus>,
     started: f64,
+    /// Runs under a custom executor (the executor API), not the built-in command executor.
+    #[serde(default)]
+    custom: bool,
     /// The uuid of the update last sent and when, so the head is resent only on retry.
     #[serde(skip)]
     last_sent: Option<(String, std::time::Instant)>,
@@ -151,6 +155,8 @@ impl Run {
 struct AgentState {
     id: Option<String>,
     runs: BTreeMap<String, Run>,
+    /// Custom executors by `<framework>__<executor>`.
+    executors: BTreeMap<String, executor::Executor>,
     master: Option<SocketAddr>,
     start_time: f64,
 }
@@ -203,39 +209,63 @@ impl Shared {
         }
     }
 
-    /// Queues a status update for a run (sent and retried until acknowledged).
+    /// Queues a status update for a run from its executor (the built-in command executor).
     fn update(&self, key: &str, state: &str, message: Option<String>, reason: Option<&str>) {
+        self.report(key, state, message, reason, "SOURCE_EXECUTOR");
+    }
+
+    /// Queues a status update for a run, made by the agent on behalf of `source`.
+    fn report(
+        &self,
+        key: &str,
+        state: &str,
+        message: Option<String>,
+        reason: Option<&str>,
+        source: &str,
+    ) {
+        self.enqueue(
+            key,
+            TaskStatus {
+                state: state.into(),
+                message,
+                source: Some(source.into()),
+                reason: reason.map(str::to_string),
+                uuid: Some(api::new_update_uuid()),
+                ..TaskStatus::default()
+            },
+        );
+    }
+
+    /// Records a run's new status, checkpoints it, and queues it for the master (sent and
+    /// retried until acknowledged). False if the run is unknown.
+    fn enqueue(&self, key: &str, mut status: TaskStatus) -> bool {
         let mut st = self.lock();
         let agent_id = st.id.clone();
         let Some(run) = st.runs.get_mut(key) else {
-            return;
+            return false;
         };
-        let mut status = TaskStatus {
-            task_id: run.task.task_id.clone(),
-            state: state.into(),
-            message,
-            source: Some("SOURCE_EXECUTOR".into()),
-            reason: reason.map(str::to_string),
-            agent_id: agent_id.map(Id::new),
-            executor_id: Some(Id::new(&run.executor_id)),
-            timestamp: Some(api::now_secs()),
-            uuid: Some(api::new_update_uuid()),
-            ..TaskStatus::default()
-        };
-        if state == "TASK_RUNNING" || state == "TASK_STARTING" {
+        status.task_id = run.task.task_id.clone();
+        status.agent_id = agent_id.map(Id::new);
+        status.executor_id = Some(Id::new(&run.executor_id));
+        status.timestamp.get_or_insert_with(api::now_secs);
+        let state = status.state.as_str();
+        if (state == "TASK_RUNNING" || state == "TASK_STARTING")
+            && status.container_status.is_none()
+        {
             status.container_status = Some(json!({
                 "container_id": {"value": run.container_id},
                 "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": self.host()}]}],
                 "executor_pid": run.pid,
             }));
         }
-        run.state = state.into();
+        run.state = status.state.clone();
         run.last_status = Some(status.clone());
         run.pending.push_back(status);
         let run = run.clone();
         drop(st);
         self.checkpoint(&run);
         self.updates.notify_one();
+        true
     }
 }
 
@@ -271,6 +301,7 @@ pub async fn serve_on(
         state: Arc::new(Mutex::new(AgentState {
             id: None,
             runs: BTreeMap::new(),
+            executors: BTreeMap::new(),
             master: None,
             start_time: api::now_secs(),
         })),
@@ -319,8 +350,10 @@ fn recover(shared: &Shared) {
             st.runs.insert(run.key(), run.clone());
         }
     }
+    executor::recover(shared);
     for run in runs {
-        if api::state::is_terminal(&run.state) {
+        // A custom executor's tasks live and die with their executor, recovered above.
+        if api::state::is_terminal(&run.state) || run.custom {
             continue;
         }
         let key = run.key();
@@ -566,11 +599,12 @@ fn handle_event(shared: &Shared, master: SocketAddr, event: AgentEvent) {
             grace_period_ns,
         } => {
             let key = format!("{}__{}", framework_id.value, task_id.value);
-            kill(
-                shared,
-                &key,
-                grace_period_ns.map(|n| Duration::from_nanos(n.max(0) as u64)),
-            );
+            let grace = grace_period_ns.map(|n| Duration::from_nanos(n.max(0) as u64));
+            if shared.lock().runs.get(&key).is_some_and(|r| r.custom) {
+                executor::kill_task(shared, &key, grace);
+            } else {
+                kill(shared, &key, grace);
+            }
         }
         AgentEvent::Acknowledge {
             framework_id,
@@ -578,37 +612,47 @@ fn handle_event(shared: &Shared, master: SocketAddr, event: AgentEvent) {
             uuid,
         } => {
             let key = format!("{}__{}", framework_id.value, task_id.value);
-            let run = {
+            let (run, acked) = {
                 let mut st = shared.lock();
                 let Some(run) = st.runs.get_mut(&key) else {
                     return;
                 };
-                if run.pending.front().and_then(|s| s.uuid.as_deref()) == Some(uuid.as_str()) {
-                    run.pending.pop_front();
+                if run.pending.front().and_then(|s| s.uuid.as_deref()) != Some(uuid.as_str()) {
+                    return;
                 }
+                let acked = run.pending.pop_front();
                 let run = run.clone();
                 if api::state::is_terminal(&run.state) && run.pending.is_empty() {
                     st.runs.remove(&key);
                     completed(&mut st, run.clone());
                 }
-                run
+                (run, acked)
             };
             shared.checkpoint(&run);
             shared.updates.notify_one();
+            if let Some(status) = acked.filter(|_| run.custom) {
+                executor::acknowledged(shared, &run, status);
+            }
         }
         AgentEvent::ShutdownFramework { framework_id } => {
+            executor::shutdown_framework(shared, &framework_id.value);
             let keys: Vec<String> = shared
                 .lock()
                 .runs
                 .values()
-                .filter(|r| r.framework_id() == framework_id.value)
+                .filter(|r| r.framework_id() == framework_id.value && !r.custom)
                 .map(Run::key)
                 .collect();
             for key in keys {
                 kill(shared, &key, None);
             }
         }
-        AgentEvent::FrameworkMessage { .. } | AgentEvent::Heartbeat => {}
+        AgentEvent::FrameworkMessage {
+            framework_id,
+            executor_id,
+            data,
+        } => executor::message(shared, &framework_id.value, &executor_id.value, data),
+        AgentEvent::Heartbeat => {}
     }
 }
 
@@ -686,6 +730,9 @@ async fn update_sender(shared: Shared, shutdown: CancellationToken) {
 // === running tasks ===
 
 fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
+    if executor::is_custom(&task) {
+        return executor::launch(shared, framework, task);
+    }
     let framework_id = framework
         .id
         .as_ref()
@@ -717,6 +764,7 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
         pending: VecDeque::new(),
         last_status: None,
         started: api::now_secs(),
+        custom: false,
         last_sent: None,
     };
     let key = run.key();
@@ -777,26 +825,30 @@ async fn fetch(shared: &Shared, uri: &crate::api::Uri, sandbox: &Path) -> anyhow
     Ok(())
 }
 
-async fn start(
+/// Fetches a command's URIs into the sandbox.
+async fn fetch_uris(
     shared: &Shared,
-    key: &str,
-    task: &TaskInfo,
-    framework_id: &str,
-    executor_id: &str,
+    command: &crate::api::CommandInfo,
     sandbox: &Path,
-) -> anyhow::Result<tokio::process::Child> {
+) -> anyhow::Result<()> {
     fs_err::create_dir_all(sandbox)?;
-    let command = task
-        .executor
-        .as_ref()
-        .and_then(|e| e.command.clone())
-        .or_else(|| task.command.clone())
-        .unwrap_or_default();
     for uri in &command.uris {
         fetch(shared, uri, sandbox)
             .await
             .map_err(|e| anyhow::anyhow!("failed to fetch '{}': {e}", uri.value))?;
     }
+    Ok(())
+}
+
+/// Starts a command in its sandbox, in its own process group, with exactly `env`.
+///
+/// A wrapper shell runs it and records its exit status in the sandbox, so an agent restarted
+/// meanwhile still learns how it ended.
+fn spawn_command(
+    command: &crate::api::CommandInfo,
+    sandbox: &Path,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<tokio::process::Child> {
     let argv: Vec<String> = if command.shell.unwrap_or(true) {
         vec![
             "/bin/sh".into(),
@@ -814,12 +866,10 @@ async fn start(
     };
     let stdout = fs_err::File::create(sandbox.join("stdout"))?.into_parts().0;
     let stderr = fs_err::File::create(sandbox.join("stderr"))?.into_parts().0;
-    // The built-in command executor: a shell that runs the task and records its exit status in
-    // the sandbox, so an agent restarted meanwhile still learns how the task ended.
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
         .arg("\"$@\"; s=$?; echo $s > .exit_status; exit $s")
-        .arg("mesos-command-executor")
+        .arg("mesos-executor")
         .args(&argv)
         .current_dir(sandbox)
         .env_clear()
@@ -827,26 +877,56 @@ async fn start(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
         )
-        .envs(sandbox::task_env(
-            task,
-            &shared.host(),
-            sandbox,
-            framework_id,
-            executor_id,
-            &shared.endpoint(),
-        ))
+        .envs(env)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        // Its own process group: killing the task kills all it started, and stopping the
-        // agent does not kill the task.
-        .process_group(0);
-    if task.executor.is_some() {
-        cmd.env("MESOS_CHECKPOINT", "1")
-            .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs")
-            .env("MESOS_HTTP_COMMAND_EXECUTOR", "0");
+        // Its own process group: killing it kills all it started, and stopping the agent
+        // does not kill it.
+        .process_group(0)
+        .spawn()?;
+    Ok(child)
+}
+
+impl Shared {
+    /// Where an executor of `framework_id` runs, for its environment.
+    fn place<'a>(
+        &'a self,
+        agent_id: &'a str,
+        framework_id: &'a str,
+        executor_id: &'a str,
+        sandbox: &'a Path,
+        endpoint: &'a str,
+    ) -> sandbox::ExecutorPlace<'a> {
+        sandbox::ExecutorPlace {
+            host: endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h),
+            sandbox,
+            framework_id,
+            executor_id,
+            agent_id,
+            agent_endpoint: endpoint,
+        }
     }
-    let child = cmd.spawn()?;
+}
+
+/// Runs a command task under the built-in command executor.
+async fn start(
+    shared: &Shared,
+    key: &str,
+    task: &TaskInfo,
+    framework_id: &str,
+    executor_id: &str,
+    sandbox: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let command = task.command.clone().unwrap_or_default();
+    fetch_uris(shared, &command, sandbox).await?;
+    let agent_id = shared.lock().id.clone().unwrap_or_default();
+    let endpoint = shared.endpoint();
+    let env = sandbox::task_env(
+        task,
+        &shared.place(&agent_id, framework_id, executor_id, sandbox, &endpoint),
+    );
+    let child = spawn_command(&command, sandbox, env)?;
     let pid = child.id();
     let run = {
         let mut st = shared.lock();
@@ -965,6 +1045,7 @@ fn router(shared: Shared) -> Router {
             get(|| async { Json(crate::master::views::version()) }),
         )
         .route("/api/v1", post(operator))
+        .route("/api/v1/executor", post(executor::api))
         .with_state(shared)
 }
 
@@ -986,34 +1067,54 @@ fn task_json(run: &Run, agent_id: &str) -> Value {
 async fn state(State(shared): State<Shared>) -> Response {
     let st = shared.lock();
     let agent_id = st.id.clone().unwrap_or_default();
-    let mut frameworks: BTreeMap<String, (FrameworkInfo, Vec<&Run>, Vec<&Run>)> = BTreeMap::new();
-    for (k, run) in &st.runs {
-        let entry = frameworks
+    // Runs grouped by framework, then by container (one executor run each): a command task
+    // has its own, a custom executor's tasks share theirs.
+    type Containers<'a> = BTreeMap<String, Vec<&'a Run>>;
+    let mut frameworks: BTreeMap<String, (FrameworkInfo, Containers<'_>)> = BTreeMap::new();
+    for run in st.runs.values() {
+        frameworks
             .entry(run.framework_id())
-            .or_insert_with(|| (run.framework.clone(), Vec::new(), Vec::new()));
-        if k.starts_with("completed::") || api::state::is_terminal(&run.state) {
-            entry.2.push(run);
-        } else {
-            entry.1.push(run);
-        }
+            .or_insert_with(|| (run.framework.clone(), BTreeMap::new()))
+            .1
+            .entry(run.container_id.clone())
+            .or_default()
+            .push(run);
     }
     let frameworks: Vec<Value> = frameworks
         .into_iter()
-        .map(|(id, (info, live, done))| {
-            let executor = |run: &&Run, completed: bool| {
-                json!({
-                    "id": run.executor_id,
-                    "name": format!("Command Executor (Task: {}) (Command: sh -c '{}')", run.task.task_id.value, run.task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default()),
-                    "source": run.task.task_id.value,
-                    "container": run.container_id,
-                    "directory": run.sandbox.display().to_string(),
-                    "resources": Resources::from_api(&run.task.resources).unwrap_or_default().to_state_json(),
+        .map(|(id, (info, containers))| {
+            let (mut live, mut done) = (Vec::new(), Vec::new());
+            for runs in containers.values() {
+                let first = runs[0];
+                let (tasks, completed): (Vec<&Run>, Vec<&Run>) = runs
+                    .iter()
+                    .partition(|r| !api::state::is_terminal(&r.state));
+                let name = match (&first.task.executor, first.custom) {
+                    (Some(e), true) => e.name.clone().unwrap_or_default(),
+                    _ => format!(
+                        "Command Executor (Task: {}) (Command: sh -c '{}')",
+                        first.task.task_id.value,
+                        first.task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default()
+                    ),
+                };
+                let executor = json!({
+                    "id": first.executor_id,
+                    "name": name,
+                    "source": if first.custom { String::new() } else { first.task.task_id.value.clone() },
+                    "container": first.container_id,
+                    "directory": first.sandbox.display().to_string(),
+                    "resources": runs.iter().fold(Resources::default(), |acc, r| acc.add(&Resources::from_api(&r.task.resources).unwrap_or_default())).to_state_json(),
                     "framework_id": id,
-                    "tasks": if completed { vec![] } else { vec![task_json(run, &agent_id)] },
+                    "tasks": tasks.iter().map(|r| task_json(r, &agent_id)).collect::<Vec<_>>(),
                     "queued_tasks": [],
-                    "completed_tasks": if completed { vec![task_json(run, &agent_id)] } else { vec![] },
-                })
-            };
+                    "completed_tasks": completed.iter().map(|r| task_json(r, &agent_id)).collect::<Vec<_>>(),
+                });
+                if tasks.is_empty() {
+                    done.push(executor);
+                } else {
+                    live.push(executor);
+                }
+            }
             json!({
                 "id": id,
                 "name": info.name,
@@ -1022,8 +1123,8 @@ async fn state(State(shared): State<Shared>) -> Response {
                 "role": info.all_roles().first().cloned().unwrap_or_else(|| "*".into()),
                 "checkpoint": info.checkpoint.unwrap_or(false),
                 "failover_timeout": info.failover_timeout.unwrap_or(0.0),
-                "executors": live.iter().map(|r| executor(r, false)).collect::<Vec<_>>(),
-                "completed_executors": done.iter().map(|r| executor(r, true)).collect::<Vec<_>>(),
+                "executors": live,
+                "completed_executors": done,
             })
         })
         .collect();

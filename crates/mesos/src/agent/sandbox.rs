@@ -4,7 +4,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::api::{Resource, TaskInfo};
+use crate::api::{ExecutorInfo, Resource, TaskInfo};
 
 /// The sandbox of a run: `work_dir/slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>`.
 pub fn sandbox_dir(
@@ -48,26 +48,71 @@ fn env_name(name: &str) -> String {
         .collect()
 }
 
-/// The environment of a task: HOST, PORT0..n, PORTS, PORT_<NAME>, MESOS_*, then the task's own.
-pub fn task_env(
-    task: &TaskInfo,
-    host: &str,
-    sandbox: &Path,
-    framework_id: &str,
-    executor_id: &str,
-    agent_endpoint: &str,
-) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("HOST".to_string(), host.to_string()),
-        ("MESOS_SANDBOX".into(), sandbox.display().to_string()),
-        ("MESOS_DIRECTORY".into(), sandbox.display().to_string()),
-        ("MESOS_TASK_ID".into(), task.task_id.value.clone()),
-        ("MESOS_FRAMEWORK_ID".into(), framework_id.into()),
-        ("MESOS_EXECUTOR_ID".into(), executor_id.into()),
-        ("MESOS_AGENT_ENDPOINT".into(), agent_endpoint.into()),
-        ("MESOS_SLAVE_ID".into(), task.agent_id.value.clone()),
-        ("MESOS_AGENT_ID".into(), task.agent_id.value.clone()),
-    ];
+/// Who and where an executor is: what every executor (built-in or custom) finds in its environment.
+pub struct ExecutorPlace<'a> {
+    /// The node's IP (`HOST`).
+    pub host: &'a str,
+    /// The run's sandbox.
+    pub sandbox: &'a Path,
+    /// The framework.
+    pub framework_id: &'a str,
+    /// The executor.
+    pub executor_id: &'a str,
+    /// The agent.
+    pub agent_id: &'a str,
+    /// The agent's `ip:port` (`MESOS_AGENT_ENDPOINT`).
+    pub agent_endpoint: &'a str,
+}
+
+impl ExecutorPlace<'_> {
+    /// `HOST`, `MESOS_SANDBOX`, `MESOS_FRAMEWORK_ID`, `MESOS_AGENT_ENDPOINT` and friends.
+    fn env(&self) -> Vec<(String, String)> {
+        let sandbox = self.sandbox.display().to_string();
+        vec![
+            ("HOST".to_string(), self.host.to_string()),
+            ("MESOS_SANDBOX".into(), sandbox.clone()),
+            ("MESOS_DIRECTORY".into(), sandbox),
+            ("MESOS_FRAMEWORK_ID".into(), self.framework_id.into()),
+            ("MESOS_EXECUTOR_ID".into(), self.executor_id.into()),
+            ("MESOS_AGENT_ENDPOINT".into(), self.agent_endpoint.into()),
+            ("MESOS_SLAVE_ID".into(), self.agent_id.into()),
+            ("MESOS_AGENT_ID".into(), self.agent_id.into()),
+            (
+                "MESOS_SLAVE_PID".into(),
+                format!("slave(1)@{}", self.agent_endpoint),
+            ),
+        ]
+    }
+}
+
+/// The environment of a custom executor: its place, the executor API's settings, then the
+/// executor command's own variables.
+pub fn executor_env(place: &ExecutorPlace<'_>, info: &ExecutorInfo) -> Vec<(String, String)> {
+    let mut env = place.env();
+    env.extend(
+        [
+            ("MESOS_CHECKPOINT", "1"),
+            ("MESOS_RECOVERY_TIMEOUT", "15mins"),
+            ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs"),
+            ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs"),
+            ("MESOS_HTTP_COMMAND_EXECUTOR", "0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let own = info.command.as_ref().and_then(|c| c.environment.as_ref());
+    env.extend(
+        own.into_iter()
+            .flat_map(|e| e.variables.iter())
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
+    env
+}
+
+/// The environment of a command task: its place, `MESOS_TASK_ID`, `PORT0..n`, `PORTS`,
+/// `PORT_<NAME>`, then the task command's own variables.
+pub fn task_env(task: &TaskInfo, place: &ExecutorPlace<'_>) -> Vec<(String, String)> {
+    let mut env = place.env();
+    env.push(("MESOS_TASK_ID".into(), task.task_id.value.clone()));
     let ports = task_ports(&task.resources);
     for (i, p) in ports.iter().enumerate() {
         env.push((format!("PORT{i}"), p.to_string()));
@@ -308,11 +353,14 @@ mod tests {
         })).unwrap();
         let env = task_env(
             &task,
-            "10.0.0.2",
-            Path::new("/sb"),
-            "fw",
-            "t1",
-            "10.0.0.2:5051",
+            &ExecutorPlace {
+                host: "10.0.0.2",
+                sandbox: Path::new("/sb"),
+                framework_id: "fw",
+                executor_id: "t1",
+                agent_id: "a1",
+                agent_endpoint: "10.0.0.2:5051",
+            },
         );
         let get = |k: &str| {
             env.iter()
@@ -327,5 +375,7 @@ mod tests {
         assert_eq!(get("HOST"), Some("10.0.0.2"));
         assert_eq!(get("A"), Some("1"));
         assert_eq!(get("MESOS_SANDBOX"), Some("/sb"));
+        assert_eq!(get("MESOS_TASK_ID"), Some("t1"));
+        assert_eq!(get("MESOS_AGENT_ID"), Some("a1"));
     }
 }

@@ -6,28 +6,28 @@
 //! - this module: the HTTP API (scheduler, agent, operator) and the periodic loop.
 
 pub mod allocator;
+pub mod registry;
 pub mod state;
 pub mod views;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, RawForm, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio_stream_shim::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, FrameworkInfo, Id};
+use crate::http::{check_json, stream_response, text};
 use crate::protocol::{AgentCall, AgentEvent};
 use crate::recordio;
 use crate::resources::Resources;
@@ -50,7 +50,15 @@ pub struct Config {
     pub agent_ping_timeout: Duration,
     /// Role weights for DRF.
     pub weights: HashMap<String, f64>,
+    /// Where the registry lives (`registry.redb`).
+    pub work_dir: PathBuf,
+    /// How long agents recovered from the registry have to re-register before they are
+    /// unreachable (Mesos' `agent_reregister_timeout`, 10 minutes).
+    pub agent_reregister_timeout: Duration,
 }
+
+/// Mesos' default `agent_reregister_timeout`.
+pub const AGENT_REREGISTER_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Errors starting or running the master.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,15 @@ pub enum Error {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The registry cannot be opened or read.
+    #[error("cannot open the Mesos master's registry in {dir}")]
+    Registry {
+        /// The work dir.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: registry::Error,
     },
     /// Serving failed.
     #[error("Mesos master on {addr} failed")]
@@ -80,6 +97,7 @@ pub enum Error {
 pub struct Shared {
     master: Arc<Mutex<Master>>,
     config: Arc<Config>,
+    registry: registry::Registry,
 }
 
 impl Shared {
@@ -121,15 +139,38 @@ pub async fn serve_on(
     let addr = listener.local_addr().unwrap_or(config.listen);
     let mut config = config;
     config.listen = addr;
-    let master = Master::new(
+    let mut master = Master::new(
         addr.ip().to_string(),
         addr.port(),
         config.cluster.clone(),
         config.weights.clone(),
     );
+    let registry_error = |source| Error::Registry {
+        dir: config.work_dir.clone(),
+        source,
+    };
+    let registry =
+        registry::Registry::open(&config.work_dir.join("registry.redb")).map_err(registry_error)?;
+    let unreachable = registry.unreachable().await.map_err(registry_error)?;
+    for (id, info) in registry.agents().await.map_err(registry_error)? {
+        if !unreachable.contains(&id) {
+            master.recovered_agents.insert(id, info);
+        }
+    }
+    // The candidacy (the `json.info_` node) lasts as long as this process.
+    let _leader_record = registry
+        .contend(&master.master_info())
+        .await
+        .map_err(registry_error)?;
+    tracing::info!(
+        recovered = master.recovered_agents.len(),
+        unreachable = unreachable.len(),
+        "recovered the registry"
+    );
     let shared = Shared {
         master: Arc::new(Mutex::new(master)),
         config: Arc::new(config),
+        registry,
     };
     tracing::info!(%addr, "listening for Mesos master requests");
     let ticker = periodic(shared.clone(), shutdown.clone());
@@ -144,6 +185,7 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
     let mut alloc = tokio::time::interval(shared.config.allocation_interval);
     alloc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(HEARTBEAT_SECS));
+    let started = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -155,9 +197,23 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
             _ = alloc.tick() => {
                 let mut m = shared.lock();
                 m.expire_frameworks();
-                m.mark_unreachable(shared.config.agent_ping_timeout);
+                let mut lost = m.mark_unreachable(shared.config.agent_ping_timeout);
+                if started.elapsed() >= shared.config.agent_reregister_timeout {
+                    lost.extend(m.recovered_agents.drain().map(|(id, _)| id));
+                }
                 let decisions = allocator::allocate(&m, Instant::now());
                 m.make_offers(decisions);
+                drop(m);
+                if !lost.is_empty() {
+                    let registry = shared.registry.clone();
+                    tokio::spawn(async move {
+                        for id in lost {
+                            if let Err(e) = registry.mark_unreachable(&id, api::now_secs()).await {
+                                tracing::error!(agent_id = %id, error = %e, "cannot record an unreachable agent");
+                            }
+                        }
+                    });
+                }
             }
             _ = heartbeat.tick() => {
                 let mut m = shared.lock();
@@ -211,15 +267,6 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        message.into(),
-    )
-        .into_response()
-}
-
 impl IntoResponse for CallError {
     fn into_response(self) -> Response {
         match self {
@@ -227,73 +274,6 @@ impl IntoResponse for CallError {
             CallError::Forbidden(m) => text(StatusCode::FORBIDDEN, m),
         }
     }
-}
-
-/// Checks the request's media types as Mesos does: JSON in, JSON out.
-fn check_json(headers: &HeaderMap) -> Result<(), Response> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct.is_empty() {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            "Expecting 'Content-Type' to be present",
-        ));
-    }
-    if !ct.starts_with("application/json") {
-        return Err(text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Expecting 'Content-Type' of application/json (dcos-rs does not speak application/x-protobuf); got '{ct}'"),
-        ));
-    }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("*/*");
-    if !(accept.contains("application/json")
-        || accept.contains("*/*")
-        || accept.contains("application/*"))
-    {
-        return Err(text(
-            StatusCode::NOT_ACCEPTABLE,
-            format!("Expecting 'Accept' to allow application/json; got '{accept}'"),
-        ));
-    }
-    Ok(())
-}
-
-/// A RecordIO event stream response.
-fn stream_response(
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    on_close: impl FnOnce() + Send + 'static,
-    extra: Option<(&'static str, String)>,
-) -> Response {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    let guard = Guard(Some(on_close));
-    // The guard lives as long as the body: when the client goes away, hyper drops the body.
-    let stream = ReceiverStream::new(rx).map(move |b| {
-        let _ = &guard;
-        Ok::<_, Infallible>(b)
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some((name, value)) = extra {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(name, v);
-        }
-    }
-    resp
 }
 
 fn parse_call(body: &Bytes) -> Result<Value, Response> {
@@ -538,7 +518,19 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
                     )
                 }
             };
-            let (id, session, rx) = shared.lock().agent_subscribe(agent_id, info, tasks, total);
+            // Admitted to the registry before the agent hears it is registered.
+            let id = shared.lock().agent_id_for(agent_id);
+            if let Err(e) = shared.registry.admit(&id, &info).await {
+                tracing::error!(agent_id = %id, error = %e, "cannot admit agent to the registry");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Registry unavailable: {e}"),
+                );
+            }
+            let (id, session, rx) =
+                shared
+                    .lock()
+                    .agent_subscribe(Some(Id::new(id)), info, tasks, total);
             let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
             // Frame the agent's events on the way out.
             let mut rx = rx;
@@ -568,6 +560,22 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
                 );
             }
             m.apply_update(&framework_id.value, status);
+            StatusCode::ACCEPTED.into_response()
+        }
+        AgentCall::Message {
+            agent_id,
+            framework_id,
+            executor_id,
+            data,
+        } => {
+            let mut m = shared.lock();
+            if !m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!("Agent {} is not registered", agent_id.value),
+                );
+            }
+            m.executor_message(&framework_id.value, &agent_id, &executor_id, data);
             StatusCode::ACCEPTED.into_response()
         }
     }
@@ -759,27 +767,4 @@ async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         }
     };
     Json(v).into_response()
-}
-
-/// A tiny adapter from a tokio receiver to a `Stream`, to avoid a tokio-stream dependency.
-mod tokio_stream_shim {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use tokio::sync::mpsc::Receiver;
-
-    pub struct ReceiverStream<T>(Receiver<T>);
-
-    impl<T> ReceiverStream<T> {
-        pub fn new(rx: Receiver<T>) -> Self {
-            ReceiverStream(rx)
-        }
-    }
-
-    impl<T> futures::Stream for ReceiverStream<T> {
-        type Item = T;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-            self.0.poll_recv(cx)
-        }
-    }
 }

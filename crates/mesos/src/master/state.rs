@@ -1018,7 +1018,32 @@ impl Master {
         }
     }
 
+    /// An executor's message, relayed to its framework's scheduler as a MESSAGE event.
+    pub fn executor_message(
+        &mut self,
+        framework_id: &str,
+        agent_id: &Id,
+        executor_id: &Id,
+        data: String,
+    ) {
+        self.count("master/messages_executor_to_framework");
+        if let Some(fw) = self.frameworks.get_mut(framework_id) {
+            fw.send(&json!({"type": "MESSAGE", "message": {"agent_id": agent_id, "executor_id": executor_id, "data": data}}));
+        }
+    }
+
     // === agents ===
+
+    /// The id of a (re-)subscribing agent: the one it had, or a new one.
+    pub fn agent_id_for(&mut self, agent_id: Option<Id>) -> String {
+        agent_id
+            .map(|a| a.value)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| {
+                self.next_id += 1;
+                format!("{}-S{}", self.id, self.next_id)
+            })
+    }
 
     /// An agent (re-)subscribes. Returns its id, the session token, and its event stream.
     pub fn agent_subscribe(
@@ -1030,13 +1055,7 @@ impl Master {
     ) -> (String, u64, mpsc::Receiver<AgentEvent>) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let now = api::now_secs();
-        let id = agent_id
-            .map(|a| a.value)
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| {
-                let n = self.agents.len() + self.recovered_agents.len();
-                format!("{}-S{n}", self.id)
-            });
+        let id = self.agent_id_for(agent_id);
         self.recovered_agents.remove(&id);
         let session = {
             self.next_id += 1;
@@ -1204,8 +1223,8 @@ impl Master {
     }
 
     /// Marks agents disconnected for longer than `timeout` unreachable, reporting their tasks
-    /// TASK_UNREACHABLE (partition-aware frameworks) or TASK_LOST.
-    pub fn mark_unreachable(&mut self, timeout: Duration) {
+    /// TASK_UNREACHABLE (partition-aware frameworks) or TASK_LOST. Returns their ids.
+    pub fn mark_unreachable(&mut self, timeout: Duration) -> Vec<String> {
         let now = Instant::now();
         let lost: Vec<String> = self
             .agents
@@ -1217,7 +1236,8 @@ impl Master {
             })
             .map(|a| a.id.clone())
             .collect();
-        for agent_id in lost {
+        for agent_id in &lost {
+            let agent_id = agent_id.clone();
             tracing::warn!(agent_id, "agent unreachable");
             if let Some(a) = self.agents.get_mut(&agent_id) {
                 a.unreachable = true;
@@ -1252,6 +1272,7 @@ impl Master {
             }
             self.publish(json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": agent_id}}}));
         }
+        lost
     }
 
     /// A status update from an agent (or made by the master): record it and forward it.

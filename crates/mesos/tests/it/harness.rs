@@ -4,109 +4,43 @@ use std::time::Duration;
 
 use dcos_mesos::recordio::Decoder;
 use dcos_mesos::resources::Resources;
-use dcos_mesos::{agent, master};
+use dcos_testkit::loopback;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-pub struct Master {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    handle: JoinHandle<()>,
-}
+pub use dcos_testkit::loopback::Running;
 
-impl Master {
-    pub async fn start() -> Master {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let config = master::Config {
-            listen: addr,
-            cluster: "test".into(),
-            allocation_interval: Duration::from_millis(100),
-            agent_ping_timeout: Duration::from_secs(2),
-            weights: Default::default(),
-        };
-        let s = stop.clone();
-        let handle =
-            tokio::spawn(async move { master::serve_on(listener, config, s).await.unwrap() });
-        Master { addr, stop, handle }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub async fn get(&self, path: &str) -> Value {
-        reqwest::get(self.url(path))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.handle.await;
+/// The resources of a test agent: 2 cpus, 1 GiB, and two small port ranges.
+pub fn agent_resources() -> Resources {
+    Resources {
+        cpus: 2.0,
+        mem: 1024.0,
+        disk: 1024.0,
+        gpus: 0.0,
+        ports: "[31000-31009, 31100-31100]".parse().unwrap(),
     }
 }
 
-pub struct Agent {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    handle: JoinHandle<()>,
+/// Starts a test agent of `master` on `listen` (port 0 for any).
+pub async fn agent_on(listen: SocketAddr, master: SocketAddr, work_dir: PathBuf) -> Running {
+    loopback::agent_with(master, listen, work_dir, agent_resources()).await
 }
 
-/// The ports a test agent advertises: two small ranges.
-pub fn agent_ports() -> dcos_ports::RangeSet {
-    "[31000-31009, 31100-31100]".parse().unwrap()
+/// Starts a test agent of `master`.
+pub async fn agent(master: SocketAddr, work_dir: PathBuf) -> Running {
+    agent_on("127.0.0.1:0".parse().unwrap(), master, work_dir).await
 }
 
-impl Agent {
-    pub async fn start(master: SocketAddr, work_dir: PathBuf) -> Agent {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), master, work_dir).await
-    }
-
-    pub async fn start_on(addr: SocketAddr, master: SocketAddr, work_dir: PathBuf) -> Agent {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let config = agent::Config {
-            listen: addr,
-            masters: vec![master],
-            work_dir: work_dir.clone(),
-            resources: Resources {
-                cpus: 2.0,
-                mem: 1024.0,
-                disk: 1024.0,
-                gpus: 0.0,
-                ports: agent_ports(),
-            },
-            attributes: Default::default(),
-        };
-        let s = stop.clone();
-        let handle =
-            tokio::spawn(async move { agent::serve_on(listener, config, s).await.unwrap() });
-        Agent { addr, stop, handle }
-    }
-
-    pub async fn get(&self, path: &str) -> Value {
-        reqwest::get(format!("http://{}{path}", self.addr))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.handle.await;
-    }
+/// GETs JSON from a server.
+pub async fn get(server: &Running, path: &str) -> Value {
+    reqwest::get(server.url(path))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Polls `f` until it returns Some, or panics after `deadline`.

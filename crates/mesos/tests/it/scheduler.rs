@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, launch, task, Agent, Master, Scheduler};
+use dcos_testkit::loopback;
+
+use crate::harness::{agent, eventually, get, launch, task, Scheduler};
 
 fn framework(name: &str) -> Value {
     json!({"user": "root", "name": name, "failover_timeout": 60.0})
@@ -10,9 +12,9 @@ fn framework(name: &str) -> Value {
 
 #[tokio::test]
 async fn a_scheduler_that_fails_over_keeps_its_tasks() {
-    let master = Master::start().await;
+    let master = loopback::master().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(master.addr, dir.path().into()).await;
+    let agent = agent(master.addr, dir.path().into()).await;
     let mut s = Scheduler::subscribe(master.addr, framework("failover")).await;
     let offer = s.offer().await;
     assert_eq!(
@@ -28,7 +30,7 @@ async fn a_scheduler_that_fails_over_keeps_its_tasks() {
     let id = s.framework_id.clone();
     s.disconnect();
     eventually(Duration::from_secs(5), "framework disconnected", || async {
-        let st = master.get("/master/frameworks").await;
+        let st = get(&master, "/master/frameworks").await;
         (st["frameworks"][0]["connected"] == false).then_some(())
     })
     .await;
@@ -46,7 +48,7 @@ async fn a_scheduler_that_fails_over_keeps_its_tasks() {
         Duration::from_secs(10),
         "task killed on the agent",
         || async {
-            let st = agent.get("/state").await;
+            let st = get(&agent, "/state").await;
             let live = st["frameworks"]
                 .as_array()
                 .unwrap()
@@ -56,7 +58,7 @@ async fn a_scheduler_that_fails_over_keeps_its_tasks() {
         },
     )
     .await;
-    let fws = master.get("/master/frameworks").await;
+    let fws = get(&master, "/master/frameworks").await;
     assert_eq!(fws["completed_frameworks"][0]["id"], json!(id));
     agent.stop().await;
     master.stop().await;

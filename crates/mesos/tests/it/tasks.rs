@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, launch, task, Agent, Master, Scheduler};
+use dcos_testkit::loopback;
+
+use crate::harness::{agent, agent_on, eventually, get, launch, task, Scheduler};
 
 fn framework(name: &str) -> Value {
     json!({"user": "root", "name": name, "failover_timeout": 60.0})
@@ -29,9 +31,9 @@ fn sandbox_of(agent_state: &Value, task: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_task_runs_in_its_sandbox_with_its_ports_and_environment() {
-    let master = Master::start().await;
+    let master = loopback::master().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(master.addr, dir.path().into()).await;
+    let agent = agent(master.addr, dir.path().into()).await;
     let mut s = Scheduler::subscribe(master.addr, framework("env")).await;
     let offer = s.offer().await;
     let ports = offer["resources"]
@@ -52,11 +54,13 @@ async fn a_task_runs_in_its_sandbox_with_its_ports_and_environment() {
     s.until("envtask", "TASK_RUNNING").await;
     let done = s.until("envtask", "TASK_FINISHED").await;
     assert_eq!(done["source"], "SOURCE_EXECUTOR");
-    let st = agent.get("/state").await;
+    let st = get(&agent, "/state").await;
     let sandbox = sandbox_of(&st, "envtask").expect("the task's sandbox in /state");
-    let read = agent
-        .get(&format!("/files/read?path={sandbox}/stdout&offset=0"))
-        .await;
+    let read = get(
+        &agent,
+        &format!("/files/read?path={sandbox}/stdout&offset=0"),
+    )
+    .await;
     let data = read["data"].as_str().unwrap();
     assert_eq!(
         data.trim(),
@@ -67,7 +71,7 @@ async fn a_task_runs_in_its_sandbox_with_its_ports_and_environment() {
         "{sandbox}"
     );
     // The task's resources are offered again once it ends.
-    let state = master.get("/master/state").await;
+    let state = get(&master, "/master/state").await;
     assert_eq!(state["completed_frameworks"], json!([]));
     assert_eq!(
         state["frameworks"][0]["completed_tasks"][0]["state"],
@@ -79,9 +83,9 @@ async fn a_task_runs_in_its_sandbox_with_its_ports_and_environment() {
 
 #[tokio::test]
 async fn kill_ends_a_task_and_reconcile_reports_what_is_known() {
-    let master = Master::start().await;
+    let master = loopback::master().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(master.addr, dir.path().into()).await;
+    let agent = agent(master.addr, dir.path().into()).await;
     let mut s = Scheduler::subscribe(master.addr, framework("kill")).await;
     let offer = s.offer().await;
     let t = task("sleeper", &offer, "exec sleep 600", 0.1, &[]);
@@ -117,7 +121,7 @@ async fn kill_ends_a_task_and_reconcile_reports_what_is_known() {
     assert_eq!(code, 202);
     let killed = s.until("sleeper", "TASK_KILLED").await;
     assert_eq!(killed["agent_id"], agent_id);
-    let tasks = master.get("/master/tasks").await;
+    let tasks = get(&master, "/master/tasks").await;
     assert_eq!(tasks["tasks"][0]["state"], "TASK_KILLED");
     agent.stop().await;
     master.stop().await;
@@ -125,9 +129,9 @@ async fn kill_ends_a_task_and_reconcile_reports_what_is_known() {
 
 #[tokio::test]
 async fn malformed_and_impossible_calls_get_mesos_errors_and_change_nothing() {
-    let master = Master::start().await;
+    let master = loopback::master().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(master.addr, dir.path().into()).await;
+    let agent = agent(master.addr, dir.path().into()).await;
     let client = reqwest::Client::new();
     let url = master.url("/api/v1/scheduler");
     let post = |body: &'static str, ct: Option<&'static str>| {
@@ -178,7 +182,7 @@ async fn malformed_and_impossible_calls_get_mesos_errors_and_change_nothing() {
     let stray = task("stray", &offer, "true", 0.1, &[(40000, 40000)]);
     assert_eq!(s.call(launch(&offer, vec![stray])).await.0, 202);
     s.until("stray", "TASK_ERROR").await;
-    let st = agent.get("/state").await;
+    let st = get(&agent, "/state").await;
     assert!(sandbox_of(&st, "greedy").is_none() && sandbox_of(&st, "stray").is_none());
     let (code, body) = s.call(json!({"type": "BOGUS"})).await;
     assert_eq!(code, 400, "{body}");
@@ -188,9 +192,9 @@ async fn malformed_and_impossible_calls_get_mesos_errors_and_change_nothing() {
 
 #[tokio::test]
 async fn a_restarted_agent_reattaches_to_its_running_task() {
-    let master = Master::start().await;
+    let master = loopback::master().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(master.addr, dir.path().into()).await;
+    let agent = agent(master.addr, dir.path().into()).await;
     let agent_addr = agent.addr;
     let mut s = Scheduler::subscribe(master.addr, framework("restart")).await;
     let offer = s.offer().await;
@@ -199,12 +203,18 @@ async fn a_restarted_agent_reattaches_to_its_running_task() {
     let running = s.until("survivor", "TASK_RUNNING").await;
     let agent_id = running["agent_id"]["value"].as_str().unwrap().to_string();
     agent.stop().await;
-    let agent = Agent::start_on(agent_addr, master.addr, dir.path().into()).await;
+    let agent = agent_on(agent_addr, master.addr, dir.path().into()).await;
     eventually(Duration::from_secs(10), "agent re-registered", || async {
-        let st = agent.get("/state").await;
-        (st["id"] == agent_id.as_str()).then_some(())
+        let slaves = get(&master, "/master/slaves").await;
+        let back = slaves["slaves"].as_array()?.iter().any(|a| {
+            a["id"] == agent_id.as_str()
+                && a["active"] == true
+                && a["reregistered_time"].is_number()
+        });
+        back.then_some(())
     })
     .await;
+    assert_eq!(get(&agent, "/state").await["id"], agent_id.as_str());
     s.call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}))
         .await;
     let st = s.until("survivor", "TASK_RUNNING").await;
