@@ -145,7 +145,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
         return;
     }
     let agent_id = st.id.clone().unwrap_or_default();
-    let fresh = !st.executors.get(&ekey).is_some_and(|e| !e.shutting_down);
+    let fresh = st.executors.get(&ekey).is_none_or(|e| e.shutting_down);
     if fresh {
         let container_id = uuid::Uuid::new_v4().to_string();
         let sandbox = sandbox::sandbox_dir(
@@ -487,6 +487,13 @@ pub(super) fn shutdown_framework(shared: &Shared, framework_id: &str) {
                 let _ = killpg(group, Signal::SIGKILL);
             }
         });
+    }
+}
+
+/// Ends every executor's event stream (the agent is stopping).
+pub(super) fn disconnect_all(shared: &Shared) {
+    for executor in shared.lock().executors.values_mut() {
+        executor.stream = None;
     }
 }
 

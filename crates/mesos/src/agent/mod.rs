@@ -313,6 +313,15 @@ pub async fn serve_on(
     tracing::info!(%addr, "listening for Mesos agent requests");
     let server = axum::serve(listener, router(shared.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Graceful shutdown waits for every open response, and executors' event streams never
+    // end on their own: a stopping agent ends them (checkpointing executors reconnect).
+    tokio::spawn({
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            executor::disconnect_all(&shared);
+        }
+    });
     let master_loop = master_loop(shared.clone(), shutdown.clone());
     let sender = update_sender(shared.clone(), shutdown.clone());
     let (served, (), ()) = tokio::join!(

@@ -850,6 +850,10 @@ impl Master {
         if task.executor.is_none() {
             task.executor = executor;
         }
+        // Mesos fills in the executor's framework, which executors check against their own.
+        if let Some(e) = task.executor.as_mut() {
+            e.framework_id.get_or_insert_with(|| Id::new(framework_id));
+        }
         let status = TaskStatus {
             task_id: task.task_id.clone(),
             state: "TASK_STAGING".into(),

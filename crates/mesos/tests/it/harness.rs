@@ -43,6 +43,11 @@ pub async fn get(server: &Running, path: &str) -> Value {
         .unwrap()
 }
 
+/// A FrameworkInfo that survives a minute of disconnection.
+pub fn framework(name: &str) -> Value {
+    json!({"user": "root", "name": name, "failover_timeout": 60.0})
+}
+
 /// Polls `f` until it returns Some, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
 where

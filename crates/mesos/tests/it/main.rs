@@ -1,6 +1,8 @@
 //! Mesos master and agent over real sockets on loopback: a scheduler speaking the v1 HTTP
 //! API (JSON, RecordIO streams) drives them end to end.
 
+mod executor;
 mod harness;
+mod pymesos;
 mod scheduler;
 mod tasks;

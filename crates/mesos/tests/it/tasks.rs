@@ -7,11 +7,7 @@ use serde_json::{json, Value};
 
 use dcos_testkit::loopback;
 
-use crate::harness::{agent, agent_on, eventually, get, launch, task, Scheduler};
-
-fn framework(name: &str) -> Value {
-    json!({"user": "root", "name": name, "failover_timeout": 60.0})
-}
+use crate::harness::{agent, agent_on, eventually, framework, get, launch, task, Scheduler};
 
 fn sandbox_of(agent_state: &Value, task: &str) -> Option<String> {
     agent_state["frameworks"]
