@@ -38,6 +38,7 @@ const START_ORDER: &[&str] = &[
 const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-mesos-master.service",
+    "dcos-mesos-dns.service",
     "dcos-marathon.service",
     "dcos-history-service.service",
     "dcos-mesos-slave.service",
@@ -199,6 +200,20 @@ pub async fn run_unit(
                     work_dir: config.work_dir.join("mesos-master"),
                     agent_reregister_timeout: dcos_mesos::master::AGENT_REREGISTER_TIMEOUT,
                 },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-mesos-dns.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let resolvers = config
+                .resolvers
+                .iter()
+                .map(|r| SocketAddr::new(*r, 53))
+                .collect();
+            dcos_mesos_dns::serve(
+                dcos_mesos_dns::Config::dcos(ip, config.master_addrs(), resolvers),
                 shutdown,
             )
             .await

@@ -1,0 +1,368 @@
+//! Mesos-DNS (`dcos-mesos-dns.service`): DNS on 61053 (UDP and TCP) and its HTTP API on 8123.
+//!
+//! It follows the leading Mesos master: it reads `/master/state`, holds the master's operator
+//! event stream open, and reads the state again as soon as a task, agent or framework changes
+//! (and every `refresh` regardless), so records follow the cluster within a fraction of a
+//! second. Names in the domain are answered from the latest snapshot; other names are
+//! forwarded to the configured resolvers.
+//!
+//! Modules: [`records`] names things as Mesos-DNS does, [`zone`] answers queries in the
+//! domain, [`server`] serves DNS on sockets, [`forward`] asks other servers, [`http`] is the
+//! 8123 API. `server` and `forward` are shared with dcos-net's node resolver.
+
+#![warn(missing_docs)]
+
+pub mod forward;
+pub mod http;
+pub mod records;
+pub mod server;
+pub mod zone;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hickory_proto::op::{Message, ResponseCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::records::{IpSource, Naming};
+use crate::zone::{Records, Soa, Zone};
+
+/// The configuration, with DC/OS' values as defaults (see [`Config::dcos`]).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// DNS (UDP and TCP): the node's IP, port 61053.
+    pub dns_listen: SocketAddr,
+    /// The HTTP API: 127.0.0.1:8123.
+    pub http_listen: SocketAddr,
+    /// The masters (`ip:5050`); the leader among them is followed.
+    pub masters: Vec<SocketAddr>,
+    /// Upstream resolvers for names outside the domain; none means REFUSED for those.
+    pub resolvers: Vec<SocketAddr>,
+    /// The domain (`mesos`).
+    pub domain: String,
+    /// The TTL of every record (60).
+    pub ttl: u32,
+    /// The longest time between two reads of the state (30 s in DC/OS), and how long records
+    /// outlive a master that stopped answering.
+    pub refresh: Duration,
+    /// Task address sources (DC/OS: host, then netinfo).
+    pub ip_sources: Vec<IpSource>,
+    /// RFC 952 labels instead of RFC 1123.
+    pub rfc952: bool,
+}
+
+impl Config {
+    /// DC/OS' Mesos-DNS on a master at `ip`.
+    pub fn dcos(ip: IpAddr, masters: Vec<SocketAddr>, resolvers: Vec<SocketAddr>) -> Config {
+        Config {
+            dns_listen: SocketAddr::new(ip, 61053),
+            http_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8123),
+            masters,
+            resolvers,
+            domain: "mesos".into(),
+            ttl: 60,
+            refresh: Duration::from_secs(30),
+            ip_sources: records::DCOS_IP_SOURCES.to_vec(),
+            rfc952: false,
+        }
+    }
+
+    fn naming(&self) -> Naming {
+        Naming {
+            domain: self.domain.clone(),
+            masters: self.masters.iter().map(ToString::to_string).collect(),
+            listener: match self.dns_listen.ip() {
+                IpAddr::V4(ip) if !ip.is_unspecified() => ip,
+                _ => Ipv4Addr::LOCALHOST,
+            },
+            ip_sources: self.ip_sources.clone(),
+            rfc952: self.rfc952,
+            mname: format!("ns1.{}.", self.domain),
+        }
+    }
+}
+
+/// Errors starting Mesos-DNS.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be bound.
+    #[error("failed to bind Mesos-DNS on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the servers share: the current zone and the state it came from.
+pub struct MesosDns {
+    config: Config,
+    zone: RwLock<Arc<Zone>>,
+    state: RwLock<Arc<Value>>,
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+impl MesosDns {
+    /// Mesos-DNS with no state yet: only its own `ns1` name.
+    pub fn new(config: Config) -> MesosDns {
+        let domain = format!("{}.", config.domain);
+        let zone = Zone {
+            soa: Soa {
+                mname: format!("ns1.{domain}"),
+                rname: format!("root.ns1.{domain}"),
+                refresh: 60,
+                retry: 600,
+                expire: 86400,
+                minttl: config.ttl,
+            },
+            domain,
+            ttl: config.ttl,
+            serial: unix_now(),
+            records: records::generate(&Value::Null, &config.naming()),
+        };
+        MesosDns {
+            config,
+            zone: RwLock::new(Arc::new(zone)),
+            state: RwLock::new(Arc::new(Value::Null)),
+        }
+    }
+
+    /// The zone now.
+    pub fn zone(&self) -> Arc<Zone> {
+        self.zone.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state the zone was made from.
+    pub fn state(&self) -> Arc<Value> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Makes the zone from a new state snapshot.
+    pub fn install(&self, state: Value) {
+        let records = records::generate(&state, &self.config.naming());
+        self.swap(records);
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+    }
+
+    fn swap(&self, records: Records) {
+        let mut zone = (*self.zone()).clone();
+        if zone.records != records {
+            zone.records = records;
+            zone.serial = unix_now().max(zone.serial + 1);
+            *self.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
+        }
+    }
+}
+
+impl server::Resolve for MesosDns {
+    async fn resolve(&self, request: Message) -> Message {
+        let Some(query) = request.queries().first() else {
+            return server::error(&request, ResponseCode::FormErr);
+        };
+        let qname = query.name().to_ascii().to_ascii_lowercase();
+        let qname = if qname.ends_with('.') {
+            qname
+        } else {
+            format!("{qname}.")
+        };
+        let zone = self.zone();
+        if zone.contains(&qname) {
+            let mut response = zone::response_to(&request);
+            response.set_recursion_available(true);
+            zone.answer(query.name(), &qname, query.query_type(), &mut response);
+            return response;
+        }
+        if self.config.resolvers.is_empty() {
+            return server::error(&request, ResponseCode::Refused);
+        }
+        match forward::forward(&request, &self.config.resolvers).await {
+            Some(response) => response,
+            None => server::error(&request, ResponseCode::ServFail),
+        }
+    }
+}
+
+// === following the leading master ===
+
+/// The leader's `ip:port` from a state's `leader` pid.
+fn leader_of(state: &Value) -> Option<SocketAddr> {
+    state["leader"].as_str()?.split_once('@')?.1.parse().ok()
+}
+
+/// The state from the leading master: asks each master, and the leader it names.
+async fn fetch_state(
+    client: &reqwest::Client,
+    masters: &[SocketAddr],
+) -> anyhow::Result<(Value, SocketAddr)> {
+    let get = |m: SocketAddr| async move {
+        let state: Value = client
+            .get(format!("http://{m}/master/state"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(state)
+    };
+    let mut last = anyhow::anyhow!("no masters configured");
+    for m in masters {
+        match get(*m).await {
+            Ok(state) => match leader_of(&state) {
+                Some(leader) if leader == *m => return Ok((state, leader)),
+                Some(leader) => return Ok((get(leader).await?, leader)),
+                None => last = anyhow::anyhow!("master {m} knows no leader"),
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Opens the leader's operator event stream.
+async fn subscribe(
+    client: &reqwest::Client,
+    leader: SocketAddr,
+) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>> {
+    let resp = client
+        .post(format!("http://{leader}/api/v1"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(json!({"type": "SUBSCRIBE"}).to_string())
+        .timeout(Duration::from_secs(365 * 24 * 3600))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(resp.bytes_stream().boxed())
+}
+
+/// Reads and installs the state again on every change the leader announces, and every
+/// `refresh` regardless. Returns when the leader is lost or changes.
+async fn follow_leader(
+    dns: &MesosDns,
+    client: &reqwest::Client,
+    leader: SocketAddr,
+) -> anyhow::Result<()> {
+    let mut events = subscribe(client, leader).await?;
+    let mut decoder = dcos_mesos::recordio::Decoder::new();
+    let refresh = dns.config.refresh;
+    let mut deadline = tokio::time::Instant::now() + refresh;
+    loop {
+        let changed = tokio::select! {
+            chunk = events.next() => {
+                let Some(chunk) = chunk else { anyhow::bail!("the leader closed its event stream") };
+                decoder.feed(&chunk?);
+                let mut changed = false;
+                while let Some(record) = decoder.next_record()? {
+                    let event: Value = serde_json::from_slice(&record)?;
+                    changed |= !matches!(event["type"].as_str(), Some("HEARTBEAT" | "SUBSCRIBED"));
+                }
+                changed
+            }
+            _ = tokio::time::sleep_until(deadline) => true,
+        };
+        if !changed {
+            continue;
+        }
+        // Changes come in bursts (a launch is several updates): gather them briefly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (state, now_leader) = fetch_state(client, &[leader]).await?;
+        dns.install(state);
+        deadline = tokio::time::Instant::now() + refresh;
+        if now_leader != leader {
+            return Ok(());
+        }
+    }
+}
+
+/// Keeps the zone in step with the leading master until `shutdown`.
+pub async fn follow(dns: Arc<MesosDns>, shutdown: CancellationToken) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let mut last_ok = Instant::now();
+    loop {
+        let round = async {
+            let (state, leader) = fetch_state(&client, &dns.config.masters).await?;
+            dns.install(state);
+            last_ok = Instant::now();
+            follow_leader(&dns, &client, leader).await
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = round => r,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "lost the leading master");
+        }
+        // Without a master for longer than `refresh`, the records are stale: drop them.
+        if last_ok.elapsed() > dns.config.refresh {
+            dns.install(Value::Null);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Binds DNS (UDP and TCP) and HTTP and serves until `shutdown`.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let bind = |addr: SocketAddr| move |source| Error::Bind { addr, source };
+    let udp = tokio::net::UdpSocket::bind(config.dns_listen)
+        .await
+        .map_err(bind(config.dns_listen))?;
+    let tcp = tokio::net::TcpListener::bind(config.dns_listen)
+        .await
+        .map_err(bind(config.dns_listen))?;
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(bind(config.http_listen))?;
+    serve_on(Listeners { udp, tcp, http }, config, shutdown).await;
+    Ok(())
+}
+
+/// Bound sockets for [`serve_on`].
+pub struct Listeners {
+    /// DNS over UDP.
+    pub udp: tokio::net::UdpSocket,
+    /// DNS over TCP.
+    pub tcp: tokio::net::TcpListener,
+    /// The HTTP API.
+    pub http: tokio::net::TcpListener,
+}
+
+/// Serves on bound sockets until `shutdown`.
+pub async fn serve_on(listeners: Listeners, config: Config, shutdown: CancellationToken) {
+    let dns = Arc::new(MesosDns::new(config));
+    tracing::info!(dns = ?listeners.udp.local_addr().ok(), http = ?listeners.http.local_addr().ok(), "serving Mesos-DNS");
+    let app = http::router(dns.clone());
+    let http =
+        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::join!(
+        follow(dns.clone(), shutdown.clone()),
+        server::serve_udp(listeners.udp, dns.clone(), shutdown.clone()),
+        server::serve_tcp(listeners.tcp, dns, shutdown.clone()),
+        async {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "Mesos-DNS HTTP API failed");
+            }
+        },
+    );
+}

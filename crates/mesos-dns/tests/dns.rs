@@ -1,0 +1,287 @@
+//! Mesos-DNS against a real master and agent on loopback, asked with the real `dig`
+//! (Debian's dnsutils, installed by scripts/install-deps) and over its HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcos_mesos::api::FrameworkInfo;
+use dcos_mesos::scheduler;
+use dcos_mesos_dns::server::{self, Resolve};
+use dcos_mesos_dns::{Config, Listeners};
+use dcos_testkit::loopback;
+use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// An upstream resolver run by the test: every name is 192.0.2.7.
+struct Upstream;
+
+impl Resolve for Upstream {
+    async fn resolve(&self, request: Message) -> Message {
+        let mut response = dcos_mesos_dns::zone::response_to(&request);
+        let name = request.queries()[0].name().clone();
+        response.add_answer(Record::from_rdata(name, 30, RData::A(A::new(192, 0, 2, 7))));
+        response
+    }
+}
+
+async fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .expect("dig runs (dnsutils is installed by scripts/install-deps)");
+    // One space between fields, whatever dig aligned them with.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn eventually_dig(server: SocketAddr, args: &[&str], want: &str) -> String {
+    for _ in 0..100 {
+        let out = dig(server, args).await;
+        if out.contains(want) {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "dig {args:?} never showed {want:?}; last:\n{}",
+        dig(server, args).await
+    );
+}
+
+struct Dns {
+    addr: SocketAddr,
+    http: SocketAddr,
+    stop: CancellationToken,
+}
+
+async fn mesos_dns(masters: Vec<SocketAddr>, resolvers: Vec<SocketAddr>) -> Dns {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    let mut config = Config::dcos(addr.ip(), masters, resolvers);
+    config.dns_listen = addr;
+    config.http_listen = http_addr;
+    let stop = CancellationToken::new();
+    tokio::spawn(dcos_mesos_dns::serve_on(
+        Listeners { udp, tcp, http },
+        config,
+        stop.clone(),
+    ));
+    Dns {
+        addr,
+        http: http_addr,
+        stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_masters_and_forwarding_resolve_with_dig() {
+    let master = loopback::master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = loopback::free_port_range(5);
+    let agent = loopback::agent(
+        master.addr,
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().into(),
+        &ports,
+    )
+    .await;
+    // An upstream the test runs, for names outside the zone.
+    let upstream_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream = upstream_sock.local_addr().unwrap();
+    let stop_upstream = CancellationToken::new();
+    tokio::spawn(server::serve_udp(
+        upstream_sock,
+        Arc::new(Upstream),
+        stop_upstream.clone(),
+    ));
+    let dns = mesos_dns(vec![master.addr], vec![upstream]).await;
+
+    eventually_dig(dns.addr, &["+short", "leader.mesos"], "127.0.0.1").await;
+    let srv = dig(dns.addr, &["+short", "SRV", "_leader._tcp.mesos"]).await;
+    assert!(
+        srv.contains(&format!("0 1 {} leader.mesos.", master.addr.port())),
+        "{srv}"
+    );
+
+    // A framework named "marathon" runs task "web.prod" (Marathon's name for /prod/web).
+    let client = reqwest::Client::new();
+    let info: FrameworkInfo =
+        serde_json::from_value(json!({"user": "root", "name": "marathon"})).unwrap();
+    let (conn, mut events, _) = scheduler::subscribe(&client, master.addr, &info)
+        .await
+        .unwrap();
+    let offer = loop {
+        let ev = events.next().await.unwrap();
+        if ev["type"] == "OFFERS" {
+            break ev["offers"]["offers"][0].clone();
+        }
+    };
+    let port: u64 = ports
+        .trim_matches(['[', ']'])
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let task = json!({"name": "web.prod", "task_id": {"value": "prod_web.1"}, "agent_id": offer["agent_id"],
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 16}},
+                      {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": port, "end": port}]}}],
+        "command": {"value": "exec sleep 60"}});
+    conn.call(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}})).await.unwrap();
+    // The scheduler acknowledges its updates (the agent sends the next only then).
+    let acker = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(ev) = events.next().await {
+                let status = &ev["update"]["status"];
+                if let Some(uuid) = status.get("uuid") {
+                    let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
+                    let _ = conn.call(ack).await;
+                }
+            }
+        })
+    };
+
+    let a = eventually_dig(dns.addr, &["web-prod.marathon.mesos"], "status: NOERROR").await;
+    assert!(a.contains("flags: qr aa rd ra"), "{a}");
+    assert!(
+        a.contains("web-prod.marathon.mesos. 60 IN A 127.0.0.1"),
+        "{a}"
+    );
+    let srv = dig(dns.addr, &["SRV", "_web-prod._tcp.marathon.mesos"]).await;
+    assert!(srv.contains(&format!("SRV 0 1 {port} web-prod-")), "{srv}");
+    assert!(
+        srv.contains(".marathon.slave.mesos. 60 IN A 127.0.0.1"),
+        "additional section: {srv}"
+    );
+    // Case does not matter; TCP gives the same.
+    let mixed = dig(dns.addr, &["+short", "+tcp", "WEB-prod.MaRaThOn.mesos"]).await;
+    assert_eq!(mixed.trim(), "127.0.0.1");
+    // Unknown names in the zone: NXDOMAIN with the SOA; known names of another type: NODATA.
+    let missing = dig(dns.addr, &["nothing.marathon.mesos"]).await;
+    assert!(missing.contains("status: NXDOMAIN"), "{missing}");
+    assert!(
+        missing.contains("SOA ns1.mesos. root.ns1.mesos."),
+        "{missing}"
+    );
+    let nodata = dig(dns.addr, &["AAAA", "web-prod.marathon.mesos"]).await;
+    assert!(
+        nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0"),
+        "{nodata}"
+    );
+    // Everything else goes upstream.
+    let out = dig(dns.addr, &["+short", "example.test"]).await;
+    assert_eq!(out.trim(), "192.0.2.7");
+
+    // The HTTP API.
+    let http = |path: &str| {
+        let url = format!("http://{}{path}", dns.http);
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(http("/v1/version").await["Service"], "Mesos-DNS");
+    assert_eq!(
+        http("/v1/hosts/web-prod.marathon.mesos").await,
+        json!([{"host": "web-prod.marathon.mesos.", "ip": "127.0.0.1"}])
+    );
+    assert_eq!(
+        http("/v1/hosts/nope.mesos").await,
+        json!([{"host": "", "ip": ""}])
+    );
+    let services = http("/v1/services/_web-prod._tcp.marathon.mesos").await;
+    assert_eq!(services[0]["port"], port.to_string(), "{services}");
+    let enumerate = http("/v1/enumerate").await;
+    assert_eq!(
+        enumerate["frameworks"][0]["tasks"][0]["id"], "prod_web.1",
+        "{enumerate}"
+    );
+
+    // Killing the task removes its names.
+    conn.call(json!({"type": "KILL", "kill": {"task_id": {"value": "prod_web.1"}}}))
+        .await
+        .unwrap();
+    eventually_dig(dns.addr, &["web-prod.marathon.mesos"], "status: NXDOMAIN").await;
+
+    acker.abort();
+    dns.stop.cancel();
+    stop_upstream.cancel();
+    agent.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_packets_and_floods_leave_it_answering() {
+    let master = loopback::master().await;
+    // No resolvers: names outside the zone are refused.
+    let dns = mesos_dns(vec![master.addr], vec![]).await;
+    eventually_dig(dns.addr, &["+short", "leader.mesos"], "127.0.0.1").await;
+    let refused = dig(dns.addr, &["example.test"]).await;
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(dns.addr).await.unwrap();
+    let mut buf = [0u8; 4096];
+    // Garbage with a readable header: FORMERR with its id.
+    let mut garbage = vec![0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    garbage.extend_from_slice(&[0xff; 40]);
+    sock.send(&garbage).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(reply.id(), 0xabcd);
+    assert_eq!(
+        reply.response_code(),
+        hickory_proto::op::ResponseCode::FormErr
+    );
+    // Too short to answer, empty, and oversized packets are dropped without harm.
+    for packet in [vec![1u8, 2, 3], vec![], vec![0u8; 60_000]] {
+        sock.send(&packet).await.unwrap();
+    }
+    // A bounded flood of 5,000 queries, then it still answers.
+    let query = {
+        let mut m = Message::new();
+        m.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("leader.mesos.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    };
+    for _ in 0..5_000 {
+        sock.send(&query).await.unwrap();
+    }
+    let ok = eventually_dig(dns.addr, &["+short", "leader.mesos"], "127.0.0.1").await;
+    assert_eq!(ok.trim(), "127.0.0.1");
+    // Over TCP too, with a bogus length prefix first.
+    let mut tcp = tokio::net::TcpStream::connect(dns.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    drop(tcp);
+    let ok = dig(dns.addr, &["+short", "+tcp", "leader.mesos"]).await;
+    assert_eq!(ok.trim(), "127.0.0.1");
+    dns.stop.cancel();
+    master.stop().await;
+}
