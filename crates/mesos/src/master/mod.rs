@@ -492,6 +492,17 @@ async fn scheduler_call(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// Calls other than SUBSCRIBE come from agents with an open stream only.
+fn registered(m: &Master, agent_id: &Id) -> Result<(), Response> {
+    if m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
+        return Ok(());
+    }
+    Err(text(
+        StatusCode::FORBIDDEN,
+        format!("Agent {} is not registered", agent_id.value),
+    ))
+}
+
 /// `POST /api/v1/agent`: the agent protocol.
 async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
     let call: AgentCall = match serde_json::from_slice(&body) {
@@ -553,11 +564,8 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
             status,
         } => {
             let mut m = shared.lock();
-            if !m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    format!("Agent {} is not registered", agent_id.value),
-                );
+            if let Err(refused) = registered(&m, &agent_id) {
+                return refused;
             }
             m.apply_update(&framework_id.value, status);
             StatusCode::ACCEPTED.into_response()
@@ -569,11 +577,8 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
             data,
         } => {
             let mut m = shared.lock();
-            if !m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    format!("Agent {} is not registered", agent_id.value),
-                );
+            if let Err(refused) = registered(&m, &agent_id) {
+                return refused;
             }
             m.executor_message(&framework_id.value, &agent_id, &executor_id, data);
             StatusCode::ACCEPTED.into_response()
