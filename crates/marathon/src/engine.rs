@@ -1165,8 +1165,8 @@ fn build_task(
         .iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
         .collect();
+    env.extend(dcos_mesos::agent::sandbox::port_env(ports));
     for (i, p) in ports.iter().enumerate() {
-        env.push((format!("PORT{i}"), p.to_string()));
         if let Some(service) = app
             .port_definitions
             .get(i)
@@ -1177,23 +1177,10 @@ fn build_task(
         }
         if let Some(name) = app.port_definitions.get(i).and_then(|d| d.name.as_ref()) {
             env.push((
-                format!("PORT_{}", name.to_uppercase().replace('-', "_")),
+                format!("PORT_{}", dcos_mesos::agent::sandbox::env_name(name)),
                 p.to_string(),
             ));
         }
-    }
-    if let Some(p) = ports.first() {
-        env.push(("PORT".into(), p.to_string()));
-    }
-    if !ports.is_empty() {
-        env.push((
-            "PORTS".into(),
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        ));
     }
     env.push(("HOST".into(), host.into()));
     env.push(("MARATHON_APP_ID".into(), app.id.clone()));

@@ -35,8 +35,23 @@ pub fn task_ports(resources: &[Resource]) -> Vec<u16> {
         .collect()
 }
 
+/// `PORT0..n`, `PORT` and `PORTS` for a task's host ports, as Mesos and Marathon set them.
+pub fn port_env(ports: &[u16]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("PORT{i}"), p.to_string()))
+        .collect();
+    if let Some(p) = ports.first() {
+        env.push(("PORT".into(), p.to_string()));
+        let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+        env.push(("PORTS".into(), all.join(",")));
+    }
+    env
+}
+
 /// `PORT_<NAME>`: upper case, anything but letters and digits becomes `_`.
-fn env_name(name: &str) -> String {
+pub fn env_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -114,22 +129,7 @@ pub fn task_env(task: &TaskInfo, place: &ExecutorPlace<'_>) -> Vec<(String, Stri
     let mut env = place.env();
     env.push(("MESOS_TASK_ID".into(), task.task_id.value.clone()));
     let ports = task_ports(&task.resources);
-    for (i, p) in ports.iter().enumerate() {
-        env.push((format!("PORT{i}"), p.to_string()));
-    }
-    if let Some(p) = ports.first() {
-        env.push(("PORT".into(), p.to_string()));
-    }
-    if !ports.is_empty() {
-        env.push((
-            "PORTS".into(),
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        ));
-    }
+    env.extend(port_env(&ports));
     let named = task
         .discovery
         .as_ref()
