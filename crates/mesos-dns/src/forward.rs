@@ -1,5 +1,6 @@
 //! Forwarding queries to other DNS servers (upstream resolvers, or the masters' Mesos-DNS
-//! from dcos-net), in order, each with a timeout; over TCP when the UDP answer is truncated.
+//! from dcos-net), in order or all at once, each with a timeout; over TCP when the UDP answer
+//! is truncated.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -24,6 +25,26 @@ fn fresh_id() -> u16 {
 pub async fn forward(request: &Message, upstreams: &[SocketAddr]) -> Option<Message> {
     for upstream in upstreams {
         match ask(request, *upstream).await {
+            Ok(mut response) => {
+                response.set_id(request.id());
+                return Some(response);
+            }
+            Err(e) => tracing::debug!(%upstream, error = %e, "upstream did not answer"),
+        }
+    }
+    None
+}
+
+/// Asks every upstream at once; the first answer wins and carries the request's id (as
+/// dcos-net asks the masters' Mesos-DNS). `None` if none answered in time.
+pub async fn race(request: &Message, upstreams: &[SocketAddr]) -> Option<Message> {
+    use futures::StreamExt;
+    let mut asks: futures::stream::FuturesUnordered<_> = upstreams
+        .iter()
+        .map(|u| async move { (*u, ask(request, *u).await) })
+        .collect();
+    while let Some((upstream, result)) = asks.next().await {
+        match result {
             Ok(mut response) => {
                 response.set_id(request.id());
                 return Some(response);

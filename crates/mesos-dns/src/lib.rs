@@ -7,11 +7,13 @@
 //! forwarded to the configured resolvers.
 //!
 //! Modules: [`records`] names things as Mesos-DNS does, [`zone`] answers queries in the
-//! domain, [`server`] serves DNS on sockets, [`forward`] asks other servers, [`http`] is the
-//! 8123 API. `server` and `forward` are shared with dcos-net's node resolver.
+//! domain, [`server`] serves DNS on sockets, [`forward`] asks other servers, [`follow`] keeps
+//! up with the leading master, [`http`] is the 8123 API. All but `http` are shared with
+//! dcos-net's node resolver.
 
 #![warn(missing_docs)]
 
+pub mod follow;
 pub mod forward;
 pub mod http;
 pub mod records;
@@ -20,11 +22,10 @@ pub mod zone;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use hickory_proto::op::{Message, ResponseCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::records::{IpSource, Naming};
@@ -198,130 +199,6 @@ impl server::Resolve for MesosDns {
     }
 }
 
-// === following the leading master ===
-
-/// The leader's `ip:port` from a state's `leader` pid.
-fn leader_of(state: &Value) -> Option<SocketAddr> {
-    state["leader"].as_str()?.split_once('@')?.1.parse().ok()
-}
-
-/// The state from the leading master: asks each master, and the leader it names.
-async fn fetch_state(
-    client: &reqwest::Client,
-    masters: &[SocketAddr],
-) -> anyhow::Result<(Value, SocketAddr)> {
-    let get = |m: SocketAddr| async move {
-        let state: Value = client
-            .get(format!("http://{m}/master/state"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        anyhow::Ok(state)
-    };
-    let mut last = anyhow::anyhow!("no masters configured");
-    for m in masters {
-        match get(*m).await {
-            Ok(state) => match leader_of(&state) {
-                Some(leader) if leader == *m => return Ok((state, leader)),
-                Some(leader) => return Ok((get(leader).await?, leader)),
-                None => last = anyhow::anyhow!("master {m} knows no leader"),
-            },
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Opens the leader's operator event stream.
-async fn subscribe(
-    client: &reqwest::Client,
-    leader: SocketAddr,
-) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>> {
-    let resp = client
-        .post(format!("http://{leader}/api/v1"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(json!({"type": "SUBSCRIBE"}).to_string())
-        .timeout(Duration::from_secs(365 * 24 * 3600))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(resp.bytes_stream().boxed())
-}
-
-/// Reads and installs the state again on every change the leader announces, and every
-/// `refresh` regardless. Returns when the leader is lost or changes.
-async fn follow_leader(
-    dns: &MesosDns,
-    client: &reqwest::Client,
-    leader: SocketAddr,
-) -> anyhow::Result<()> {
-    let mut events = subscribe(client, leader).await?;
-    let mut decoder = dcos_mesos::recordio::Decoder::new();
-    let refresh = dns.config.refresh;
-    let mut deadline = tokio::time::Instant::now() + refresh;
-    loop {
-        let changed = tokio::select! {
-            chunk = events.next() => {
-                let Some(chunk) = chunk else { anyhow::bail!("the leader closed its event stream") };
-                decoder.feed(&chunk?);
-                let mut changed = false;
-                while let Some(record) = decoder.next_record()? {
-                    let event: Value = serde_json::from_slice(&record)?;
-                    changed |= !matches!(event["type"].as_str(), Some("HEARTBEAT" | "SUBSCRIBED"));
-                }
-                changed
-            }
-            _ = tokio::time::sleep_until(deadline) => true,
-        };
-        if !changed {
-            continue;
-        }
-        // Changes come in bursts (a launch is several updates): gather them briefly.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let (state, now_leader) = fetch_state(client, &[leader]).await?;
-        dns.install(state);
-        deadline = tokio::time::Instant::now() + refresh;
-        if now_leader != leader {
-            return Ok(());
-        }
-    }
-}
-
-/// Keeps the zone in step with the leading master until `shutdown`.
-pub async fn follow(dns: Arc<MesosDns>, shutdown: CancellationToken) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
-    let mut last_ok = Instant::now();
-    loop {
-        let round = async {
-            let (state, leader) = fetch_state(&client, &dns.config.masters).await?;
-            dns.install(state);
-            last_ok = Instant::now();
-            follow_leader(&dns, &client, leader).await
-        };
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = round => r,
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "lost the leading master");
-        }
-        // Without a master for longer than `refresh`, the records are stale: drop them.
-        if last_ok.elapsed() > dns.config.refresh {
-            dns.install(Value::Null);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 /// Binds DNS (UDP and TCP) and HTTP and serves until `shutdown`.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let bind = |addr: SocketAddr| move |source| Error::Bind { addr, source };
@@ -356,7 +233,16 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
     let http =
         axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::join!(
-        follow(dns.clone(), shutdown.clone()),
+        {
+            let dns = dns.clone();
+            let (masters, refresh) = (dns.config.masters.clone(), dns.config.refresh);
+            follow::follow(
+                masters,
+                refresh,
+                move |state| dns.install(state),
+                shutdown.clone(),
+            )
+        },
         server::serve_udp(listeners.udp, dns.clone(), shutdown.clone()),
         server::serve_tcp(listeners.tcp, dns, shutdown.clone()),
         async {

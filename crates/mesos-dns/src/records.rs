@@ -100,13 +100,14 @@ pub fn hash5(text: &str) -> String {
 }
 
 /// The host and port of a libprocess pid (`master@10.0.0.1:5050`).
-fn pid_addr(pid: &str) -> Option<(Ipv4Addr, u16)> {
+pub fn pid_addr(pid: &str) -> Option<(Ipv4Addr, u16)> {
     let (_, addr) = pid.split_once('@')?;
     let (host, port) = addr.rsplit_once(':')?;
     Some((host.parse().ok()?, port.parse().ok()?))
 }
 
-fn ports_of(task: &Value) -> Vec<u16> {
+/// A task's host ports, from its `resources.ports` in `/master/state`.
+pub fn host_ports(task: &Value) -> Vec<u16> {
     // `/master/state` gives ports as "[31000-31001, 31005-31005]".
     let text = task
         .pointer("/resources/ports")
@@ -123,7 +124,7 @@ fn ports_of(task: &Value) -> Vec<u16> {
 }
 
 /// The task's addresses from the first source that has any.
-fn task_ips(task: &Value, agent_ip: Ipv4Addr, sources: &[IpSource]) -> Vec<Ipv4Addr> {
+pub fn task_ips(task: &Value, agent_ip: Ipv4Addr, sources: &[IpSource]) -> Vec<Ipv4Addr> {
     let running = task
         .get("statuses")
         .and_then(Value::as_array)
@@ -276,7 +277,7 @@ pub fn generate(state: &Value, naming: &Naming) -> Records {
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty());
             let ips = task_ips(task, agent_ip, &naming.ip_sources);
-            let host_ports = ports_of(task);
+            let host_ports = host_ports(task);
             let mut passes: Vec<String> = Vec::new();
             match discovery {
                 // Mesos-DNS names a task with discovery info twice: by the raw name (legacy

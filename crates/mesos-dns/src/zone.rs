@@ -11,7 +11,9 @@ use hickory_proto::rr::rdata::{A, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// An SRV target: `name:port`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Target {
     /// A fully qualified name with its trailing dot (`web-abc-s1.marathon.slave.mesos.`).
     pub host: String,
@@ -20,7 +22,7 @@ pub struct Target {
 }
 
 /// The zone's records. Names are lower case and fully qualified, with the trailing dot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Records {
     /// A records.
     pub a: BTreeMap<String, BTreeSet<Ipv4Addr>>,

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcos_mesos::api::FrameworkInfo;
-use dcos_mesos::scheduler;
 use dcos_mesos_dns::server::{self, Resolve};
 use dcos_mesos_dns::{Config, Listeners};
+use dcos_testkit::dns::{dig, eventually_dig};
 use dcos_testkit::loopback;
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::A;
@@ -26,38 +25,6 @@ impl Resolve for Upstream {
         response.add_answer(Record::from_rdata(name, 30, RData::A(A::new(192, 0, 2, 7))));
         response
     }
-}
-
-async fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(["+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .await
-        .expect("dig runs (dnsutils is installed by scripts/install-deps)");
-    // One space between fields, whatever dig aligned them with.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn eventually_dig(server: SocketAddr, args: &[&str], want: &str) -> String {
-    for _ in 0..100 {
-        let out = dig(server, args).await;
-        if out.contains(want) {
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "dig {args:?} never showed {want:?}; last:\n{}",
-        dig(server, args).await
-    );
 }
 
 struct Dns {
@@ -119,43 +86,8 @@ async fn tasks_masters_and_forwarding_resolve_with_dig() {
     );
 
     // A framework named "marathon" runs task "web.prod" (Marathon's name for /prod/web).
-    let client = reqwest::Client::new();
-    let info: FrameworkInfo =
-        serde_json::from_value(json!({"user": "root", "name": "marathon"})).unwrap();
-    let (conn, mut events, _) = scheduler::subscribe(&client, master.addr, &info)
-        .await
-        .unwrap();
-    let offer = loop {
-        let ev = events.next().await.unwrap();
-        if ev["type"] == "OFFERS" {
-            break ev["offers"]["offers"][0].clone();
-        }
-    };
-    let port: u64 = ports
-        .trim_matches(['[', ']'])
-        .split('-')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let task = json!({"name": "web.prod", "task_id": {"value": "prod_web.1"}, "agent_id": offer["agent_id"],
-        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 16}},
-                      {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": port, "end": port}]}}],
-        "command": {"value": "exec sleep 60"}});
-    conn.call(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}})).await.unwrap();
-    // The scheduler acknowledges its updates (the agent sends the next only then).
-    let acker = {
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            while let Ok(ev) = events.next().await {
-                let status = &ev["update"]["status"];
-                if let Some(uuid) = status.get("uuid") {
-                    let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
-                    let _ = conn.call(ack).await;
-                }
-            }
-        })
-    };
+    let port = loopback::first_port(&ports);
+    let task = loopback::launch_task(master.addr, "marathon", "web.prod", "prod_web.1", port).await;
 
     let a = eventually_dig(dns.addr, &["web-prod.marathon.mesos"], "status: NOERROR").await;
     assert!(a.contains("flags: qr aa rd ra"), "{a}");
@@ -218,12 +150,10 @@ async fn tasks_masters_and_forwarding_resolve_with_dig() {
     );
 
     // Killing the task removes its names.
-    conn.call(json!({"type": "KILL", "kill": {"task_id": {"value": "prod_web.1"}}}))
-        .await
-        .unwrap();
+    task.kill().await;
     eventually_dig(dns.addr, &["web-prod.marathon.mesos"], "status: NXDOMAIN").await;
 
-    acker.abort();
+    drop(task);
     dns.stop.cancel();
     stop_upstream.cancel();
     agent.stop().await;

@@ -41,6 +41,7 @@ const BUILT: &[&str] = &[
     "dcos-mesos-dns.service",
     "dcos-marathon.service",
     "dcos-history-service.service",
+    "dcos-net.service",
     "dcos-mesos-slave.service",
 ];
 
@@ -214,6 +215,20 @@ pub async fn run_unit(
                 .collect();
             dcos_mesos_dns::serve(
                 dcos_mesos_dns::Config::dcos(ip, config.master_addrs(), resolvers),
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-net.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            dcos_net::serve(
+                dcos_net::Config::dcos(
+                    ip,
+                    role.as_str(),
+                    config.master_list.clone(),
+                    config.resolvers.clone(),
+                ),
                 shutdown,
             )
             .await

@@ -153,3 +153,96 @@ pub fn free_port_range(n: u16) -> String {
     }
     panic!("no {n} free ports between 20000 and 29999 on 127.0.0.1");
 }
+
+/// A task a test framework launched and keeps acknowledging the updates of (an agent sends a
+/// task's next update only after the last one is acknowledged).
+pub struct LaunchedTask {
+    /// The framework's connection, for more calls.
+    pub conn: dcos_mesos::scheduler::Connection,
+    /// The task id.
+    pub task_id: String,
+    acker: JoinHandle<()>,
+}
+
+impl LaunchedTask {
+    /// Asks the master to kill the task.
+    ///
+    /// # Panics
+    ///
+    /// When the master refuses the call.
+    pub async fn kill(&self) {
+        let kill =
+            serde_json::json!({"type": "KILL", "kill": {"task_id": {"value": self.task_id}}});
+        self.conn.call(kill).await.expect("KILL accepted");
+    }
+}
+
+impl Drop for LaunchedTask {
+    fn drop(&mut self) {
+        self.acker.abort();
+    }
+}
+
+/// Subscribes a framework named `framework` at `master` and launches `exec sleep 60` as task
+/// `name` (id `task_id`) on the first offer, with host port `port`.
+///
+/// # Panics
+///
+/// When the master does not offer or refuses the launch.
+pub async fn launch_task(
+    master: SocketAddr,
+    framework: &str,
+    name: &str,
+    task_id: &str,
+    port: u16,
+) -> LaunchedTask {
+    use serde_json::json;
+    let info: dcos_mesos::api::FrameworkInfo =
+        serde_json::from_value(json!({"user": "root", "name": framework})).expect("framework");
+    let (conn, mut events, _) =
+        dcos_mesos::scheduler::subscribe(&reqwest::Client::new(), master, &info)
+            .await
+            .expect("framework subscribes");
+    let offer = loop {
+        let ev = events.next().await.expect("an offer");
+        if ev["type"] == "OFFERS" {
+            break ev["offers"]["offers"][0].clone();
+        }
+    };
+    let scalar = |name: &str, value: f64| json!({"name": name, "type": "SCALAR", "scalar": {"value": value}});
+    let task = json!({"name": name, "task_id": {"value": task_id}, "agent_id": offer["agent_id"],
+        "resources": [scalar("cpus", 0.1), scalar("mem", 16.0),
+            {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": port, "end": port}]}}],
+        "command": {"value": "exec sleep 60"}});
+    let launch = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}});
+    conn.call(launch).await.expect("ACCEPT accepted");
+    let acker = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(ev) = events.next().await {
+                let status = &ev["update"]["status"];
+                if let Some(uuid) = status.get("uuid") {
+                    let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {
+                        "agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
+                    let _ = conn.call(ack).await;
+                }
+            }
+        })
+    };
+    LaunchedTask {
+        conn,
+        task_id: task_id.to_string(),
+        acker,
+    }
+}
+
+/// The first port of a range from [`free_port_range`].
+pub fn first_port(range: &str) -> u16 {
+    range
+        .trim_matches(['[', ']'])
+        .split('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a range from free_port_range")
+}

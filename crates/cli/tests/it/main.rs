@@ -3,6 +3,7 @@
 
 mod cluster;
 mod config;
+mod dns;
 mod install;
 mod node_run;
 mod ports;

@@ -1,0 +1,139 @@
+//! Following the leading Mesos master's state: read `/master/state` from the leader, hold its
+//! operator event stream open, and read the state again as soon as a task, agent or framework
+//! changes (and every `refresh` regardless). Mesos-DNS and dcos-net both build their records
+//! this way.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// The leader's `ip:port` from a state's `leader` pid.
+fn leader_of(state: &Value) -> Option<SocketAddr> {
+    state["leader"].as_str()?.split_once('@')?.1.parse().ok()
+}
+
+/// The state from the leading master: asks each master, and the leader it names.
+async fn fetch_state(
+    client: &reqwest::Client,
+    masters: &[SocketAddr],
+) -> anyhow::Result<(Value, SocketAddr)> {
+    let get = |m: SocketAddr| async move {
+        let state: Value = client
+            .get(format!("http://{m}/master/state"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(state)
+    };
+    let mut last = anyhow::anyhow!("no masters configured");
+    for m in masters {
+        match get(*m).await {
+            Ok(state) => match leader_of(&state) {
+                Some(leader) if leader == *m => return Ok((state, leader)),
+                Some(leader) => return Ok((get(leader).await?, leader)),
+                None => last = anyhow::anyhow!("master {m} knows no leader"),
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Opens the leader's operator event stream.
+async fn subscribe(
+    client: &reqwest::Client,
+    leader: SocketAddr,
+) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>> {
+    let resp = client
+        .post(format!("http://{leader}/api/v1"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(json!({"type": "SUBSCRIBE"}).to_string())
+        .timeout(Duration::from_secs(365 * 24 * 3600))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(resp.bytes_stream().boxed())
+}
+
+/// Reads and installs the state again on every change the leader announces, and every
+/// `refresh` regardless. Returns when the leader is lost or changes.
+async fn follow_leader(
+    install: &impl Fn(Value),
+    refresh: Duration,
+    client: &reqwest::Client,
+    leader: SocketAddr,
+) -> anyhow::Result<()> {
+    let mut events = subscribe(client, leader).await?;
+    let mut decoder = dcos_mesos::recordio::Decoder::new();
+    let mut deadline = tokio::time::Instant::now() + refresh;
+    loop {
+        let changed = tokio::select! {
+            chunk = events.next() => {
+                let Some(chunk) = chunk else { anyhow::bail!("the leader closed its event stream") };
+                decoder.feed(&chunk?);
+                let mut changed = false;
+                while let Some(record) = decoder.next_record()? {
+                    let event: Value = serde_json::from_slice(&record)?;
+                    changed |= !matches!(event["type"].as_str(), Some("HEARTBEAT" | "SUBSCRIBED"));
+                }
+                changed
+            }
+            _ = tokio::time::sleep_until(deadline) => true,
+        };
+        if !changed {
+            continue;
+        }
+        // Changes come in bursts (a launch is several updates): gather them briefly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (state, now_leader) = fetch_state(client, &[leader]).await?;
+        install(state);
+        deadline = tokio::time::Instant::now() + refresh;
+        if now_leader != leader {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls `install` with each new state of the leading master among `masters` until
+/// `shutdown`. After `refresh` without any master answering it installs `Value::Null`: stale
+/// records are worse than none.
+pub async fn follow(
+    masters: Vec<SocketAddr>,
+    refresh: Duration,
+    install: impl Fn(Value),
+    shutdown: CancellationToken,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let mut last_ok = Instant::now();
+    loop {
+        let round = async {
+            let (state, leader) = fetch_state(&client, &masters).await?;
+            install(state);
+            last_ok = Instant::now();
+            follow_leader(&install, refresh, &client, leader).await
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = round => r,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "lost the leading master");
+        }
+        if last_ok.elapsed() > refresh {
+            install(Value::Null);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

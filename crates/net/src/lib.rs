@@ -1,0 +1,447 @@
+//! dcos-net (`dcos-net.service`, every node): the node's DNS resolver on port 53, its HTTP API
+//! on 62080, its port mapper on 61420 and the gossip between nodes on 62501.
+//!
+//! The resolver answers, on the node's IP and on loopback:
+//! - `*.mesos` by asking every master's Mesos-DNS (61053) at once, the first answer winning
+//!   (SERVFAIL if none answers);
+//! - the zones dcos-net owns ([`zones`]): `spartan`, `zk`, `localhost`,
+//!   `thisnode.thisdcos.directory`, and the cluster zones `dcos.thisdcos.directory` and
+//!   `mesos.thisdcos.directory`, which the masters make from the leading Mesos master's state
+//!   and [`gossip`] carries to every other node;
+//! - everything else by asking the upstream `resolvers`.
+//!
+//! The DNS wire handling is Mesos-DNS' (`dcos_mesos_dns::server`, `forward`).
+
+#![warn(missing_docs)]
+
+pub mod epmd;
+pub mod gossip;
+pub mod http;
+pub mod zones;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use dcos_mesos_dns::server::{self, Resolve};
+use dcos_mesos_dns::zone::{self, Zone};
+use dcos_mesos_dns::{follow, forward};
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::gossip::{ClusterZones, Frame, Member};
+
+/// The ports dcos-net finds on the masters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MasterPorts {
+    /// The Mesos master (5050).
+    pub mesos: u16,
+    /// Mesos-DNS (61053).
+    pub mesos_dns: u16,
+    /// The masters' dcos-net epmd (61420).
+    pub epmd: u16,
+}
+
+impl Default for MasterPorts {
+    fn default() -> Self {
+        MasterPorts {
+            mesos: 5050,
+            mesos_dns: 61053,
+            epmd: 61420,
+        }
+    }
+}
+
+/// The configuration; [`Config::dcos`] gives DC/OS' layout.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's IP.
+    pub node_ip: IpAddr,
+    /// This node's role (`master`, `agent`, `agent_public`).
+    pub role: String,
+    /// Whether this node makes the cluster zones from the Mesos state (the masters) rather than
+    /// receiving them from a master.
+    pub makes_zones: bool,
+    /// DNS (UDP and TCP): port 53 on the node's IP and on loopback.
+    pub dns_listen: Vec<SocketAddr>,
+    /// The HTTP API (62080).
+    pub http_listen: SocketAddr,
+    /// The port mapper (61420).
+    pub epmd_listen: SocketAddr,
+    /// The gossip (62501).
+    pub gossip_listen: SocketAddr,
+    /// The masters' IPs (`master_list`).
+    pub masters: Vec<IpAddr>,
+    /// Where on the masters things are.
+    pub master_ports: MasterPorts,
+    /// Upstream resolvers for names outside the cluster's zones.
+    pub resolvers: Vec<SocketAddr>,
+    /// How long cluster zones outlive the last word from a master (30 s).
+    pub refresh: Duration,
+}
+
+impl Config {
+    /// DC/OS' dcos-net on a node at `ip`.
+    pub fn dcos(ip: IpAddr, role: &str, masters: Vec<IpAddr>, resolvers: Vec<IpAddr>) -> Config {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut dns_listen = vec![SocketAddr::new(ip, 53)];
+        if ip != lo {
+            dns_listen.push(SocketAddr::new(lo, 53));
+        }
+        Config {
+            node_ip: ip,
+            role: role.to_string(),
+            makes_zones: role.starts_with("master"),
+            dns_listen,
+            http_listen: SocketAddr::new(ip, 62080),
+            epmd_listen: SocketAddr::new(ip, 61420),
+            gossip_listen: SocketAddr::new(ip, 62501),
+            masters,
+            master_ports: MasterPorts::default(),
+            resolvers: resolvers
+                .into_iter()
+                .map(|r| SocketAddr::new(r, 53))
+                .collect(),
+            refresh: Duration::from_secs(30),
+        }
+    }
+
+    /// The masters' Mesos-DNS.
+    pub fn mesos_dns(&self) -> Vec<SocketAddr> {
+        self.masters
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, self.master_ports.mesos_dns))
+            .collect()
+    }
+}
+
+/// Errors starting dcos-net.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be bound.
+    #[error("failed to bind dcos-net on {addr}{hint}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why it may have failed.
+        hint: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What dcos-net knows of the cluster, swapped whole on each change.
+#[derive(Default)]
+struct ClusterView {
+    zones: ClusterZones,
+    built: Vec<Arc<Zone>>,
+    /// Members as the master this node follows reported them.
+    members: Vec<Member>,
+}
+
+/// The state the servers share.
+pub struct DcosNet {
+    config: Config,
+    local: Vec<Arc<Zone>>,
+    cluster: RwLock<Arc<ClusterView>>,
+    /// The nodes subscribed to this node's gossip now.
+    subscribers: Mutex<BTreeMap<IpAddr, Member>>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl DcosNet {
+    /// dcos-net with its local zones and no cluster zones yet.
+    pub fn new(config: Config) -> DcosNet {
+        let node_v4 = match config.node_ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+        };
+        let local = zones::local_zones(node_v4, &zones::ipv4s(&config.masters));
+        DcosNet {
+            config,
+            local,
+            cluster: RwLock::default(),
+            subscribers: Mutex::default(),
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node, as it introduces itself.
+    pub fn me(&self) -> Member {
+        Member {
+            ip: self.config.node_ip,
+            role: self.config.role.clone(),
+        }
+    }
+
+    fn view(&self) -> Arc<ClusterView> {
+        self.cluster
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every zone served now: local zones, then cluster zones.
+    pub fn zones(&self) -> Vec<Arc<Zone>> {
+        let mut all = self.local.clone();
+        all.extend(self.view().built.iter().cloned());
+        all
+    }
+
+    /// The zone that holds `qname` (lower case, fully qualified): the longest match.
+    fn zone_for(&self, qname: &str) -> Option<Arc<Zone>> {
+        self.zones()
+            .into_iter()
+            .filter(|z| z.contains(qname))
+            .max_by_key(|z| z.domain.len())
+    }
+
+    /// The cluster zones now.
+    pub fn cluster_zones(&self) -> ClusterZones {
+        self.view().zones.clone()
+    }
+
+    /// Installs cluster zones (and the members their sender knows) received from a master.
+    pub fn install_cluster(&self, zones: ClusterZones, members: Vec<Member>) {
+        let view = self.view();
+        if view.zones == zones && view.members == members {
+            return;
+        }
+        let built = if view.zones == zones {
+            view.built.clone()
+        } else {
+            zones
+                .zones
+                .iter()
+                .map(|(name, records)| Arc::new(zones::zone(name, records.clone())))
+                .collect()
+        };
+        *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ClusterView {
+            zones,
+            built,
+            members,
+        });
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Makes the cluster zones from a leading master's state (`Null`: none), on a master.
+    pub fn make_cluster(&self, state: &serde_json::Value) {
+        let records = zones::cluster_records(state, &zones::ipv4s(&self.config.masters));
+        let view = self.view();
+        if view.zones.zones == records {
+            return;
+        }
+        let zones = ClusterZones {
+            version: view.zones.version + 1,
+            zones: records,
+        };
+        self.install_cluster(zones, view.members.clone());
+    }
+
+    /// Every member known: this node, its subscribers, and those its master reported.
+    pub fn members(&self) -> Vec<Member> {
+        let mut all: BTreeMap<IpAddr, Member> = BTreeMap::new();
+        for m in self.view().members.iter().cloned() {
+            all.insert(m.ip, m);
+        }
+        for m in self.lock_subscribers().values() {
+            all.insert(m.ip, m.clone());
+        }
+        all.insert(self.config.node_ip, self.me());
+        all.into_values().collect()
+    }
+
+    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, BTreeMap<IpAddr, Member>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn members_add(&self, member: Member) {
+        self.lock_subscribers().insert(member.ip, member);
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    pub(crate) fn members_remove(&self, ip: IpAddr) {
+        if self.lock_subscribers().remove(&ip).is_some() {
+            self.changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    pub(crate) fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn state_frame(&self) -> Frame {
+        Frame::State {
+            zones: self.cluster_zones(),
+            members: self.members(),
+        }
+    }
+}
+
+/// The name asked, lower case and fully qualified.
+fn qname_of(request: &Message) -> Option<String> {
+    let name = request
+        .queries()
+        .first()?
+        .name()
+        .to_ascii()
+        .to_ascii_lowercase();
+    Some(if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
+    })
+}
+
+impl Resolve for DcosNet {
+    async fn resolve(&self, request: Message) -> Message {
+        let (Some(query), Some(qname)) = (request.queries().first(), qname_of(&request)) else {
+            return server::error(&request, ResponseCode::FormErr);
+        };
+        let upstreams = if qname == "mesos." || qname.ends_with(".mesos.") {
+            self.config.mesos_dns()
+        } else if let Some(zone) = self.zone_for(&qname) {
+            let mut response = zone::response_to(&request);
+            response.set_recursion_available(true);
+            zone.answer(query.name(), &qname, query.query_type(), &mut response);
+            return response;
+        } else {
+            self.config.resolvers.clone()
+        };
+        match forward::race(&request, &upstreams).await {
+            Some(mut response) => {
+                response.set_recursion_available(true);
+                response
+            }
+            None => server::error(&request, ResponseCode::ServFail),
+        }
+    }
+}
+
+/// Bound sockets for [`serve_on`].
+pub struct Listeners {
+    /// DNS over UDP, one per address.
+    pub udp: Vec<UdpSocket>,
+    /// DNS over TCP, one per address.
+    pub tcp: Vec<TcpListener>,
+    /// The HTTP API.
+    pub http: TcpListener,
+    /// The port mapper.
+    pub epmd: TcpListener,
+    /// The gossip.
+    pub gossip: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every address of `config`.
+    pub async fn bind(config: &Config) -> Result<Listeners, Error> {
+        let bind = |addr: SocketAddr| {
+            move |source: std::io::Error| Error::Bind {
+                addr,
+                hint: if source.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (port 53 needs root)"
+                } else {
+                    ""
+                },
+                source,
+            }
+        };
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in &config.dns_listen {
+            udp.push(UdpSocket::bind(addr).await.map_err(bind(*addr))?);
+            tcp.push(TcpListener::bind(addr).await.map_err(bind(*addr))?);
+        }
+        let tcp_at =
+            |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(bind(addr)) };
+        Ok(Listeners {
+            udp,
+            tcp,
+            http: tcp_at(config.http_listen).await?,
+            epmd: tcp_at(config.epmd_listen).await?,
+            gossip: tcp_at(config.gossip_listen).await?,
+        })
+    }
+}
+
+/// Binds every port of `config` and serves until `shutdown`.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let listeners = Listeners::bind(&config).await?;
+    serve_on(listeners, config, shutdown).await;
+    Ok(())
+}
+
+/// Serves on bound sockets until `shutdown`.
+pub async fn serve_on(listeners: Listeners, config: Config, shutdown: CancellationToken) {
+    let net = Arc::new(DcosNet::new(config));
+    let config = net.config().clone();
+    tracing::info!(dns = ?config.dns_listen, http = %config.http_listen, role = %config.role, "serving dcos-net");
+
+    // The port mapper names the gossip port, for peers to find (both of dcos-net's names).
+    let gossip_port = listeners.gossip.local_addr().map_or(0, |a| a.port());
+    let names: epmd::Names = gossip::NODE_NAMES
+        .iter()
+        .map(|n| (n.to_string(), gossip_port))
+        .collect();
+
+    let cluster = {
+        let (net, shutdown) = (net.clone(), shutdown.clone());
+        async move {
+            if config.makes_zones {
+                let masters = config
+                    .masters
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, config.master_ports.mesos))
+                    .collect();
+                follow::follow(
+                    masters,
+                    config.refresh,
+                    |state| net.make_cluster(&state),
+                    shutdown,
+                )
+                .await;
+            } else {
+                gossip::follow_masters(
+                    net.clone(),
+                    config.masters.clone(),
+                    config.master_ports.epmd,
+                    config.refresh,
+                    shutdown,
+                )
+                .await;
+            }
+        }
+    };
+    let dns = futures::future::join_all(
+        listeners
+            .udp
+            .into_iter()
+            .map(|s| {
+                futures::future::Either::Left(server::serve_udp(s, net.clone(), shutdown.clone()))
+            })
+            .chain(listeners.tcp.into_iter().map(|l| {
+                futures::future::Either::Right(server::serve_tcp(l, net.clone(), shutdown.clone()))
+            })),
+    );
+    let http = axum::serve(listeners.http, http::router(net.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::join!(
+        cluster,
+        dns,
+        epmd::serve(listeners.epmd, Arc::new(names), shutdown.clone()),
+        gossip::serve(listeners.gossip, net.clone(), shutdown.clone()),
+        async {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "dcos-net HTTP API failed");
+            }
+        },
+    );
+}
