@@ -12,7 +12,6 @@
 //! [--seconds S] [--launches R] [--out FILE]`. It writes its figures as JSON to FILE
 //! (default `bench/results/mesos.json`) and prints them.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,19 +19,11 @@ use std::time::{Duration, Instant};
 use dcos_mesos::api::FrameworkInfo;
 use dcos_mesos::resources::Resources;
 use dcos_mesos::{scheduler, simulate};
-use dcos_testkit::loopback;
+use dcos_testkit::{bench, loopback};
 use serde_json::{json, Value};
 
 /// The testkit master's allocation interval.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
-
-fn args() -> HashMap<String, String> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    argv.chunks(2)
-        .filter(|c| c.len() == 2 && c[0].starts_with("--"))
-        .map(|c| (c[0].trim_start_matches("--").to_string(), c[1].clone()))
-        .collect()
-}
 
 fn framework(name: &str) -> FrameworkInfo {
     serde_json::from_value(json!({"user": "root", "name": name})).expect("a FrameworkInfo")
@@ -177,48 +168,20 @@ async fn launch(launches: usize) -> anyhow::Result<Value> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = args();
-    let num = |k: &str, d: usize| args.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let args = bench::Args::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
         let offers = offers(
-            num("agents", 1000),
-            num("frameworks", 10),
-            num("seconds", 10) as u64,
+            args.num("agents", 1000),
+            args.num("frameworks", 10),
+            args.num("seconds", 10) as u64,
         )
         .await?;
-        let launch = launch(num("launches", 20)).await?;
-        anyhow::Ok(json!({
-            "date": today(),
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "offers": offers,
-            "launch": launch,
-        }))
+        let launch = launch(args.num("launches", 20)).await?;
+        anyhow::Ok(json!({"offers": offers, "launch": launch}))
     })?;
-    let out = args.get("out").cloned().unwrap_or_else(|| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../bench/results/mesos.json"
-        )
-        .into()
-    });
-    if let Some(dir) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    println!("written to {out}");
+    bench::write_results(&args, "mesos", result)?;
     Ok(())
-}
-
-/// Today's date (UTC) from the system clock, without a date crate.
-fn today() -> String {
-    let out = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

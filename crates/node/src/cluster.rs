@@ -388,6 +388,7 @@ fn wait_healthy(
                                 status::UnitState::Running
                                     | status::UnitState::NotBuilt
                                     | status::UnitState::NotInUse
+                                    | status::UnitState::NeedsRoot
                             )
                         })
                         .map(|u| format!("{} {:?}", u.name, u.state).to_lowercase())

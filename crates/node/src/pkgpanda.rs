@@ -67,7 +67,12 @@ async fn active(State(run_dir): State<PathBuf>) -> Response {
             let ids: Vec<String> = st
                 .units
                 .iter()
-                .filter(|u| !matches!(u.state, UnitState::NotBuilt | UnitState::NotInUse))
+                .filter(|u| {
+                    !matches!(
+                        u.state,
+                        UnitState::NotBuilt | UnitState::NotInUse | UnitState::NeedsRoot
+                    )
+                })
                 .map(|u| {
                     let stem = u.name.trim_end_matches(".service");
                     format!("{stem}--{}", env!("CARGO_PKG_VERSION"))

@@ -26,6 +26,9 @@ pub enum UnitState {
     NotBuilt,
     /// Not used in this configuration (for example Exhibitor with the embedded store).
     NotInUse,
+    /// Its ports are privileged (dcos-net's 53) and the node does not run as root; never
+    /// started.
+    NeedsRoot,
 }
 
 /// One unit's status.
@@ -64,7 +67,10 @@ impl NodeStatus {
         self.units.iter().all(|u| {
             matches!(
                 u.state,
-                UnitState::Running | UnitState::NotBuilt | UnitState::NotInUse
+                UnitState::Running
+                    | UnitState::NotBuilt
+                    | UnitState::NotInUse
+                    | UnitState::NeedsRoot
             )
         })
     }

@@ -99,6 +99,7 @@ fn plan(role: NodeRole, config: &NodeConfig) -> (Vec<Unit>, Vec<UnitStatus>) {
         let state = match (unit.built, in_use) {
             (_, false) => UnitState::NotInUse,
             (false, _) => UnitState::NotBuilt,
+            (true, true) if needs_root(&unit) => UnitState::NeedsRoot,
             (true, true) => UnitState::Starting,
         };
         statuses.push(UnitStatus {
@@ -121,6 +122,16 @@ fn plan(role: NodeRole, config: &NodeConfig) -> (Vec<Unit>, Vec<UnitStatus>) {
         }
     }
     (start, statuses)
+}
+
+/// Whether the unit binds a privileged port and this process may not.
+fn needs_root(unit: &Unit) -> bool {
+    let first_free = dcos_ports::preflight::read_unprivileged_port_start();
+    !nix::unistd::geteuid().is_root()
+        && unit
+            .rows
+            .iter()
+            .any(|r| matches!(r.port, dcos_ports::PortSpec::Single(p) if p < first_free))
 }
 
 /// Runs the node until `shutdown` is cancelled.

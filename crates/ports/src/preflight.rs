@@ -236,7 +236,8 @@ fn parse_proc_net(text: &str, port: u16, wanted_state: &str) -> Vec<u64> {
         .collect()
 }
 
-fn read_unprivileged_port_start() -> u16 {
+/// The first port a process that is not root may bind (`net.ipv4.ip_unprivileged_port_start`).
+pub fn read_unprivileged_port_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -1,0 +1,71 @@
+//! What every benchmark target shares: its `--key value` arguments, and writing its figures
+//! (with the date and the machine) to `bench/results/<name>.json`.
+
+use std::collections::HashMap;
+
+/// A benchmark's `--key value` arguments.
+pub struct Args(HashMap<String, String>);
+
+impl Args {
+    /// The process' arguments (those after the `--` of `cargo bench`).
+    pub fn from_env() -> Args {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        Args(
+            argv.chunks(2)
+                .filter(|c| c.len() == 2 && c[0].starts_with("--"))
+                .map(|c| (c[0].trim_start_matches("--").to_string(), c[1].clone()))
+                .collect(),
+        )
+    }
+
+    /// A number, or `default`.
+    pub fn num(&self, key: &str, default: usize) -> usize {
+        self.0
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// A value, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+/// Today's date (UTC) from the system clock, without a date crate.
+pub fn today() -> String {
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Adds the date and the core count to `figures`, writes them to `--out` (default
+/// `bench/results/<name>.json`) and prints them.
+pub fn write_results(
+    args: &Args,
+    name: &str,
+    mut figures: serde_json::Value,
+) -> std::io::Result<()> {
+    figures["date"] = today().into();
+    figures["cores"] = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .into();
+    let out = args.get("out").map(String::from).unwrap_or_else(|| {
+        format!(
+            "{}/../../bench/results/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(&figures).map_err(std::io::Error::other)?;
+    fs_err::write(&out, &text)?;
+    println!("{text}");
+    println!("written to {out}");
+    Ok(())
+}
