@@ -113,17 +113,7 @@ pub async fn serve_tcp<R: Resolve>(
     resolver: Arc<R>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "tcp accept failed");
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = accept(&listener, &shutdown).await {
         let (resolver, shutdown) = (resolver.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
@@ -131,6 +121,23 @@ pub async fn serve_tcp<R: Resolve>(
                 _ = tcp_connection(stream, &*resolver) => {}
             }
         });
+    }
+}
+
+/// The next connection on `listener`, or `None` once `shutdown` is cancelled; failed
+/// accepts (a peer that reset early, a full file table) are logged and skipped.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok(accepted) => return Some(accepted),
+                Err(e) => tracing::debug!(error = %e, "tcp accept failed"),
+            },
+        }
     }
 }
 

@@ -58,15 +58,7 @@ async fn mesos_dns(masters: Vec<SocketAddr>, resolvers: Vec<SocketAddr>) -> Dns 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_masters_and_forwarding_resolve_with_dig() {
     let master = loopback::master().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ports = loopback::free_port_range(5);
-    let agent = loopback::agent(
-        master.addr,
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().into(),
-        &ports,
-    )
-    .await;
+    let (agent, ports) = loopback::agent_of(master.addr, 5).await;
     // An upstream the test runs, for names outside the zone.
     let upstream_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let upstream = upstream_sock.local_addr().unwrap();

@@ -30,17 +30,7 @@ pub type Names = BTreeMap<String, u16>;
 /// Serves epmd on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, names: Arc<Names>, shutdown: CancellationToken) {
     let epmd_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "epmd accept failed");
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = dcos_mesos_dns::server::accept(&listener, &shutdown).await {
         let names = names.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(stream, &names, epmd_port).await {

@@ -95,17 +95,7 @@ pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> anyhow::Result<Fram
 
 /// Serves the gossip on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, net: Arc<DcosNet>, shutdown: CancellationToken) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "gossip accept failed");
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = dcos_mesos_dns::server::accept(&listener, &shutdown).await {
         let (net, shutdown) = (net.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {

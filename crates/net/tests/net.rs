@@ -98,15 +98,7 @@ async fn epmd(addr: SocketAddr, body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_zone_resolves_and_follows_the_cluster() {
     let master = loopback::master().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ports = loopback::free_port_range(2);
-    let agent = loopback::agent(
-        master.addr,
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().into(),
-        &ports,
-    )
-    .await;
+    let (agent, ports) = loopback::agent_of(master.addr, 2).await;
     let up_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let up = up_sock.local_addr().unwrap();
     let stop_up = CancellationToken::new();

@@ -98,6 +98,17 @@ pub async fn agent(
     agent_with(master, listen, work_dir, resources).await
 }
 
+/// Starts an agent of `master` on 127.0.0.1 with its own temporary work dir and `n` free
+/// task ports; returns it and its ports (Mesos form).
+pub async fn agent_of(master: SocketAddr, n: u16) -> (Running, String) {
+    let dir = tempfile::tempdir().expect("a temporary dir for the agent");
+    let ports = free_port_range(n);
+    let listen = "127.0.0.1:0".parse().expect("an address");
+    let mut running = agent(master, listen, dir.path().into(), &ports).await;
+    running._dir = Some(dir);
+    (running, ports)
+}
+
 /// Starts an agent of `master` on `listen` (port 0 for any) advertising `resources`.
 pub async fn agent_with(
     master: SocketAddr,
