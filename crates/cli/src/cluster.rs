@@ -78,6 +78,10 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 println!("  {:<16} {:<13} {}", n.id, n.role, n.ip);
             }
             if let Some(m) = record.nodes.iter().find(|n| n.role.starts_with("master")) {
+                println!("Admin Router: http://{}/ and https://{}/", m.ip, m.ip);
+                if let Some(ca) = &record.ca_cert {
+                    println!("cluster CA:   {} (trust it for https)", ca.display());
+                }
                 println!("Mesos master: http://{}:5050", m.ip);
                 println!(
                     "node status:  dcos node status --config {}",
@@ -106,6 +110,8 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                     serde_json::json!({
                         "name": r.name,
                         "current": current.as_deref() == Some(r.name.as_str()),
+                        "ca_cert": r.ca_cert,
+                        "cluster_id": r.cluster_id,
                         "nodes": r.nodes.iter().map(|n| serde_json::json!({
                             "id": n.id,
                             "role": n.role,

@@ -18,7 +18,6 @@ pub mod http;
 pub mod offer;
 pub mod persist;
 pub mod state;
-pub mod tls;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -47,6 +46,8 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// The framework name (`marathon`).
     pub framework_name: String,
+    /// The cluster CA that issues the TLS certificate, if the cluster has one.
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// Errors starting or running Marathon.
@@ -185,7 +186,15 @@ pub async fn serve_on(
     };
     let tls_acceptor = match &https {
         Some(_) => {
-            Some(tls::acceptor(&config.work_dir, addr.ip()).map_err(|e| store_err(Box::new(e)))?)
+            let names = ["marathon.mesos", "localhost"];
+            let acceptor = dcos_tls::acceptor(
+                &config.work_dir,
+                "marathon",
+                &[addr.ip()],
+                &names,
+                config.ca_dir.as_deref(),
+            );
+            Some(acceptor.map_err(|e| store_err(Box::new(e)))?)
         }
         None => None,
     };
@@ -195,7 +204,7 @@ pub async fn serve_on(
         };
         tracing::info!(addr = ?listener.local_addr().ok(), "listening for Marathon REST requests over TLS");
         let app = http::router(marathon.clone()).into_make_service();
-        axum::serve(tls::TlsListener::new(listener, acceptor), app)
+        axum::serve(dcos_tls::TlsListener::new(listener, acceptor), app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
     };

@@ -49,6 +49,12 @@ pub struct Record {
     pub gateway: Option<IpAddr>,
     /// Every node.
     pub nodes: Vec<Node>,
+    /// The cluster CA's certificate, for clients to trust the routers' TLS.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// The cluster's id.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 /// A recorded node.
@@ -218,6 +224,8 @@ pub fn up(spec: &Spec, mut progress: impl FnMut(&str)) -> Result<Record, Error> 
         bridge: None,
         gateway: None,
         nodes: Vec::new(),
+        ca_cert: None,
+        cluster_id: Some(uuid::Uuid::new_v4().to_string()),
     };
     let mut roles: Vec<(String, &str)> = Vec::new();
     if isolated {
@@ -294,9 +302,15 @@ fn bring_up(
         run(&["ip", "link", "set", bridge, "up"])?;
         progress(&format!("created bridge {bridge} ({gw}/24)"));
     }
+    let ca_dir = spec.state_dir.join(&spec.name).join("ca");
+    let ca_cert = dcos_tls::create_ca(&ca_dir, &spec.name).map_err(std::io::Error::other)?;
+    progress(&format!("cluster CA: {}", ca_cert.display()));
+    record.ca_cert = Some(ca_cert);
     for node in &mut record.nodes {
         fs_err::create_dir_all(&node.work_dir)?;
         let config = NodeConfig {
+            cluster_id: record.cluster_id.clone(),
+            ca_dir: Some(ca_dir.clone()),
             cluster_name: spec.name.clone(),
             master_list: masters.to_vec(),
             ip: Some(node.ip),

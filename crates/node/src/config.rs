@@ -72,6 +72,13 @@ pub struct NodeConfig {
     /// Mesos master settings.
     #[serde(default)]
     pub mesos: MesosConfig,
+    /// The cluster's id (DC/OS' `/var/lib/dcos/cluster-id`), made by `dcos cluster up`.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// The cluster CA's dir (`ca.crt`, `ca.key`), made by `dcos cluster up`; it issues the
+    /// nodes' TLS certificates. Without it they are self-signed.
+    #[serde(default)]
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// The agent's advertised resources.
@@ -168,6 +175,8 @@ impl Default for NodeConfig {
             agent: AgentConfig::default(),
             store: StoreConfig::default(),
             mesos: MesosConfig::default(),
+            cluster_id: None,
+            ca_dir: None,
         }
     }
 }

@@ -43,6 +43,8 @@ const BUILT: &[&str] = &[
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-mesos-slave.service",
+    "dcos-adminrouter.service",
+    "dcos-adminrouter-agent",
 ];
 
 /// One unit of a role.
@@ -220,6 +222,35 @@ pub async fn run_unit(
             .await
             .map_err(|e| failed(e.into()))
         }
+        "dcos-adminrouter.service" | "dcos-adminrouter-agent" => {
+            use dcos_adminrouter::routes::Role;
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let ar_role = if unit.name == "dcos-adminrouter.service" {
+                Role::Master
+            } else {
+                Role::Agent
+            };
+            let mut c = dcos_adminrouter::Config::dcos(
+                ar_role,
+                ip,
+                config.master_list.clone(),
+                run_dir(config),
+            );
+            c.fixed.insert(
+                dcos_adminrouter::routes::Fixed::Pkgpanda,
+                dcos_adminrouter::proxy::Upstream::Unix(crate::pkgpanda::socket_path(&run_dir(
+                    config,
+                ))),
+            );
+            c.cert_dir = config.work_dir.join("adminrouter");
+            c.ca_dir = config.ca_dir.clone();
+            c.cluster_name = config.cluster_name.clone();
+            c.cluster_id = config.cluster_id.clone().unwrap_or_default();
+            c.units = runnable_units(role).iter().map(|u| u.name).collect();
+            dcos_adminrouter::serve(c, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
+        }
         "dcos-net.service" => {
             let ip = config.node_ip().map_err(|e| failed(e.into()))?;
             dcos_net::serve(
@@ -244,6 +275,7 @@ pub async fn run_unit(
                     masters: config.master_addrs(),
                     work_dir: config.work_dir.join("marathon"),
                     framework_name: "marathon".into(),
+                    ca_dir: config.ca_dir.clone(),
                 },
                 shutdown,
             )

@@ -62,6 +62,7 @@ impl Env {
             masters: vec![self.master.addr],
             work_dir: self.dir.path().join("marathon"),
             framework_name: "marathon".into(),
+            ca_dir: None,
         };
         let s = stop.clone();
         let handle = tokio::spawn(async move {

@@ -1,0 +1,254 @@
+//! What Admin Router must know of the cluster to route: the leading Mesos master, the agents
+//! (by id), the frameworks, and the Marathon apps that are services. Read from the masters'
+//! `/master/state` and Marathon's `/v2/apps`, cached briefly; a miss (an agent id or a service
+//! not in the cache) reads again before answering 404.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// How long a reading of the cluster is used.
+const FRESH: Duration = Duration::from_secs(2);
+
+/// An agent as the master knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    /// Its Mesos endpoint (`ip:5051`).
+    pub addr: SocketAddr,
+}
+
+/// A service's endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Whether the service's own prefix is stripped (DCOS_SERVICE_REWRITE_REQUEST_URLS).
+    pub rewrite: bool,
+}
+
+/// One reading of the Mesos state.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The leading master (`ip:5050`).
+    pub leader: Option<SocketAddr>,
+    /// Agents by id.
+    pub agents: HashMap<String, Agent>,
+    /// Frameworks' web UIs by framework name.
+    pub webuis: HashMap<String, String>,
+}
+
+fn pid_addr(pid: &str) -> Option<SocketAddr> {
+    pid.split_once('@')?.1.parse().ok()
+}
+
+impl Snapshot {
+    fn from_state(state: &Value) -> Snapshot {
+        let agents = state["slaves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                let id = a["id"].as_str()?.to_string();
+                Some((
+                    id,
+                    Agent {
+                        addr: pid_addr(a["pid"].as_str()?)?,
+                    },
+                ))
+            })
+            .collect();
+        let webuis = state["frameworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let url = f["webui_url"].as_str().filter(|u| !u.is_empty())?;
+                Some((f["name"].as_str()?.to_string(), url.to_string()))
+            })
+            .collect();
+        Snapshot {
+            leader: state["leader"].as_str().and_then(pid_addr),
+            agents,
+            webuis,
+        }
+    }
+}
+
+/// Reads and caches the cluster's state.
+pub struct Discovery {
+    client: reqwest::Client,
+    masters: Vec<SocketAddr>,
+    marathon: SocketAddr,
+    cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+}
+
+impl Discovery {
+    /// Discovery through `masters` (`ip:5050`) and the Marathon at `marathon`.
+    pub fn new(masters: Vec<SocketAddr>, marathon: SocketAddr) -> Discovery {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Discovery {
+            client,
+            masters,
+            marathon,
+            cached: Mutex::new(None),
+        }
+    }
+
+    async fn get(&self, url: String) -> anyhow::Result<Value> {
+        Ok(self
+            .client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// The leader's state: asks each master, then the leader it names.
+    async fn read(&self) -> anyhow::Result<Snapshot> {
+        let mut last = anyhow::anyhow!("no masters configured");
+        for m in &self.masters {
+            match self.get(format!("http://{m}/master/state")).await {
+                Ok(state) => {
+                    let snap = Snapshot::from_state(&state);
+                    match snap.leader {
+                        Some(leader) if leader != *m => {
+                            let state = self.get(format!("http://{leader}/master/state")).await?;
+                            return Ok(Snapshot::from_state(&state));
+                        }
+                        Some(_) => return Ok(snap),
+                        None => last = anyhow::anyhow!("master {m} knows no leader"),
+                    }
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The cluster as last read, read again if older than a moment (or if `force`).
+    pub async fn snapshot(&self, force: bool) -> anyhow::Result<Arc<Snapshot>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, snap)) = cached.as_ref() {
+            if !force && at.elapsed() < FRESH {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = Arc::new(self.read().await?);
+        *cached = Some((Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    /// The agent with `id`, reading again once if it is not known.
+    pub async fn agent(&self, id: &str) -> anyhow::Result<Option<Agent>> {
+        for force in [false, true] {
+            if let Some(a) = self.snapshot(force).await?.agents.get(id) {
+                return Ok(Some(a.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The Marathon apps that are services: `DCOS_SERVICE_NAME` (or the app id) to where
+    /// their first running task listens.
+    async fn marathon_services(&self) -> anyhow::Result<HashMap<String, Service>> {
+        let apps = self
+            .get(format!("http://{}/v2/apps?embed=apps.tasks", self.marathon))
+            .await?;
+        let mut services = HashMap::new();
+        for app in apps["apps"].as_array().into_iter().flatten() {
+            let labels = &app["labels"];
+            let label = |k: &str| labels[k].as_str();
+            let Some(name) = label("DCOS_SERVICE_NAME") else {
+                continue;
+            };
+            let index: usize = label("DCOS_SERVICE_PORT_INDEX")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            let Some(task) = app["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["state"] == "TASK_RUNNING")
+            else {
+                continue;
+            };
+            let Some(addr) = task_endpoint(app, task, index) else {
+                continue;
+            };
+            services.insert(
+                name.trim_matches('/').to_string(),
+                Service {
+                    scheme: label("DCOS_SERVICE_SCHEME").unwrap_or("http").to_string(),
+                    addr,
+                    rewrite: label("DCOS_SERVICE_REWRITE_REQUEST_URLS") != Some("false"),
+                },
+            );
+        }
+        Ok(services)
+    }
+
+    /// The service a `/service/…` path names, and how many of its segments the name takes:
+    /// the longest leading run of segments that is a Marathon service, else a framework with
+    /// a web UI.
+    pub async fn service(&self, segments: &[String]) -> anyhow::Result<Option<(Service, usize)>> {
+        let services = self.marathon_services().await.unwrap_or_default();
+        let snap = self.snapshot(false).await.ok();
+        for n in (1..=segments.len()).rev() {
+            let name = segments[..n].join("/");
+            if let Some(s) = services.get(&name) {
+                return Ok(Some((s.clone(), n)));
+            }
+            let webui = snap.as_ref().and_then(|s| s.webuis.get(&name));
+            if let Some(service) = webui.and_then(|url| webui_service(url)) {
+                return Ok(Some((service, n)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Where a Marathon task listens for port `index`: its container address on a container
+/// network, its agent's otherwise.
+fn task_endpoint(app: &Value, task: &Value, index: usize) -> Option<SocketAddr> {
+    let container_port = app
+        .pointer("/container/portMappings")
+        .or_else(|| app.pointer("/container/docker/portMappings"))
+        .and_then(|m| m.get(index))
+        .and_then(|m| m["containerPort"].as_u64());
+    let host_port = task["ports"].get(index).and_then(Value::as_u64);
+    let host: Option<IpAddr> = task["host"].as_str().and_then(|h| h.parse().ok());
+    match (host_port, host) {
+        (Some(port), Some(ip)) => Some(SocketAddr::new(ip, u16::try_from(port).ok()?)),
+        _ => {
+            let ip: IpAddr = task["ipAddresses"][0]["ipAddress"].as_str()?.parse().ok()?;
+            Some(SocketAddr::new(ip, u16::try_from(container_port?).ok()?))
+        }
+    }
+}
+
+/// A framework's `webui_url` (`http://10.0.0.1:8080/`) as a service.
+fn webui_service(url: &str) -> Option<Service> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let addr: SocketAddr = authority
+        .parse()
+        .ok()
+        .or_else(|| format!("{authority}:80").parse().ok())?;
+    Some(Service {
+        scheme: scheme.to_string(),
+        addr,
+        rewrite: true,
+    })
+}

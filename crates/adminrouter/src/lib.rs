@@ -1,0 +1,575 @@
+//! Admin Router: `dcos-adminrouter.service` on masters (80), `dcos-adminrouter-agent` on
+//! agents (61001). Every user, CLI and UI request enters here and is routed, as DC/OS' nginx
+//! locations route it ([`routes`]), to the component that owns it ([`proxy`]); the leading
+//! master, agents and services are found from the cluster's state ([`discovery`]); the
+//! metadata, the status page and the error pages are the router's own ([`pages`]).
+//!
+//! Paths are normalised before routing (repeated slashes, `.` and `..`, escapes), so a path
+//! that climbs above the root or hides a slash in an escape is refused with 400 and never
+//! reaches an upstream. Slow clients are cut off after [`HEADER_TIMEOUT`]; request heads larger
+//! than [`MAX_HEAD`] get 431. Every request is logged with its route, upstream, status and
+//! latency (target `access`).
+
+#![warn(missing_docs)]
+
+pub mod discovery;
+pub mod pages;
+pub mod proxy;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery::Discovery;
+use crate::pages::{json_response, nginx_error, no_cache, resolver_error, respond};
+use crate::proxy::{Body, Proxy, Upstream};
+use crate::routes::{Fixed, Local, Role, Route};
+
+/// How long a client may take to send a request's head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// The configuration; [`Config::dcos`] gives DC/OS' layout.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Master or agent.
+    pub role: Role,
+    /// Plain HTTP: port 80 on masters (every address), 61001 on agents (the node's IP).
+    pub http_listen: SocketAddr,
+    /// HTTPS: port 443 on masters (every address), 61002 on agents (the node's IP).
+    pub https_listen: SocketAddr,
+    /// Where the router keeps its TLS certificate.
+    pub cert_dir: PathBuf,
+    /// The cluster CA that issues the certificate (self-signed without one).
+    pub ca_dir: Option<PathBuf>,
+    /// This node's IP.
+    pub node_ip: IpAddr,
+    /// The Mesos masters (`ip:5050`).
+    pub masters: Vec<SocketAddr>,
+    /// Where each fixed component is.
+    pub fixed: HashMap<Fixed, Upstream>,
+    /// The agents' routers' port (61001).
+    pub agent_router_port: u16,
+    /// The masters' routers' port (80).
+    pub master_router_port: u16,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// The units active on this node (for `active.buildinfo.full.json`).
+    pub units: Vec<&'static str>,
+    /// How long an upstream may take to start answering (nginx' 60 s).
+    pub upstream_timeout: Duration,
+}
+
+impl Config {
+    /// DC/OS' Admin Router on a node at `ip`, with its sockets under `run_dir`.
+    pub fn dcos(role: Role, ip: IpAddr, masters: Vec<IpAddr>, run_dir: PathBuf) -> Config {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let tcp = |ip: IpAddr, port: u16| Upstream::Tcp(SocketAddr::new(ip, port));
+        let fixed = HashMap::from([
+            (Fixed::Marathon, tcp(ip, 8080)),
+            (Fixed::MesosDns, tcp(lo, 8123)),
+            (Fixed::Exhibitor, tcp(ip, 8181)),
+            (Fixed::History, tcp(lo, 15055)),
+            (Fixed::Net, tcp(ip, 62080)),
+            (Fixed::Cosmos, tcp(lo, 7070)),
+            (Fixed::Iam, tcp(lo, 8101)),
+            (
+                Fixed::Health,
+                match role {
+                    Role::Master => tcp(lo, 1050),
+                    Role::Agent => Upstream::Unix(run_dir.join("dcos-diagnostics.sock")),
+                },
+            ),
+            (
+                Fixed::Pkgpanda,
+                Upstream::Unix(run_dir.join("pkgpanda-api.sock")),
+            ),
+            (Fixed::Logs, Upstream::Unix(run_dir.join("dcos-log.sock"))),
+            (
+                Fixed::Metrics,
+                Upstream::Unix(run_dir.join(match role {
+                    Role::Master => "dcos-metrics-master.sock",
+                    Role::Agent => "dcos-metrics-agent.sock",
+                })),
+            ),
+            (Fixed::LocalAgent, tcp(ip, 5051)),
+        ]);
+        Config {
+            role,
+            http_listen: match role {
+                Role::Master => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
+                Role::Agent => SocketAddr::new(ip, 61001),
+            },
+            https_listen: match role {
+                Role::Master => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443),
+                Role::Agent => SocketAddr::new(ip, 61002),
+            },
+            cert_dir: run_dir.join("adminrouter"),
+            ca_dir: None,
+            node_ip: ip,
+            masters: masters
+                .into_iter()
+                .map(|m| SocketAddr::new(m, 5050))
+                .collect(),
+            fixed,
+            agent_router_port: 61001,
+            master_router_port: 80,
+            cluster_name: String::new(),
+            cluster_id: String::new(),
+            units: Vec::new(),
+            upstream_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors starting the router.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TLS certificate could not be made or read.
+    #[error(transparent)]
+    Tls(#[from] dcos_tls::Error),
+    /// A port could not be bound.
+    #[error("failed to bind Admin Router on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The router's shared state.
+pub struct Router {
+    config: Config,
+    proxy: Proxy,
+    discovery: Discovery,
+}
+
+/// Where a routed request goes, once the cluster's state is consulted.
+enum Target {
+    Upstream {
+        upstream: Upstream,
+        path: String,
+        /// The prefix `Location` headers are moved under, and whether always.
+        location_prefix: Option<(String, bool)>,
+    },
+    Answer(Response<Body>),
+}
+
+impl Router {
+    /// A router for `config`.
+    pub fn new(config: Config) -> Router {
+        let marathon = match config.fixed.get(&Fixed::Marathon) {
+            Some(Upstream::Tcp(a)) => *a,
+            _ => SocketAddr::new(config.node_ip, 8080),
+        };
+        Router {
+            proxy: Proxy::new(config.upstream_timeout),
+            discovery: Discovery::new(config.masters.clone(), marathon),
+            config,
+        }
+    }
+
+    fn fixed(&self, f: Fixed) -> Upstream {
+        self.config
+            .fixed
+            .get(&f)
+            .cloned()
+            .unwrap_or(Upstream::Tcp(SocketAddr::new(self.config.node_ip, 0)))
+    }
+
+    async fn local(&self, which: Local, method: &Method) -> Response<Body> {
+        let c = &self.config;
+        let resp = match which {
+            Local::Version => json_response(&pages::version()),
+            Local::Metadata => {
+                let mut meta = serde_json::json!({"PUBLIC_IPV4": c.node_ip.to_string()});
+                // Left out when the cluster has no id, as DC/OS does without its file.
+                if !c.cluster_id.is_empty() {
+                    meta["CLUSTER_ID"] = c.cluster_id.clone().into();
+                }
+                json_response(&meta)
+            }
+            Local::UiConfig => json_response(&pages::ui_config(&c.cluster_id)),
+            Local::BuildInfo => no_cache(json_response(&pages::buildinfo(&c.units))),
+            // No login providers: the open cluster's IAM has no such route.
+            Local::AuthProviders => {
+                respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n")
+            }
+            Local::Index => {
+                let state = match self
+                    .discovery
+                    .snapshot(false)
+                    .await
+                    .ok()
+                    .and_then(|s| s.leader)
+                {
+                    Some(leader) => reqwest::get(format!("http://{leader}/master/state"))
+                        .await
+                        .ok()
+                        .map(|r| r.json::<serde_json::Value>()),
+                    None => None,
+                };
+                let state = match state {
+                    Some(f) => f.await.ok(),
+                    None => None,
+                };
+                respond(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    pages::index(&c.cluster_name, state.as_ref()),
+                )
+            }
+        };
+        if *method == Method::HEAD {
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, proxy::full(""));
+        }
+        resp
+    }
+
+    /// Where `route` leads now.
+    async fn target(&self, route: Route, method: &Method) -> Target {
+        let up = |upstream, path| Target::Upstream {
+            upstream,
+            path,
+            location_prefix: None,
+        };
+        let unavailable =
+            |detail: &str| Target::Answer(resolver_error(StatusCode::SERVICE_UNAVAILABLE, detail));
+        match route {
+            Route::Local(which) => Target::Answer(self.local(which, method).await),
+            Route::Redirect(status, location) => {
+                let mut resp = respond(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                    "text/html",
+                    "",
+                );
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    resp.headers_mut().insert(LOCATION, v);
+                }
+                Target::Answer(resp)
+            }
+            Route::NotFound => Target::Answer(nginx_error(StatusCode::NOT_FOUND)),
+            Route::Fixed(f, path) => {
+                let prefix = match f {
+                    Fixed::Exhibitor => Some(("/exhibitor".to_string(), true)),
+                    Fixed::Pkgpanda => Some(("/pkgpanda".to_string(), true)),
+                    _ => None,
+                };
+                Target::Upstream {
+                    upstream: self.fixed(f),
+                    path,
+                    location_prefix: prefix,
+                }
+            }
+            Route::MesosLeader(path) => match self.discovery.snapshot(false).await {
+                Ok(s) => match s.leader {
+                    Some(leader) => up(Upstream::Tcp(leader), path),
+                    None => unavailable("mesos leader is unknown."),
+                },
+                Err(_) => unavailable("cache state is invalid"),
+            },
+            Route::Agent(id, path) | Route::AgentRouter(id, path) if !valid_id(&id) => {
+                let _ = path;
+                Target::Answer(nginx_error(StatusCode::NOT_FOUND))
+            }
+            Route::Agent(id, path) => match self.discovery.agent(&id).await {
+                Ok(Some(agent)) => up(Upstream::Tcp(agent.addr), path),
+                Ok(None) => Target::Answer(resolver_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("agent `{id}` unknown."),
+                )),
+                Err(_) => unavailable("cache state is invalid"),
+            },
+            Route::AgentRouter(id, path) => match self.discovery.agent(&id).await {
+                Ok(Some(agent)) => up(
+                    Upstream::Tcp(SocketAddr::new(
+                        agent.addr.ip(),
+                        self.config.agent_router_port,
+                    )),
+                    path,
+                ),
+                Ok(None) => Target::Answer(resolver_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("agent `{id}` unknown."),
+                )),
+                Err(_) => unavailable("cache state is invalid"),
+            },
+            Route::LeaderRouter(which, path) => {
+                let leader = match which {
+                    "mesos" => self
+                        .discovery
+                        .snapshot(false)
+                        .await
+                        .ok()
+                        .and_then(|s| s.leader)
+                        .map(|a| a.ip()),
+                    _ => self.marathon_leader().await,
+                };
+                match leader {
+                    Some(ip) => up(
+                        Upstream::Tcp(SocketAddr::new(ip, self.config.master_router_port)),
+                        path,
+                    ),
+                    None => unavailable(&format!("{which} leader is unknown.")),
+                }
+            }
+            Route::Service(segments, trailing, query) => {
+                match self.discovery.service(&segments).await {
+                    Ok(Some((service, n))) => {
+                        let prefix = format!("/service/{}", segments[..n].join("/"));
+                        let path = if service.rewrite {
+                            routes::service_path(&segments, n, trailing, &query)
+                        } else {
+                            format!(
+                                "{prefix}{}",
+                                routes::service_path(&segments, n, trailing, &query)
+                            )
+                        };
+                        Target::Upstream {
+                            upstream: Upstream::Tcp(service.addr),
+                            path,
+                            location_prefix: Some((prefix, false)),
+                        }
+                    }
+                    Ok(None) => {
+                        Target::Answer(resolver_error(StatusCode::NOT_FOUND, "service not found."))
+                    }
+                    Err(_) => unavailable("invalid Mesos state cache"),
+                }
+            }
+        }
+    }
+
+    /// The leading Marathon's IP, from Marathon's `/v2/leader`.
+    async fn marathon_leader(&self) -> Option<IpAddr> {
+        let Upstream::Tcp(marathon) = self.fixed(Fixed::Marathon) else {
+            return None;
+        };
+        let v: serde_json::Value = reqwest::get(format!("http://{marathon}/v2/leader"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["leader"].as_str()?.rsplit_once(':')?.0.parse().ok()
+    }
+
+    /// Answers one request from `peer` over `scheme`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        scheme: &str,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let raw = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (label, upstream_name, resp) = match routes::normalise(&raw) {
+            Err(_) => (
+                "bad-path".to_string(),
+                String::new(),
+                nginx_error(StatusCode::BAD_REQUEST),
+            ),
+            Ok(path) => {
+                let route = routes::route(self.config.role, &path);
+                let label = route_label(&route);
+                match self.target(route, &method).await {
+                    Target::Answer(resp) => (label, String::new(), resp),
+                    Target::Upstream {
+                        upstream,
+                        path,
+                        location_prefix,
+                    } => {
+                        let name = upstream.to_string();
+                        let resp = match self
+                            .proxy
+                            .forward(req, &upstream, &path, peer, scheme)
+                            .await
+                        {
+                            Ok(mut resp) => {
+                                if let Some((prefix, always)) = location_prefix {
+                                    rewrite_location(&mut resp, scheme, &host, &prefix, always);
+                                }
+                                resp
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "upstream failed");
+                                nginx_error(e.status())
+                            }
+                        };
+                        (label, name, resp)
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            target: "access",
+            %peer, %method, path = %raw, route = %label, upstream = %upstream_name,
+            status = resp.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        resp
+    }
+}
+
+/// Agent ids as DC/OS' locations accept them.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn route_label(route: &Route) -> String {
+    match route {
+        Route::Fixed(f, _) => format!("{f:?}").to_lowercase(),
+        Route::MesosLeader(_) => "mesos".into(),
+        Route::Agent(..) => "agent".into(),
+        Route::AgentRouter(..) => "agent-router".into(),
+        Route::LeaderRouter(w, _) => format!("leader-{w}"),
+        Route::Service(s, ..) => format!("service:{}", s.join("/")),
+        Route::Local(l) => format!("{l:?}").to_lowercase(),
+        Route::Redirect(..) => "redirect".into(),
+        Route::NotFound => "none".into(),
+    }
+}
+
+fn rewrite_location(
+    resp: &mut Response<Body>,
+    scheme: &str,
+    host: &str,
+    prefix: &str,
+    always: bool,
+) {
+    let Some(location) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()) else {
+        return;
+    };
+    let moved = proxy::rewrite_location(location, scheme, host, prefix, always);
+    if let Ok(v) = HeaderValue::from_str(&moved) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+}
+
+/// Serves one client connection (plain or TLS) until it closes or `shutdown`.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    scheme: &'static str,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let router = router.clone();
+        async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer, scheme).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = conn => {}
+    }
+}
+
+/// Serves plain HTTP on `http` and HTTPS on `https` until `shutdown`.
+pub async fn serve_on(
+    http: TcpListener,
+    mut https: dcos_tls::TlsListener,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(addr = ?http.local_addr().ok(), role = ?router.config.role, "serving Admin Router");
+    let plain = async {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = http.accept() => match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            tokio::spawn(serve_connection(
+                stream,
+                peer,
+                "http",
+                router.clone(),
+                shutdown.clone(),
+            ));
+        }
+    };
+    let secure = async {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = https.next() => c,
+            };
+            tokio::spawn(serve_connection(
+                stream,
+                peer,
+                "https",
+                router.clone(),
+                shutdown.clone(),
+            ));
+        }
+    };
+    tokio::join!(plain, secure);
+}
+
+/// The router's TLS acceptor: its node certificate for `names`, from the cluster CA.
+pub fn tls_acceptor(config: &Config, names: &[&str]) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    let ips = [config.node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    Ok(dcos_tls::acceptor(
+        &config.cert_dir,
+        "adminrouter",
+        &ips,
+        names,
+        config.ca_dir.as_deref(),
+    )?)
+}
+
+/// Binds and serves until `shutdown`.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
+    };
+    let http = bind(config.http_listen).await?;
+    let https = bind(config.https_listen).await?;
+    let names = ["master.mesos", "leader.mesos", "localhost"];
+    let acceptor = tls_acceptor(&config, &names)?;
+    let https = dcos_tls::TlsListener::new(https, acceptor);
+    serve_on(http, https, Arc::new(Router::new(config)), shutdown).await;
+    Ok(())
+}

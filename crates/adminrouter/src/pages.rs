@@ -1,0 +1,163 @@
+//! What Admin Router answers itself: its error pages (nginx's own HTML for a status, the
+//! Lua resolvers' one-line texts), the metadata clients read first, and the status page.
+
+use std::fmt::Write;
+
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::proxy::{full, Body};
+
+/// A response with a body and a content type.
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// nginx's built-in page for `status` (as OpenResty renders it with `server_tokens off`).
+pub fn nginx_error(status: StatusCode) -> Response<Body> {
+    let line = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let body = format!(
+        "<html>\r\n<head><title>{line}</title></head>\r\n<body bgcolor=\"white\">\r\n\
+         <center><h1>{line}</h1></center>\r\n<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"
+    );
+    respond(status, "text/html", body)
+}
+
+/// An error from one of the router's resolvers: `"<code> <reason>: <detail>\n"`.
+pub fn resolver_error(status: StatusCode, detail: &str) -> Response<Body> {
+    let body = format!(
+        "{} {}: {detail}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    respond(status, "text/plain", body)
+}
+
+/// JSON.
+pub fn json_response(value: &Value) -> Response<Body> {
+    respond(StatusCode::OK, "application/json", format!("{value}\n"))
+}
+
+/// Adds the headers that forbid caching (nginx's `disable-response_caching.conf`).
+pub fn no_cache(mut resp: Response<Body>) -> Response<Body> {
+    let h = resp.headers_mut();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(EXPIRES, HeaderValue::from_static("0"));
+    resp
+}
+
+/// The DC/OS release whose APIs dcos-rs serves.
+pub const DCOS_VERSION: &str = "1.11.13";
+
+/// `/dcos-metadata/dcos-version.json`.
+pub fn version() -> Value {
+    json!({
+        "version": DCOS_VERSION,
+        "dcos-image-commit": format!("dcos-rs-{}", env!("CARGO_PKG_VERSION")),
+        "bootstrap-id": format!("dcos-rs-{}", env!("CARGO_PKG_VERSION")),
+        "dcos-variant": "open",
+    })
+}
+
+/// `/dcos-metadata/ui-config.json`: the UI configuration of an open cluster (no banner,
+/// branding, external login or tracking), with the cluster's id.
+pub fn ui_config(cluster_id: &str) -> Value {
+    let off = json!({"enabled": false});
+    json!({
+        "uiConfiguration": {"plugins": {
+            "banner": off, "branding": off, "external-links": off,
+            "authentication": off, "oauth": off, "tracking": off,
+            "mesos": {"logging-strategy": "logrotate"},
+        }},
+        "clusterConfiguration": {"firstUser": false, "id": cluster_id},
+    })
+}
+
+/// `/pkgpanda/active.buildinfo.full.json`: the packages (units) active on this node.
+pub fn buildinfo(units: &[&str]) -> Value {
+    let version = env!("CARGO_PKG_VERSION");
+    let packages: serde_json::Map<String, Value> = units
+        .iter()
+        .map(|u| {
+            let name = u.trim_end_matches(".service").trim_start_matches("dcos-");
+            (
+                name.to_string(),
+                json!({"name": name, "version": version, "package_id": format!("{name}--{version}"),
+                       "state": "active", "sources": {}, "requires": []}),
+            )
+        })
+        .collect();
+    Value::Object(packages)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The status page at `/`: nodes, frameworks, and tasks with their ports, from the leading
+/// master's state.
+pub fn index(cluster: &str, state: Option<&Value>) -> String {
+    let mut html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>DC/OS {}</title></head><body>\n<h1>{}</h1>\n",
+        escape(cluster),
+        escape(cluster)
+    );
+    let Some(state) = state else {
+        html.push_str("<p>No Mesos master answers.</p>\n</body></html>\n");
+        return html;
+    };
+    let _ = writeln!(
+        html,
+        "<p>Leading master: {}</p>",
+        escape(state["leader"].as_str().unwrap_or("none"))
+    );
+    html.push_str(
+        "<h2>Agents</h2>\n<table><tr><th>id</th><th>host</th><th>cpus</th><th>mem</th></tr>\n",
+    );
+    for a in state["slaves"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(a["id"].as_str().unwrap_or("")),
+            escape(a["hostname"].as_str().unwrap_or("")),
+            a["resources"]["cpus"],
+            a["resources"]["mem"]
+        );
+    }
+    html.push_str("</table>\n<h2>Services</h2>\n<table><tr><th>framework</th><th>task</th><th>state</th><th>agent</th><th>ports</th></tr>\n");
+    for f in state["frameworks"].as_array().into_iter().flatten() {
+        for t in f["tasks"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(f["name"].as_str().unwrap_or("")),
+                escape(t["name"].as_str().unwrap_or("")),
+                escape(t["state"].as_str().unwrap_or("")),
+                escape(t["slave_id"].as_str().unwrap_or("")),
+                escape(t["resources"]["ports"].as_str().unwrap_or("")),
+            );
+        }
+    }
+    html.push_str("</table>\n</body></html>\n");
+    html
+}

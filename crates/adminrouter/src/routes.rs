@@ -1,0 +1,358 @@
+//! Admin Router's locations: which component a request path belongs to, and the path that
+//! component sees. Pure functions of the path, as nginx's `location` blocks are; the
+//! lookups that need cluster state (the leading master, an agent, a service) are named here
+//! and resolved by the caller.
+
+/// A component at a fixed address (on this node) or a unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fixed {
+    /// Marathon (8080).
+    Marathon,
+    /// Mesos-DNS' HTTP API (127.0.0.1:8123).
+    MesosDns,
+    /// Exhibitor (8181).
+    Exhibitor,
+    /// DC/OS History (127.0.0.1:15055).
+    History,
+    /// dcos-net's HTTP API (62080).
+    Net,
+    /// Cosmos (127.0.0.1:7070).
+    Cosmos,
+    /// The IAM (127.0.0.1:8101).
+    Iam,
+    /// dcos-diagnostics (127.0.0.1:1050 on masters, a socket on agents).
+    Health,
+    /// The pkgpanda API (a unix socket).
+    Pkgpanda,
+    /// dcos-log (a unix socket).
+    Logs,
+    /// dcos-metrics (a unix socket).
+    Metrics,
+    /// The local Mesos agent (5051), on agents.
+    LocalAgent,
+}
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A fixed component, with the path it sees.
+    Fixed(Fixed, String),
+    /// The leading Mesos master, with the path it sees.
+    MesosLeader(String),
+    /// The agent with this id (its Mesos port), with the path it sees.
+    Agent(String, String),
+    /// The Admin Router of the agent with this id (61001), with the path it sees.
+    AgentRouter(String, String),
+    /// The Admin Router (port 80) of the node that leads `mesos` or `marathon`.
+    LeaderRouter(&'static str, String),
+    /// A service: the path's segments after `/service/` (the service's name is a leading
+    /// run of them), whether the path ended in a slash, and the query (with its `?`).
+    Service(Vec<String>, bool, String),
+    /// Answered by Admin Router itself.
+    Local(Local),
+    /// A redirect to the same path with a trailing slash.
+    Redirect(u16, String),
+    /// No location matches.
+    NotFound,
+}
+
+/// What Admin Router answers itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    /// `/`: the status page.
+    Index,
+    /// `/metadata`.
+    Metadata,
+    /// `/dcos-metadata/dcos-version.json`.
+    Version,
+    /// `/dcos-metadata/ui-config.json`.
+    UiConfig,
+    /// `/pkgpanda/active.buildinfo.full.json`.
+    BuildInfo,
+    /// `/acs/api/v1/auth/providers`: no login providers in an open cluster.
+    AuthProviders,
+}
+
+/// The node role whose locations apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Master: ports 80 and 443.
+    Master,
+    /// Agent: ports 61001 and 61002.
+    Agent,
+}
+
+/// The Mesos agent endpoints an agent's router passes to its agent.
+const AGENT_MESOS_PREFIXES: [&str; 12] = [
+    "/slave(1)",
+    "/files",
+    "/state",
+    "/state.json",
+    "/flags",
+    "/health",
+    "/version",
+    "/metrics/snapshot",
+    "/monitor/statistics",
+    "/monitor/statistics.json",
+    "/containers",
+    "/api/v1",
+];
+
+/// `rest` below `prefix`, as a path of its own (`/` when empty); the query stays.
+fn below(path: &str, prefix: &str) -> Option<String> {
+    let rest = path.strip_prefix(prefix)?;
+    if rest.is_empty() || rest.starts_with('?') {
+        return Some(format!("/{rest}"));
+    }
+    rest.starts_with('/').then(|| rest.to_string())
+}
+
+/// The route of `path_and_query` (already normalised: see [`normalise`]).
+pub fn route(role: Role, path_and_query: &str) -> Route {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    let local = |l| Route::Local(l);
+    // Locations both roles have.
+    match path {
+        "/dcos-metadata/dcos-version.json" => return local(Local::Version),
+        "/pkgpanda/active.buildinfo.full.json" => return local(Local::BuildInfo),
+        _ => {}
+    }
+    for (exact, prefix, fixed) in [
+        ("/pkgpanda", "/pkgpanda", Fixed::Pkgpanda),
+        ("/system/v1/logs", "/system/v1/logs", Fixed::Logs),
+        ("/system/v1/metrics", "/system/v1/metrics", Fixed::Metrics),
+    ] {
+        if path == exact {
+            return Route::Redirect(301, format!("{exact}/"));
+        }
+        if let Some(rest) = below(path_and_query, prefix) {
+            return Route::Fixed(fixed, rest);
+        }
+    }
+    if path.starts_with("/system/health/v1") {
+        return Route::Fixed(Fixed::Health, path_and_query.to_string());
+    }
+    if role == Role::Agent {
+        // The agent's own Mesos endpoints, reachable from other nodes only this way in
+        // dcos-rs; anything else is 404, as on a DC/OS agent.
+        let mesos = AGENT_MESOS_PREFIXES
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+        return if mesos {
+            Route::Fixed(Fixed::LocalAgent, path_and_query.to_string())
+        } else {
+            Route::NotFound
+        };
+    }
+
+    match path {
+        "/" | "/index.html" => return local(Local::Index),
+        "/metadata" => return local(Local::Metadata),
+        "/dcos-metadata/ui-config.json" => return local(Local::UiConfig),
+        "/acs/api/v1/auth/providers" => return local(Local::AuthProviders),
+        "/marathon" => return Route::Redirect(307, "/marathon/".into()),
+        "/capabilities" => return Route::Fixed(Fixed::Cosmos, path_and_query.into()),
+        _ => {}
+    }
+    // Prefixes whose component sees the path without them.
+    for (prefix, fixed, redirect) in [
+        ("/mesos_dns", Fixed::MesosDns, true),
+        ("/exhibitor", Fixed::Exhibitor, true),
+        ("/dcos-history-service", Fixed::History, false),
+        ("/navstar", Fixed::Net, false),
+        ("/cosmos", Fixed::Cosmos, false),
+    ] {
+        if redirect && path == prefix {
+            return Route::Redirect(301, format!("{prefix}/"));
+        }
+        if let Some(rest) = below(path_and_query, prefix) {
+            return Route::Fixed(fixed, rest);
+        }
+    }
+    // Prefixes whose component sees the whole path.
+    for (prefix, fixed) in [("/package/", Fixed::Cosmos), ("/acs/api/v1/", Fixed::Iam)] {
+        if path.starts_with(prefix) {
+            return Route::Fixed(fixed, path_and_query.to_string());
+        }
+    }
+    if path == "/mesos" {
+        return Route::Redirect(301, "/mesos/".into());
+    }
+    // Marathon is found as the framework it is (its web UI), like any service.
+    if path.starts_with("/marathon/") {
+        return route(role, &format!("/service{path_and_query}"));
+    }
+    if let Some(rest) = path_and_query.strip_prefix("/cache/master/") {
+        return Route::MesosLeader(format!("/master/{rest}"));
+    }
+    if let Some(rest) = below(path_and_query, "/mesos") {
+        return Route::MesosLeader(rest);
+    }
+    for prefix in ["/agent/", "/slave/"] {
+        if let Some(tail) = path_and_query.strip_prefix(prefix) {
+            let (id, rest) = split_segment(tail);
+            if !id.is_empty() {
+                return Route::Agent(id, rest);
+            }
+        }
+    }
+    if let Some(tail) = path_and_query.strip_prefix("/system/v1/agent/") {
+        // An agent's logs and metrics are under its router's `/system/v1`; its metadata at
+        // the router's root.
+        let (id, rest) = split_segment(tail);
+        let under = |p: &str| {
+            rest.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with(['/', '?']))
+        };
+        if under("/logs") || under("/metrics/v0") {
+            return Route::AgentRouter(id, format!("/system/v1{rest}"));
+        }
+        if rest == "/dcos-metadata/dcos-version.json" {
+            return Route::AgentRouter(id, rest);
+        }
+        return Route::NotFound;
+    }
+    for which in ["mesos", "marathon"] {
+        if let Some(rest) = path_and_query.strip_prefix(&format!("/system/v1/leader/{which}")) {
+            if rest.is_empty() || rest.starts_with(['/', '?']) {
+                return Route::LeaderRouter(which, format!("/system/v1{rest}"));
+            }
+        }
+    }
+    if let Some(tail) = path.strip_prefix("/service/") {
+        let query = &path_and_query[path.len()..];
+        let segments: Vec<String> = tail
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if segments.is_empty() {
+            return Route::NotFound;
+        }
+        if segments.len() == 1 && !tail.ends_with('/') {
+            return Route::Redirect(301, format!("/service/{}/{query}", segments[0]));
+        }
+        return Route::Service(segments, tail.ends_with('/'), query.to_string());
+    }
+    Route::NotFound
+}
+
+/// The path a service sees when its name took the first `n` of `segments`.
+pub fn service_path(segments: &[String], n: usize, trailing_slash: bool, query: &str) -> String {
+    let rest = segments[n.min(segments.len())..].join("/");
+    if rest.is_empty() {
+        format!("/{query}")
+    } else {
+        format!("/{rest}{}{query}", if trailing_slash { "/" } else { "" })
+    }
+}
+
+/// The first segment of `tail` and the rest of it as a path (`/` when empty).
+fn split_segment(tail: &str) -> (String, String) {
+    let end = tail.find(['/', '?']).unwrap_or(tail.len());
+    let (id, rest) = tail.split_at(end);
+    let rest = if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else {
+        rest.to_string()
+    };
+    (id.to_string(), rest)
+}
+
+/// Why a path is refused before routing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadPath {
+    /// Not an absolute path.
+    NotAbsolute,
+    /// A `..` segment would climb above the root.
+    AboveRoot,
+    /// A percent escape that does not decode, or decodes to a control character or a slash
+    /// (which would change which location matches).
+    BadEscape,
+}
+
+/// The path as nginx matches it: percent escapes of unreserved characters decoded, repeated
+/// slashes merged, `.` and `..` segments resolved (refusing any that climb above the root);
+/// the query is kept as sent.
+pub fn normalise(path_and_query: &str) -> Result<String, BadPath> {
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => path_and_query.split_at(i),
+        None => (path_and_query, ""),
+    };
+    if !path.starts_with('/') {
+        return Err(BadPath::NotAbsolute);
+    }
+    let decoded = decode(path)?;
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop().ok_or(BadPath::AboveRoot)?;
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut norm = format!("/{}", out.join("/"));
+    if trailing && norm != "/" {
+        norm.push('/');
+    }
+    Ok(format!("{norm}{query}"))
+}
+
+fn decode(path: &str) -> Result<String, BadPath> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(BadPath::BadEscape)?;
+            let text = std::str::from_utf8(hex).map_err(|_| BadPath::BadEscape)?;
+            let b = u8::from_str_radix(text, 16).map_err(|_| BadPath::BadEscape)?;
+            if b < 0x20 || b == 0x7f || b == b'/' {
+                return Err(BadPath::BadEscape);
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| BadPath::BadEscape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_as_nginx_matches_them() {
+        assert_eq!(
+            normalise("/service////nest1///a//b").unwrap(),
+            "/service/nest1/a/b"
+        );
+        assert_eq!(normalise("/mesos/../marathon/").unwrap(), "/marathon/");
+        assert_eq!(normalise("/a/./b?x=../y").unwrap(), "/a/b?x=../y");
+        assert_eq!(normalise("/%6desos/x").unwrap(), "/mesos/x");
+        assert_eq!(normalise("/../etc/passwd"), Err(BadPath::AboveRoot));
+        assert_eq!(normalise("/mesos/%2e%2e/%2e%2e/x"), Err(BadPath::AboveRoot));
+        assert_eq!(normalise("/a%2fb"), Err(BadPath::BadEscape));
+        assert_eq!(normalise("/a%0ab"), Err(BadPath::BadEscape));
+        assert_eq!(normalise("/a%zz"), Err(BadPath::BadEscape));
+        assert_eq!(normalise("a/b"), Err(BadPath::NotAbsolute));
+    }
+
+    #[test]
+    fn agent_locations_take_everything_else_to_the_local_agent() {
+        assert_eq!(
+            route(Role::Agent, "/files/read?path=x"),
+            Route::Fixed(Fixed::LocalAgent, "/files/read?path=x".into())
+        );
+        assert_eq!(
+            route(Role::Agent, "/system/v1/logs/x"),
+            Route::Fixed(Fixed::Logs, "/x".into())
+        );
+    }
+}
