@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use dcos_testkit::dns::tidy;
 use dcos_testkit::{eventually, Cluster, Node};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::DCOS;
+use crate::{curl, DCOS};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -33,19 +33,6 @@ fn dig_until(cluster: &Cluster, node: &Node, server: IpAddr, args: &[&str], want
         last = dig(cluster, node, server, args);
         last.contains(want).then(|| last.clone())
     })
-}
-
-/// `curl` run inside `node`: the status code and the body.
-fn curl(cluster: &Cluster, node: &Node, args: &[&str]) -> (u16, Value) {
-    let mut argv = vec!["curl", "-sS", "-w", "\n%{http_code}"];
-    argv.extend_from_slice(args);
-    let out = cluster.exec(node, &argv);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
 }
 
 #[test]

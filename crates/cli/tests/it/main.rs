@@ -1,6 +1,7 @@
 //! Integration tests of the real `dcos` binary: client commands, `dcos node run`,
 //! `dcos install`, and whole clusters in network namespaces (through `dcos-testkit`).
 
+mod adminrouter;
 mod cluster;
 mod config;
 mod dns;
@@ -17,4 +18,32 @@ pub const DCOS: &str = env!("CARGO_BIN_EXE_dcos");
 /// Runs the real binary.
 pub fn dcos(args: &[&str]) -> Output {
     Command::new(DCOS).args(args).output().expect("run dcos")
+}
+
+/// `curl` run inside a cluster node: the status code and the body as JSON (null if it is
+/// not JSON).
+pub fn curl(
+    cluster: &dcos_testkit::Cluster,
+    node: &dcos_testkit::Node,
+    args: &[&str],
+) -> (u16, serde_json::Value) {
+    let (code, text) = curl_text(cluster, node, args);
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `curl` run inside a cluster node: the status code and the body.
+pub fn curl_text(
+    cluster: &dcos_testkit::Cluster,
+    node: &dcos_testkit::Node,
+    args: &[&str],
+) -> (u16, String) {
+    let mut argv = vec!["curl", "-sS", "-w", "\n%{http_code}"];
+    argv.extend_from_slice(args);
+    let out = cluster.exec(node, &argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
