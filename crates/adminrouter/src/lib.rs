@@ -71,6 +71,8 @@ pub struct Config {
     pub units: Vec<&'static str>,
     /// How long an upstream may take to start answering (nginx' 60 s).
     pub upstream_timeout: Duration,
+    /// How long a client may take to send a request's head ([`HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
 }
 
 impl Config {
@@ -131,6 +133,7 @@ impl Config {
             cluster_id: String::new(),
             units: Vec::new(),
             upstream_timeout: Duration::from_secs(60),
+            header_timeout: HEADER_TIMEOUT,
         }
     }
 }
@@ -483,13 +486,14 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = router.config.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let router = router.clone();
         async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer, scheme).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

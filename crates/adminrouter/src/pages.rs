@@ -24,11 +24,13 @@ pub fn respond(
 
 /// nginx's built-in page for `status` (as OpenResty renders it with `server_tokens off`).
 pub fn nginx_error(status: StatusCode) -> Response<Body> {
-    let line = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
+    // nginx's own reason phrases where they differ from the registry's.
+    let reason = match status {
+        StatusCode::GATEWAY_TIMEOUT => "Gateway Time-out",
+        StatusCode::REQUEST_TIMEOUT => "Request Time-out",
+        s => s.canonical_reason().unwrap_or("Error"),
+    };
+    let line = format!("{} {reason}", status.as_u16());
     let body = format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body bgcolor=\"white\">\r\n\
          <center><h1>{line}</h1></center>\r\n<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"
