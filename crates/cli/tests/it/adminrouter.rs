@@ -107,6 +107,14 @@ fn every_route_reaches_its_component_through_the_router() {
 
     // The task's stdout through the agent's route.
     let agent_id = state["slaves"][0]["id"].as_str().unwrap().to_string();
+    // The status page shows the agent and the task with its port.
+    let (status, page) = get_text("/");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("<td>{agent_id}</td>")), "{page}");
+    assert!(
+        page.contains("<td>marathon</td><td>web</td><td>TASK_RUNNING</td>"),
+        "{page}"
+    );
     let (status, agent_state) = get(&format!("/agent/{agent_id}/state"));
     assert_eq!(status, 200);
     let dir = agent_state["frameworks"][0]["executors"][0]["directory"]

@@ -179,6 +179,16 @@ fn every_built_unit_runs_in_its_node_and_binds_as_the_contract_says() {
         .iter()
         .find(|c| c["name"] == cluster.name())
         .unwrap_or_else(|| panic!("{} not in {list:#}", cluster.name()));
+    let ca = entry["ca_cert"]
+        .as_str()
+        .expect("the cluster CA's certificate");
+    assert!(fs_err::read_to_string(ca)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        entry["cluster_id"].as_str(),
+        cluster.record().cluster_id.as_deref()
+    );
     let nodes = entry["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     for (shown, node) in nodes.iter().zip(cluster.nodes()) {
