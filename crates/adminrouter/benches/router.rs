@@ -188,12 +188,8 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
     }))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = bench::Args::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(run(&args))?;
-    bench::write_results(&args, "router", json!({"router": result}))?;
-    Ok(())
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    bench::main("router", |args| async move {
+        anyhow::Ok(json!({"router": run(&args).await?}))
+    })
 }

@@ -6,9 +6,10 @@
 //!
 //! Paths are normalised before routing (repeated slashes, `.` and `..`, escapes), so a path
 //! that climbs above the root or hides a slash in an escape is refused with 400 and never
-//! reaches an upstream. Slow clients are cut off after [`HEADER_TIMEOUT`]; request heads larger
-//! than [`MAX_HEAD`] get 431. Every request is logged with its route, upstream, status and
-//! latency (target `access`).
+//! reaches an upstream. Slow clients are cut off after [`HEADER_TIMEOUT`]; a header line longer
+//! than [`MAX_HEADER_LINE`] or headers over [`MAX_HEADERS`] in all get nginx's 400 "Request
+//! Header Or Cookie Too Large" (its `large_client_header_buffers 4 8k`). Every request is
+//! logged with its route, upstream, status and latency (target `access`).
 
 #![warn(missing_docs)]
 
@@ -37,8 +38,12 @@ use crate::routes::{Fixed, Local, Role, Route};
 
 /// How long a client may take to send a request's head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest request head accepted.
-pub const MAX_HEAD: usize = 64 * 1024;
+/// The longest header line accepted.
+pub const MAX_HEADER_LINE: usize = 8 * 1024;
+/// The most header bytes accepted in all.
+pub const MAX_HEADERS: usize = 32 * 1024;
+/// What the connection reads before giving up on a head (so the limits above decide).
+const READ_BUFFER: usize = 1024 * 1024;
 
 /// The configuration; [`Config::dcos`] gives DC/OS' layout.
 #[derive(Clone, Debug)]
@@ -393,7 +398,22 @@ impl Router {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let lines: Vec<usize> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .collect();
+        let too_large =
+            lines.iter().any(|n| *n > MAX_HEADER_LINE) || lines.iter().sum::<usize>() > MAX_HEADERS;
         let (label, upstream_name, resp) = match routes::normalise(&raw) {
+            _ if too_large => (
+                "too-large".to_string(),
+                String::new(),
+                pages::nginx_page(
+                    StatusCode::BAD_REQUEST,
+                    "Request Header Or Cookie Too Large",
+                ),
+            ),
             Err(_) => (
                 "bad-path".to_string(),
                 String::new(),
@@ -494,7 +514,7 @@ async fn serve_connection<I>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEAD)
+        .max_buf_size(READ_BUFFER)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::select! {

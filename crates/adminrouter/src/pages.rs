@@ -30,7 +30,12 @@ pub fn nginx_error(status: StatusCode) -> Response<Body> {
         StatusCode::REQUEST_TIMEOUT => "Request Time-out",
         s => s.canonical_reason().unwrap_or("Error"),
     };
-    let line = format!("{} {reason}", status.as_u16());
+    nginx_page(status, reason)
+}
+
+/// nginx's page layout, with `title` after the status code.
+pub fn nginx_page(status: StatusCode, title: &str) -> Response<Body> {
+    let line = format!("{} {title}", status.as_u16());
     let body = format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body bgcolor=\"white\">\r\n\
          <center><h1>{line}</h1></center>\r\n<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"

@@ -253,12 +253,8 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
     }))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = bench::Args::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(run(&args))?;
-    bench::write_results(&args, "dns", json!({"dns": result}))?;
-    Ok(())
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    bench::main("dns", |args| async move {
+        anyhow::Ok(json!({"dns": run(&args).await?}))
+    })
 }

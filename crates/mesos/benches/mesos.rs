@@ -167,12 +167,8 @@ async fn launch(launches: usize) -> anyhow::Result<Value> {
     }))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = bench::Args::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(async {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    bench::main("mesos", |args| async move {
         let offers = offers(
             args.num("agents", 1000),
             args.num("frameworks", 10),
@@ -181,7 +177,5 @@ fn main() -> anyhow::Result<()> {
         .await?;
         let launch = launch(args.num("launches", 20)).await?;
         anyhow::Ok(json!({"offers": offers, "launch": launch}))
-    })?;
-    bench::write_results(&args, "mesos", result)?;
-    Ok(())
+    })
 }

@@ -69,3 +69,22 @@ pub fn write_results(
     println!("written to {out}");
     Ok(())
 }
+
+/// A benchmark target's `main`: runs `scenario` with the arguments on a multi-threaded
+/// runtime and writes what it returns with [`write_results`] as `name`.
+pub fn main<F, Fut, E>(name: &str, scenario: F) -> Result<(), Box<dyn std::error::Error>>
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
+    E: Into<Box<dyn std::error::Error>>,
+{
+    let args = Args::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let figures = runtime
+        .block_on(scenario(Args(args.0.clone())))
+        .map_err(Into::into)?;
+    write_results(&args, name, figures)?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use dcos_testkit::dns::tidy;
 use dcos_testkit::{eventually, Cluster, Node};
 use serde_json::json;
 
-use crate::{curl, DCOS};
+use crate::{curl, post_json, DCOS};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -49,19 +49,7 @@ fn an_apps_task_resolves_from_every_node_until_it_is_killed() {
 
     let app = json!({"id": "/web", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
         "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}]});
-    let (status, body) = curl(
-        &cluster,
-        master,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &app.to_string(),
-            &format!("{marathon}/v2/apps"),
-        ],
-    );
+    let (status, body) = post_json(&cluster, master, &format!("{marathon}/v2/apps"), &app);
     assert_eq!(status, 201, "{body}");
     let task = eventually(Duration::from_secs(30), || {
         let (_, tasks) = curl(

@@ -47,3 +47,23 @@ pub fn curl_text(
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// `curl -X POST` of a JSON body from inside a cluster node: the status and the answer.
+pub fn post_json(
+    cluster: &dcos_testkit::Cluster,
+    node: &dcos_testkit::Node,
+    url: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        url,
+    ];
+    curl(cluster, node, &args)
+}
