@@ -39,7 +39,7 @@ pub struct Snapshot {
     pub leader: Option<SocketAddr>,
     /// Agents by id.
     pub agents: HashMap<String, Agent>,
-    /// Frameworks' web UIs by framework name.
+    /// Frameworks' web UIs by framework name (empty: the framework has none, ask Mesos-DNS).
     pub webuis: HashMap<String, String>,
 }
 
@@ -68,7 +68,7 @@ impl Snapshot {
             .into_iter()
             .flatten()
             .filter_map(|f| {
-                let url = f["webui_url"].as_str().filter(|u| !u.is_empty())?;
+                let url = f["webui_url"].as_str()?;
                 Some((f["name"].as_str()?.to_string(), url.to_string()))
             })
             .collect();
@@ -85,12 +85,14 @@ pub struct Discovery {
     client: reqwest::Client,
     masters: Vec<SocketAddr>,
     marathon: SocketAddr,
+    mesos_dns: SocketAddr,
     cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
 }
 
 impl Discovery {
-    /// Discovery through `masters` (`ip:5050`) and the Marathon at `marathon`.
-    pub fn new(masters: Vec<SocketAddr>, marathon: SocketAddr) -> Discovery {
+    /// Discovery through `masters` (`ip:5050`), the Marathon at `marathon` and the Mesos-DNS
+    /// API at `mesos_dns`.
+    pub fn new(masters: Vec<SocketAddr>, marathon: SocketAddr, mesos_dns: SocketAddr) -> Discovery {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -100,6 +102,7 @@ impl Discovery {
             client,
             masters,
             marathon,
+            mesos_dns,
             cached: Mutex::new(None),
         }
     }
@@ -210,12 +213,46 @@ impl Discovery {
             if let Some(s) = services.get(&name) {
                 return Ok(Some((s.clone(), n)));
             }
-            let webui = snap.as_ref().and_then(|s| s.webuis.get(&name));
-            if let Some(service) = webui.and_then(|url| webui_service(url)) {
+            // Frameworks go by the plain name or the normalised one (`app.nest1.nest2`).
+            let normalised: Vec<&str> = segments[..n].iter().rev().map(String::as_str).collect();
+            let normalised = normalised.join(".");
+            let webui = snap
+                .as_ref()
+                .and_then(|s| s.webuis.get(&name).or_else(|| s.webuis.get(&normalised)));
+            let found = match webui.map(String::as_str) {
+                None => None,
+                Some("") => self.mesos_dns_service(&normalised).await?,
+                Some(url) => webui_service(url),
+            };
+            if let Some(service) = found {
                 return Ok(Some((service, n)));
             }
         }
         Ok(None)
+    }
+
+    /// A framework without a web UI, found through Mesos-DNS' record of its scheduler task
+    /// (`_<name>._tcp.marathon.mesos`).
+    async fn mesos_dns_service(&self, normalised: &str) -> anyhow::Result<Option<Service>> {
+        let url = format!(
+            "http://{}/v1/services/_{normalised}._tcp.marathon.mesos",
+            self.mesos_dns
+        );
+        let records = self.get(url).await?;
+        let first = &records[0];
+        let ip = first["ip"].as_str().filter(|ip| !ip.is_empty());
+        let port = first["port"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .or_else(|| first["port"].as_u64().and_then(|p| u16::try_from(p).ok()));
+        Ok(match (ip.and_then(|ip| ip.parse().ok()), port) {
+            (Some(ip), Some(port)) => Some(Service {
+                scheme: "http".into(),
+                addr: SocketAddr::new(ip, port),
+                rewrite: true,
+            }),
+            _ => None,
+        })
     }
 }
 

@@ -181,13 +181,14 @@ enum Target {
 impl Router {
     /// A router for `config`.
     pub fn new(config: Config) -> Router {
-        let marathon = match config.fixed.get(&Fixed::Marathon) {
+        let tcp = |f: Fixed, default: u16| match config.fixed.get(&f) {
             Some(Upstream::Tcp(a)) => *a,
-            _ => SocketAddr::new(config.node_ip, 8080),
+            _ => SocketAddr::new(config.node_ip, default),
         };
+        let (marathon, mesos_dns) = (tcp(Fixed::Marathon, 8080), tcp(Fixed::MesosDns, 8123));
         Router {
             proxy: Proxy::new(config.upstream_timeout),
-            discovery: Discovery::new(config.masters.clone(), marathon),
+            discovery: Discovery::new(config.masters.clone(), marathon, mesos_dns),
             config,
         }
     }
@@ -358,7 +359,7 @@ impl Router {
                     Ok(None) => {
                         Target::Answer(resolver_error(StatusCode::NOT_FOUND, "service not found."))
                     }
-                    Err(_) => unavailable("invalid Mesos state cache"),
+                    Err(_) => unavailable("MesosDNS request has failed"),
                 }
             }
         }

@@ -30,16 +30,10 @@ const AGENT_S1: &str = "de1baf83-c36c-4d23-9cb0-f89f596cd6ab-S1";
 const AGENT_S0: &str = "de1baf83-c36c-4d23-9cb0-f89f596cd6ab-S0";
 
 /// Entries this router answers differently on purpose, with why.
-const DEPARTURES: &[(&str, &str)] = &[
-    (
-        "/dcos-metadata/ui-config.json",
-        "no IAM (8101) in dcos-rs: the router answers the open cluster's UI config itself",
-    ),
-    (
-        "scheduler-onlymesosdns",
-        "frameworks without a web UI are not looked up in Mesos-DNS",
-    ),
-];
+const DEPARTURES: &[(&str, &str)] = &[(
+    "/dcos-metadata/ui-config.json",
+    "no IAM (8101) in dcos-rs: the router answers the open cluster's UI config itself",
+)];
 
 fn departure(text: &str) -> Option<&'static str> {
     DEPARTURES
@@ -88,6 +82,7 @@ fn mesos_state() -> Value {
             {"name": "metronome", "webui_url": "http://127.0.0.1:9000"},
             {"name": "scheduler-alwaysthere", "webui_url": "http://127.0.0.1:16000"},
             {"name": "nest2/nest1/scheduler-onlymesos", "webui_url": "http://127.0.0.1:18002"},
+            {"name": "scheduler-onlymesosdns.nest1.nest2", "webui_url": ""},
         ],
     })
 }
@@ -131,6 +126,14 @@ async fn start_mock(id: &str, sockets: &Path, stop: &CancellationToken) {
     let mut extra = BTreeMap::new();
     if id == "http://127.0.0.2:5050" {
         extra.insert("/master/state", mesos_state());
+    }
+    if id == "http://127.0.0.1:8123" {
+        extra.insert(
+            "/v1/services/_scheduler-onlymesosdns.nest1.nest2._tcp.marathon.mesos",
+            json!([{"service": "_scheduler-onlymesosdns.nest1.nest2._tcp.marathon.mesos",
+                    "host": "scheduler-onlymesosdns.nest1.nest2-xyz.marathon.mesos.",
+                    "ip": "127.0.0.1", "port": "18003"}]),
+        );
     }
     if id == "http://127.0.0.1:8080" {
         extra.insert("/v2/apps", marathon_apps());
