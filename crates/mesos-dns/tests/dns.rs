@@ -34,9 +34,8 @@ struct Dns {
 }
 
 async fn mesos_dns(masters: Vec<SocketAddr>, resolvers: Vec<SocketAddr>) -> Dns {
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = dcos_testkit::dns::udp_tcp_pair("127.0.0.1".parse().unwrap()).await;
     let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
     let mut config = Config::dcos(addr.ip(), masters, resolvers);

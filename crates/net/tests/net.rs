@@ -39,9 +39,8 @@ struct Net {
 
 async fn bind(ip: Ipv4Addr) -> (Listeners, Net) {
     let any = SocketAddr::new(IpAddr::V4(ip), 0);
-    let udp = tokio::net::UdpSocket::bind(any).await.unwrap();
+    let (udp, tcp) = dcos_testkit::dns::udp_tcp_pair(IpAddr::V4(ip)).await;
     let dns = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(dns).await.unwrap();
     let listen = || async { tokio::net::TcpListener::bind(any).await.unwrap() };
     let (http, epmd, gossip) = (listen().await, listen().await, listen().await);
     let net = Net {
@@ -109,7 +108,7 @@ async fn every_zone_resolves_and_follows_the_cluster() {
     ));
 
     // Mesos-DNS, then the master's dcos-net and an agent's at 127.0.0.2.
-    let mdns_udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (mdns_udp, mdns_tcp) = dcos_testkit::dns::udp_tcp_pair("127.0.0.1".parse().unwrap()).await;
     let mdns = mdns_udp.local_addr().unwrap();
     let mut mdns_config = dcos_mesos_dns::Config::dcos(mdns.ip(), vec![master.addr], vec![]);
     mdns_config.dns_listen = mdns;
@@ -117,7 +116,7 @@ async fn every_zone_resolves_and_follows_the_cluster() {
     tokio::spawn(dcos_mesos_dns::serve_on(
         dcos_mesos_dns::Listeners {
             udp: mdns_udp,
-            tcp: tokio::net::TcpListener::bind(mdns).await.unwrap(),
+            tcp: mdns_tcp,
             http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         },
         mdns_config,

@@ -58,3 +58,24 @@ pub async fn eventually_dig(server: SocketAddr, args: &[&str], want: &str) -> St
         dig(server, args).await
     );
 }
+
+/// A UDP socket and a TCP listener on the same free port of `ip`, as a DNS server needs;
+/// tries other ports while the TCP side of a free UDP port is taken.
+///
+/// # Panics
+///
+/// When no port is found in 100 tries.
+pub async fn udp_tcp_pair(
+    ip: std::net::IpAddr,
+) -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
+    for _ in 0..100 {
+        let udp = tokio::net::UdpSocket::bind((ip, 0))
+            .await
+            .expect("bind a UDP port");
+        let addr = udp.local_addr().expect("the socket's address");
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port on {ip} free for both UDP and TCP");
+}
