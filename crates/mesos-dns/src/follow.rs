@@ -113,13 +113,17 @@ pub async fn follow(
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default();
-    let mut last_ok = Instant::now();
+    // When a state was last installed: every install counts, not only a round's first.
+    let last_ok = std::cell::Cell::new(Instant::now());
+    let installed = |state: Value| {
+        install(state);
+        last_ok.set(Instant::now());
+    };
     loop {
         let round = async {
             let (state, leader) = fetch_state(&client, &masters).await?;
-            install(state);
-            last_ok = Instant::now();
-            follow_leader(&install, refresh, &client, leader).await
+            installed(state);
+            follow_leader(&installed, refresh, &client, leader).await
         };
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -128,7 +132,7 @@ pub async fn follow(
         if let Err(e) = result {
             tracing::debug!(error = %e, "lost the leading master");
         }
-        if last_ok.elapsed() > refresh {
+        if last_ok.get().elapsed() > refresh {
             install(Value::Null);
         }
         tokio::select! {
