@@ -135,7 +135,11 @@ pub async fn accept(
             _ = shutdown.cancelled() => return None,
             r = listener.accept() => match r {
                 Ok(accepted) => return Some(accepted),
-                Err(e) => tracing::debug!(error = %e, "tcp accept failed"),
+                Err(e) => {
+                    // Out of file descriptors (or memory): back off instead of spinning.
+                    tracing::warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             },
         }
     }

@@ -170,7 +170,12 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(READY_BACKLOG);
         tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                // Ends with the listener, so a stopped server frees its port at once.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    r = listener.accept() => r,
+                };
+                let (tcp, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(error = %e, "TLS accept failed");
@@ -188,9 +193,6 @@ impl TlsListener {
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
         });
         TlsListener { ready, local }
