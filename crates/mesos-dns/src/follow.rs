@@ -114,10 +114,10 @@ pub async fn follow(
         .build()
         .unwrap_or_default();
     // When a state was last installed: every install counts, not only a round's first.
-    let last_ok = std::cell::Cell::new(Instant::now());
+    let last_ok = std::sync::Mutex::new(Instant::now());
     let installed = |state: Value| {
         install(state);
-        last_ok.set(Instant::now());
+        *last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     };
     loop {
         let round = async {
@@ -132,7 +132,8 @@ pub async fn follow(
         if let Err(e) = result {
             tracing::debug!(error = %e, "lost the leading master");
         }
-        if last_ok.get().elapsed() > refresh {
+        let stale = last_ok.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > refresh;
+        if stale {
             install(Value::Null);
         }
         tokio::select! {
