@@ -1,7 +1,8 @@
 //! What Admin Router must know of the cluster to route: the leading Mesos master, the agents
 //! (by id), the frameworks, and the Marathon apps that are services. Read from the masters'
-//! `/master/state` and Marathon's `/v2/apps`, cached briefly; a miss (an agent id or a service
-//! not in the cache) reads again before answering 404.
+//! `/master/state` and Marathon's `/v2/apps`, each cached for [`FRESH`]; a miss (an agent id
+//! or a service not in the cache) reads again before answering 404, but never more often than
+//! every [`REREAD`], so unknown names cannot turn requests into reads.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +13,39 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 /// How long a reading of the cluster is used.
-const FRESH: Duration = Duration::from_secs(2);
+pub const FRESH: Duration = Duration::from_secs(2);
+/// The least age of a reading that a miss may replace.
+pub const REREAD: Duration = Duration::from_millis(250);
+
+/// One value read from elsewhere, with when it was read.
+struct Cached<T> {
+    slot: Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Cached<T> {
+    fn new() -> Cached<T> {
+        Cached {
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// The value, read again with `load` if older than [`FRESH`] (or [`REREAD`] when
+    /// `missed`). Readers wait for one read rather than each making their own.
+    async fn get<F>(&self, missed: bool, load: F) -> anyhow::Result<Arc<T>>
+    where
+        F: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref() {
+            if at.elapsed() < if missed { REREAD } else { FRESH } {
+                return Ok(value.clone());
+            }
+        }
+        let value = Arc::new(load.await?);
+        *slot = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
+}
 
 /// An agent as the master knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +74,8 @@ pub struct Snapshot {
     pub agents: HashMap<String, Agent>,
     /// Frameworks' web UIs by framework name (empty: the framework has none, ask Mesos-DNS).
     pub webuis: HashMap<String, String>,
+    /// The state itself, for the status page.
+    pub state: Value,
 }
 
 fn pid_addr(pid: &str) -> Option<SocketAddr> {
@@ -48,7 +83,7 @@ fn pid_addr(pid: &str) -> Option<SocketAddr> {
 }
 
 impl Snapshot {
-    fn from_state(state: &Value) -> Snapshot {
+    fn from_state(state: Value) -> Snapshot {
         let agents = state["slaves"]
             .as_array()
             .into_iter()
@@ -76,6 +111,7 @@ impl Snapshot {
             leader: state["leader"].as_str().and_then(pid_addr),
             agents,
             webuis,
+            state,
         }
     }
 }
@@ -86,7 +122,8 @@ pub struct Discovery {
     masters: Vec<SocketAddr>,
     marathon: SocketAddr,
     mesos_dns: SocketAddr,
-    cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    mesos: Cached<Snapshot>,
+    services: Cached<HashMap<String, Service>>,
 }
 
 impl Discovery {
@@ -103,7 +140,8 @@ impl Discovery {
             masters,
             marathon,
             mesos_dns,
-            cached: Mutex::new(None),
+            mesos: Cached::new(),
+            services: Cached::new(),
         }
     }
 
@@ -123,40 +161,29 @@ impl Discovery {
         let mut last = anyhow::anyhow!("no masters configured");
         for m in &self.masters {
             match self.get(format!("http://{m}/master/state")).await {
-                Ok(state) => {
-                    let snap = Snapshot::from_state(&state);
-                    match snap.leader {
-                        Some(leader) if leader != *m => {
-                            let state = self.get(format!("http://{leader}/master/state")).await?;
-                            return Ok(Snapshot::from_state(&state));
-                        }
-                        Some(_) => return Ok(snap),
-                        None => last = anyhow::anyhow!("master {m} knows no leader"),
+                Ok(state) => match state["leader"].as_str().and_then(pid_addr) {
+                    Some(leader) if leader != *m => {
+                        let state = self.get(format!("http://{leader}/master/state")).await?;
+                        return Ok(Snapshot::from_state(state));
                     }
-                }
+                    Some(_) => return Ok(Snapshot::from_state(state)),
+                    None => last = anyhow::anyhow!("master {m} knows no leader"),
+                },
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    /// The cluster as last read, read again if older than a moment (or if `force`).
-    pub async fn snapshot(&self, force: bool) -> anyhow::Result<Arc<Snapshot>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, snap)) = cached.as_ref() {
-            if !force && at.elapsed() < FRESH {
-                return Ok(snap.clone());
-            }
-        }
-        let snap = Arc::new(self.read().await?);
-        *cached = Some((Instant::now(), snap.clone()));
-        Ok(snap)
+    /// The cluster as last read (read again if older than [`FRESH`]).
+    pub async fn snapshot(&self) -> anyhow::Result<Arc<Snapshot>> {
+        self.mesos.get(false, self.read()).await
     }
 
     /// The agent with `id`, reading again once if it is not known.
     pub async fn agent(&self, id: &str) -> anyhow::Result<Option<Agent>> {
-        for force in [false, true] {
-            if let Some(a) = self.snapshot(force).await?.agents.get(id) {
+        for missed in [false, true] {
+            if let Some(a) = self.mesos.get(missed, self.read()).await?.agents.get(id) {
                 return Ok(Some(a.clone()));
             }
         }
@@ -165,7 +192,7 @@ impl Discovery {
 
     /// The Marathon apps that are services: `DCOS_SERVICE_NAME` (or the app id) to where
     /// their first running task listens.
-    async fn marathon_services(&self) -> anyhow::Result<HashMap<String, Service>> {
+    async fn read_services(&self) -> anyhow::Result<HashMap<String, Service>> {
         let apps = self
             .get(format!("http://{}/v2/apps?embed=apps.tasks", self.marathon))
             .await?;
@@ -202,23 +229,40 @@ impl Discovery {
         Ok(services)
     }
 
-    /// The service a `/service/…` path names, and how many of its segments the name takes:
-    /// the longest leading run of segments that is a Marathon service, else a framework with
-    /// a web UI.
+    /// The service a `/service/…` path names, and how many of its segments the name takes.
+    /// Reads again once if nothing matches in the cached readings.
     pub async fn service(&self, segments: &[String]) -> anyhow::Result<Option<(Service, usize)>> {
-        let services = self.marathon_services().await.unwrap_or_default();
-        let snap = self.snapshot(false).await.ok();
+        for missed in [false, true] {
+            let found = self.find_service(segments, missed).await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The longest leading run of segments that is a Marathon service (except for Marathon
+    /// and Metronome themselves), else a framework with a web UI.
+    async fn find_service(
+        &self,
+        segments: &[String],
+        missed: bool,
+    ) -> anyhow::Result<Option<(Service, usize)>> {
+        let services = self.services.get(missed, self.read_services()).await?;
+        let snap = self.mesos.get(missed, self.read()).await?;
         for n in (1..=segments.len()).rev() {
             let name = segments[..n].join("/");
-            if let Some(s) = services.get(&name) {
+            let framework_only = name == "marathon" || name == "metronome";
+            if let Some(s) = services.get(&name).filter(|_| !framework_only) {
                 return Ok(Some((s.clone(), n)));
             }
             // Frameworks go by the plain name or the normalised one (`app.nest1.nest2`).
             let normalised: Vec<&str> = segments[..n].iter().rev().map(String::as_str).collect();
             let normalised = normalised.join(".");
             let webui = snap
-                .as_ref()
-                .and_then(|s| s.webuis.get(&name).or_else(|| s.webuis.get(&normalised)));
+                .webuis
+                .get(&name)
+                .or_else(|| snap.webuis.get(&normalised));
             let found = match webui.map(String::as_str) {
                 None => None,
                 Some("") => self.mesos_dns_service(&normalised).await?,
@@ -229,6 +273,17 @@ impl Discovery {
             }
         }
         Ok(None)
+    }
+
+    /// The leading Marathon's IP, from Marathon's `/v2/leader`.
+    pub async fn marathon_leader(&self) -> anyhow::Result<Option<IpAddr>> {
+        let v = self
+            .get(format!("http://{}/v2/leader", self.marathon))
+            .await?;
+        Ok(v["leader"]
+            .as_str()
+            .and_then(|l| l.rsplit_once(':'))
+            .and_then(|(ip, _)| ip.parse().ok()))
     }
 
     /// A framework without a web UI, found through Mesos-DNS' record of its scheduler task

@@ -220,27 +220,11 @@ impl Router {
                 respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n")
             }
             Local::Index => {
-                let state = match self
-                    .discovery
-                    .snapshot(false)
-                    .await
-                    .ok()
-                    .and_then(|s| s.leader)
-                {
-                    Some(leader) => reqwest::get(format!("http://{leader}/master/state"))
-                        .await
-                        .ok()
-                        .map(|r| r.json::<serde_json::Value>()),
-                    None => None,
-                };
-                let state = match state {
-                    Some(f) => f.await.ok(),
-                    None => None,
-                };
+                let snap = self.discovery.snapshot().await.ok();
                 respond(
                     StatusCode::OK,
                     "text/html; charset=utf-8",
-                    pages::index(&c.cluster_name, state.as_ref()),
+                    pages::index(&c.cluster_name, snap.as_ref().map(|s| &s.state)),
                 )
             }
         };
@@ -260,6 +244,12 @@ impl Router {
         };
         let unavailable =
             |detail: &str| Target::Answer(resolver_error(StatusCode::SERVICE_UNAVAILABLE, detail));
+        // A lookup that could not be made: 503 for the client, the cause in the log.
+        let failed = |e: anyhow::Error, detail: &str| {
+            tracing::warn!(error = %e, "{detail}");
+            unavailable(detail)
+        };
+        let to_agent_router = matches!(route, Route::AgentRouter(..));
         match route {
             Route::Local(which) => Target::Answer(self.local(which, method).await),
             Route::Redirect(status, location) => {
@@ -286,56 +276,47 @@ impl Router {
                     location_prefix: prefix,
                 }
             }
-            Route::MesosLeader(path) => match self.discovery.snapshot(false).await {
+            Route::MesosLeader(path) => match self.discovery.snapshot().await {
                 Ok(s) => match s.leader {
                     Some(leader) => up(Upstream::Tcp(leader), path),
                     None => unavailable("mesos leader is unknown."),
                 },
-                Err(_) => unavailable("cache state is invalid"),
+                Err(e) => failed(e, "cache state is invalid"),
             },
-            Route::Agent(id, path) | Route::AgentRouter(id, path) if !valid_id(&id) => {
-                let _ = path;
-                Target::Answer(nginx_error(StatusCode::NOT_FOUND))
-            }
-            Route::Agent(id, path) => match self.discovery.agent(&id).await {
-                Ok(Some(agent)) => up(Upstream::Tcp(agent.addr), path),
-                Ok(None) => Target::Answer(resolver_error(
-                    StatusCode::NOT_FOUND,
-                    &format!("agent `{id}` unknown."),
-                )),
-                Err(_) => unavailable("cache state is invalid"),
-            },
-            Route::AgentRouter(id, path) => match self.discovery.agent(&id).await {
-                Ok(Some(agent)) => up(
-                    Upstream::Tcp(SocketAddr::new(
-                        agent.addr.ip(),
-                        self.config.agent_router_port,
+            Route::Agent(id, path) | Route::AgentRouter(id, path) => {
+                match self.discovery.agent(&id).await {
+                    // The agent's Mesos port, or its Admin Router's.
+                    Ok(Some(agent)) if to_agent_router => up(
+                        Upstream::Tcp(SocketAddr::new(
+                            agent.addr.ip(),
+                            self.config.agent_router_port,
+                        )),
+                        path,
+                    ),
+                    Ok(Some(agent)) => up(Upstream::Tcp(agent.addr), path),
+                    Ok(None) => Target::Answer(resolver_error(
+                        StatusCode::NOT_FOUND,
+                        &format!("agent `{id}` unknown."),
                     )),
-                    path,
-                ),
-                Ok(None) => Target::Answer(resolver_error(
-                    StatusCode::NOT_FOUND,
-                    &format!("agent `{id}` unknown."),
-                )),
-                Err(_) => unavailable("cache state is invalid"),
-            },
+                    Err(e) => failed(e, "cache state is invalid"),
+                }
+            }
             Route::LeaderRouter(which, path) => {
                 let leader = match which {
                     "mesos" => self
                         .discovery
-                        .snapshot(false)
+                        .snapshot()
                         .await
-                        .ok()
-                        .and_then(|s| s.leader)
-                        .map(|a| a.ip()),
-                    _ => self.marathon_leader().await,
+                        .map(|s| s.leader.map(|a| a.ip())),
+                    _ => self.discovery.marathon_leader().await,
                 };
                 match leader {
-                    Some(ip) => up(
+                    Ok(Some(ip)) => up(
                         Upstream::Tcp(SocketAddr::new(ip, self.config.master_router_port)),
                         path,
                     ),
-                    None => unavailable(&format!("{which} leader is unknown.")),
+                    Ok(None) => unavailable(&format!("{which} leader is unknown.")),
+                    Err(e) => failed(e, &format!("{which} leader is unknown.")),
                 }
             }
             Route::Service(segments, trailing, query) => {
@@ -359,24 +340,10 @@ impl Router {
                     Ok(None) => {
                         Target::Answer(resolver_error(StatusCode::NOT_FOUND, "service not found."))
                     }
-                    Err(_) => unavailable("MesosDNS request has failed"),
+                    Err(e) => failed(e, "service discovery has failed"),
                 }
             }
         }
-    }
-
-    /// The leading Marathon's IP, from Marathon's `/v2/leader`.
-    async fn marathon_leader(&self) -> Option<IpAddr> {
-        let Upstream::Tcp(marathon) = self.fixed(Fixed::Marathon) else {
-            return None;
-        };
-        let v: serde_json::Value = reqwest::get(format!("http://{marathon}/v2/leader"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["leader"].as_str()?.rsplit_once(':')?.0.parse().ok()
     }
 
     /// Answers one request from `peer` over `scheme`.
@@ -460,11 +427,6 @@ impl Router {
         );
         resp
     }
-}
-
-/// Agent ids as DC/OS' locations accept them.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn route_label(route: &Route) -> String {

@@ -191,15 +191,20 @@ pub fn route(role: Role, path_and_query: &str) -> Route {
     for prefix in ["/agent/", "/slave/"] {
         if let Some(tail) = path_and_query.strip_prefix(prefix) {
             let (id, rest) = split_segment(tail);
-            if !id.is_empty() {
-                return Route::Agent(id, rest);
-            }
+            return if valid_agent_id(&id) {
+                Route::Agent(id, rest)
+            } else {
+                Route::NotFound
+            };
         }
     }
     if let Some(tail) = path_and_query.strip_prefix("/system/v1/agent/") {
         // An agent's logs and metrics are under its router's `/system/v1`; its metadata at
         // the router's root.
         let (id, rest) = split_segment(tail);
+        if !valid_agent_id(&id) {
+            return Route::NotFound;
+        }
         let under = |p: &str| {
             rest.strip_prefix(p)
                 .is_some_and(|r| r.is_empty() || r.starts_with(['/', '?']))
@@ -245,6 +250,11 @@ pub fn service_path(segments: &[String], n: usize, trailing_slash: bool, query: 
     } else {
         format!("/{rest}{}{query}", if trailing_slash { "/" } else { "" })
     }
+}
+
+/// Agent ids as DC/OS' locations accept them (`[0-9a-zA-Z-]+`).
+fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// The first segment of `tail` and the rest of it as a path (`/` when empty).
