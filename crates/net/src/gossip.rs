@@ -25,8 +25,12 @@ use crate::DcosNet;
 pub const NODE_NAMES: [&str; 2] = ["dcos-net", "navstar"];
 /// The name peers ask for.
 pub const NODE_NAME: &str = NODE_NAMES[1];
-/// The largest frame accepted (a zone of 100,000 tasks is a few MiB).
-const MAX_FRAME: usize = 64 << 20;
+/// The largest frame a node accepts from a master (a zone of 100,000 tasks is a few MiB).
+const MAX_STATE_FRAME: usize = 64 << 20;
+/// The largest frame a master accepts from a subscriber (a hello or a ping).
+const MAX_SUBSCRIBER_FRAME: usize = 4 << 10;
+/// The roles a subscriber may say it has.
+const ROLES: [&str; 4] = ["master", "agent", "agent_public", "master+agent"];
 /// How often a quiet connection is pinged.
 const PING: Duration = Duration::from_secs(3);
 /// How long without any frame before the peer is taken for dead.
@@ -70,24 +74,26 @@ pub enum Frame {
     Ping,
 }
 
-/// Writes one frame.
+/// Writes one frame, waiting at most [`SILENCE`] for a peer that does not read.
 pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), frame: &Frame) -> anyhow::Result<()> {
     let body = serde_json::to_vec(frame)?;
     let mut out = u32::try_from(body.len())?.to_be_bytes().to_vec();
     out.extend_from_slice(&body);
-    w.write_all(&out).await?;
+    tokio::time::timeout(SILENCE, w.write_all(&out)).await??;
     Ok(())
 }
 
-/// Reads one frame, waiting at most [`SILENCE`].
-pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> anyhow::Result<Frame> {
+/// Reads one frame of at most `max` bytes, waiting at most [`SILENCE`]. The body is read as it
+/// arrives, so a length prefix alone reserves nothing.
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin), max: usize) -> anyhow::Result<Frame> {
     let read = async {
         let mut len = [0u8; 4];
         r.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
-        anyhow::ensure!(len <= MAX_FRAME, "a {len}-byte frame is too large");
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).await?;
+        anyhow::ensure!(len <= max, "a {len}-byte frame is too large");
+        let mut body = Vec::new();
+        (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+        anyhow::ensure!(body.len() == len, "the frame ended early");
         Ok(serde_json::from_slice(&body)?)
     };
     tokio::time::timeout(SILENCE, read).await?
@@ -100,7 +106,7 @@ pub async fn serve(listener: TcpListener, net: Arc<DcosNet>, shutdown: Cancellat
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = subscriber(stream, &net) => {
+                r = subscriber(stream, peer.ip(), &net) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "gossip subscriber left");
                     }
@@ -110,17 +116,26 @@ pub async fn serve(listener: TcpListener, net: Arc<DcosNet>, shutdown: Cancellat
     }
 }
 
-/// One subscriber: its hello, then the state now and on every change, pings in between.
-async fn subscriber(stream: TcpStream, net: &DcosNet) -> anyhow::Result<()> {
+/// One subscriber: its hello, then the state now and on every change, pings in between. A
+/// node is the address it connects from; its hello must say the same.
+async fn subscriber(stream: TcpStream, from: IpAddr, net: &DcosNet) -> anyhow::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
-    let Frame::Hello { node } = read_frame(&mut rd).await? else {
+    let Frame::Hello { node } = read_frame(&mut rd, MAX_SUBSCRIBER_FRAME).await? else {
         anyhow::bail!("the first frame must be a hello");
     };
-    // A node is who it says it is, as in dcos-net (`navstar@<ip>`).
-    let ip = node.ip;
+    anyhow::ensure!(
+        node.ip == from,
+        "a hello from {from} says it is {}",
+        node.ip
+    );
+    anyhow::ensure!(
+        ROLES.contains(&node.role.as_str()),
+        "unknown role {:?}",
+        node.role
+    );
     net.members_add(node);
     let result = serve_subscriber(&mut rd, &mut wr, net).await;
-    net.members_remove(ip);
+    net.members_remove(from);
     result
 }
 
@@ -132,7 +147,7 @@ async fn serve_subscriber(
     let mut changes = net.subscribe_changes();
     let reader = async {
         loop {
-            read_frame(rd).await?;
+            read_frame(rd, MAX_SUBSCRIBER_FRAME).await?;
         }
     };
     let writer = async {
@@ -196,9 +211,17 @@ async fn follow_one(
     last_ok: &mut Instant,
 ) -> anyhow::Result<()> {
     let port = crate::epmd::port_please(SocketAddr::new(master, epmd_port), NODE_NAME).await?;
+    // From this node's own address, which is who the master takes it for.
+    let me = net.me().ip;
+    let socket = if me.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(me, 0))?;
     let stream = tokio::time::timeout(
         Duration::from_secs(2),
-        TcpStream::connect(SocketAddr::new(master, port)),
+        socket.connect(SocketAddr::new(master, port)),
     )
     .await??;
     let (mut rd, mut wr) = stream.into_split();
@@ -211,7 +234,7 @@ async fn follow_one(
     };
     let reader = async {
         loop {
-            match read_frame(&mut rd).await? {
+            match read_frame(&mut rd, MAX_STATE_FRAME).await? {
                 Frame::State { zones, members } => {
                     net.install_cluster(zones, members);
                     *last_ok = Instant::now();

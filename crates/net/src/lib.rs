@@ -147,8 +147,8 @@ pub struct DcosNet {
     config: Config,
     local: Vec<Arc<Zone>>,
     cluster: RwLock<Arc<ClusterView>>,
-    /// The nodes subscribed to this node's gossip now.
-    subscribers: Mutex<BTreeMap<IpAddr, Member>>,
+    /// The nodes subscribed to this node's gossip now, with their open connections.
+    subscribers: Mutex<BTreeMap<IpAddr, (Member, usize)>>,
     changes: tokio::sync::watch::Sender<u64>,
 }
 
@@ -252,24 +252,36 @@ impl DcosNet {
         for m in self.view().members.iter().cloned() {
             all.insert(m.ip, m);
         }
-        for m in self.lock_subscribers().values() {
+        for (m, _) in self.lock_subscribers().values() {
             all.insert(m.ip, m.clone());
         }
         all.insert(self.config.node_ip, self.me());
         all.into_values().collect()
     }
 
-    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, BTreeMap<IpAddr, Member>> {
+    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, BTreeMap<IpAddr, (Member, usize)>> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn members_add(&self, member: Member) {
-        self.lock_subscribers().insert(member.ip, member);
+        let mut subs = self.lock_subscribers();
+        let entry = subs.entry(member.ip).or_insert((member.clone(), 0));
+        entry.0 = member;
+        entry.1 += 1;
+        drop(subs);
         self.changes.send_modify(|v| *v += 1);
     }
 
+    /// One connection of the member at `ip` closed; it leaves with its last one.
     pub(crate) fn members_remove(&self, ip: IpAddr) {
-        if self.lock_subscribers().remove(&ip).is_some() {
+        let mut subs = self.lock_subscribers();
+        let Some(entry) = subs.get_mut(&ip) else {
+            return;
+        };
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            subs.remove(&ip);
+            drop(subs);
             self.changes.send_modify(|v| *v += 1);
         }
     }

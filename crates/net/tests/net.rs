@@ -214,6 +214,26 @@ async fn every_zone_resolves_and_follows_the_cluster() {
             .collect();
         assert_eq!(ips, ["127.0.0.1", "127.0.0.2"], "{nodes}");
     }
+    // A peer that claims another node's address, or announces a huge frame, is dropped and
+    // changes nothing.
+    for hello in [
+        json!({"type": "hello", "node": {"ip": "127.0.0.2", "role": "agent"}}).to_string(),
+        String::new(),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(m_net.gossip).await.unwrap();
+        let len = if hello.is_empty() {
+            u32::MAX
+        } else {
+            hello.len() as u32
+        };
+        s.write_all(&len.to_be_bytes()).await.unwrap();
+        s.write_all(hello.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    let (_, nodes) = get(m_net.http, "/v1/nodes").await;
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
 
     // epmd: both names at the gossip port; an unknown name is refused; registrations are not
     // taken.
