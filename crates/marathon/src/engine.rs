@@ -222,10 +222,7 @@ impl Marathon {
     ) -> Result<Deployment, ApiError> {
         if let Some(d) = state.deployment_of(&app.id) {
             if !force {
-                return Err(ApiError::Locked {
-                    message: format!("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.", d.id),
-                    deployments: vec![d.id.clone()],
-                });
+                return Err(locked(d));
             }
         }
         let entry = state.apps.get(&app.id);
@@ -263,11 +260,13 @@ impl Marathon {
             .filter(|d| d.app_id == app.id)
             .cloned()
             .collect();
+        // The new app and deployment first: if a write fails, the replaced deployments are
+        // still stored, as they still are in memory.
+        self.persist.save_app(&stored).await?;
+        self.persist.save_deployment(&deployment).await?;
         for d in &replaced {
             self.persist.delete_deployment(&d.id).await?;
         }
-        self.persist.save_app(&stored).await?;
-        self.persist.save_deployment(&deployment).await?;
         for d in replaced {
             state.deployments.remove(&d.id);
             self.emit(
@@ -512,18 +511,18 @@ impl Marathon {
             for i in &killed {
                 *per_app.entry(i.app_id.clone()).or_default() += 1;
             }
+            // Refused before anything changes: a locked app fails the whole request.
+            if !force {
+                if let Some(d) = per_app.keys().find_map(|a| state.deployment_of(a)) {
+                    return Err(locked(d));
+                }
+            }
             for (app_id, n) in per_app {
                 let Ok(app) = Self::existing(&state, &app_id) else {
                     continue;
                 };
                 let mut scaled = app.clone();
                 scaled.instances = app.instances.saturating_sub(n);
-                // The killed tasks are exactly the ones to lose: mark them before scaling.
-                for i in killed.iter().filter(|i| i.app_id == app_id) {
-                    if let Some(inst) = state.instances.get_mut(&i.task_id) {
-                        inst.killing = true;
-                    }
-                }
                 deployment = Some(
                     self.commit(
                         &mut state,
@@ -534,6 +533,13 @@ impl Marathon {
                     )
                     .await?,
                 );
+                // The killed tasks are exactly the ones to lose. The state lock is still held,
+                // so no scale-down picks other victims before they are marked.
+                for i in killed.iter().filter(|i| i.app_id == app_id) {
+                    if let Some(inst) = state.instances.get_mut(&i.task_id) {
+                        inst.killing = true;
+                    }
+                }
             }
         }
         let conn = self.connection();
@@ -1276,6 +1282,14 @@ fn build_task(
         health: Vec::new(),
     };
     (task, instance, used)
+}
+
+/// Marathon's answer to a change of an app that a deployment holds.
+fn locked(d: &Deployment) -> ApiError {
+    ApiError::Locked {
+        message: format!("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.", d.id),
+        deployments: vec![d.id.clone()],
+    }
 }
 
 #[cfg(test)]
