@@ -64,6 +64,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate could not be made or read.
+    #[error(transparent)]
+    Tls(#[from] dcos_tls::Error),
     /// The state could not be opened.
     #[error("cannot open Marathon's state in {dir}")]
     Store {
@@ -156,6 +159,17 @@ pub async fn serve_on(
         source,
     };
     fs_create(&config.work_dir).map_err(|e| store_err(Box::new(e)))?;
+    // The certificate first: a TLS problem is reported as one, before any state is opened.
+    let tls_acceptor = match &https {
+        Some(_) => Some(dcos_tls::acceptor(
+            &config.work_dir,
+            "marathon",
+            &[addr.ip()],
+            &["marathon.mesos", "localhost"],
+            config.ca_dir.as_deref(),
+        )?),
+        None => None,
+    };
     let file = config.work_dir.join("marathon.redb");
     let store = tokio::task::spawn_blocking(move || dcos_store::Embedded::open(file))
         .await
@@ -183,20 +197,6 @@ pub async fn serve_on(
         axum::serve(listener, process_router(marathon.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
-    };
-    let tls_acceptor = match &https {
-        Some(_) => {
-            let names = ["marathon.mesos", "localhost"];
-            let acceptor = dcos_tls::acceptor(
-                &config.work_dir,
-                "marathon",
-                &[addr.ip()],
-                &names,
-                config.ca_dir.as_deref(),
-            );
-            Some(acceptor.map_err(|e| store_err(Box::new(e)))?)
-        }
-        None => None,
     };
     let secure = async {
         let (Some(listener), Some(acceptor)) = (https, tls_acceptor) else {

@@ -124,14 +124,18 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
         app.constraints = v;
     }
     if let Some(v) = spec.uris {
-        // Marathon turns the deprecated `uris` into `fetch` entries.
-        app.fetch.extend(v.into_iter().map(|uri| crate::api::Fetch {
-            extract: true,
-            executable: false,
-            cache: false,
-            dest_path: None,
-            uri,
-        }));
+        // Marathon turns the deprecated `uris` into `fetch` entries (replacing them, so an
+        // update that repeats `uris` does not pile them up).
+        app.fetch = v
+            .into_iter()
+            .map(|uri| crate::api::Fetch {
+                extract: true,
+                executable: false,
+                cache: false,
+                dest_path: None,
+                uri,
+            })
+            .collect();
     }
     if let Some(v) = spec.fetch {
         app.fetch = v;
