@@ -652,11 +652,16 @@ fn update(shared: &Shared, fw: &str, ex: &str, call: &Value) -> Result<Response,
             status.task_id.value
         )));
     }
+    let task_id = status.task_id.value.clone();
     let status = TaskStatus {
         source: Some("SOURCE_EXECUTOR".into()),
         ..status
     };
-    shared.enqueue(&task_key, status);
+    if !shared.enqueue(&task_key, status) {
+        return Err(bad(format!(
+            "Task '{task_id}' has already reached a terminal state"
+        )));
+    }
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -237,13 +237,17 @@ impl Shared {
     }
 
     /// Records a run's new status, checkpoints it, and queues it for the master (sent and
-    /// retried until acknowledged). False if the run is unknown.
+    /// retried until acknowledged). False if the run is unknown or already terminal.
     fn enqueue(&self, key: &str, mut status: TaskStatus) -> bool {
         let mut st = self.lock();
         let agent_id = st.id.clone();
         let Some(run) = st.runs.get_mut(key) else {
             return false;
         };
+        // A finished task stays finished: no later update may bring it back.
+        if api::state::is_terminal(&run.state) {
+            return false;
+        }
         status.task_id = run.task.task_id.clone();
         status.agent_id = agent_id.map(Id::new);
         status.executor_id = Some(Id::new(&run.executor_id));
@@ -935,15 +939,25 @@ async fn start(
         task,
         &shared.place(&agent_id, framework_id, executor_id, sandbox, &endpoint),
     );
-    let child = spawn_command(&command, sandbox, env)?;
+    let mut child = spawn_command(&command, sandbox, env)?;
     let pid = child.id();
     let run = {
         let mut st = shared.lock();
-        let Some(run) = st.runs.get_mut(key) else {
-            anyhow::bail!("task vanished")
-        };
-        run.pid = pid;
-        run.clone()
+        // Killed (or gone) while its URIs were fetched: the process must not outlive that.
+        st.runs
+            .get_mut(key)
+            .filter(|r| !api::state::is_terminal(&r.state) && !r.killing)
+            .map(|run| {
+                run.pid = pid;
+                run.clone()
+            })
+    };
+    let Some(run) = run else {
+        if let Some(pid) = pid {
+            let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = child.wait().await;
+        anyhow::bail!("task was killed before it started")
     };
     shared.checkpoint(&run);
     shared.update(key, "TASK_STARTING", None, None);
