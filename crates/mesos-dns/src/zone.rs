@@ -90,7 +90,9 @@ fn name(text: &str) -> Option<Name> {
 impl Zone {
     /// Whether `qname` (lower case, fully qualified) is the domain or below it.
     pub fn contains(&self, qname: &str) -> bool {
-        qname == self.domain || qname.ends_with(&format!(".{}", self.domain))
+        qname
+            .strip_suffix(self.domain.as_str())
+            .is_some_and(|head| head.is_empty() || head.ends_with('.'))
     }
 
     /// The SOA, owned (as Mesos-DNS owns it) by the question's name.

@@ -101,24 +101,3 @@ pub async fn port_please(addr: SocketAddr, name: &str) -> anyhow::Result<u16> {
     };
     tokio::time::timeout(REQUEST_TIMEOUT, ask).await?
 }
-
-/// The names the epmd at `addr` knows (`NAMES_REQ`), as `(name, port)`.
-pub async fn names(addr: SocketAddr) -> anyhow::Result<Vec<(String, u16)>> {
-    let ask = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(&[0, 1, NAMES_REQ]).await?;
-        let mut out = Vec::new();
-        stream.read_to_end(&mut out).await?;
-        anyhow::ensure!(out.len() >= 4, "short epmd answer");
-        let text = String::from_utf8_lossy(&out[4..]).into_owned();
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix("name ")?;
-                let (name, port) = rest.split_once(" at port ")?;
-                Some((name.to_string(), port.trim().parse().ok()?))
-            })
-            .collect())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, ask).await?
-}

@@ -358,10 +358,14 @@ impl Listeners {
         let bind = |addr: SocketAddr| {
             move |source: std::io::Error| Error::Bind {
                 addr,
-                hint: if source.kind() == std::io::ErrorKind::PermissionDenied {
-                    " (port 53 needs root)"
-                } else {
-                    ""
+                hint: match source.kind() {
+                    std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+                        " (a port below 1024 needs root)"
+                    }
+                    std::io::ErrorKind::AddrInUse => {
+                        " (another process holds it: `dcos preflight --role <role>` names it)"
+                    }
+                    _ => "",
                 },
                 source,
             }
