@@ -189,7 +189,7 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bench::main("router", |args| async move {
+    bench::main("router", &["seconds", "connections"], |args| async move {
         anyhow::Ok(json!({"router": run(&args).await?}))
     })
 }

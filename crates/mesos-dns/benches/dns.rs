@@ -254,7 +254,9 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bench::main("dns", |args| async move {
-        anyhow::Ok(json!({"dns": run(&args).await?}))
-    })
+    bench::main(
+        "dns",
+        &["tasks", "agents", "seconds", "clients"],
+        |args| async move { anyhow::Ok(json!({"dns": run(&args).await?})) },
+    )
 }

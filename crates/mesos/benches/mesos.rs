@@ -168,14 +168,18 @@ async fn launch(launches: usize) -> anyhow::Result<Value> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bench::main("mesos", |args| async move {
-        let offers = offers(
-            args.num("agents", 1000),
-            args.num("frameworks", 10),
-            args.num("seconds", 10) as u64,
-        )
-        .await?;
-        let launch = launch(args.num("launches", 20)).await?;
-        anyhow::Ok(json!({"offers": offers, "launch": launch}))
-    })
+    bench::main(
+        "mesos",
+        &["agents", "frameworks", "seconds", "launches"],
+        |args| async move {
+            let offers = offers(
+                args.num("agents", 1000),
+                args.num("frameworks", 10),
+                args.num("seconds", 10) as u64,
+            )
+            .await?;
+            let launch = launch(args.num("launches", 20)).await?;
+            anyhow::Ok(json!({"offers": offers, "launch": launch}))
+        },
+    )
 }

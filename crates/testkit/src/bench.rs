@@ -4,18 +4,38 @@
 use std::collections::HashMap;
 
 /// A benchmark's `--key value` arguments.
+#[derive(Clone)]
 pub struct Args(HashMap<String, String>);
 
 impl Args {
-    /// The process' arguments (those after the `--` of `cargo bench`).
-    pub fn from_env() -> Args {
-        let argv: Vec<String> = std::env::args().skip(1).collect();
-        Args(
-            argv.chunks(2)
-                .filter(|c| c.len() == 2 && c[0].starts_with("--"))
-                .map(|c| (c[0].trim_start_matches("--").to_string(), c[1].clone()))
-                .collect(),
-        )
+    /// The process' arguments (those after the `--` of `cargo bench`): `--key value` pairs,
+    /// each key one of `numbers` (with a whole number) or `out`. The `--bench` flag cargo adds
+    /// is ignored.
+    pub fn from_env(numbers: &[&str]) -> Result<Args, String> {
+        let mut map = HashMap::new();
+        let mut argv = std::env::args().skip(1);
+        while let Some(arg) = argv.next() {
+            if arg == "--bench" {
+                continue;
+            }
+            let key = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {arg:?}: give --key value pairs"))?;
+            let value = argv
+                .next()
+                .ok_or_else(|| format!("--{key} needs a value"))?;
+            if key != "out" && !numbers.contains(&key) {
+                return Err(format!(
+                    "unknown option --{key}; the options are --{} and --out",
+                    numbers.join(", --")
+                ));
+            }
+            if key != "out" && value.parse::<usize>().is_err() {
+                return Err(format!("--{key} takes a whole number, not {value:?}"));
+            }
+            map.insert(key.to_string(), value);
+        }
+        Ok(Args(map))
     }
 
     /// A number, or `default`.
@@ -70,20 +90,25 @@ pub fn write_results(
     Ok(())
 }
 
-/// A benchmark target's `main`: runs `scenario` with the arguments on a multi-threaded
-/// runtime and writes what it returns with [`write_results`] as `name`.
-pub fn main<F, Fut, E>(name: &str, scenario: F) -> Result<(), Box<dyn std::error::Error>>
+/// A benchmark target's `main`: runs `scenario` with the arguments (`numbers` are its
+/// numeric options) on a multi-threaded runtime and writes what it returns with
+/// [`write_results`] as `name`.
+pub fn main<F, Fut, E>(
+    name: &str,
+    numbers: &[&str],
+    scenario: F,
+) -> Result<(), Box<dyn std::error::Error>>
 where
     F: FnOnce(Args) -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
     E: Into<Box<dyn std::error::Error>>,
 {
-    let args = Args::from_env();
+    let args = Args::from_env(numbers)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let figures = runtime
-        .block_on(scenario(Args(args.0.clone())))
+        .block_on(scenario(args.clone()))
         .map_err(Into::into)?;
     write_results(&args, name, figures)?;
     Ok(())
