@@ -69,7 +69,10 @@ fn ca_params(name: &str) -> Result<CertificateParams, rcgen::Error> {
 pub fn create_ca(dir: &Path, cluster: &str) -> Result<PathBuf, Error> {
     let f = fail(dir);
     let cert_path = dir.join(CA_CERT);
-    if cert_path.exists() && dir.join(CA_KEY).exists() {
+    if [CA_CERT, CA_KEY, CA_NAME]
+        .iter()
+        .all(|f| dir.join(f).exists())
+    {
         return Ok(cert_path);
     }
     fs_err::create_dir_all(dir).map_err(|e| f(&e))?;
@@ -107,7 +110,9 @@ pub fn acceptor(
     let f = fail(dir);
     let cert_path = dir.join(format!("{stem}.crt"));
     let key_path = dir.join(format!("{stem}.key"));
-    if !cert_path.exists() || !key_path.exists() {
+    // A CA-issued certificate is issued afresh at each start, so a changed IP or a new CA
+    // never leaves an old one served; a self-signed one is kept, as clients may pin it.
+    if ca_dir.is_some() || !cert_path.exists() || !key_path.exists() {
         fs_err::create_dir_all(dir).map_err(|e| f(&e))?;
         let sans: Vec<String> = ips
             .iter()
