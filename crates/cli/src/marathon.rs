@@ -118,6 +118,10 @@ async fn request(
 
 fn body_message(body: &Value) -> String {
     let mut text = body["message"].as_str().unwrap_or("").to_string();
+    // Invalid JSON carries the parser's line and column as a string.
+    if let Some(detail) = body["details"].as_str() {
+        text.push_str(&format!("\n  {detail}"));
+    }
     if let Some(details) = body["details"].as_array() {
         for d in details {
             text.push_str(&format!(

@@ -162,12 +162,18 @@ impl MesosDns {
     }
 
     fn swap(&self, records: Records) {
-        let mut zone = (*self.zone()).clone();
-        if zone.records != records {
-            zone.records = records;
-            zone.serial = unix_now().max(zone.serial + 1);
-            *self.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
+        let current = self.zone();
+        if current.records == records {
+            return;
         }
+        let zone = Zone {
+            domain: current.domain.clone(),
+            ttl: current.ttl,
+            soa: current.soa.clone(),
+            serial: unix_now().max(current.serial + 1),
+            records,
+        };
+        *self.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
     }
 }
 
