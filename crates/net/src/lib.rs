@@ -138,6 +138,8 @@ pub enum Error {
 struct ClusterView {
     zones: ClusterZones,
     built: Vec<Arc<Zone>>,
+    /// Every zone served: the local ones and `built`, most specific domain first.
+    served: Vec<Arc<Zone>>,
     /// Members as the master this node follows reported them.
     members: Vec<Member>,
 }
@@ -146,6 +148,8 @@ struct ClusterView {
 pub struct DcosNet {
     config: Config,
     local: Vec<Arc<Zone>>,
+    /// The masters' Mesos-DNS, where `*.mesos` goes.
+    mesos_dns: Vec<SocketAddr>,
     cluster: RwLock<Arc<ClusterView>>,
     /// The nodes subscribed to this node's gossip now, with their open connections.
     subscribers: Mutex<BTreeMap<IpAddr, (Member, usize)>>,
@@ -160,10 +164,15 @@ impl DcosNet {
             IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
         };
         let local = zones::local_zones(node_v4, &zones::ipv4s(&config.masters));
+        let view = ClusterView {
+            served: served(&local, &[]),
+            ..ClusterView::default()
+        };
         DcosNet {
+            mesos_dns: config.mesos_dns(),
             config,
             local,
-            cluster: RwLock::default(),
+            cluster: RwLock::new(Arc::new(view)),
             subscribers: Mutex::default(),
             changes: tokio::sync::watch::channel(0).0,
         }
@@ -189,19 +198,18 @@ impl DcosNet {
             .clone()
     }
 
-    /// Every zone served now: local zones, then cluster zones.
+    /// Every zone served now, most specific domain first.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
-        let mut all = self.local.clone();
-        all.extend(self.view().built.iter().cloned());
-        all
+        self.view().served.clone()
     }
 
     /// The zone that holds `qname` (lower case, fully qualified): the longest match.
     fn zone_for(&self, qname: &str) -> Option<Arc<Zone>> {
-        self.zones()
-            .into_iter()
-            .filter(|z| z.contains(qname))
-            .max_by_key(|z| z.domain.len())
+        self.view()
+            .served
+            .iter()
+            .find(|z| z.contains(qname))
+            .cloned()
     }
 
     /// The cluster zones now.
@@ -225,6 +233,7 @@ impl DcosNet {
                 .collect()
         };
         *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ClusterView {
+            served: served(&self.local, &built),
             zones,
             built,
             members,
@@ -298,6 +307,14 @@ impl DcosNet {
     }
 }
 
+/// `local` and `cluster` zones, most specific domain first (so the first that contains a
+/// name is its zone).
+fn served(local: &[Arc<Zone>], cluster: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
+    let mut all: Vec<Arc<Zone>> = local.iter().chain(cluster).cloned().collect();
+    all.sort_by_key(|z| std::cmp::Reverse(z.domain.len()));
+    all
+}
+
 /// The name asked, lower case and fully qualified.
 fn qname_of(request: &Message) -> Option<String> {
     let name = request
@@ -318,17 +335,17 @@ impl Resolve for DcosNet {
         let (Some(query), Some(qname)) = (request.queries().first(), qname_of(&request)) else {
             return server::error(&request, ResponseCode::FormErr);
         };
-        let upstreams = if qname == "mesos." || qname.ends_with(".mesos.") {
-            self.config.mesos_dns()
+        let upstreams: &[SocketAddr] = if qname == "mesos." || qname.ends_with(".mesos.") {
+            &self.mesos_dns
         } else if let Some(zone) = self.zone_for(&qname) {
             let mut response = zone::response_to(&request);
             response.set_recursion_available(true);
             zone.answer(query.name(), &qname, query.query_type(), &mut response);
             return response;
         } else {
-            self.config.resolvers.clone()
+            &self.config.resolvers
         };
-        match forward::race(&request, &upstreams).await {
+        match forward::race(&request, upstreams).await {
             Some(mut response) => {
                 response.set_recursion_available(true);
                 response
