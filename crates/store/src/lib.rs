@@ -6,11 +6,11 @@
 //!
 //! Backends:
 //! - [`embedded`]: one redb file per component process (single master); watches in process.
-//! - ZooKeeper (several masters) will implement the same trait; `tests/it/suite.rs` is the
-//!   behaviour both must pass.
+//! - [`zookeeper`]: the masters' ZooKeeper ensemble (several masters, or `--store zookeeper`).
 //!
-//! Modules: [`path`] validates node paths, [`embedded`] is the redb backend, [`election`] is
-//! leader election as Mesos does it under `/mesos`.
+//! `tests/it/suite.rs` is the behaviour both must pass. [`AnyStore`] is either, chosen at start
+//! from a [`Location`]; [`path`] validates node paths; [`election`] is leader election as Mesos
+//! does it under `/mesos`.
 
 #![warn(missing_docs)]
 
@@ -21,9 +21,14 @@ use tokio::sync::mpsc;
 pub mod election;
 pub mod embedded;
 pub mod path;
+pub mod zookeeper;
 
 pub use election::{Candidate, LeaderElection};
 pub use embedded::{Embedded, Session};
+pub use zookeeper::ZooKeeper;
+
+/// Mesos' and Marathon's default ZooKeeper session timeout.
+pub const ZK_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The result of a store operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -286,4 +291,125 @@ fn at_node(path: &Option<String>) -> String {
     path.as_ref()
         .map(|p| format!(" at node {p}"))
         .unwrap_or_default()
+}
+
+/// Where a component keeps its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A redb file of its own (one master).
+    Embedded(std::path::PathBuf),
+    /// The masters' ZooKeeper ensemble.
+    ZooKeeper {
+        /// `host:port,host:port`.
+        servers: String,
+        /// The session timeout to ask for.
+        session_timeout: std::time::Duration,
+    },
+}
+
+impl Location {
+    /// The ensemble of `masters` on ZooKeeper's client port, with [`ZK_SESSION_TIMEOUT`].
+    pub fn zookeeper(masters: &[std::net::IpAddr]) -> Self {
+        let servers: Vec<String> = masters
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, 2181).to_string())
+            .collect();
+        Self::ZooKeeper {
+            servers: servers.join(","),
+            session_timeout: ZK_SESSION_TIMEOUT,
+        }
+    }
+
+    /// Opens a session: the file (created with its directory if missing), or the ensemble.
+    pub async fn open(&self) -> Result<AnyStore> {
+        match self {
+            Self::Embedded(file) => {
+                let file = file.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    if let Some(dir) = file.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| Error::Storage {
+                            store: dir.display().to_string(),
+                            path: None,
+                            source: e.into(),
+                        })?;
+                    }
+                    Embedded::open(&file)
+                })
+                .await
+                .map_err(|e| Error::Storage {
+                    store: "embedded".into(),
+                    path: None,
+                    source: e.into(),
+                })??;
+                Ok(AnyStore::Embedded(opened.session()))
+            }
+            Self::ZooKeeper {
+                servers,
+                session_timeout,
+            } => Ok(AnyStore::ZooKeeper(
+                ZooKeeper::connect(servers, *session_timeout).await?,
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded(file) => write!(f, "{}", file.display()),
+            Self::ZooKeeper { servers, .. } => write!(f, "zk://{servers}"),
+        }
+    }
+}
+
+/// A session on either backend, so that components need not be generic over it.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// The embedded backend.
+    Embedded(Session),
+    /// The ZooKeeper backend.
+    ZooKeeper(ZooKeeper),
+}
+
+macro_rules! either {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Embedded($s) => $e,
+            AnyStore::ZooKeeper($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn session_id(&self) -> i64 {
+        either!(self, s => s.session_id())
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Stat)>> {
+        either!(self, s => s.get(path).await)
+    }
+
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        either!(self, s => s.create(path, data, mode).await)
+    }
+
+    async fn set(&self, path: &str, data: &[u8], expected_version: Option<i64>) -> Result<Stat> {
+        either!(self, s => s.set(path, data, expected_version).await)
+    }
+
+    async fn delete(&self, path: &str, expected_version: Option<i64>) -> Result<()> {
+        either!(self, s => s.delete(path, expected_version).await)
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>> {
+        either!(self, s => s.children(path).await)
+    }
+
+    async fn watch(&self, path: &str) -> Result<Watch> {
+        either!(self, s => s.watch(path).await)
+    }
+
+    async fn close(self) -> Result<()> {
+        either!(self, s => s.close().await)
+    }
 }
