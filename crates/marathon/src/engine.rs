@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use dcos_mesos::api::{FrameworkInfo, Id};
 use dcos_mesos::resources::Resources;
 use dcos_mesos::scheduler::{self, Connection};
-use dcos_store::Session;
+use dcos_store::AnyStore;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -84,13 +84,15 @@ pub struct Settings {
     pub http_port: u16,
     /// The framework name.
     pub framework_name: String,
+    /// Whether Marathons on several masters elect a leader (the ZooKeeper store).
+    pub ha: bool,
 }
 
 /// What the REST API and the scheduler loop share.
 #[derive(Clone)]
 pub struct Marathon {
     state: Arc<Mutex<State>>,
-    persist: Persist<Session>,
+    persist: Persist<AnyStore>,
     connection: Arc<std::sync::Mutex<Option<Connection>>>,
     events: broadcast::Sender<Event>,
     /// The configuration.
@@ -104,7 +106,7 @@ pub struct Marathon {
 impl Marathon {
     /// Loads the stored state.
     pub async fn load(
-        persist: Persist<Session>,
+        persist: Persist<AnyStore>,
         settings: Settings,
         shutdown: CancellationToken,
     ) -> Result<Self, crate::persist::Error> {

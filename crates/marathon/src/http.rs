@@ -317,7 +317,7 @@ async fn info(AxState(m): AxState<Marathon>) -> Response {
             "failover_timeout": 604800,
             "features": [],
             "framework_name": m.settings.framework_name,
-            "ha": false,
+            "ha": m.settings.ha,
             "hostname": m.settings.hostname,
             "local_port_max": api::SERVICE_PORT_MAX,
             "local_port_min": api::SERVICE_PORT_MIN,

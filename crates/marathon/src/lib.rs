@@ -9,12 +9,14 @@
 //!   matching apps to offers. Neither does I/O.
 //! - [`persist`]: state in the `store`; [`engine`]: the scheduler loop and app operations;
 //!   [`health`]: health checks; [`http`]: the REST API.
+//! - [`leader`]: the election among the masters' Marathons, and the followers' proxy.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod engine;
 pub mod health;
 pub mod http;
+pub mod leader;
 pub mod offer;
 pub mod persist;
 pub mod state;
@@ -42,8 +44,11 @@ pub struct Config {
     pub libprocess: Option<SocketAddr>,
     /// The Mesos masters.
     pub masters: Vec<SocketAddr>,
-    /// Where Marathon keeps its state (a store file is created inside).
+    /// Where Marathon keeps its TLS certificate.
     pub work_dir: PathBuf,
+    /// Where Marathon keeps its state and holds its leader election: a file of its own (one
+    /// master) or the masters' ZooKeeper (`/marathon`).
+    pub store: dcos_store::Location,
     /// The framework name (`marathon`).
     pub framework_name: String,
     /// The cluster CA that issues the TLS certificate, if the cluster has one.
@@ -68,14 +73,17 @@ pub enum Error {
     #[error(transparent)]
     Tls(#[from] dcos_tls::Error),
     /// The state could not be opened.
-    #[error("cannot open Marathon's state in {dir}")]
+    #[error("cannot open Marathon's state at {store}")]
     Store {
-        /// The directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The candidacy ended; Marathon stops (and is started again) as on losing leadership.
+    #[error(transparent)]
+    Lost(#[from] leader::Lost),
     /// Serving failed.
     #[error("Marathon on {addr} failed")]
     Serve {
@@ -143,6 +151,9 @@ pub struct Listeners {
 }
 
 /// Serves on already-bound listeners until `shutdown` is cancelled.
+///
+/// Marathon joins the leader election and serves at once: as a follower it proxies to the
+/// leader; once elected it loads the state, registers with Mesos and answers itself.
 pub async fn serve_on(
     listeners: Listeners,
     config: Config,
@@ -154,8 +165,9 @@ pub async fn serve_on(
         libprocess,
     } = listeners;
     let addr = http.local_addr().unwrap_or(config.listen);
+    let store_name = config.store.to_string();
     let store_err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Store {
-        dir: config.work_dir.clone(),
+        store: store_name.clone(),
         source,
     };
     fs_create(&config.work_dir).map_err(|e| store_err(Box::new(e)))?;
@@ -170,32 +182,33 @@ pub async fn serve_on(
         )?),
         None => None,
     };
-    let file = config.work_dir.join("marathon.redb");
-    let store = tokio::task::spawn_blocking(move || dcos_store::Embedded::open(file))
-        .await
-        .map_err(|e| store_err(Box::new(e)))?
-        .map_err(|e| store_err(Box::new(e)))?;
-    let persist = persist::Persist::new(store.session());
-    let settings = engine::Settings {
-        masters: config.masters.clone(),
-        hostname: addr.ip().to_string(),
-        http_port: addr.port(),
-        framework_name: config.framework_name.clone(),
-    };
-    let marathon = Marathon::load(persist, settings, shutdown.clone())
+    let store = config
+        .store
+        .open()
         .await
         .map_err(|e| store_err(Box::new(e)))?;
+    let me = leader::participant(addr);
+    let election = leader::Election::join(store.clone(), me.clone())
+        .await
+        .map_err(|e| store_err(Box::new(e)))?;
+    let role = leader::SharedRole::default();
+    // Losing the candidacy stops everything; so does `shutdown`.
+    let stop = shutdown.child_token();
+    let front = leader::front_door(role.clone(), me.clone());
+
     tracing::info!(%addr, "listening for Marathon REST requests");
-    let app = http::router(marathon.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = front
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(http, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     let process = async {
         let Some(listener) = libprocess else {
             return Ok(());
         };
         let paddr = listener.local_addr().ok();
         tracing::info!(addr = ?paddr, "listening for Marathon process health and metrics");
-        axum::serve(listener, process_router(marathon.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        axum::serve(listener, process_router(role.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
             .await
     };
     let secure = async {
@@ -203,25 +216,70 @@ pub async fn serve_on(
             return Ok(());
         };
         tracing::info!(addr = ?listener.local_addr().ok(), "listening for Marathon REST requests over TLS");
-        let app = http::router(marathon.clone()).into_make_service();
+        let app = front.clone().into_make_service();
         axum::serve(dcos_tls::TlsListener::new(listener, acceptor), app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
             .await
     };
-    let scheduler = marathon.clone().run(shutdown.clone());
-    let health = health::run(marathon.clone(), shutdown.clone());
-    // Streams (/v2/events) never end on their own: a stopping Marathon drops them.
-    let (served, secured, processed, (), ()) = tokio::join!(
+    let lead = async {
+        let result = lead(&election, &role, store, &config, addr, &stop).await;
+        // Streams (/v2/events) never end on their own: a stopping Marathon drops them.
+        stop.cancel();
+        result
+    };
+    let (served, secured, processed, led) = tokio::join!(
         std::future::IntoFuture::into_future(server),
         secure,
         process,
-        scheduler,
-        health
+        lead,
     );
+    led?;
     served
         .and(secured)
         .and(processed)
         .map_err(|source| Error::Serve { addr, source })
+}
+
+/// Waits for this Marathon's turn, then loads the state and runs the scheduler and health
+/// checks until `stop` or the loss of the candidacy.
+async fn lead(
+    election: &leader::Election,
+    role: &leader::SharedRole,
+    store: dcos_store::AnyStore,
+    config: &Config,
+    addr: SocketAddr,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
+    if !election.until_leading(role, stop).await? {
+        return Ok(());
+    }
+    tracing::info!("elected leading Marathon; loading the state");
+    let settings = engine::Settings {
+        masters: config.masters.clone(),
+        hostname: addr.ip().to_string(),
+        http_port: addr.port(),
+        framework_name: config.framework_name.clone(),
+        ha: matches!(config.store, dcos_store::Location::ZooKeeper { .. }),
+    };
+    let marathon = Marathon::load(persist::Persist::new(store), settings, stop.clone())
+        .await
+        .map_err(|e| Error::Store {
+            store: config.store.to_string(),
+            source: Box::new(e),
+        })?;
+    leader::set(
+        role,
+        leader::Role::Leading(http::router(marathon.clone()), marathon.clone()),
+    );
+    let scheduler = marathon.clone().run(stop.clone());
+    let health = health::run(marathon.clone(), stop.clone());
+    let candidacy = async {
+        let result = election.while_leading(stop).await;
+        stop.cancel();
+        result
+    };
+    let ((), (), candidacy) = tokio::join!(scheduler, health, candidacy);
+    Ok(candidacy?)
 }
 
 fn fs_create(dir: &std::path::Path) -> std::io::Result<()> {
@@ -230,14 +288,17 @@ fn fs_create(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Port 15101: where DC/OS runs Marathon's libprocess, dcos-rs serves the scheduler
 /// process's own health and metrics, in libprocess's `/metrics/snapshot` form.
-fn process_router(m: Marathon) -> Router {
+fn process_router(role: leader::SharedRole) -> Router {
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route(
             "/metrics/snapshot",
             get(move || {
-                let m = m.clone();
+                let role = role.read().map(|r| r.clone()).unwrap_or_default();
                 async move {
+                    let leader::Role::Leading(_, m) = role else {
+                        return Json(json!({"marathon/leader": 0.0}));
+                    };
                     let s = m.lock().await;
                     let rss_kb = std::fs::read_to_string("/proc/self/statm")
                         .ok()
@@ -245,6 +306,7 @@ fn process_router(m: Marathon) -> Router {
                         .map(|pages| pages * 4)
                         .unwrap_or(0);
                     Json(json!({
+                        "marathon/leader": 1.0,
                         "marathon/uptime_secs": m.started.elapsed().as_secs_f64(),
                         "marathon/subscribed": if m.connection().is_some() { 1.0 } else { 0.0 },
                         "marathon/apps": s.apps.len(),

@@ -256,6 +256,15 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Where a component keeps its state: `file` under the work dir with the embedded store,
+    /// the masters' ZooKeeper ensemble otherwise.
+    pub fn store_location(&self, file: &str) -> dcos_store::Location {
+        match self.store.backend {
+            StoreBackend::Embedded => dcos_store::Location::Embedded(self.work_dir.join(file)),
+            StoreBackend::Zookeeper => dcos_store::Location::zookeeper(&self.master_list),
+        }
+    }
+
     /// This node's cluster IP: `ip`, else `ip_detect`'s output, else the default route's address.
     pub fn node_ip(&self) -> Result<IpAddr, ConfigError> {
         if let Some(ip) = self.ip {

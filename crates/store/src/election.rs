@@ -3,6 +3,10 @@
 //! `MasterInfo` JSON; the lowest sequence leads. When the leader's session ends its node goes,
 //! and the next one leads. Detectors (agents, Marathon, Mesos-DNS) read the leader the same way.
 //!
+//! Marathon elects its leader the same way through Curator's `LeaderLatch`, whose contender
+//! nodes are `_c_<id>-latch-<seq>` holding the participant's `host:port`
+//! ([`LeaderElection::curator`]).
+//!
 //! Every contender watches the directory rather than only its predecessor: an election has a
 //! handful of contenders (the masters), so the herd effect is negligible and the code simpler.
 
@@ -11,11 +15,15 @@ use crate::{path, CreateMode, Error, Result, Store, Watch};
 /// The name prefix of Mesos' contender nodes (Mesos >= 0.24; older ones used `info_`).
 pub const MESOS_PREFIX: &str = "json.info_";
 
-/// An election among the `json.info_<seq>` children of a directory.
+/// The name prefix of Curator's `LeaderLatch` contender nodes.
+pub const CURATOR_PREFIX: &str = "_c_";
+
+/// An election among the sequential children of a directory (`json.info_<seq>` for Mesos).
 #[derive(Clone, Debug)]
 pub struct LeaderElection<S> {
     store: S,
     dir: String,
+    prefix: &'static str,
 }
 
 /// A contender: its node exists while its session lives or until it withdraws.
@@ -30,10 +38,21 @@ pub struct Candidate<S> {
 impl<S: Store> LeaderElection<S> {
     /// The election in `dir` (`/mesos` for the Mesos masters), through `store`'s session.
     pub fn new(store: S, dir: &str) -> Result<Self> {
+        Self::with_prefix(store, dir, MESOS_PREFIX)
+    }
+
+    /// The election in `dir` as Curator's `LeaderLatch` holds it (Marathon's
+    /// `/marathon/leader-curator`).
+    pub fn curator(store: S, dir: &str) -> Result<Self> {
+        Self::with_prefix(store, dir, CURATOR_PREFIX)
+    }
+
+    fn with_prefix(store: S, dir: &str, prefix: &'static str) -> Result<Self> {
         path::validate(dir)?;
         Ok(Self {
             store,
             dir: dir.to_owned(),
+            prefix,
         })
     }
 
@@ -46,7 +65,12 @@ impl<S: Store> LeaderElection<S> {
     /// if needed. The candidacy lasts as long as the store's session.
     pub async fn join(&self, data: &[u8]) -> Result<Candidate<S>> {
         self.store.ensure_path(&self.dir).await?;
-        let prefix = path::join(&self.dir, MESOS_PREFIX);
+        let name = match self.prefix {
+            // Curator names each latch node by its client; the session id serves.
+            CURATOR_PREFIX => format!("{CURATOR_PREFIX}{:016x}-latch-", self.store.session_id()),
+            prefix => prefix.to_owned(),
+        };
+        let prefix = path::join(&self.dir, &name);
         let path = self
             .store
             .create(&prefix, data, CreateMode::EphemeralSequential)
@@ -57,7 +81,8 @@ impl<S: Store> LeaderElection<S> {
         })
     }
 
-    /// The contenders' paths, leader first. Other children (Mesos' `log_replicas`) are ignored.
+    /// The contenders' paths, leader first (the lowest sequence, the name's last ten digits).
+    /// Other children (Mesos' `log_replicas`) are ignored.
     pub async fn contenders(&self) -> Result<Vec<String>> {
         let names = match self.store.children(&self.dir).await {
             Ok(names) => names,
@@ -66,8 +91,10 @@ impl<S: Store> LeaderElection<S> {
         };
         let mut contenders: Vec<(i64, String)> = names
             .iter()
+            .filter(|name| name.starts_with(self.prefix))
             .filter_map(|name| {
-                let sequence = name.strip_prefix(MESOS_PREFIX)?.parse().ok()?;
+                let digits = name.get(name.len().checked_sub(10)?..)?;
+                let sequence: i64 = digits.parse().ok()?;
                 Some((sequence, path::join(&self.dir, name)))
             })
             .collect();

@@ -7,12 +7,17 @@
 //! good, so every later operation fails with [`Error::SessionClosed`] and its owner starts over,
 //! as a Mesos master or Marathon that loses its ZooKeeper session does.
 //!
+//! A session cut off from the ensemble for half its timeout is closed here too, without
+//! waiting to hear of its expiry (which only a reconnection brings): by then the ensemble is
+//! about to expire it, and an owner that led must stop before another is elected, as Mesos'
+//! contenders do.
+//!
 //! Watches are ZooKeeper's persistent watches (3.6+). ZooKeeper does not replay the events of
 //! a disconnection (ZOOKEEPER-4698), so a watch ends at any disconnection: its consumer re-reads
 //! and watches again, which is what [`Watch::recv`] returning `None` asks of it anyway.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -69,15 +74,19 @@ impl ZooKeeper {
             servers,
             "opened a ZooKeeper session"
         );
-        let inner = Inner {
+        let states = client.state_watcher();
+        let inner = Arc::new(Inner {
             client: Mutex::new(Some(client)),
             servers: servers.to_owned(),
             id,
             closed: AtomicBool::new(false),
-        };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        });
+        tokio::spawn(expire_when_cut_off(
+            Arc::downgrade(&inner),
+            states,
+            session_timeout / 2,
+        ));
+        Ok(Self { inner })
     }
 
     /// The ensemble's connect string.
@@ -139,6 +148,49 @@ impl ZooKeeper {
     fn version(expected: Option<i64>) -> Option<i32> {
         // A version beyond ZooKeeper's i32 can never match: ask for one that cannot either.
         expected.map(|v| i32::try_from(v).unwrap_or(i32::MIN))
+    }
+}
+
+/// Closes the session once it has been disconnected for `grace`, or has expired.
+async fn expire_when_cut_off(inner: Weak<Inner>, mut states: zk::StateWatcher, grace: Duration) {
+    loop {
+        let state = states.changed().await;
+        let expired = match state {
+            zk::SessionState::Disconnected => {
+                let reconnected = async {
+                    loop {
+                        match states.changed().await {
+                            zk::SessionState::SyncConnected
+                            | zk::SessionState::ConnectedReadOnly => return true,
+                            zk::SessionState::Disconnected => {}
+                            _ => return false,
+                        }
+                    }
+                };
+                !matches!(tokio::time::timeout(grace, reconnected).await, Ok(true))
+            }
+            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => false,
+            _ => true,
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if expired {
+            if !inner.closed.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    session = format_args!("{:#x}", inner.id),
+                    ?state,
+                    "the ZooKeeper session is lost; closing it"
+                );
+            }
+            // Ends it for good: the client goes, and with it the session and its watches.
+            inner
+                .client
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            return;
+        }
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn master_on(listen: SocketAddr, work_dir: PathBuf) -> Running {
         allocation_interval: Duration::from_millis(100),
         agent_ping_timeout: Duration::from_secs(2),
         weights: Default::default(),
-        work_dir,
+        store: dcos_store::Location::Embedded(work_dir.join("registry.redb")),
         agent_reregister_timeout: master::AGENT_REREGISTER_TIMEOUT,
     };
     let s = stop.clone();

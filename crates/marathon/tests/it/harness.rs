@@ -61,6 +61,7 @@ impl Env {
             libprocess: None,
             masters: vec![self.master.addr],
             work_dir: self.dir.path().join("marathon"),
+            store: dcos_store::Location::Embedded(self.dir.path().join("marathon/marathon.redb")),
             framework_name: "marathon".into(),
             ca_dir: None,
         };

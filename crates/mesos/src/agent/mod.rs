@@ -514,6 +514,8 @@ fn bound_ports() -> RangeSet {
 async fn master_loop(shared: Shared, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     let mut i = 0usize;
+    // The leader a standby master named, tried next without waiting.
+    let mut redirected: Option<SocketAddr> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -523,14 +525,24 @@ async fn master_loop(shared: Shared, shutdown: CancellationToken) {
             tracing::error!("no masters configured");
             return;
         }
-        let master = masters[i % masters.len()];
-        i += 1;
+        let master = redirected.take().unwrap_or_else(|| {
+            i += 1;
+            masters[(i - 1) % masters.len()]
+        });
         tokio::select! {
             _ = shutdown.cancelled() => return,
             result = follow_master(&shared, master) => {
                 match result {
                     Ok(()) => backoff = Duration::from_millis(200),
-                    Err(e) => tracing::debug!(%master, error = %e, "master connection failed"),
+                    Err(e) => match e.downcast::<Redirected>() {
+                        Ok(Redirected(leader)) => {
+                            tracing::debug!(%master, %leader, "a standby master named the leader");
+                            redirected = Some(leader);
+                            shared.lock().master = None;
+                            continue;
+                        }
+                        Err(e) => tracing::debug!(%master, error = %e, "master connection failed"),
+                    },
                 }
             }
         }
@@ -541,6 +553,22 @@ async fn master_loop(shared: Shared, shutdown: CancellationToken) {
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// A standby master's 307: the leader to register with instead.
+#[derive(Debug, thiserror::Error)]
+#[error("redirected to the leading master {0}")]
+struct Redirected(SocketAddr);
+
+/// The leader a standby's 307 names (`//ip:port/...`).
+fn redirect_target(resp: &reqwest::Response) -> Option<SocketAddr> {
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    let rest = location.trim_start_matches("http:").strip_prefix("//")?;
+    rest.split('/').next()?.parse().ok()
 }
 
 async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()> {
@@ -563,6 +591,11 @@ async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()
         .json(&call)
         .send()
         .await?;
+    if resp.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+        if let Some(leader) = redirect_target(&resp) {
+            return Err(Redirected(leader).into());
+        }
+    }
     if !resp.status().is_success() {
         anyhow::bail!(
             "master answered {}: {}",

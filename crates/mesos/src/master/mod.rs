@@ -12,7 +12,6 @@ pub mod views;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dcos_store::Location;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, FrameworkInfo, Id};
@@ -50,8 +51,9 @@ pub struct Config {
     pub agent_ping_timeout: Duration,
     /// Role weights for DRF.
     pub weights: HashMap<String, f64>,
-    /// Where the registry lives (`registry.redb`).
-    pub work_dir: PathBuf,
+    /// Where the registry and the leader election live: a file of its own (one master) or
+    /// the masters' ZooKeeper (`/mesos`).
+    pub store: Location,
     /// How long agents recovered from the registry have to re-register before they are
     /// unreachable (Mesos' `agent_reregister_timeout`, 10 minutes).
     pub agent_reregister_timeout: Duration,
@@ -73,13 +75,20 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The registry cannot be opened or read.
-    #[error("cannot open the Mesos master's registry in {dir}")]
+    #[error("cannot use the Mesos master's registry at {store}")]
     Registry {
-        /// The work dir.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// The cause.
         #[source]
         source: registry::Error,
+    },
+    /// This master's candidacy ended (its store session closed or expired): as a Mesos master
+    /// does, it stops, and its supervisor starts it again as a new contender.
+    #[error("lost its place in the leader election at {store}; stopping")]
+    LostLeadership {
+        /// The store.
+        store: String,
     },
     /// Serving failed.
     #[error("Mesos master on {addr} failed")]
@@ -98,6 +107,16 @@ pub struct Shared {
     master: Arc<Mutex<Master>>,
     config: Arc<Config>,
     registry: registry::Registry,
+    leadership: Arc<watch::Sender<Leadership>>,
+}
+
+/// Who leads, as this master knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// This master leads (and has recovered the registry).
+    pub leading: bool,
+    /// The leader's address, if one is elected.
+    pub leader: Option<SocketAddr>,
 }
 
 impl Shared {
@@ -131,6 +150,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
 }
 
 /// Serves on an already-bound listener until `shutdown` is cancelled.
+///
+/// The master enters the leader election at once and serves while it waits: until it leads,
+/// the scheduler, agent and operator APIs and the state endpoints redirect (307) to the
+/// leader, or answer 503 while none is elected, as a Mesos master does. Once elected it
+/// recovers the registry and leads until it stops or loses its candidacy.
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
@@ -139,45 +163,148 @@ pub async fn serve_on(
     let addr = listener.local_addr().unwrap_or(config.listen);
     let mut config = config;
     config.listen = addr;
-    let mut master = Master::new(
+    let store = config.store.to_string();
+    let registry_error = |source| Error::Registry {
+        store: store.clone(),
+        source,
+    };
+    let master = Master::new(
         addr.ip().to_string(),
         addr.port(),
         config.cluster.clone(),
         config.weights.clone(),
     );
-    let registry_error = |source| Error::Registry {
-        dir: config.work_dir.clone(),
-        source,
-    };
-    let registry =
-        registry::Registry::open(&config.work_dir.join("registry.redb")).map_err(registry_error)?;
-    let unreachable = registry.unreachable().await.map_err(registry_error)?;
-    for (id, info) in registry.agents().await.map_err(registry_error)? {
-        if !unreachable.contains(&id) {
-            master.recovered_agents.insert(id, info);
-        }
-    }
-    // The candidacy (the `json.info_` node) lasts as long as this process.
-    let _leader_record = registry
+    let registry = registry::Registry::open(&config.store)
+        .await
+        .map_err(registry_error)?;
+    // The candidacy (the `json.info_` node) lasts as long as this process's store session.
+    let candidate = registry
         .contend(&master.master_info())
         .await
         .map_err(registry_error)?;
-    tracing::info!(
-        recovered = master.recovered_agents.len(),
-        unreachable = unreachable.len(),
-        "recovered the registry"
-    );
+    tracing::info!(contender = candidate.path(), %store, "entered the leader election");
     let shared = Shared {
         master: Arc::new(Mutex::new(master)),
         config: Arc::new(config),
         registry,
+        leadership: Arc::new(watch::channel(Leadership::default()).0),
     };
+    // Losing the candidacy stops the server too.
+    let stop = shutdown.child_token();
+    let mut first_outcome = shared.leadership.subscribe();
+    let elected = tokio::spawn({
+        let (shared, stop) = (shared.clone(), stop.clone());
+        async move {
+            let result = elect(&shared, candidate.path(), &stop).await;
+            stop.cancel();
+            result
+        }
+    });
+    // Serve once the first election read is in (milliseconds), so that a lone master's first
+    // callers find it leading; a store that does not answer makes it serve as a standby.
+    let _ = tokio::time::timeout(Duration::from_secs(5), first_outcome.changed()).await;
     tracing::info!(%addr, "listening for Mesos master requests");
-    let ticker = periodic(shared.clone(), shutdown.clone());
+    let ticker = periodic(shared.clone(), stop.clone());
     let server =
-        axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown.cancelled_owned());
-    let (served, ()) = tokio::join!(std::future::IntoFuture::into_future(server), ticker);
+        axum::serve(listener, router(shared)).with_graceful_shutdown(stop.cancelled_owned());
+    let (served, (), elected) = tokio::join!(
+        std::future::IntoFuture::into_future(server),
+        ticker,
+        elected
+    );
+    match elected {
+        Ok(result) => result?,
+        Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+    }
     served.map_err(|source| Error::Serve { addr, source })
+}
+
+/// Follows the election: publishes the leader, and recovers the registry and leads when this
+/// master's turn comes. Returns when `stop` is cancelled, or fails when the candidacy is gone.
+async fn elect(shared: &Shared, me: &str, stop: &CancellationToken) -> Result<(), Error> {
+    let store = shared.config.store.to_string();
+    let lost = || Error::LostLeadership {
+        store: store.clone(),
+    };
+    let election = shared.registry.election();
+    loop {
+        // Watch before reading, so a change in between is not missed. A failed read (the
+        // store's connection is being re-established) is retried; a closed session is final.
+        let read = async {
+            let changes = election.watch().await?;
+            let contenders = election.contenders().await?;
+            let leader = match contenders.first() {
+                Some(path) => shared.registry.leader().await?.filter(|(p, _)| p == path),
+                None => None,
+            };
+            Ok::<_, dcos_store::Error>((changes, contenders, leader))
+        };
+        let (mut changes, contenders, leader) = match read.await {
+            Ok(read) => read,
+            Err(dcos_store::Error::SessionClosed { .. }) => return Err(lost()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the leader election; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+        };
+        if !contenders.iter().any(|c| c == me) {
+            return Err(lost());
+        }
+        let leading = leader.as_ref().is_some_and(|(path, _)| path == me);
+        let leader_addr = leader.as_ref().and_then(|(_, info)| master_addr(info));
+        if leading && !shared.leadership.borrow().leading {
+            recover(shared).await.map_err(|source| Error::Registry {
+                store: store.clone(),
+                source,
+            })?;
+        }
+        shared.leadership.send_if_modified(|l| {
+            let now = Leadership {
+                leading,
+                leader: leader_addr,
+            };
+            let changed = *l != now;
+            if changed {
+                tracing::info!(leading, leader = ?leader_addr, "the Mesos leader changed");
+            }
+            *l = now;
+            changed
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = changes.recv() => {}
+        }
+    }
+}
+
+/// A leader's `ip:port` from its `MasterInfo`.
+fn master_addr(info: &Value) -> Option<SocketAddr> {
+    let ip = info["address"]["ip"].as_str()?.parse().ok()?;
+    let port = u16::try_from(info["address"]["port"].as_u64()?).ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Loads the agents the registry admitted (minus the unreachable ones): they are expected to
+/// re-register within the re-register timeout, counted from now.
+async fn recover(shared: &Shared) -> Result<(), registry::Error> {
+    let unreachable = shared.registry.unreachable().await?;
+    let agents = shared.registry.agents().await?;
+    let mut m = shared.lock();
+    for (id, info) in agents {
+        if !unreachable.contains(&id) && !m.agents.contains_key(&id) {
+            m.recovered_agents.insert(id, info);
+        }
+    }
+    m.elected_time = Some(api::now_secs());
+    tracing::info!(
+        recovered = m.recovered_agents.len(),
+        unreachable = unreachable.len(),
+        "elected leader; recovered the registry"
+    );
+    Ok(())
 }
 
 /// Allocation, heartbeats, failover and agent timeouts.
@@ -185,7 +312,7 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
     let mut alloc = tokio::time::interval(shared.config.allocation_interval);
     alloc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(HEARTBEAT_SECS));
-    let started = Instant::now();
+    let mut elected: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -195,10 +322,15 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
                 return;
             }
             _ = alloc.tick() => {
+                // A standby keeps no agents or frameworks: they all talk to the leader.
+                if !shared.leadership.borrow().leading {
+                    continue;
+                }
+                let elected = *elected.get_or_insert_with(Instant::now);
                 let mut m = shared.lock();
                 m.expire_frameworks();
                 let mut lost = m.mark_unreachable(shared.config.agent_ping_timeout);
-                if started.elapsed() >= shared.config.agent_reregister_timeout {
+                if elected.elapsed() >= shared.config.agent_reregister_timeout {
                     lost.extend(m.recovered_agents.drain().map(|(id, _)| id));
                 }
                 let decisions = allocator::allocate(&m, Instant::now());
@@ -236,7 +368,8 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
 
 /// The HTTP routes, testable without a socket.
 pub fn router(shared: Shared) -> Router {
-    Router::new()
+    // What only the leader answers; a standby redirects these to it.
+    let leader_only = Router::new()
         .route("/api/v1/scheduler", post(scheduler))
         .route(crate::protocol::AGENT_API_PATH, post(agent_api))
         .route("/api/v1", post(operator))
@@ -252,10 +385,16 @@ pub fn router(shared: Shared) -> Router {
         .route("/frameworks", get(frameworks))
         .route("/master/tasks", get(tasks))
         .route("/tasks", get(tasks))
-        .route("/master/redirect", get(redirect))
-        .route("/redirect", get(redirect))
         .route("/master/teardown", post(teardown_endpoint))
         .route("/teardown", post(teardown_endpoint))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_leader,
+        ));
+    Router::new()
+        .merge(leader_only)
+        .route("/master/redirect", get(redirect))
+        .route("/redirect", get(redirect))
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/master/health", get(|| async { StatusCode::OK }))
         .route("/version", get(|| async { Json(views::version()) }))
@@ -265,6 +404,37 @@ pub fn router(shared: Shared) -> Router {
             get(|State(s): State<Shared>| async move { Json(json!({"flags": s.flags()})) }),
         )
         .with_state(shared)
+}
+
+/// Passes a request on if this master leads; otherwise redirects it to the leader with its
+/// path and query (`//ip:port/path`), or answers 503 while no leader is elected.
+async fn require_leader(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let leadership = *shared.leadership.borrow();
+    if leadership.leading {
+        return next.run(request).await;
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    to_leader(leadership, &path)
+}
+
+/// 307 to `//leader{path}`, or 503 "No leader elected".
+fn to_leader(leadership: Leadership, path: &str) -> Response {
+    let Some(leader) = leadership.leader else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "No leader elected");
+    };
+    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("//{leader}{path}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 impl IntoResponse for CallError {
@@ -657,16 +827,13 @@ async fn tasks(State(shared): State<Shared>, Query(q): Query<HashMap<String, Str
     Json(json!({"tasks": page})).into_response()
 }
 
+/// `/redirect`: to the leading master's base URL (itself if it leads).
 async fn redirect(State(shared): State<Shared>) -> Response {
-    let (ip, port) = {
-        let m = shared.lock();
-        (m.ip.clone(), m.port)
-    };
-    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("//{ip}:{port}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
+    let mut leadership = *shared.leadership.borrow();
+    if leadership.leading {
+        leadership.leader = Some(shared.config.listen);
     }
-    resp
+    to_leader(leadership, "")
 }
 
 async fn teardown_endpoint(State(shared): State<Shared>, RawForm(form): RawForm) -> Response {
@@ -748,7 +915,7 @@ async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         "GET_FRAMEWORKS" => json!({"type": "GET_FRAMEWORKS", "get_frameworks": get_frameworks()}),
         "GET_TASKS" => json!({"type": "GET_TASKS", "get_tasks": get_tasks()}),
         "GET_MASTER" => {
-            json!({"type": "GET_MASTER", "get_master": {"master_info": m.master_info(), "start_time": m.start_time, "elected_time": m.start_time}})
+            json!({"type": "GET_MASTER", "get_master": {"master_info": m.master_info(), "start_time": m.start_time, "elected_time": m.elected_time}})
         }
         "SUBSCRIBE" => {
             let snapshot = json!({"type": "SUBSCRIBED", "subscribed": {"get_state": get_state(), "heartbeat_interval_seconds": HEARTBEAT_SECS}});

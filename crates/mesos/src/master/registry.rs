@@ -12,9 +12,7 @@
 //! - `/mesos/registry/agents/<id>`: an admitted agent's `AgentInfo`;
 //! - `/mesos/registry/unreachable/<id>`: `{"timestamp": secs}` for an unreachable agent.
 
-use std::path::Path;
-
-use dcos_store::{Candidate, CreateMode, Embedded, LeaderElection, Session, Store};
+use dcos_store::{AnyStore, Candidate, CreateMode, LeaderElection, Location, Store};
 use serde_json::{json, Value};
 
 use crate::protocol::AgentInfo;
@@ -22,27 +20,20 @@ use crate::protocol::AgentInfo;
 const AGENTS: &str = "/mesos/registry/agents";
 const UNREACHABLE: &str = "/mesos/registry/unreachable";
 
-/// The registry, through one store session.
+/// The registry, through one store session (embedded, or the masters' ZooKeeper).
 #[derive(Clone, Debug)]
 pub struct Registry {
-    session: Session,
+    session: AnyStore,
 }
 
 /// What a registry operation failed on.
 pub type Error = dcos_store::Error;
 
 impl Registry {
-    /// Opens the registry file (created if missing). Blocks: call it at start-up.
-    pub fn open(file: &Path) -> Result<Registry, Error> {
-        if let Some(dir) = file.parent() {
-            fs_err::create_dir_all(dir).map_err(|e| Error::Storage {
-                store: file.display().to_string(),
-                path: None,
-                source: e.into(),
-            })?;
-        }
+    /// Opens a session on the store at `location`.
+    pub async fn open(location: &Location) -> Result<Registry, Error> {
         Ok(Registry {
-            session: Embedded::open(file)?.session(),
+            session: location.open().await?,
         })
     }
 
@@ -111,20 +102,24 @@ impl Registry {
         self.session.children(UNREACHABLE).await
     }
 
+    /// The masters' election under `/mesos`.
+    pub fn election(&self) -> LeaderElection<AnyStore> {
+        LeaderElection::new(self.session.clone(), "/mesos").expect("a valid path")
+    }
+
     /// Enters the leader election under `/mesos` with this master's `MasterInfo`.
-    pub async fn contend(&self, master_info: &Value) -> Result<Candidate<Session>, Error> {
-        LeaderElection::new(self.session.clone(), "/mesos")?
+    pub async fn contend(&self, master_info: &Value) -> Result<Candidate<AnyStore>, Error> {
+        self.election()
             .join(master_info.to_string().as_bytes())
             .await
     }
 
-    /// The leading master's `MasterInfo`, as a detector reads it.
-    pub async fn leader(&self) -> Result<Option<Value>, Error> {
-        let election = LeaderElection::new(self.session.clone(), "/mesos")?;
-        Ok(election
-            .leader()
-            .await?
-            .and_then(|(_, data)| serde_json::from_slice(&data).ok()))
+    /// The leading master's contender node and `MasterInfo`, as a detector reads them.
+    pub async fn leader(&self) -> Result<Option<(String, Value)>, Error> {
+        Ok(self.election().leader().await?.map(|(path, data)| {
+            let info = serde_json::from_slice(&data).unwrap_or(Value::Null);
+            (path, info)
+        }))
     }
 }
 
@@ -143,9 +138,9 @@ mod tests {
     #[tokio::test]
     async fn admitted_and_unreachable_agents_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("registry.redb");
+        let file = Location::Embedded(dir.path().join("registry.redb"));
         {
-            let r = Registry::open(&file).unwrap();
+            let r = Registry::open(&file).await.unwrap();
             assert!(r.agents().await.unwrap().is_empty());
             r.admit("a1", &agent("10.0.0.1")).await.unwrap();
             r.admit("a2", &agent("10.0.0.2")).await.unwrap();
@@ -153,7 +148,7 @@ mod tests {
             r.mark_unreachable("a2", 1.0).await.unwrap();
             r.mark_unreachable("a2", 2.0).await.unwrap();
         }
-        let r = Registry::open(&file).unwrap();
+        let r = Registry::open(&file).await.unwrap();
         let agents = r.agents().await.unwrap();
         assert_eq!(agents.len(), 2);
         assert_eq!(agents[0], ("a1".to_string(), agent("10.0.0.9")));
@@ -166,16 +161,17 @@ mod tests {
     #[tokio::test]
     async fn the_leader_record_is_a_json_info_node_that_ends_with_its_owner() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("registry.redb");
+        let file = Location::Embedded(dir.path().join("registry.redb"));
         {
-            let r = Registry::open(&file).unwrap();
+            let r = Registry::open(&file).await.unwrap();
             let info = json!({"id": "m1", "hostname": "10.0.0.1", "port": 5050});
             let candidate = r.contend(&info).await.unwrap();
             assert!(candidate.path().starts_with("/mesos/json.info_"));
-            assert_eq!(r.leader().await.unwrap(), Some(info));
+            let leader = Some((candidate.path().to_owned(), info));
+            assert_eq!(r.leader().await.unwrap(), leader);
         }
         // A new owner of the file finds no stale leader.
-        let r = Registry::open(&file).unwrap();
+        let r = Registry::open(&file).await.unwrap();
         assert_eq!(r.leader().await.unwrap(), None);
     }
 }

@@ -211,6 +211,8 @@ pub struct Master {
     pub cluster: String,
     /// Seconds since the epoch.
     pub start_time: f64,
+    /// When this master was elected leader, if it leads.
+    pub elected_time: Option<f64>,
     /// Frameworks by id.
     pub frameworks: HashMap<String, Framework>,
     /// Torn-down frameworks, newest last.
@@ -265,6 +267,7 @@ impl Master {
             port,
             cluster,
             start_time: api::now_secs(),
+            elected_time: None,
             frameworks: HashMap::new(),
             completed_frameworks: VecDeque::new(),
             agents: HashMap::new(),

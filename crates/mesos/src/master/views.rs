@@ -210,7 +210,7 @@ pub fn state(master: &Master, flags: &Value) -> Value {
     let mut v = version();
     let extra = json!({
         "start_time": master.start_time,
-        "elected_time": master.start_time,
+        "elected_time": master.elected_time,
         "id": master.id,
         "pid": master.pid(),
         "hostname": master.ip,
