@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use dcos_node::cluster::{self, Spec};
+use dcos_node::config::StoreBackend;
 
 use crate::UserError;
 
@@ -22,8 +23,13 @@ pub(crate) struct ClusterArgs {
 enum ClusterCommand {
     /// Start a local cluster and wait until every node is healthy.
     Up {
+        /// 1, 3 or 5 masters; more than one form a ZooKeeper ensemble.
         #[arg(long, default_value_t = 1)]
         masters: usize,
+        /// Where the masters keep their state: `embedded` (one master only) or `zookeeper`.
+        /// Default: embedded with one master, zookeeper with several.
+        #[arg(long, value_parser = ["embedded", "zookeeper"])]
+        store: Option<String>,
         #[arg(long, default_value_t = 2)]
         agents: usize,
         #[arg(long, default_value_t = 0)]
@@ -52,14 +58,21 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ClusterCommand::Up {
             masters,
+            store,
             agents,
             public_agents,
             name,
             timeout,
         } => {
+            let store = match store.as_deref() {
+                Some("zookeeper") => Some(StoreBackend::Zookeeper),
+                Some(_) => Some(StoreBackend::Embedded),
+                None => None,
+            };
             let spec = Spec {
                 name,
                 masters,
+                store,
                 agents,
                 public_agents,
                 binary: std::env::current_exe()?,

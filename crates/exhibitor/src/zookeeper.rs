@@ -107,6 +107,8 @@ pub struct ServerConfig {
     pub client: SocketAddr,
     /// Snapshots, transaction logs, `myid` and `zoo.cfg`.
     pub data_dir: PathBuf,
+    /// A quorum (with quorum and election ports), not a standalone server.
+    pub ensemble: bool,
 }
 
 impl ServerConfig {
@@ -126,6 +128,7 @@ impl ServerConfig {
             servers,
             client: SocketAddr::new(ip, CLIENT_PORT),
             data_dir,
+            ensemble: true,
         })
     }
 
@@ -136,6 +139,7 @@ impl ServerConfig {
             servers: vec![client.ip()],
             client,
             data_dir,
+            ensemble: false,
         }
     }
 
@@ -172,9 +176,10 @@ impl ServerConfig {
             port = self.client.port(),
             ip = self.client.ip(),
         );
-        if self.servers.len() > 1 {
-            // Listen for peers only on this server's own address, as every port here does.
-            cfg.push_str("quorumListenOnAllIPs=false\n");
+        if self.ensemble {
+            // Listen for peers only on this server's own address, as every port here does;
+            // a one-master ensemble is a quorum of one, not a standalone server, as in DC/OS.
+            cfg.push_str("quorumListenOnAllIPs=false\nstandaloneEnabled=false\n");
             for (i, ip) in self.servers.iter().enumerate() {
                 cfg.push_str(&format!(
                     "server.{}={ip}:{QUORUM_PORT}:{ELECTION_PORT}\n",

@@ -590,6 +590,9 @@ impl Marathon {
     /// Keeps subscribed to a master and drives apps until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let client = reqwest::Client::builder()
+            // A standby master's 307 is followed by `scheduler::subscribe`, which then talks to
+            // the leader directly.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();

@@ -91,10 +91,12 @@ impl Election {
                     }
                 }
             };
-            if leader.as_deref() == Some(self.me.as_str()) {
+            // By node, not by `host:port`: the node of this Marathon's killed predecessor
+            // names the same address until its session expires.
+            if leader.as_ref().is_some_and(|(path, _)| *path == self.path) {
                 return Ok(true);
             }
-            if let Some(leader) = leader {
+            if let Some((_, leader)) = leader {
                 tracing::info!(%leader, "following the leading Marathon");
                 set(role, Role::Following(leader));
             }
@@ -124,9 +126,10 @@ impl Election {
         }
     }
 
-    /// The leader's `host:port` and a watch on the election; `None` when the store could not
-    /// be read (retry), an error when this candidacy is gone.
-    async fn read(&self) -> Result<Option<(Option<String>, dcos_store::Watch)>, Lost> {
+    /// The leader's node and `host:port`, and a watch on the election; `None` when the store
+    /// could not be read (retry), an error when this candidacy is gone.
+    #[allow(clippy::type_complexity)]
+    async fn read(&self) -> Result<Option<(Option<(String, String)>, dcos_store::Watch)>, Lost> {
         let lost = || Lost {
             me: self.me.clone(),
         };
@@ -141,7 +144,8 @@ impl Election {
                 if !contenders.contains(&self.path) {
                     return Err(lost());
                 }
-                let leader = leader.map(|(_, data)| String::from_utf8_lossy(&data).into_owned());
+                let leader =
+                    leader.map(|(path, data)| (path, String::from_utf8_lossy(&data).into_owned()));
                 Ok(Some((leader, changes)))
             }
             Err(dcos_store::Error::SessionClosed { .. }) => Err(lost()),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, StoreBackend, StoreConfig};
 use crate::status;
 
 /// What to start.
@@ -24,8 +24,10 @@ use crate::status;
 pub struct Spec {
     /// The cluster's name.
     pub name: String,
-    /// How many masters.
+    /// How many masters: 1, 3 or 5.
     pub masters: usize,
+    /// The masters' store; `None` picks embedded for one master, ZooKeeper for several.
+    pub store: Option<StoreBackend>,
     /// How many private agents.
     pub agents: usize,
     /// How many public agents.
@@ -211,14 +213,21 @@ pub fn up(spec: &Spec, mut progress: impl FnMut(&str)) -> Result<Record, Error> 
             spec.name, spec.name
         )));
     }
-    if spec.masters != 1 {
+    if ![1, 3, 5].contains(&spec.masters) {
         return Err(Error::Invalid(format!(
-            "{} masters asked: this build runs one master (the embedded store); several masters need the ZooKeeper store",
+            "{} masters asked: a cluster has 1, 3 or 5 masters (a ZooKeeper quorum is a majority)",
             spec.masters
         )));
     }
+    let store = store_backend(spec)?;
     let dir = spec.state_dir.join(&spec.name);
     let isolated = is_root();
+    if !isolated && spec.masters > 1 {
+        return Err(Error::Invalid(
+            "several masters need root: each runs in its own network namespace with its own IP"
+                .into(),
+        ));
+    }
     let mut record = Record {
         name: spec.name.clone(),
         bridge: None,
@@ -284,15 +293,28 @@ pub fn up(spec: &Spec, mut progress: impl FnMut(&str)) -> Result<Record, Error> 
     // Recorded before anything is created, so `down` can always clean up.
     save(&spec.state_dir, &record)?;
 
-    let result = bring_up(spec, &mut record, &masters, &mut progress);
+    let result = bring_up(spec, store, &mut record, &masters, &mut progress);
     save(&spec.state_dir, &record)?;
     result?;
     fs_err::write(spec.state_dir.join("current"), &spec.name)?;
     Ok(record)
 }
 
+/// The store the masters use: ZooKeeper for several masters, embedded for one unless asked.
+fn store_backend(spec: &Spec) -> Result<StoreBackend, Error> {
+    match (spec.store, spec.masters) {
+        (Some(StoreBackend::Embedded), n) if n > 1 => Err(Error::Invalid(format!(
+            "{n} masters cannot share the embedded store; they need `--store zookeeper`"
+        ))),
+        (Some(store), _) => Ok(store),
+        (None, 1) => Ok(StoreBackend::Embedded),
+        (None, _) => Ok(StoreBackend::Zookeeper),
+    }
+}
+
 fn bring_up(
     spec: &Spec,
+    store: StoreBackend,
     record: &mut Record,
     masters: &[IpAddr],
     progress: &mut impl FnMut(&str),
@@ -313,6 +335,7 @@ fn bring_up(
             ca_dir: Some(ca_dir.clone()),
             cluster_name: spec.name.clone(),
             master_list: masters.to_vec(),
+            store: StoreConfig { backend: store },
             ip: Some(node.ip),
             work_dir: node.work_dir.clone(),
             ..NodeConfig::default()

@@ -37,6 +37,7 @@ const START_ORDER: &[&str] = &[
 /// The units whose component dcos-rs has built.
 const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
+    "dcos-exhibitor.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
     "dcos-marathon.service",
@@ -64,6 +65,8 @@ impl Unit {
         self.rows
             .iter()
             .filter(|r| r.protocol == dcos_ports::Protocol::Tcp)
+            // Only the ensemble's leader listens on ZooKeeper's quorum port.
+            .filter(|r| r.port != PortSpec::Single(dcos_exhibitor::zookeeper::QUORUM_PORT))
             .filter_map(|r| match r.port {
                 PortSpec::Single(p) => Some(SocketAddr::new(
                     connect_address(bind_address(r.bind(), ip)),
@@ -187,6 +190,18 @@ pub async fn run_unit(
         )
         .await
         .map_err(|e| failed(e.into())),
+        "dcos-exhibitor.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let exhibitor = dcos_exhibitor::Config::dcos(
+                ip,
+                &config.master_list,
+                config.work_dir.join("exhibitor"),
+            )
+            .map_err(|e| failed(e.into()))?;
+            dcos_exhibitor::serve(exhibitor, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
+        }
         "dcos-mesos-master.service" => {
             let ip = config.node_ip().map_err(|e| failed(e.into()))?;
             dcos_mesos::master::serve(

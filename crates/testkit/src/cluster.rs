@@ -81,6 +81,7 @@ impl std::fmt::Debug for Error {
 #[derive(Clone, Debug)]
 pub struct Builder {
     masters: usize,
+    store: Option<dcos_node::config::StoreBackend>,
     agents: usize,
     public_agents: usize,
     binary: Option<PathBuf>,
@@ -91,6 +92,12 @@ impl Builder {
     /// How many masters (default 1).
     pub fn masters(mut self, n: usize) -> Self {
         self.masters = n;
+        self
+    }
+
+    /// The masters' store (default: embedded for one master, ZooKeeper for several).
+    pub fn store(mut self, store: dcos_node::config::StoreBackend) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -142,6 +149,7 @@ impl Builder {
         let spec = Spec {
             name: name.clone(),
             masters: self.masters,
+            store: self.store,
             agents: self.agents,
             public_agents: self.public_agents,
             binary,
@@ -177,6 +185,7 @@ impl Cluster {
     pub fn builder() -> Builder {
         Builder {
             masters: 1,
+            store: None,
             agents: 0,
             public_agents: 0,
             binary: None,
@@ -253,6 +262,23 @@ impl Cluster {
         cmd.args(["netns", "exec", netns_of(node)]).args(argv);
         output_within(&mut cmd, EXEC_TIMEOUT)
             .unwrap_or_else(|e| panic!("{argv:?} in {}: {e}", node.id))
+    }
+
+    /// Cuts a node off the cluster's bridge (`cut`), or connects it again: its veth's host
+    /// end goes down or up. The node keeps running and keeps its own loopback.
+    ///
+    /// # Panics
+    ///
+    /// When `ip link` fails.
+    pub fn cut_off(&self, node: &Node, cut: bool) {
+        let veth = node.veth.as_deref().expect("a testkit node has a veth");
+        let state = if cut { "down" } else { "up" };
+        let out = output_within(
+            Command::new("ip").args(["link", "set", veth, state]),
+            EXEC_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("ip link set {veth} {state}: {e}"));
+        assert!(out.status.success(), "ip link set {veth} {state}: {out:?}");
     }
 
     /// Opens a TCP connection to `addr` from inside a node's namespace.

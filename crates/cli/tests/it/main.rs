@@ -5,6 +5,7 @@ mod adminrouter;
 mod cluster;
 mod config;
 mod dns;
+mod ha;
 mod install;
 mod node_run;
 mod ports;

@@ -298,6 +298,8 @@ pub async fn serve_on(
         source,
     })?;
     let client = reqwest::Client::builder()
+        // A standby master's 307 names the leader, which `master_loop` registers with.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default();

@@ -965,6 +965,16 @@ impl Master {
                         updates.push(st);
                     }
                     None => {
+                        // As Mesos: nothing while the task's agent (or, without an agent id,
+                        // any agent) is recovered from the registry and not re-registered
+                        // yet. After a failover the agent is about to report its tasks.
+                        let transitioning = match agent_id {
+                            Some(a) => self.recovered_agents.contains_key(&a.value),
+                            None => !self.recovered_agents.is_empty(),
+                        };
+                        if transitioning {
+                            continue;
+                        }
                         let completed = fw
                             .completed_tasks
                             .iter()
