@@ -109,7 +109,12 @@ fn every_built_unit_runs_in_its_node_and_binds_as_the_contract_says() {
     let mut checked = Vec::new();
     for node in cluster.nodes() {
         let other = cluster.nodes().iter().find(|n| n.id != node.id).unwrap();
-        for u in role_units(role_of(node)).iter().filter(|u| u.built) {
+        let status = cluster.status(node);
+        let in_use = |name: &str| unit(&status, name).state != UnitState::NotInUse;
+        for u in role_units(role_of(node))
+            .iter()
+            .filter(|u| u.built && in_use(u.name))
+        {
             for row in u.rows.iter().filter(|r| r.protocol == Protocol::Tcp) {
                 let PortSpec::Single(port) = row.port else {
                     continue;

@@ -137,6 +137,29 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
         });
     }
 
+    // Exhibitor's contract ports answer on each master's IP; the quorum port on ZooKeeper's
+    // leader only, which is where followers connect.
+    for m in &masters {
+        for port in [2181, 3888, 8181] {
+            let addr = std::net::SocketAddr::new(m.ip, port);
+            cluster
+                .connect(agent, addr)
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+        }
+    }
+    let url = format!("http://{}:8181/exhibitor/v1/cluster/status", ips[0]);
+    let (_, status) = get(&cluster, agent, &url);
+    let zk_leader = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["isLeader"] == true)
+        .unwrap();
+    let zk_leader: IpAddr = zk_leader["hostname"].as_str().unwrap().parse().unwrap();
+    cluster
+        .connect(agent, std::net::SocketAddr::new(zk_leader, 2888))
+        .expect("the ZooKeeper leader's quorum port");
+
     // An app, created through a follower Marathon (which proxies to the leader).
     let leader = eventually(Duration::from_secs(30), || {
         marathon_leader(&cluster, agent, ips[0])

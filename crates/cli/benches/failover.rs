@@ -1,0 +1,227 @@
+//! The failover benchmark: a three-master cluster (ZooKeeper ensemble, as `dcos cluster up
+//! --masters 3` makes it), whose leading Marathon, then leading Mesos master, is killed
+//! (-9) R times (default 10). Each figure is the time from the kill to the first
+//! acknowledged write on the new leader, asked through the surviving masters every 100 ms:
+//! for Marathon a `POST /v2/apps` answered 201; for Mesos a scheduler `SUBSCRIBE` answered 200
+//! (the master registers the framework). The limit in the same run is the ZooKeeper session
+//! timeout (10 s), which bounds how soon the ensemble may declare a silent leader gone.
+//!
+//! Run as root: `cargo bench -p dcos-cli --bench failover -- [--repetitions R] [--out FILE]`
+//! (default `bench/results/failover.json`).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use dcos_testkit::{bench, eventually, Cluster, Node};
+use serde_json::{json, Value};
+
+const DCOS: &str = env!("CARGO_BIN_EXE_dcos");
+
+/// The session timeout the masters' components ask ZooKeeper for.
+const SESSION_TIMEOUT: Duration = dcos_store::ZK_SESSION_TIMEOUT;
+
+/// How long one failover may take before the benchmark gives up.
+const GIVE_UP: Duration = Duration::from_secs(90);
+
+/// `curl` from `node`: the HTTP status (0 if none).
+fn curl_status(cluster: &Cluster, node: &Node, args: &[&str]) -> u16 {
+    let mut argv = vec![
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-m",
+        "2",
+    ];
+    argv.extend_from_slice(args);
+    let out = cluster.exec(node, &argv);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn curl_json(cluster: &Cluster, node: &Node, url: &str) -> Value {
+    let out = cluster.exec(node, &["curl", "-s", "-m", "2", url]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn unit_pid(cluster: &Cluster, node: &Node, unit: &str) -> Option<u32> {
+    let status = cluster.status(node);
+    let unit = status.units.iter().find(|u| u.name == unit)?;
+    (unit.state == dcos_node::status::UnitState::Running)
+        .then_some(unit.pid)
+        .flatten()
+}
+
+fn kill_9(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// The leader's IP from `host:port` or `//host:port/...`.
+fn host(text: &str) -> Option<IpAddr> {
+    let text = text.trim_start_matches("http:").trim_start_matches("//");
+    text.split([':', '/']).next()?.parse().ok()
+}
+
+fn marathon_leader(cluster: &Cluster, from: &Node, via: IpAddr) -> Option<IpAddr> {
+    let leader = curl_json(cluster, from, &format!("http://{via}:8080/v2/leader"));
+    host(leader["leader"].as_str()?)
+}
+
+fn mesos_leader(cluster: &Cluster, from: &Node, via: IpAddr) -> Option<IpAddr> {
+    let url = format!("http://{via}:5050/master/redirect");
+    let args = [
+        "curl",
+        "-s",
+        "-m",
+        "2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{redirect_url}",
+        &url,
+    ];
+    let out = cluster.exec(from, &args);
+    host(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split("//")
+            .nth(1)?,
+    )
+}
+
+/// Kills `unit` on the leader `old`, then writes through the other masters until one write
+/// is acknowledged; returns the seconds from the kill, once the killed unit runs again.
+fn one_failover(
+    cluster: &Cluster,
+    masters: &[&Node],
+    old: IpAddr,
+    unit: &str,
+    write: impl Fn(IpAddr) -> bool,
+) -> f64 {
+    let old_node = masters
+        .iter()
+        .find(|m| m.ip == old)
+        .expect("the leader is a master");
+    let pid = unit_pid(cluster, old_node, unit).expect("the leader's unit runs");
+    let since = Instant::now();
+    kill_9(pid);
+    let survivors: Vec<IpAddr> = masters
+        .iter()
+        .map(|m| m.ip)
+        .filter(|ip| *ip != old)
+        .collect();
+    let took = eventually(GIVE_UP, || {
+        survivors
+            .iter()
+            .any(|via| write(*via))
+            .then(|| since.elapsed().as_secs_f64())
+    });
+    // The next repetition starts with three contenders again.
+    eventually(GIVE_UP, || {
+        unit_pid(cluster, old_node, unit).filter(|p| *p != pid)
+    });
+    took
+}
+
+fn summary(samples: &[f64]) -> Value {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    json!({
+        "samples_secs": samples,
+        "min_secs": sorted.first(),
+        "median_secs": median,
+        "max_secs": sorted.last(),
+        "median_ratio_to_session_timeout": median / SESSION_TIMEOUT.as_secs_f64(),
+    })
+}
+
+fn run(args: &bench::Args) -> anyhow::Result<Value> {
+    let repetitions = args.num("repetitions", 10);
+    let cluster = Cluster::builder()
+        .masters(3)
+        .agents(1)
+        .binary(DCOS)
+        .timeout(Duration::from_secs(180))
+        .start()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let masters: Vec<&Node> = (0..3).map(|i| cluster.master(i)).collect();
+    let client = cluster.agents()[0];
+    let first = masters[0].ip;
+
+    let mut marathon = Vec::new();
+    for i in 0..repetitions {
+        let old = eventually(GIVE_UP, || marathon_leader(&cluster, client, first));
+        let app =
+            json!({"id": format!("/failover-{i}"), "cmd": "sleep 1", "instances": 0}).to_string();
+        let took = one_failover(&cluster, &masters, old, "dcos-marathon.service", |via| {
+            let url = format!("http://{via}:8080/v2/apps");
+            let args = [
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &app,
+                &url,
+            ];
+            curl_status(&cluster, client, &args) == 201
+        });
+        eprintln!("[failover] Marathon {i}: {took:.2} s");
+        marathon.push(took);
+    }
+    let mut mesos = Vec::new();
+    for i in 0..repetitions {
+        let old = eventually(GIVE_UP, || mesos_leader(&cluster, client, first));
+        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info":
+            {"user": "root", "name": format!("failover-{i}")}}})
+        .to_string();
+        let took = one_failover(
+            &cluster,
+            &masters,
+            old,
+            "dcos-mesos-master.service",
+            |via| {
+                // -L: a standby answers 307 to the leader; curl repeats the POST there.
+                let url = format!("http://{via}:5050/api/v1/scheduler");
+                let args = [
+                    "-L",
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    &call,
+                    &url,
+                ];
+                curl_status(&cluster, client, &args) == 200
+            },
+        );
+        eprintln!("[failover] Mesos {i}: {took:.2} s");
+        mesos.push(took);
+    }
+    cluster.down().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(json!({
+        "masters": 3,
+        "repetitions": repetitions,
+        "session_timeout_secs": SESSION_TIMEOUT.as_secs_f64(),
+        "marathon": summary(&marathon),
+        "mesos": summary(&mesos),
+    }))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    bench::main("failover", &["repetitions"], |args| async move {
+        let figures = tokio::task::spawn_blocking(move || run(&args)).await??;
+        anyhow::Ok(json!({"failover": figures}))
+    })
+}
