@@ -95,14 +95,14 @@ fn every_route_reaches_its_component_through_the_router() {
 
     // The task's stdout through the agent's route.
     let agent_id = state["slaves"][0]["id"].as_str().unwrap().to_string();
-    // The status page shows the agent and the task with its port.
-    let (status, page) = get_text("/");
-    assert_eq!(status, 200);
+    // The status page shows the agent and the task with its port (once its cached copy of
+    // the Mesos state, at most two seconds old, has the task running).
+    let running = "<td>marathon</td><td>web</td><td>TASK_RUNNING</td>";
+    let page = eventually(Duration::from_secs(10), || {
+        let (status, page) = get_text("/");
+        (status == 200 && page.contains(running)).then_some(page)
+    });
     assert!(page.contains(&format!("<td>{agent_id}</td>")), "{page}");
-    assert!(
-        page.contains("<td>marathon</td><td>web</td><td>TASK_RUNNING</td>"),
-        "{page}"
-    );
     let (status, agent_state) = get(&format!("/agent/{agent_id}/state"));
     assert_eq!(status, 200);
     let dir = agent_state["frameworks"][0]["executors"][0]["directory"]
