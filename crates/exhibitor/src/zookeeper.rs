@@ -412,7 +412,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_ensemble_lists_every_master_in_master_list_order() {
+    fn an_ensemble_numbers_the_masters_in_sorted_order() {
         let masters: Vec<IpAddr> = ["10.0.0.3", "10.0.0.1", "10.0.0.2"]
             .iter()
             .map(|m| m.parse().unwrap())
