@@ -219,6 +219,34 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
         running_tasks(&cluster, agent, follower),
         Some(tasks.clone())
     );
+    // The leader's followers see the change: Admin Router on every master routes /mesos to
+    // the new leader, and every master's Mesos-DNS answers leader.mesos with it.
+    for m in &masters {
+        eventually(FAILOVER_BOUND, || {
+            let url = format!("http://{}/mesos/master/state", m.ip);
+            let (status, state) = get(&cluster, agent, &url);
+            (status == 200 && state["leader"] == format!("master@{new}:5050")).then_some(())
+        });
+        eventually(FAILOVER_BOUND, || {
+            let server = format!("@{}", m.ip);
+            let argv = [
+                "dig",
+                &server,
+                "-p",
+                "61053",
+                "+short",
+                "+time=2",
+                "+tries=1",
+                "leader.mesos",
+            ];
+            let out = cluster.exec(agent, &argv);
+            (String::from_utf8_lossy(&out.stdout).trim() == new.to_string()).then_some(())
+        });
+    }
+    report(
+        "Admin Router and Mesos-DNS on every master follow the new leader",
+        since,
+    );
 
     // 2. kill -9 the leading Marathon; a standby takes over with the same state, and takes writes.
     let old = eventually(Duration::from_secs(10), || {
