@@ -48,19 +48,6 @@ fn curl_json(cluster: &Cluster, node: &Node, url: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-fn unit_pid(cluster: &Cluster, node: &Node, unit: &str) -> Option<u32> {
-    let status = cluster.status(node);
-    let unit = status.units.iter().find(|u| u.name == unit)?;
-    (unit.state == dcos_node::status::UnitState::Running)
-        .then_some(unit.pid)
-        .flatten()
-}
-
-fn kill_9(pid: u32) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-}
-
 /// The leader's IP from `host:port` or `//host:port/...`.
 fn host(text: &str) -> Option<IpAddr> {
     let text = text.trim_start_matches("http:").trim_start_matches("//");
@@ -107,9 +94,8 @@ fn one_failover(
         .iter()
         .find(|m| m.ip == old)
         .expect("the leader is a master");
-    let pid = unit_pid(cluster, old_node, unit).expect("the leader's unit runs");
     let since = Instant::now();
-    kill_9(pid);
+    let pid = cluster.kill_unit(old_node, unit);
     let survivors: Vec<IpAddr> = masters
         .iter()
         .map(|m| m.ip)
@@ -123,7 +109,7 @@ fn one_failover(
     });
     // The next repetition starts with three contenders again.
     eventually(GIVE_UP, || {
-        unit_pid(cluster, old_node, unit).filter(|p| *p != pid)
+        cluster.unit_pid(old_node, unit).filter(|p| *p != pid)
     });
     took
 }

@@ -94,18 +94,24 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             source,
         })?;
     let (process, watched) = watch::channel(Process::default());
-    let supervisor =
-        zookeeper::supervise(config.server.clone(), install, process, shutdown.clone());
+    // A supervisor that fails (ZooKeeper cannot be started) stops the API too: the unit
+    // fails, and its node restarts it.
+    let stop = shutdown.child_token();
+    let server = config.server.clone();
+    let supervisor = async {
+        let supervised = zookeeper::supervise(server, install, process, stop.clone()).await;
+        stop.cancel();
+        supervised
+    };
     let addr = config.http;
     let shared = Arc::new(Shared {
         config,
         process: watched,
     });
     tracing::info!(%addr, "listening for Exhibitor requests");
-    let api =
-        axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let api = axum::serve(listener, router(shared))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
     let api = async { api.await.map_err(|source| Error::Serve { addr, source }) };
-    // Either failing ends the unit (the node supervisor restarts it); both end on shutdown.
     let (supervised, served) = tokio::join!(supervisor, api);
     supervised?;
     served

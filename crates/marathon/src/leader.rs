@@ -20,7 +20,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use dcos_store::{AnyStore, LeaderElection};
+use dcos_store::{AnyStore, Candidate, LeaderElection, Standing};
 use futures::TryStreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +53,8 @@ pub type SharedRole = Arc<RwLock<Role>>;
 
 /// This Marathon's election: its candidacy and how it learns who leads.
 pub struct Election {
-    election: LeaderElection<AnyStore>,
+    candidate: Candidate<AnyStore>,
     me: String,
-    path: String,
 }
 
 /// The candidacy ended: the store session closed or expired.
@@ -70,8 +69,7 @@ impl Election {
     pub async fn join(store: AnyStore, me: String) -> Result<Self, dcos_store::Error> {
         let election = LeaderElection::curator(store, ELECTION_DIR)?;
         let candidate = election.join(me.as_bytes()).await?;
-        let path = candidate.path().to_owned();
-        Ok(Self { election, me, path })
+        Ok(Self { candidate, me })
     }
 
     /// Follows the election, publishing the leader into `role`, until this candidate leads
@@ -82,77 +80,44 @@ impl Election {
         stop: &CancellationToken,
     ) -> Result<bool, Lost> {
         loop {
-            let (leader, mut changes) = match self.read().await? {
-                Some(read) => read,
-                None => {
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(false),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    }
-                }
+            let Some(mut standing) = self.standing(stop).await? else {
+                return Ok(false);
             };
             // By node, not by `host:port`: the node of this Marathon's killed predecessor
             // names the same address until its session expires.
-            if leader.as_ref().is_some_and(|(path, _)| *path == self.path) {
+            if standing.leading {
                 return Ok(true);
             }
-            if let Some((_, leader)) = leader {
+            if let Some((_, leader)) = standing.leader {
+                let leader = String::from_utf8_lossy(&leader).into_owned();
                 tracing::info!(%leader, "following the leading Marathon");
                 set(role, Role::Following(leader));
             }
             tokio::select! {
                 _ = stop.cancelled() => return Ok(false),
-                _ = changes.recv() => {}
+                _ = standing.changes.recv() => {}
             }
         }
     }
 
     /// Returns when this candidacy ends (an error) or `stop` is cancelled.
     pub async fn while_leading(&self, stop: &CancellationToken) -> Result<(), Lost> {
-        loop {
-            let mut changes = match self.read().await? {
-                Some((_, changes)) => changes,
-                None => {
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    }
-                }
-            };
+        while let Some(mut standing) = self.standing(stop).await? {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = changes.recv() => {}
+                _ = standing.changes.recv() => {}
             }
         }
+        Ok(())
     }
 
-    /// The leader's node and `host:port`, and a watch on the election; `None` when the store
-    /// could not be read (retry), an error when this candidacy is gone.
-    #[allow(clippy::type_complexity)]
-    async fn read(&self) -> Result<Option<(Option<(String, String)>, dcos_store::Watch)>, Lost> {
-        let lost = || Lost {
-            me: self.me.clone(),
-        };
-        let read = async {
-            let changes = self.election.watch().await?;
-            let contenders = self.election.contenders().await?;
-            let leader = self.election.leader().await?;
-            Ok::<_, dcos_store::Error>((changes, contenders, leader))
-        };
-        match read.await {
-            Ok((changes, contenders, leader)) => {
-                if !contenders.contains(&self.path) {
-                    return Err(lost());
-                }
-                let leader =
-                    leader.map(|(path, data)| (path, String::from_utf8_lossy(&data).into_owned()));
-                Ok(Some((leader, changes)))
-            }
-            Err(dcos_store::Error::SessionClosed { .. }) => Err(lost()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read Marathon's leader election; retrying");
-                Ok(None)
-            }
+    /// The election now, `None` once `stop` is cancelled; its only error is the candidacy's end.
+    async fn standing(&self, stop: &CancellationToken) -> Result<Option<Standing>, Lost> {
+        tokio::select! {
+            _ = stop.cancelled() => Ok(None),
+            standing = self.candidate.standing() => standing.map(Some).map_err(|_| Lost {
+                me: self.me.clone(),
+            }),
         }
     }
 }
@@ -287,11 +252,6 @@ async fn proxy(client: &reqwest::Client, me: &str, leader: &str, request: Reques
     let body = Body::from_stream(answer.bytes_stream().map_err(std::io::Error::other));
     resp.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
-}
-
-/// This Marathon's `host:port` participant id.
-pub fn participant(addr: SocketAddr) -> String {
-    addr.to_string()
 }
 
 #[cfg(test)]

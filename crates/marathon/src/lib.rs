@@ -187,7 +187,8 @@ pub async fn serve_on(
         .open()
         .await
         .map_err(|e| store_err(Box::new(e)))?;
-    let me = leader::participant(addr);
+    // The participant id Curator records: `host:port`.
+    let me = addr.to_string();
     let election = leader::Election::join(store.clone(), me.clone())
         .await
         .map_err(|e| store_err(Box::new(e)))?;

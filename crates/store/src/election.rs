@@ -26,6 +26,20 @@ pub struct LeaderElection<S> {
     prefix: &'static str,
 }
 
+/// What a candidate sees of its election at one moment (see [`Candidate::standing`]).
+#[derive(Debug)]
+pub struct Standing {
+    /// The leader's node and data.
+    pub leader: Option<(String, Vec<u8>)>,
+    /// Whether this candidate is the leader.
+    pub leading: bool,
+    /// Set before the read: its next event (or end) means the contenders changed since.
+    pub changes: Watch,
+}
+
+/// How long [`Candidate::standing`] waits before reading an unreadable store again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A contender: its node exists while its session lives or until it withdraws.
 #[derive(Debug)]
 pub struct Candidate<S> {
@@ -144,6 +158,43 @@ impl<S: Store> Candidate<S> {
             });
         }
         Ok(contenders.first() == Some(&self.path))
+    }
+
+    /// Who leads, whether this candidate does, and a watch for the next change. A store that
+    /// cannot be read (its connection is being re-established) is read again every 500 ms;
+    /// the only errors are the end of the candidacy: `NoNode` (its node is gone) or
+    /// `SessionClosed`.
+    pub async fn standing(&self) -> Result<Standing> {
+        loop {
+            match self.read_standing().await {
+                Err(e @ Error::Storage { .. }) => {
+                    tracing::warn!(dir = %self.election.dir, error = %e, "cannot read the leader election; retrying");
+                    tokio::time::sleep(RETRY).await;
+                }
+                read => return read,
+            }
+        }
+    }
+
+    async fn read_standing(&self) -> Result<Standing> {
+        // Watch before reading, so a change in between is not missed.
+        let changes = self.election.watch().await?;
+        loop {
+            let contenders = self.election.contenders().await?;
+            if !contenders.contains(&self.path) {
+                let path = self.path.clone();
+                return Err(Error::NoNode { path });
+            }
+            let first = &contenders[0];
+            // The leader may go between listing and reading; then read again.
+            if let Some((data, _)) = self.election.store.get(first).await? {
+                return Ok(Standing {
+                    leading: *first == self.path,
+                    leader: Some((first.clone(), data)),
+                    changes,
+                });
+            }
+        }
     }
 
     /// Returns once this candidate leads (at once if it does). Fails as [`Self::is_leader`].

@@ -23,7 +23,7 @@ pub mod embedded;
 pub mod path;
 pub mod zookeeper;
 
-pub use election::{Candidate, LeaderElection};
+pub use election::{Candidate, LeaderElection, Standing};
 pub use embedded::{Embedded, Session};
 pub use zookeeper::ZooKeeper;
 

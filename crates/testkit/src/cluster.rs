@@ -309,6 +309,29 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("status of {} in {}: {e}", node.id, run_dir.display()))
     }
 
+    /// The pid of a node's unit while it runs, as its supervisor last wrote it.
+    pub fn unit_pid(&self, node: &Node, unit: &str) -> Option<u32> {
+        let status = self.status(node);
+        let unit = status.units.iter().find(|u| u.name == unit)?;
+        (unit.state == dcos_node::status::UnitState::Running)
+            .then_some(unit.pid)
+            .flatten()
+    }
+
+    /// Kills (-9) a node's running unit, as a crash would, and returns the pid it had; its
+    /// supervisor starts it again.
+    ///
+    /// # Panics
+    ///
+    /// When the unit is not running.
+    pub fn kill_unit(&self, node: &Node, unit: &str) -> u32 {
+        let pid = self
+            .unit_pid(node, unit)
+            .unwrap_or_else(|| panic!("{unit} is not running on {}", node.id));
+        crate::kill_9(pid);
+        pid
+    }
+
     /// Every process of the cluster known now: each supervisor and each unit process.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();

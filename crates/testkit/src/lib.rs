@@ -56,6 +56,14 @@ pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Sends SIGKILL to `pid` (gone already is fine).
+pub fn kill_9(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// Runs a command to completion, capturing its output, killing it if it runs longer than
 /// `within`.
 pub fn output_within(cmd: &mut Command, within: Duration) -> std::io::Result<Output> {

@@ -79,22 +79,6 @@ fn running_tasks(cluster: &Cluster, from: &Node, via: IpAddr) -> Option<Vec<Stri
     Some(ids)
 }
 
-/// The pid a unit of `node` runs as now.
-fn unit_pid(cluster: &Cluster, node: &Node, unit: &str) -> u32 {
-    let status = cluster.status(node);
-    let unit = status
-        .units
-        .iter()
-        .find(|u| u.name == unit)
-        .expect("the unit");
-    unit.pid.expect("a running unit has a pid")
-}
-
-fn kill_9(pid: u32) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
-}
-
 /// Exhibitor's view from `via`: (serving servers, leaders).
 fn ensemble(cluster: &Cluster, from: &Node, via: IpAddr) -> (usize, usize) {
     let url = format!("http://{via}:8181/exhibitor/v1/cluster/status");
@@ -192,7 +176,7 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
     });
     let old_node = masters.iter().find(|m| m.ip == old).unwrap();
     let since = Instant::now();
-    kill_9(unit_pid(&cluster, old_node, "dcos-mesos-master.service"));
+    cluster.kill_unit(old_node, "dcos-mesos-master.service");
     let new = eventually(FAILOVER_BOUND, || {
         mesos_leader(&cluster, agent, &masters).filter(|l| *l != old)
     });
@@ -254,7 +238,7 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
     });
     let old_node = masters.iter().find(|m| m.ip == old).unwrap();
     let since = Instant::now();
-    kill_9(unit_pid(&cluster, old_node, "dcos-marathon.service"));
+    cluster.kill_unit(old_node, "dcos-marathon.service");
     let new = eventually(FAILOVER_BOUND, || {
         marathon_leader(&cluster, agent, *ips.iter().find(|ip| **ip != old).unwrap())
             .filter(|l| *l != old)
@@ -317,7 +301,7 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
         .parse()
         .unwrap();
     let since = Instant::now();
-    kill_9(zk_pid);
+    dcos_testkit::kill_9(zk_pid);
     eventually(FAILOVER_BOUND, || {
         let restarted: u32 = fs_err::read_to_string(&pid_file)
             .ok()?

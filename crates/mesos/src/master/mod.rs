@@ -21,7 +21,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dcos_store::Location;
+use dcos_store::{AnyStore, Candidate, Location, Standing};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -195,7 +195,7 @@ pub async fn serve_on(
     let elected = tokio::spawn({
         let (shared, stop) = (shared.clone(), stop.clone());
         async move {
-            let result = elect(&shared, candidate.path(), &stop).await;
+            let result = elect(&shared, &candidate, &stop).await;
             stop.cancel();
             result
         }
@@ -220,41 +220,30 @@ pub async fn serve_on(
 }
 
 /// Follows the election: publishes the leader, and recovers the registry and leads when this
-/// master's turn comes. Returns when `stop` is cancelled, or fails when the candidacy is gone.
-async fn elect(shared: &Shared, me: &str, stop: &CancellationToken) -> Result<(), Error> {
+/// master's turn comes. Returns when `stop` is cancelled, or fails when the candidacy is gone
+/// (the only error [`Candidate::standing`] returns).
+async fn elect(
+    shared: &Shared,
+    candidate: &Candidate<AnyStore>,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
     let store = shared.config.store.to_string();
-    let lost = || Error::LostLeadership {
-        store: store.clone(),
-    };
-    let election = shared.registry.election();
     loop {
-        // Watch before reading, so a change in between is not missed. A failed read (the
-        // store's connection is being re-established) is retried; a closed session is final.
-        let read = async {
-            let changes = election.watch().await?;
-            let contenders = election.contenders().await?;
-            let leader = match contenders.first() {
-                Some(path) => shared.registry.leader().await?.filter(|(p, _)| p == path),
-                None => None,
-            };
-            Ok::<_, dcos_store::Error>((changes, contenders, leader))
+        let standing = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            standing = candidate.standing() => standing,
         };
-        let (mut changes, contenders, leader) = match read.await {
-            Ok(read) => read,
-            Err(dcos_store::Error::SessionClosed { .. }) => return Err(lost()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the leader election; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
+        let Ok(Standing {
+            leader,
+            leading,
+            mut changes,
+        }) = standing
+        else {
+            return Err(Error::LostLeadership { store });
         };
-        if !contenders.iter().any(|c| c == me) {
-            return Err(lost());
-        }
-        let leading = leader.as_ref().is_some_and(|(path, _)| path == me);
-        let leader_addr = leader.as_ref().and_then(|(_, info)| master_addr(info));
+        let leader_addr = leader
+            .and_then(|(_, info)| serde_json::from_slice::<Value>(&info).ok())
+            .and_then(|info| master_addr(&info));
         if leading && !shared.leadership.borrow().leading {
             recover(shared).await.map_err(|source| Error::Registry {
                 store: store.clone(),

@@ -113,14 +113,6 @@ impl Registry {
             .join(master_info.to_string().as_bytes())
             .await
     }
-
-    /// The leading master's contender node and `MasterInfo`, as a detector reads them.
-    pub async fn leader(&self) -> Result<Option<(String, Value)>, Error> {
-        Ok(self.election().leader().await?.map(|(path, data)| {
-            let info = serde_json::from_slice(&data).unwrap_or(Value::Null);
-            (path, info)
-        }))
-    }
 }
 
 #[cfg(test)]
@@ -167,11 +159,11 @@ mod tests {
             let info = json!({"id": "m1", "hostname": "10.0.0.1", "port": 5050});
             let candidate = r.contend(&info).await.unwrap();
             assert!(candidate.path().starts_with("/mesos/json.info_"));
-            let leader = Some((candidate.path().to_owned(), info));
-            assert_eq!(r.leader().await.unwrap(), leader);
+            let leader = Some((candidate.path().to_owned(), info.to_string().into_bytes()));
+            assert_eq!(r.election().leader().await.unwrap(), leader);
         }
         // A new owner of the file finds no stale leader.
         let r = Registry::open(&file).await.unwrap();
-        assert_eq!(r.leader().await.unwrap(), None);
+        assert_eq!(r.election().leader().await.unwrap(), None);
     }
 }

@@ -303,6 +303,8 @@ pub async fn leadership_passes_on_when_the_leader_goes(h: &impl Harness) {
     assert!(!second.is_leader().await.unwrap());
     let leader = Some((first.path().to_owned(), b"one".to_vec()));
     assert_eq!(observer.leader().await.unwrap(), leader);
+    let standing = second.standing().await.unwrap();
+    assert_eq!((standing.leader, standing.leading), (leader, false));
 
     // The second waits; the first's session ends when its last handle (the candidate) drops.
     let mut changes = observer.watch().await.unwrap();
