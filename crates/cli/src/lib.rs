@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
+mod bench;
 mod cluster;
 mod install;
 mod marathon;
@@ -68,10 +70,32 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Marathon apps (a client of Marathon's REST API).
     Marathon(marathon::MarathonArgs),
+    /// Simulated agents, for scale tests.
+    Agent(agent::AgentArgs),
+    /// The benchmark suite: `dcos bench list` shows its scenarios.
+    Bench(bench::BenchArgs),
+}
+
+/// Raises the open-file limit to its hard limit, as DC/OS' units do (`LimitNOFILE`): a
+/// master holds a connection per agent and framework, and a node's units inherit this.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+/// The open-file limit now.
+pub(crate) fn fd_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
 /// Parses arguments, runs the command, renders errors, picks the exit code.
 pub fn main() -> ExitCode {
+    raise_fd_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ports(args) => ports::run(args),
@@ -81,6 +105,8 @@ pub fn main() -> ExitCode {
         Command::Install(args) => install::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Marathon(args) => marathon::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,10 +3,13 @@
 //! Each simulated agent speaks exactly the agent protocol a real agent speaks (SUBSCRIBE to
 //! `/api/v1/agent`, a RecordIO event stream, UPDATE calls for its tasks), with
 //! its own id, hostname and resources, so the master cannot tell it from a real one. Its
-//! containerizer is simulated: a launched task goes TASK_STARTING then TASK_RUNNING after a
-//! configurable delay, and stays running until killed.
+//! containerizer is simulated: a launched task goes TASK_STARTING then, after a configurable
+//! delay, TASK_RUNNING (or TASK_FAILED, for every n-th task when failures are asked for), and
+//! stays running until killed.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,15 +30,53 @@ pub struct Spec {
     pub resources: Resources,
     /// How long a task takes from launch to TASK_RUNNING.
     pub start_delay: Duration,
+    /// Agent `n` is named `<hostname_prefix>-<n>`.
+    pub hostname_prefix: String,
+    /// Every `fail_every`-th launched task (counted across all agents) goes TASK_FAILED
+    /// instead of TASK_RUNNING; 0 never fails one.
+    pub fail_every: u64,
+}
+
+impl Spec {
+    /// Agents of `master` with `resources`, named `sim-<n>`, whose tasks start after
+    /// `start_delay` and never fail.
+    pub fn new(master: SocketAddr, resources: Resources, start_delay: Duration) -> Spec {
+        Spec {
+            master,
+            resources,
+            start_delay,
+            hostname_prefix: "sim".into(),
+            fail_every: 0,
+        }
+    }
+}
+
+/// What the simulated containerizers have done, across all agents.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Tasks launched.
+    pub launched: AtomicU64,
+    /// Tasks that went TASK_RUNNING.
+    pub running: AtomicU64,
+    /// Tasks made to fail.
+    pub failed: AtomicU64,
+    /// Tasks killed.
+    pub killed: AtomicU64,
 }
 
 /// Running simulated agents; dropping them does not stop them, [`Agents::stop`] does.
 pub struct Agents {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    counts: Arc<Counts>,
 }
 
 impl Agents {
+    /// What their containerizers have done so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
     /// Stops every agent and waits for them.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -45,47 +86,86 @@ impl Agents {
     }
 }
 
-/// Starts `count` simulated agents, named `sim-<n>`, and returns once all have registered.
+/// How long registration may take: a minute, and more for many agents (the master writes
+/// each admission to its registry).
+fn registration_deadline(count: usize) -> Duration {
+    Duration::from_secs(60).max(Duration::from_millis(20) * count as u32)
+}
+
+/// Starts `count` simulated agents and returns once all have registered.
 pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
     let stop = CancellationToken::new();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
+    let counts = Arc::new(Counts::default());
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
     let mut tasks = Vec::with_capacity(count);
     for n in 0..count {
-        let (spec, client, stop, ready) =
-            (spec.clone(), client.clone(), stop.clone(), ready_tx.clone());
+        let agent = Agent {
+            spec: spec.clone(),
+            client: client.clone(),
+            counts: counts.clone(),
+            n,
+        };
+        let (stop, ready) = (stop.clone(), ready_tx.clone());
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                r = run(spec, client, n, ready) => if let Err(e) = r {
+                r = agent.run(ready) => if let Err(e) = r {
                     tracing::warn!(agent = n, error = %e, "simulated agent ended");
                 }
             }
         }));
     }
     drop(ready_tx);
-    for _ in 0..count {
-        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
-            .await
-            .map_err(|_| anyhow::anyhow!("simulated agents did not all register within 60 s"))?
-            .ok_or_else(|| anyhow::anyhow!("a simulated agent failed to register"))?;
+    let deadline = registration_deadline(count);
+    let registered = async {
+        for _ in 0..count {
+            ready_rx
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("a simulated agent failed to register"))?;
+        }
+        anyhow::Ok(())
+    };
+    let outcome = tokio::time::timeout(deadline, registered)
+        .await
+        .map_err(|_| anyhow::anyhow!("simulated agents did not all register within {deadline:?}"))
+        .and_then(|r| r);
+    let agents = Agents {
+        stop,
+        tasks,
+        counts,
+    };
+    if let Err(e) = outcome {
+        agents.stop().await;
+        return Err(e);
     }
-    Ok(Agents { stop, tasks })
+    Ok(agents)
 }
 
-async fn run(
+/// One simulated agent.
+struct Agent {
     spec: Spec,
     client: reqwest::Client,
+    counts: Arc<Counts>,
     n: usize,
-    ready: tokio::sync::mpsc::Sender<()>,
-) -> anyhow::Result<()> {
+}
+
+impl Agent {
+async fn run(self, ready: tokio::sync::mpsc::Sender<()>) -> anyhow::Result<()> {
+    let Agent {
+        spec,
+        client,
+        counts,
+        n,
+    } = self;
     let url = format!("http://{}{AGENT_API_PATH}", spec.master);
     let call = AgentCall::Subscribe {
         agent_id: None,
         info: AgentInfo {
-            hostname: format!("sim-{n}"),
+            hostname: format!("{}-{n}", spec.hostname_prefix),
             port: 5051,
             resources: spec.resources.to_api(None),
             attributes: Default::default(),
@@ -115,10 +195,14 @@ async fn run(
                         continue;
                     };
                     let (client, url, delay) = (client.clone(), url.clone(), spec.start_delay);
+                    let launched = counts.launched.fetch_add(1, Ordering::Relaxed) + 1;
+                    let fails = spec.fail_every > 0 && launched % spec.fail_every == 0;
+                    let counts = counts.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        for state in ["TASK_STARTING", "TASK_RUNNING"] {
-                            let status = TaskStatus {
+                        let last = if fails { "TASK_FAILED" } else { "TASK_RUNNING" };
+                        for state in ["TASK_STARTING", last] {
+                            let mut status = TaskStatus {
                                 task_id: task.task_id.clone(),
                                 state: state.into(),
                                 source: Some("SOURCE_EXECUTOR".into()),
@@ -128,8 +212,14 @@ async fn run(
                                 uuid: Some(api::new_update_uuid()),
                                 ..TaskStatus::default()
                             };
+                            if state == "TASK_FAILED" {
+                                status.message = Some("simulated failure".into());
+                                status.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+                            }
                             send_update(&client, &url, &agent_id, &fw, status).await;
                         }
+                        let counter = if fails { &counts.failed } else { &counts.running };
+                        counter.fetch_add(1, Ordering::Relaxed);
                     });
                 }
                 AgentEvent::KillTask {
@@ -150,6 +240,7 @@ async fn run(
                         ..TaskStatus::default()
                     };
                     let (client, url) = (client.clone(), url.clone());
+                    counts.killed.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         send_update(&client, &url, &agent_id, &framework_id, status).await;
                     });
@@ -161,6 +252,7 @@ async fn run(
         }
     }
     anyhow::bail!("the master closed the stream")
+}
 }
 
 async fn send_update(

@@ -6,7 +6,6 @@
 //!   panics.
 //! - [`netns`]: a bare network namespace for one test ([`Netns`]), a listener held in it
 //!   ([`Held`]), and running code or a TCP/HTTP request inside any namespace.
-//! - [`bench`]: arguments and result files of the benchmark targets.
 //! - [`dns`]: the real `dig`, its output tidied for matching.
 //! - [`http`]: `GET` over TCP or a Unix socket, enough for health endpoints.
 //! - [`loopback`]: a Mesos master and agents in the test process on 127.0.0.1, for
@@ -18,7 +17,6 @@
 //! starts a cluster or a namespace removes what dead test processes left.
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod cluster;
 pub mod dns;
 pub mod http;

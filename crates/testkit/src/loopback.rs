@@ -36,15 +36,21 @@ impl Running {
     }
 }
 
+/// The allocation interval of [`master`]: fast, so that tests get offers soon.
+const TEST_ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Starts a master on 127.0.0.1 (an ephemeral port, its own registry) with a fast
 /// allocation interval.
 pub async fn master() -> Running {
+    master_with(TEST_ALLOCATION_INTERVAL).await
+}
+
+/// Starts a master on 127.0.0.1 (an ephemeral port, its own registry) allocating every
+/// `allocation_interval`.
+pub async fn master_with(allocation_interval: Duration) -> Running {
     let dir = tempfile::tempdir().expect("a temporary dir for the master's registry");
-    let mut running = master_on(
-        "127.0.0.1:0".parse().expect("an address"),
-        dir.path().into(),
-    )
-    .await;
+    let listen = "127.0.0.1:0".parse().expect("an address");
+    let mut running = start_master(listen, dir.path().into(), allocation_interval).await;
     running._dir = Some(dir);
     running
 }
@@ -52,6 +58,14 @@ pub async fn master() -> Running {
 /// Starts a master on `listen` with its registry in `work_dir` (a restarted master passes
 /// the address and dir of the one it replaces).
 pub async fn master_on(listen: SocketAddr, work_dir: PathBuf) -> Running {
+    start_master(listen, work_dir, TEST_ALLOCATION_INTERVAL).await
+}
+
+async fn start_master(
+    listen: SocketAddr,
+    work_dir: PathBuf,
+    allocation_interval: Duration,
+) -> Running {
     let listener = TcpListener::bind(listen)
         .await
         .expect("bind a loopback port for the master");
@@ -60,7 +74,7 @@ pub async fn master_on(listen: SocketAddr, work_dir: PathBuf) -> Running {
     let config = master::Config {
         listen: addr,
         cluster: "test".into(),
-        allocation_interval: Duration::from_millis(100),
+        allocation_interval,
         agent_ping_timeout: Duration::from_secs(2),
         weights: Default::default(),
         store: dcos_store::Location::Embedded(work_dir.join("registry.redb")),

@@ -322,8 +322,10 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
                 if elected.elapsed() >= shared.config.agent_reregister_timeout {
                     lost.extend(m.recovered_agents.drain().map(|(id, _)| id));
                 }
-                let decisions = allocator::allocate(&m, Instant::now());
+                let started = Instant::now();
+                let decisions = allocator::allocate(&m, started);
                 m.make_offers(decisions);
+                m.allocation_runs.record(started.elapsed().as_secs_f64() * 1000.0);
                 drop(m);
                 if !lost.is_empty() {
                     let registry = shared.registry.clone();

@@ -231,7 +231,48 @@ pub struct Master {
     pub subscribers: Vec<mpsc::Sender<Bytes>>,
     /// Counters for `/metrics/snapshot`.
     pub counters: BTreeMap<&'static str, u64>,
+    /// How long recent allocation cycles took (`allocator/mesos/allocation_run_ms`).
+    pub allocation_runs: Timer,
     next_id: u64,
+}
+
+/// A Mesos timer metric: the count of samples, the last, and percentiles over a window of
+/// the most recent ones (Mesos keeps a window too).
+#[derive(Debug, Default)]
+pub struct Timer {
+    count: u64,
+    window: VecDeque<f64>,
+}
+
+impl Timer {
+    /// How many recent samples the percentiles cover.
+    const WINDOW: usize = 1000;
+
+    /// Records one sample, in milliseconds.
+    pub fn record(&mut self, ms: f64) {
+        self.count += 1;
+        if self.window.len() == Self::WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back(ms);
+    }
+
+    /// `<key>`, `<key>/count`, `/min`, `/max`, `/p50`, `/p90`, `/p99` as Mesos names them.
+    pub fn to_metrics(&self, key: &str, into: &mut Value) {
+        let Some(last) = self.window.back() else {
+            return;
+        };
+        let mut sorted: Vec<f64> = self.window.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        into[key] = json!(last);
+        into[format!("{key}/count")] = json!(self.count);
+        into[format!("{key}/min")] = json!(sorted[0]);
+        into[format!("{key}/max")] = json!(sorted[sorted.len() - 1]);
+        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+            into[format!("{key}/{name}")] = json!(at(q));
+        }
+    }
 }
 
 fn status_update_event(status: &TaskStatus) -> Value {
@@ -277,6 +318,7 @@ impl Master {
             weights,
             subscribers: Vec::new(),
             counters: BTreeMap::new(),
+            allocation_runs: Timer::default(),
             next_id: 0,
         }
     }

@@ -361,5 +361,8 @@ pub fn metrics(master: &Master) -> Value {
     for (k, n) in &master.counters {
         v[*k] = json!(n);
     }
+    master
+        .allocation_runs
+        .to_metrics("allocator/mesos/allocation_run_ms", &mut v);
     v
 }

@@ -1,16 +1,13 @@
-//! The DNS benchmark: `dnsperf` (Debian) against Mesos-DNS and against dnsmasq (Debian)
-//! serving the same records, in the same run.
+//! DNS: `dnsperf` (Debian) against Mesos-DNS and against dnsmasq (Debian) serving the same
+//! records, in the same run.
 //!
-//! Mesos-DNS gets a synthetic `/master/state` of T tasks (default 1,000) of a framework
-//! `marathon` on A agents (default 10), each task with one host port. dnsmasq is configured
-//! by the benchmark with every A and SRV record of the zone Mesos-DNS made (a hosts file and
-//! `srv-host` lines), authoritative for nothing else (`local=/mesos/`). Before measuring,
-//! both must give the same answer to a sample of the queries. The query file asks each
-//! task's A name and SRV name. Each server is measured twice for S seconds (default 10),
-//! alternating, with C concurrent clients (default 8); the figure is the mean.
-//!
-//! Run: `cargo bench -p dcos-mesos-dns --bench dns -- [--tasks T] [--agents A]
-//! [--seconds S] [--clients C] [--out FILE]` (default `bench/results/dns.json`).
+//! Mesos-DNS gets a synthetic `/master/state` of T tasks of a framework `marathon` on A
+//! agents, each task with one host port. dnsmasq is configured by the benchmark with every A
+//! and SRV record of the zone Mesos-DNS made (a hosts file and `srv-host` lines),
+//! authoritative for nothing else (`local=/mesos/`). Before measuring, both must give the
+//! same answer to a sample of the queries. The query file asks each task's A name and SRV
+//! name. Each server is measured twice for S seconds, alternating, with C concurrent clients;
+//! the figure is the mean.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,9 +17,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dcos_mesos_dns::{server, Config, MesosDns};
-use dcos_testkit::bench;
 use dcos_testkit::dns::dig;
 use serde_json::{json, Value};
+
+use crate::{Args, Kind, Param, Scenario};
 use tokio_util::sync::CancellationToken;
 
 /// A leading master's state with `tasks` running tasks spread over `agents` agents.
@@ -171,12 +169,9 @@ async fn sample(server: SocketAddr, tasks: usize) -> Vec<String> {
     answers
 }
 
-async fn run(args: &bench::Args) -> anyhow::Result<Value> {
-    let (tasks, agents) = (
-        args.num("tasks", 1000).max(1),
-        args.num("agents", 10).max(1),
-    );
-    let (seconds, clients) = (args.num("seconds", 10) as u64, args.num("clients", 8));
+async fn run(args: Args) -> anyhow::Result<Value> {
+    let (tasks, agents) = (args.num("tasks").max(1), args.num("agents").max(1));
+    let (seconds, clients) = (args.num("seconds") as u64, args.num("clients"));
     let dir = tempfile::tempdir()?;
 
     // Mesos-DNS with the synthetic state, on the same server code as the unit.
@@ -253,10 +248,66 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
     }))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bench::main(
-        "dns",
-        &["tasks", "agents", "seconds", "clients"],
-        |args| async move { anyhow::Ok(json!({"dns": run(&args).await?})) },
-    )
+const PARAMS: &[Param] = &[
+    Param {
+        key: "tasks",
+        kind: Kind::Num,
+        full: "1000",
+        tiny: "50",
+        help: "running tasks in the synthetic state (each gives an A and an SRV name)",
+    },
+    Param {
+        key: "agents",
+        kind: Kind::Num,
+        full: "10",
+        tiny: "5",
+        help: "agents the tasks are spread over",
+    },
+    Param {
+        key: "seconds",
+        kind: Kind::Num,
+        full: "10",
+        tiny: "1",
+        help: "seconds per dnsperf run (each server runs twice)",
+    },
+    Param {
+        key: "clients",
+        kind: Kind::Num,
+        full: "8",
+        tiny: "8",
+        help: "dnsperf's concurrent clients",
+    },
+];
+
+/// The scenario.
+pub const SCENARIO: Scenario = Scenario {
+    name: "dns",
+    about: "dnsperf against Mesos-DNS and against dnsmasq serving the same records",
+    params: PARAMS,
+    run: |args| Box::pin(run(args)),
+    section,
+};
+
+fn section(doc: &Value) -> String {
+    use crate::report::{heading, num, ratio, table};
+    let f = &doc["figures"];
+    let mut out = heading("DNS: Mesos-DNS against dnsmasq", doc);
+    out.push_str(&format!(
+        "{} running tasks of `marathon` on {} agents ({} A and {} SRV names); `dnsperf -c {} \
+         -q 500`, each server twice for {} s, alternating; the figure is the mean. dnsmasq \
+         (Debian's `dnsmasq-base`) is configured with every A and SRV record of the zone \
+         Mesos-DNS made, and both must answer a sample of the queries identically first.\n\n",
+        f["tasks"], f["agents"], f["records"]["a"], f["records"]["srv"], f["clients"],
+        f["seconds_per_run"],
+    ));
+    out.push_str(&table(
+        &["figure", "Mesos-DNS (dcos-rs)", "dnsmasq (same run)", "ratio"],
+        &[vec![
+            "queries per second".into(),
+            num(&f["mesos_dns_qps"], 0),
+            num(&f["dnsmasq_qps"], 0),
+            ratio(&f["ratio_to_dnsmasq"]),
+        ]],
+    ));
+    out
 }

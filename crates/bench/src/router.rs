@@ -1,16 +1,12 @@
-//! The router benchmark: `wrk` (Debian) through Admin Router and through nginx (Debian),
-//! configured by the benchmark with the same route to the same backend, in the same run.
+//! Admin Router: `wrk` (Debian) through Admin Router and through nginx (Debian), configured
+//! by the benchmark with the same route to the same backend, in the same run.
 //!
 //! The backend is a small HTTP server in this process answering `GET /ping` with 5 bytes.
 //! The route is DC/OS' `/dcos-history-service/` location: the prefix is stripped and the
 //! request forwarded over a keep-alive connection (nginx: `proxy_http_version 1.1` and an
 //! upstream `keepalive 64` pool; Admin Router: its pool). nginx runs `worker_processes auto`
 //! (one per core), Admin Router a runtime with one worker per core. Each is measured twice
-//! for S seconds (default 10), alternating, with `wrk -t2 -cC` (default 64 connections);
-//! the figures are the means.
-//!
-//! Run: `cargo bench -p dcos-adminrouter --bench router -- [--seconds S] [--connections C]
-//! [--out FILE]` (default `bench/results/router.json`).
+//! for S seconds, alternating, with `wrk -t2 -cC`; the figures are the means.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,8 +18,9 @@ use anyhow::Context;
 use dcos_adminrouter::proxy::Upstream;
 use dcos_adminrouter::routes::{Fixed, Role};
 use dcos_adminrouter::{Config, Router};
-use dcos_testkit::bench;
 use serde_json::{json, Value};
+
+use crate::{Args, Kind, Param, Scenario};
 use tokio_util::sync::CancellationToken;
 
 const PATH: &str = "/dcos-history-service/ping";
@@ -122,8 +119,8 @@ async fn wait_ok(url: &str) -> anyhow::Result<()> {
     anyhow::bail!("{url} does not answer pong")
 }
 
-async fn run(args: &bench::Args) -> anyhow::Result<Value> {
-    let (seconds, connections) = (args.num("seconds", 10) as u64, args.num("connections", 64));
+async fn run(args: Args) -> anyhow::Result<Value> {
+    let (seconds, connections) = (args.num("seconds") as u64, args.num("connections"));
     let dir = tempfile::tempdir()?;
     let stop = CancellationToken::new();
 
@@ -188,8 +185,60 @@ async fn run(args: &bench::Args) -> anyhow::Result<Value> {
     }))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bench::main("router", &["seconds", "connections"], |args| async move {
-        anyhow::Ok(json!({"router": run(&args).await?}))
-    })
+const PARAMS: &[Param] = &[
+    Param {
+        key: "seconds",
+        kind: Kind::Num,
+        full: "10",
+        tiny: "1",
+        help: "seconds per wrk run (each router runs twice)",
+    },
+    Param {
+        key: "connections",
+        kind: Kind::Num,
+        full: "64",
+        tiny: "8",
+        help: "wrk's open connections",
+    },
+];
+
+/// The scenario.
+pub const SCENARIO: Scenario = Scenario {
+    name: "router",
+    about: "wrk through Admin Router and through nginx on the same route",
+    params: PARAMS,
+    run: |args| Box::pin(run(args)),
+    section,
+};
+
+fn section(doc: &Value) -> String {
+    use crate::report::{heading, num, ratio, table};
+    let f = &doc["figures"];
+    let mut out = heading("Admin Router against nginx", doc);
+    out.push_str(&format!(
+        "`wrk -t2 -c{}`, each router twice for {} s, alternating; the figures are the means. \
+         nginx (Debian's `nginx-light`, `worker_processes auto`) is configured with the same \
+         location as Admin Router's `/dcos-history-service/` (prefix stripped, HTTP/1.1 \
+         upstream keep-alive pool, the same forwarding headers); both forward to the same \
+         backend (`GET /ping`, 5 bytes) in the benchmark's process.\n\n",
+        f["connections"], f["seconds_per_run"],
+    ));
+    out.push_str(&table(
+        &["figure", "Admin Router (dcos-rs)", "nginx (same run)", "ratio"],
+        &[
+            vec![
+                "requests per second".into(),
+                num(&f["adminrouter_rps"], 0),
+                num(&f["nginx_rps"], 0),
+                ratio(&f["rps_ratio_to_nginx"]),
+            ],
+            vec![
+                "p99 latency (ms)".into(),
+                num(&f["adminrouter_p99_ms"], 2),
+                num(&f["nginx_p99_ms"], 2),
+                ratio(&f["p99_ratio_to_nginx"]),
+            ],
+        ],
+    ));
+    out
 }
