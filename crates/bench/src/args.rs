@@ -238,7 +238,9 @@ mod tests {
             .unwrap_err()
             .contains("a whole number"));
         assert!(parse(&["--runs", "1x"]).unwrap_err().contains("AxB"));
-        assert!(parse(&["--size", "huge"]).unwrap_err().contains("full or tiny"));
+        assert!(parse(&["--size", "huge"])
+            .unwrap_err()
+            .contains("full or tiny"));
         assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
     }
 }

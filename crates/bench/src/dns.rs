@@ -297,11 +297,20 @@ fn section(doc: &Value) -> String {
          -q 500`, each server twice for {} s, alternating; the figure is the mean. dnsmasq \
          (Debian's `dnsmasq-base`) is configured with every A and SRV record of the zone \
          Mesos-DNS made, and both must answer a sample of the queries identically first.\n\n",
-        f["tasks"], f["agents"], f["records"]["a"], f["records"]["srv"], f["clients"],
+        f["tasks"],
+        f["agents"],
+        f["records"]["a"],
+        f["records"]["srv"],
+        f["clients"],
         f["seconds_per_run"],
     ));
     out.push_str(&table(
-        &["figure", "Mesos-DNS (dcos-rs)", "dnsmasq (same run)", "ratio"],
+        &[
+            "figure",
+            "Mesos-DNS (dcos-rs)",
+            "dnsmasq (same run)",
+            "ratio",
+        ],
         &[vec![
             "queries per second".into(),
             num(&f["mesos_dns_qps"], 0),

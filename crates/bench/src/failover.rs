@@ -245,8 +245,17 @@ fn section(doc: &Value) -> String {
         ]
     };
     out.push_str(&table(
-        &["leader killed", "min (s)", "median (s)", "max (s)", "median / session timeout"],
-        &[row("Marathon", &f["marathon"]), row("Mesos master", &f["mesos"])],
+        &[
+            "leader killed",
+            "min (s)",
+            "median (s)",
+            "max (s)",
+            "median / session timeout",
+        ],
+        &[
+            row("Marathon", &f["marathon"]),
+            row("Mesos master", &f["mesos"]),
+        ],
     ));
     out.push_str(
         "\nZooKeeper expires sessions in buckets of its tick (2 s, DC/OS' `tickTime`), which \

@@ -103,7 +103,10 @@ pub const SCENARIO: Scenario = Scenario {
 fn section(doc: &Value) -> String {
     use crate::report::{heading, num, table};
     let f = &doc["figures"];
-    let mut out = heading("Footprint: every master unit, idle and under launch load", doc);
+    let mut out = heading(
+        "Footprint: every master unit, idle and under launch load",
+        doc,
+    );
     let cores = f["machine_cores"].as_f64().unwrap_or(1.0);
     let mem_mib = f["machine_memory_gib"].as_f64().unwrap_or(1.0) * 1024.0;
     out.push_str(&format!(
@@ -124,14 +127,27 @@ fn section(doc: &Value) -> String {
         .map(|(name, i)| {
             let l = &f["under_launch"][name];
             let share = |v: &Value, of: f64| {
-                v.as_f64().map_or("–".into(), |x| format!("{:.1}%", x / of * 100.0))
+                v.as_f64()
+                    .map_or("–".into(), |x| format!("{:.1}%", x / of * 100.0))
             };
             vec![
                 format!("`{name}`"),
                 num(&i["rss_mib"], 1),
-                format!("{} ({})", num(&i["cpu_cores"], 3), share(&i["cpu_cores"], cores)),
-                format!("{} ({})", num(&l["peak_rss_mib"], 1), share(&l["peak_rss_mib"], mem_mib)),
-                format!("{} ({})", num(&l["cpu_cores"], 2), share(&l["cpu_cores"], cores)),
+                format!(
+                    "{} ({})",
+                    num(&i["cpu_cores"], 3),
+                    share(&i["cpu_cores"], cores)
+                ),
+                format!(
+                    "{} ({})",
+                    num(&l["peak_rss_mib"], 1),
+                    share(&l["peak_rss_mib"], mem_mib)
+                ),
+                format!(
+                    "{} ({})",
+                    num(&l["cpu_cores"], 2),
+                    share(&l["cpu_cores"], cores)
+                ),
             ]
         })
         .collect();

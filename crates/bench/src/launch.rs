@@ -117,7 +117,10 @@ async fn until_no_tasks(rig: &Rig) -> anyhow::Result<()> {
         if m["master/tasks_running"].as_u64() == Some(0) {
             return Ok(());
         }
-        anyhow::ensure!(started.elapsed() < GIVE_UP, "tasks still running after a teardown");
+        anyhow::ensure!(
+            started.elapsed() < GIVE_UP,
+            "tasks still running after a teardown"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -158,7 +161,9 @@ pub(crate) async fn marathon_launch(rig: &Rig, instances: usize) -> anyhow::Resu
     let tasks = rig
         .get(&rig.marathon(&format!("/v2/apps{APP_ID}/tasks")))
         .await?;
-    let posted = posted_at.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
+    let posted = posted_at
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs_f64();
     let mut latencies: Vec<f64> = tasks["tasks"]
         .as_array()
         .into_iter()
@@ -201,7 +206,11 @@ async fn master_state(rig: &Rig) -> anyhow::Result<Value> {
         .timeout(Duration::from_secs(120))
         .send()
         .await?;
-    anyhow::ensure!(resp.status().is_success(), "/master/state: {}", resp.status());
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "/master/state: {}",
+        resp.status()
+    );
     let chunked = resp.content_length().is_none();
     let mut body = resp.bytes_stream();
     let (mut first_byte, mut bytes) = (None, Vec::new());
@@ -279,7 +288,8 @@ const PARAMS: &[Param] = &[Param {
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "launch",
-    about: "POST /v2/apps to every instance RUNNING on simulated agents; /master/state at that size",
+    about:
+        "POST /v2/apps to every instance RUNNING on simulated agents; /master/state at that size",
     params: PARAMS,
     run: |args| Box::pin(run(args)),
     section,
@@ -287,7 +297,11 @@ pub const SCENARIO: Scenario = Scenario {
 
 fn section(doc: &Value) -> String {
     use crate::report::{heading, num, ratio, table};
-    let runs: Vec<&Value> = doc["figures"]["runs"].as_array().into_iter().flatten().collect();
+    let runs: Vec<&Value> = doc["figures"]["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let mut out = heading("Launch: POST /v2/apps to every instance RUNNING", doc);
     out.push_str(
         "Each run: a fresh master node (`dcos node run --role master`, every unit its own \
@@ -351,7 +365,14 @@ fn section(doc: &Value) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["agents", "tasks", "size (MiB)", "first byte (s)", "whole (s)", "chunked"],
+        &[
+            "agents",
+            "tasks",
+            "size (MiB)",
+            "first byte (s)",
+            "whole (s)",
+            "chunked",
+        ],
         &rows,
     ));
     out

@@ -121,7 +121,11 @@ async fn allocation_timer(
 }
 
 /// One agent count against each framework count.
-async fn with_agents(agents: usize, frameworks: &[usize], seconds: u64) -> anyhow::Result<Vec<Value>> {
+async fn with_agents(
+    agents: usize,
+    frameworks: &[usize],
+    seconds: u64,
+) -> anyhow::Result<Vec<Value>> {
     let master = loopback::master_with(INTERVAL).await;
     let registering = Instant::now();
     let spec = simulate::Spec::new(master.addr, agent_resources(), Duration::from_millis(10));
@@ -150,7 +154,13 @@ async fn with_agents(agents: usize, frameworks: &[usize], seconds: u64) -> anyho
         let offers = decliners.counted.load(Ordering::Relaxed) as f64 / elapsed;
         let max = cycles.iter().copied().fold(f64::NAN, f64::max);
         let cycle = median(cycles.clone());
-        tracing::info!(agents, frameworks = f, cycle_ms = cycle, offers, "allocation measured");
+        tracing::info!(
+            agents,
+            frameworks = f,
+            cycle_ms = cycle,
+            offers,
+            "allocation measured"
+        );
         rows.push(json!({
             "agents": agents,
             "frameworks": f,
@@ -173,7 +183,10 @@ async fn with_agents(agents: usize, frameworks: &[usize], seconds: u64) -> anyho
 /// For each framework count, the growth exponent of the cycle time between the smallest and
 /// the largest agent count.
 fn growth(rows: &[Value]) -> Vec<Value> {
-    let mut frameworks: Vec<u64> = rows.iter().filter_map(|r| r["frameworks"].as_u64()).collect();
+    let mut frameworks: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["frameworks"].as_u64())
+        .collect();
     frameworks.sort_unstable();
     frameworks.dedup();
     frameworks
@@ -182,7 +195,10 @@ fn growth(rows: &[Value]) -> Vec<Value> {
             let of_f: Vec<&Value> = rows.iter().filter(|r| r["frameworks"] == f).collect();
             let (first, last) = (of_f.first()?, of_f.last()?);
             let (a1, a2) = (first["agents"].as_f64()?, last["agents"].as_f64()?);
-            let (t1, t2) = (first["cycle_median_ms"].as_f64()?, last["cycle_median_ms"].as_f64()?);
+            let (t1, t2) = (
+                first["cycle_median_ms"].as_f64()?,
+                last["cycle_median_ms"].as_f64()?,
+            );
             (a2 > a1).then(|| {
                 json!({"frameworks": f, "from_agents": a1, "to_agents": a2,
                     "exponent": (t2 / t1).ln() / (a2 / a1).ln()})
@@ -240,7 +256,10 @@ pub const SCENARIO: Scenario = Scenario {
 fn section(doc: &Value) -> String {
     use crate::report::{heading, num, ratio, table};
     let f = &doc["figures"];
-    let mut out = heading("Offers: the allocation cycle against agents and frameworks", doc);
+    let mut out = heading(
+        "Offers: the allocation cycle against agents and frameworks",
+        doc,
+    );
     out.push_str(
         "One master (1 s allocation interval, DC/OS' default) and N simulated agents on \
          127.0.0.1; F frameworks decline every offer with a zero filter, so every agent is \

@@ -37,7 +37,12 @@ pub fn read(pid: u32) -> Option<Reading> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15; after `)`, field 3 is at index 0.
     let cpu = (ticks(11) + ticks(12)) as f64 / clock_ticks();
     Some(Reading {

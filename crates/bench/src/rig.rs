@@ -106,7 +106,9 @@ impl Rig {
         let started = Instant::now();
         self.sims = Some(spawn_logged(
             &exe,
-            &["agent", "simulate", "--count", &count_arg, "--master", &master],
+            &[
+                "agent", "simulate", "--count", &count_arg, "--master", &master,
+            ],
             &log,
         )?);
         let deadline = Duration::from_secs(60).max(Duration::from_millis(20) * count as u32);

@@ -224,7 +224,12 @@ fn section(doc: &Value) -> String {
         f["connections"], f["seconds_per_run"],
     ));
     out.push_str(&table(
-        &["figure", "Admin Router (dcos-rs)", "nginx (same run)", "ratio"],
+        &[
+            "figure",
+            "Admin Router (dcos-rs)",
+            "nginx (same run)",
+            "ratio",
+        ],
         &[
             vec![
                 "requests per second".into(),

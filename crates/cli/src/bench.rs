@@ -14,10 +14,12 @@ const RESULTS_DIR: &str = "bench/results";
 const RESULTS_MD: &str = "bench/RESULTS.md";
 
 #[derive(Args)]
-#[command(after_help = "Scenarios: offers, launch, real-launch, dns, router, failover, footprint; \
+#[command(
+    after_help = "Scenarios: offers, launch, real-launch, dns, router, failover, footprint; \
     `all` runs every one and rewrites bench/RESULTS.md; `report` only rewrites it; `list` shows \
     each scenario's options. Options: --size full|tiny, --out FILE, and the scenario's own \
-    --key value pairs.")]
+    --key value pairs."
+)]
 pub(crate) struct BenchArgs {
     /// A scenario, `all`, `report` or `list`.
     scenario: String,

@@ -12,6 +12,7 @@ use dcos_mesos::api::{FrameworkInfo, Id};
 use dcos_mesos::resources::Resources;
 use dcos_mesos::scheduler::{self, Connection};
 use dcos_store::AnyStore;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,10 @@ const DECLINE_IDLE_SECS: f64 = 5.0;
 const DECLINE_WAITING_SECS: f64 = 1.0;
 /// Events buffered for `/v2/events` subscribers before a slow one misses some.
 const EVENT_BUFFER: usize = 1024;
+/// Calls to the master (offer answers, acknowledgements) sent at once.
+const CALLS_IN_FLIGHT: usize = 32;
+/// Status updates handled (and stored) together at most.
+const UPDATE_BATCH: usize = 1024;
 
 /// An API failure, rendered as Marathon renders it (see `http`).
 #[derive(Debug)]
@@ -639,7 +644,28 @@ impl Marathon {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = ev.next() => match event {
-                    Ok(event) => self.on_event(event).await,
+                    Ok(event) => {
+                        // Take what else has arrived already: a burst of status updates is
+                        // stored in one write.
+                        let mut batch = vec![event];
+                        let mut lost = None;
+                        while batch.len() < UPDATE_BATCH {
+                            match ev.next().now_or_never() {
+                                Some(Ok(more)) => batch.push(more),
+                                Some(Err(e)) => {
+                                    lost = Some(e);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        self.on_events(batch).await;
+                        if let Some(e) = lost {
+                            tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
+                            *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            events = None;
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
                         *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -703,6 +729,24 @@ impl Marathon {
         self.emit("framework_message_event", json!({"message": "subscribed"}));
     }
 
+    /// Events in order; runs of status updates are handled together.
+    async fn on_events(&self, events: Vec<Value>) {
+        let mut updates = Vec::new();
+        for event in events {
+            if event["type"] == "UPDATE" {
+                updates.push(event["update"]["status"].clone());
+                continue;
+            }
+            if !updates.is_empty() {
+                self.on_updates(std::mem::take(&mut updates)).await;
+            }
+            self.on_event(event).await;
+        }
+        if !updates.is_empty() {
+            self.on_updates(updates).await;
+        }
+    }
+
     async fn on_event(&self, event: Value) {
         match event["type"].as_str().unwrap_or_default() {
             "OFFERS" => {
@@ -712,7 +756,10 @@ impl Marathon {
                     .unwrap_or_default();
                 self.on_offers(offers).await;
             }
-            "UPDATE" => self.on_update(&event["update"]["status"]).await,
+            "UPDATE" => {
+                self.on_updates(vec![event["update"]["status"].clone()])
+                    .await
+            }
             "ERROR" => {
                 tracing::error!(message = %event["error"]["message"], "the master reported an error")
             }
@@ -742,6 +789,20 @@ impl Marathon {
                 .filter(|(_, p)| p.launch > 0)
                 .map(|(id, p)| (id, p.launch))
                 .collect();
+            // Where each app with constraints runs (agent id, hostname), gathered once for the
+            // whole batch of offers and kept up to date as it launches: scanning every
+            // instance per launch would make a large launch quadratic.
+            let mut placed: HashMap<String, Vec<(String, String)>> = wanted
+                .keys()
+                .filter_map(|id| state.apps.get(id))
+                .filter(|e| !e.app.constraints.is_empty())
+                .map(|e| {
+                    let live = state.live_instances(&e.app, now_secs);
+                    let at = live.iter().map(|i| (i.agent_id.clone(), i.host.clone()));
+                    (e.app.id.clone(), at.collect())
+                })
+                .collect();
+            let (mut instances, mut accepts) = (Vec::new(), Vec::new());
             for offer in offers {
                 let offer_id = offer["id"].clone();
                 let agent_id = offer["agent_id"]["value"]
@@ -770,14 +831,15 @@ impl Marathon {
                         continue;
                     };
                     while *count > 0 {
-                        let others: Vec<Place> = state
-                            .live_instances(&app, now_secs)
-                            .iter()
-                            .map(|i| Place {
-                                hostname: i.host.clone(),
+                        let others: Vec<Place> = placed
+                            .get(app_id)
+                            .into_iter()
+                            .flatten()
+                            .map(|(agent, host)| Place {
+                                hostname: host.clone(),
                                 // Only the offer's own agent has known attributes here;
                                 // hostname constraints need none.
-                                attributes: if i.agent_id == agent_id {
+                                attributes: if *agent == agent_id {
                                     place.attributes.clone()
                                 } else {
                                     BTreeMap::new()
@@ -793,11 +855,10 @@ impl Marathon {
                         let (task, instance, used) =
                             build_task(&app, &agent_id, &place.hostname, &ports);
                         available = available.sub(&used);
-                        if let Err(e) = self.persist.save_instance(&instance).await {
-                            tracing::error!(error = %e, "cannot store the new instance; not launching it");
-                            break;
+                        if let Some(at) = placed.get_mut(app_id) {
+                            at.push((agent_id.clone(), place.hostname.clone()));
                         }
-                        state.instances.insert(instance.task_id.clone(), instance);
+                        instances.push(instance);
                         launches.push(task);
                         *count -= 1;
                     }
@@ -810,19 +871,113 @@ impl Marathon {
                     };
                     calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": refuse}}}));
                 } else {
-                    tracing::info!(agent_id, tasks = launches.len(), "launching tasks");
-                    calls.push(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer_id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": launches}}], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                    tracing::debug!(agent_id, tasks = launches.len(), "launching tasks");
+                    accepts.push((offer_id, launches));
+                }
+            }
+            // Every new instance of the batch is stored in one write before any is launched:
+            // a restarted Marathon knows each task it may have started.
+            let writes: Result<Vec<_>, _> = instances
+                .iter()
+                .map(Persist::<AnyStore>::instance_write)
+                .collect();
+            let stored = match writes {
+                Ok(writes) => self.persist.apply(writes).await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => {
+                    if !instances.is_empty() {
+                        tracing::info!(
+                            tasks = instances.len(),
+                            offers = accepts.len(),
+                            "launching tasks"
+                        );
+                    }
+                    for i in instances {
+                        state.instances.insert(i.task_id.clone(), i);
+                    }
+                    for (offer_id, launches) in accepts {
+                        calls.push(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer_id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": launches}}], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store the new instances; not launching them");
+                    for (offer_id, _) in accepts {
+                        calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                    }
                 }
             }
         }
-        for call in calls {
-            if let Err(e) = conn.call(call).await {
-                tracing::warn!(error = %e, "offer answer not delivered");
-            }
-        }
+        // The answers are independent: send several at a time.
+        futures::stream::iter(calls)
+            .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
+                let conn = conn.clone();
+                async move {
+                    if let Err(e) = conn.call(call).await {
+                        tracing::warn!(error = %e, "offer answer not delivered");
+                    }
+                }
+            })
+            .await;
     }
 
-    async fn on_update(&self, status: &Value) {
+    /// Status updates, handled together: their instance changes are stored in one write,
+    /// then their events are emitted and each is acknowledged (Mesos resends what is not).
+    async fn on_updates(&self, statuses: Vec<Value>) {
+        let mut writes = Vec::new();
+        let mut emits = Vec::new();
+        let mut acks = Vec::new();
+        let mut kills = Vec::new();
+        {
+            let mut state = self.lock().await;
+            for status in &statuses {
+                let task_id = &status["task_id"]["value"];
+                let agent_id = &status["agent_id"]["value"];
+                let unknown = !state
+                    .instances
+                    .contains_key(task_id.as_str().unwrap_or_default());
+                self.apply_update(&mut state, status, &mut writes, &mut emits);
+                if let Some(uuid) = status.get("uuid") {
+                    acks.push(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": {"value": agent_id}, "task_id": {"value": task_id}, "uuid": uuid}}));
+                }
+                let new_state = status["state"].as_str().unwrap_or_default();
+                if unknown && !dcos_mesos::api::state::is_terminal(new_state) {
+                    tracing::warn!(task_id = %task_id, "killing a task Marathon does not know");
+                    kills.push(json!({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}}));
+                }
+            }
+            if let Err(e) = self.persist.apply(writes).await {
+                // Not acknowledged: the master sends these updates again.
+                tracing::error!(error = %e, "cannot store instance states");
+                return;
+            }
+        }
+        for (kind, data) in emits {
+            self.emit(kind, data);
+        }
+        let Some(conn) = self.connection() else {
+            return;
+        };
+        futures::stream::iter(acks.into_iter().chain(kills))
+            .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
+                let conn = conn.clone();
+                async move {
+                    let _ = conn.call(call).await;
+                }
+            })
+            .await;
+    }
+
+    /// One status update's change to the state; the writes and events it needs are added to
+    /// `writes` and `emits`.
+    fn apply_update(
+        &self,
+        state: &mut State,
+        status: &Value,
+        writes: &mut Vec<dcos_store::Write>,
+        emits: &mut Vec<(&'static str, Value)>,
+    ) {
         let task_id = status["task_id"]["value"]
             .as_str()
             .unwrap_or_default()
@@ -832,113 +987,89 @@ impl Marathon {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let uuid = status.get("uuid").cloned();
         let message = status["message"].as_str().unwrap_or_default().to_string();
-        let mut kill_unknown = false;
-        {
-            let mut state = self.lock().await;
-            let known = state.instances.get(&task_id).cloned();
-            match known {
-                None => {
-                    // A task this Marathon does not know (wiped, or from before a lost
-                    // write): it must not keep running unaccounted for.
-                    kill_unknown = !dcos_mesos::api::state::is_terminal(&new_state);
-                }
-                Some(mut inst) => {
-                    let changed = inst.state != new_state;
-                    let now_secs = dcos_mesos::api::now_secs();
-                    inst.state = new_state.clone();
-                    if new_state == "TASK_RUNNING" && inst.started_at.is_none() {
-                        inst.started_at = Some(api::now());
-                    }
-                    if new_state == "TASK_UNREACHABLE" {
-                        inst.unreachable_since.get_or_insert(now_secs);
-                    } else {
-                        inst.unreachable_since = None;
-                    }
-                    if let Some(h) = status.get("healthy").and_then(Value::as_bool) {
-                        // Mesos-side checks (COMMAND, MESOS_*) report here.
-                        for rec in &mut inst.health {
-                            rec.alive = h;
-                            rec.probed = true;
-                        }
-                    }
-                    if dcos_mesos::api::state::is_terminal(&new_state) {
-                        if let Err(e) = self.persist.delete_instance(&task_id).await {
-                            tracing::error!(error = %e, "cannot forget a terminal instance");
-                        }
-                        state.instances.remove(&task_id);
-                        state
-                            .recent_terminal
-                            .push_back((task_id.clone(), new_state.clone()));
-                        if state.recent_terminal.len() > 100 {
-                            state.recent_terminal.pop_front();
-                        }
-                        let failed = !inst.killing
-                            && matches!(
-                                new_state.as_str(),
-                                "TASK_FAILED"
-                                    | "TASK_ERROR"
-                                    | "TASK_LOST"
-                                    | "TASK_DROPPED"
-                                    | "TASK_GONE"
-                                    | "TASK_FINISHED"
-                            );
-                        if let Some(entry) = state.apps.get_mut(&inst.app_id) {
-                            if failed {
-                                let delay = entry.backoff.fail(&entry.app, Instant::now());
-                                tracing::info!(app = %inst.app_id, task_id, state = %new_state, ?delay, "task failed; backing off");
-                                entry.last_failure = Some(json!({
-                                    "appId": inst.app_id,
-                                    "host": inst.host,
-                                    "message": message,
-                                    "state": new_state,
-                                    "taskId": task_id,
-                                    "timestamp": api::now(),
-                                    "version": inst.version,
-                                    "slaveId": inst.agent_id,
-                                }));
-                            }
-                        }
-                    } else {
-                        if changed {
-                            if let Err(e) = self.persist.save_instance(&inst).await {
-                                tracing::error!(error = %e, "cannot store an instance's state");
-                            }
-                        }
-                        state.instances.insert(task_id.clone(), inst.clone());
-                    }
-                    if changed {
-                        self.emit(
-                            "status_update_event",
-                            json!({
-                                "slaveId": agent_id,
-                                "taskId": task_id,
-                                "taskStatus": new_state,
-                                "message": message,
-                                "appId": inst.app_id,
-                                "host": inst.host,
-                                "ipAddresses": [{"ipAddress": inst.host, "protocol": "IPv4"}],
-                                "ports": inst.ports,
-                                "version": inst.version,
-                            }),
-                        );
-                    }
-                }
+        // A task this Marathon does not know (wiped, or from before a lost write) is killed
+        // by the caller: it must not keep running unaccounted for.
+        let Some(mut inst) = state.instances.get(&task_id).cloned() else {
+            return;
+        };
+        let changed = inst.state != new_state;
+        let now_secs = dcos_mesos::api::now_secs();
+        inst.state = new_state.clone();
+        if new_state == "TASK_RUNNING" && inst.started_at.is_none() {
+            inst.started_at = Some(api::now());
+        }
+        if new_state == "TASK_UNREACHABLE" {
+            inst.unreachable_since.get_or_insert(now_secs);
+        } else {
+            inst.unreachable_since = None;
+        }
+        if let Some(h) = status.get("healthy").and_then(Value::as_bool) {
+            // Mesos-side checks (COMMAND, MESOS_*) report here.
+            for rec in &mut inst.health {
+                rec.alive = h;
+                rec.probed = true;
             }
         }
-        if let Some(conn) = self.connection() {
-            if let Some(uuid) = uuid {
-                let _ = conn
-                    .call(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": {"value": agent_id}, "task_id": {"value": task_id}, "uuid": uuid}}))
-                    .await;
+        if dcos_mesos::api::state::is_terminal(&new_state) {
+            writes.push(Persist::<AnyStore>::instance_removal(&task_id));
+            state.instances.remove(&task_id);
+            state
+                .recent_terminal
+                .push_back((task_id.clone(), new_state.clone()));
+            if state.recent_terminal.len() > 100 {
+                state.recent_terminal.pop_front();
             }
-            if kill_unknown {
-                tracing::warn!(task_id, "killing a task Marathon does not know");
-                let _ = conn
-                    .call(json!({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}}))
-                    .await;
+            let failed = !inst.killing
+                && matches!(
+                    new_state.as_str(),
+                    "TASK_FAILED"
+                        | "TASK_ERROR"
+                        | "TASK_LOST"
+                        | "TASK_DROPPED"
+                        | "TASK_GONE"
+                        | "TASK_FINISHED"
+                );
+            if let Some(entry) = state.apps.get_mut(&inst.app_id) {
+                if failed {
+                    let delay = entry.backoff.fail(&entry.app, Instant::now());
+                    tracing::info!(app = %inst.app_id, task_id, state = %new_state, ?delay, "task failed; backing off");
+                    entry.last_failure = Some(json!({
+                        "appId": inst.app_id,
+                        "host": inst.host,
+                        "message": message,
+                        "state": new_state,
+                        "taskId": task_id,
+                        "timestamp": api::now(),
+                        "version": inst.version,
+                        "slaveId": inst.agent_id,
+                    }));
+                }
             }
+        } else {
+            if changed {
+                match Persist::<AnyStore>::instance_write(&inst) {
+                    Ok(w) => writes.push(w),
+                    Err(e) => tracing::error!(error = %e, "cannot store an instance's state"),
+                }
+            }
+            state.instances.insert(task_id.clone(), inst.clone());
+        }
+        if changed {
+            emits.push((
+                "status_update_event",
+                json!({
+                    "slaveId": agent_id,
+                    "taskId": task_id,
+                    "taskStatus": new_state,
+                    "message": message,
+                    "appId": inst.app_id,
+                    "host": inst.host,
+                    "ipAddresses": [{"ipAddress": inst.host, "protocol": "IPv4"}],
+                    "ports": inst.ports,
+                    "version": inst.version,
+                }),
+            ));
         }
     }
 

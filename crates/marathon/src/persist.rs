@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dcos_store::{CreateMode, Store};
+use dcos_store::{Store, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::api::App;
@@ -80,31 +80,29 @@ impl<S: Store> Persist<S> {
         Persist { store }
     }
 
-    async fn put(&self, path: &str, data: &[u8]) -> Result<(), Error> {
-        let err = |source| Error::Store {
-            path: path.into(),
-            source,
+    /// Applies `writes` (in one transaction where the store can).
+    pub async fn apply(&self, writes: Vec<Write>) -> Result<(), Error> {
+        let path = match writes.as_slice() {
+            [] => return Ok(()),
+            [one] => one.path().to_string(),
+            [first, ..] => format!("{} and {} more", first.path(), writes.len() - 1),
         };
-        match self.store.set(path, data, None).await {
-            Ok(_) => Ok(()),
-            Err(dcos_store::Error::NoNode { .. }) => self
-                .store
-                .create_all(path, data, CreateMode::Persistent)
-                .await
-                .map(|_| ())
-                .map_err(err),
-            Err(e) => Err(err(e)),
-        }
+        self.store
+            .write_all(writes)
+            .await
+            .map_err(|source| Error::Store { path, source })
+    }
+
+    async fn put(&self, path: &str, data: Vec<u8>) -> Result<(), Error> {
+        self.apply(vec![Write::Put {
+            path: path.into(),
+            data,
+        }])
+        .await
     }
 
     async fn remove(&self, path: &str) -> Result<(), Error> {
-        match self.store.delete(path, None).await {
-            Ok(()) | Err(dcos_store::Error::NoNode { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                path: path.into(),
-                source,
-            }),
-        }
+        self.apply(vec![Write::Remove { path: path.into() }]).await
     }
 
     async fn load_all<T: for<'de> Deserialize<'de>>(&self, dir: &str) -> Result<Vec<T>, Error> {
@@ -161,7 +159,7 @@ impl<S: Store> Persist<S> {
             path: app.app.id.clone(),
             source,
         })?;
-        self.put(&format!("{APPS}/{}", node_name(&app.app.id)), &data)
+        self.put(&format!("{APPS}/{}", node_name(&app.app.id)), data)
             .await
     }
 
@@ -170,18 +168,33 @@ impl<S: Store> Persist<S> {
         self.remove(&format!("{APPS}/{}", node_name(id))).await
     }
 
-    /// Stores an instance.
-    pub async fn save_instance(&self, i: &Instance) -> Result<(), Error> {
+    /// The write that stores an instance.
+    pub fn instance_write(i: &Instance) -> Result<Write, Error> {
         let data = serde_json::to_vec(i).map_err(|source| Error::Corrupt {
             path: i.task_id.clone(),
             source,
         })?;
-        self.put(&format!("{INSTANCES}/{}", i.task_id), &data).await
+        Ok(Write::Put {
+            path: format!("{INSTANCES}/{}", i.task_id),
+            data,
+        })
+    }
+
+    /// The write that forgets an instance.
+    pub fn instance_removal(task_id: &str) -> Write {
+        Write::Remove {
+            path: format!("{INSTANCES}/{task_id}"),
+        }
+    }
+
+    /// Stores an instance.
+    pub async fn save_instance(&self, i: &Instance) -> Result<(), Error> {
+        self.apply(vec![Self::instance_write(i)?]).await
     }
 
     /// Forgets an instance.
     pub async fn delete_instance(&self, task_id: &str) -> Result<(), Error> {
-        self.remove(&format!("{INSTANCES}/{task_id}")).await
+        self.apply(vec![Self::instance_removal(task_id)]).await
     }
 
     /// Stores a deployment.
@@ -190,7 +203,7 @@ impl<S: Store> Persist<S> {
             path: d.id.clone(),
             source,
         })?;
-        self.put(&format!("{DEPLOYMENTS}/{}", d.id), &data).await
+        self.put(&format!("{DEPLOYMENTS}/{}", d.id), data).await
     }
 
     /// Forgets a deployment.
@@ -200,6 +213,6 @@ impl<S: Store> Persist<S> {
 
     /// Stores the framework id.
     pub async fn save_framework_id(&self, id: &str) -> Result<(), Error> {
-        self.put(FRAMEWORK_ID, id.as_bytes()).await
+        self.put(FRAMEWORK_ID, id.as_bytes().to_vec()).await
     }
 }

@@ -10,6 +10,12 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// The shortest pause between a change and reading the state again.
+const MIN_GATHER: Duration = Duration::from_millis(20);
+
+/// After a change, the pause is this many times the last read's duration.
+const READ_SHARE_INVERSE: u32 = 10;
+
 /// The leader's `ip:port` from a state's `leader` pid.
 fn leader_of(state: &Value) -> Option<SocketAddr> {
     state["leader"].as_str()?.split_once('@')?.1.parse().ok()
@@ -72,6 +78,7 @@ async fn follow_leader(
     let mut events = subscribe(client, leader).await?;
     let mut decoder = dcos_mesos::recordio::Decoder::new();
     let mut deadline = tokio::time::Instant::now() + refresh;
+    let mut gather = MIN_GATHER;
     loop {
         let changed = tokio::select! {
             chunk = events.next() => {
@@ -89,9 +96,14 @@ async fn follow_leader(
         if !changed {
             continue;
         }
-        // Changes come in bursts (a launch is several updates): gather them briefly.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Changes come in bursts (a launch is several updates): gather them. The pause grows
+        // with what a read costs the master, so that a follower of a busy large cluster
+        // (where the state takes a second to render) spends at most a tenth of its time
+        // reading it, instead of reading it back to back.
+        tokio::time::sleep(gather.max(MIN_GATHER)).await;
+        let fetching = Instant::now();
         let (state, now_leader) = fetch_state(client, &[leader]).await?;
+        gather = fetching.elapsed() * READ_SHARE_INVERSE;
         install(state);
         deadline = tokio::time::Instant::now() + refresh;
         if now_leader != leader {

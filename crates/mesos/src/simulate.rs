@@ -154,105 +154,109 @@ struct Agent {
 }
 
 impl Agent {
-async fn run(self, ready: tokio::sync::mpsc::Sender<()>) -> anyhow::Result<()> {
-    let Agent {
-        spec,
-        client,
-        counts,
-        n,
-    } = self;
-    let url = format!("http://{}{AGENT_API_PATH}", spec.master);
-    let call = AgentCall::Subscribe {
-        agent_id: None,
-        info: AgentInfo {
-            hostname: format!("{}-{n}", spec.hostname_prefix),
-            port: 5051,
-            resources: spec.resources.to_api(None),
-            attributes: Default::default(),
-            version: crate::MESOS_VERSION.into(),
-        },
-        tasks: Vec::new(),
-    };
-    let resp = client
-        .post(&url)
-        .json(&call)
-        .send()
-        .await?
-        .error_for_status()?;
-    let mut body = resp.bytes_stream();
-    let mut decoder = recordio::Decoder::new();
-    let mut agent_id = None;
-    while let Some(chunk) = body.next().await {
-        decoder.feed(&chunk?);
-        while let Some(record) = decoder.next_record()? {
-            match serde_json::from_slice::<AgentEvent>(&record)? {
-                AgentEvent::Registered { agent_id: id, .. } => {
-                    agent_id = Some(id);
-                    let _ = ready.send(()).await;
-                }
-                AgentEvent::RunTask { framework, task } => {
-                    let (Some(agent_id), Some(fw)) = (agent_id.clone(), framework.id) else {
-                        continue;
-                    };
-                    let (client, url, delay) = (client.clone(), url.clone(), spec.start_delay);
-                    let launched = counts.launched.fetch_add(1, Ordering::Relaxed) + 1;
-                    let fails = spec.fail_every > 0 && launched % spec.fail_every == 0;
-                    let counts = counts.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let last = if fails { "TASK_FAILED" } else { "TASK_RUNNING" };
-                        for state in ["TASK_STARTING", last] {
-                            let mut status = TaskStatus {
-                                task_id: task.task_id.clone(),
-                                state: state.into(),
-                                source: Some("SOURCE_EXECUTOR".into()),
-                                agent_id: Some(agent_id.clone()),
-                                executor_id: Some(task.task_id.clone()),
-                                timestamp: Some(api::now_secs()),
-                                uuid: Some(api::new_update_uuid()),
-                                ..TaskStatus::default()
-                            };
-                            if state == "TASK_FAILED" {
-                                status.message = Some("simulated failure".into());
-                                status.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+    async fn run(self, ready: tokio::sync::mpsc::Sender<()>) -> anyhow::Result<()> {
+        let Agent {
+            spec,
+            client,
+            counts,
+            n,
+        } = self;
+        let url = format!("http://{}{AGENT_API_PATH}", spec.master);
+        let call = AgentCall::Subscribe {
+            agent_id: None,
+            info: AgentInfo {
+                hostname: format!("{}-{n}", spec.hostname_prefix),
+                port: 5051,
+                resources: spec.resources.to_api(None),
+                attributes: Default::default(),
+                version: crate::MESOS_VERSION.into(),
+            },
+            tasks: Vec::new(),
+        };
+        let resp = client
+            .post(&url)
+            .json(&call)
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut body = resp.bytes_stream();
+        let mut decoder = recordio::Decoder::new();
+        let mut agent_id = None;
+        while let Some(chunk) = body.next().await {
+            decoder.feed(&chunk?);
+            while let Some(record) = decoder.next_record()? {
+                match serde_json::from_slice::<AgentEvent>(&record)? {
+                    AgentEvent::Registered { agent_id: id, .. } => {
+                        agent_id = Some(id);
+                        let _ = ready.send(()).await;
+                    }
+                    AgentEvent::RunTask { framework, task } => {
+                        let (Some(agent_id), Some(fw)) = (agent_id.clone(), framework.id) else {
+                            continue;
+                        };
+                        let (client, url, delay) = (client.clone(), url.clone(), spec.start_delay);
+                        let launched = counts.launched.fetch_add(1, Ordering::Relaxed) + 1;
+                        let fails = spec.fail_every > 0 && launched % spec.fail_every == 0;
+                        let counts = counts.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let last = if fails { "TASK_FAILED" } else { "TASK_RUNNING" };
+                            for state in ["TASK_STARTING", last] {
+                                let mut status = TaskStatus {
+                                    task_id: task.task_id.clone(),
+                                    state: state.into(),
+                                    source: Some("SOURCE_EXECUTOR".into()),
+                                    agent_id: Some(agent_id.clone()),
+                                    executor_id: Some(task.task_id.clone()),
+                                    timestamp: Some(api::now_secs()),
+                                    uuid: Some(api::new_update_uuid()),
+                                    ..TaskStatus::default()
+                                };
+                                if state == "TASK_FAILED" {
+                                    status.message = Some("simulated failure".into());
+                                    status.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+                                }
+                                send_update(&client, &url, &agent_id, &fw, status).await;
                             }
-                            send_update(&client, &url, &agent_id, &fw, status).await;
-                        }
-                        let counter = if fails { &counts.failed } else { &counts.running };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-                AgentEvent::KillTask {
-                    framework_id,
-                    task_id,
-                    ..
-                } => {
-                    let Some(agent_id) = agent_id.clone() else {
-                        continue;
-                    };
-                    let status = TaskStatus {
+                            let counter = if fails {
+                                &counts.failed
+                            } else {
+                                &counts.running
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                    AgentEvent::KillTask {
+                        framework_id,
                         task_id,
-                        state: "TASK_KILLED".into(),
-                        source: Some("SOURCE_EXECUTOR".into()),
-                        agent_id: Some(agent_id.clone()),
-                        timestamp: Some(api::now_secs()),
-                        uuid: Some(api::new_update_uuid()),
-                        ..TaskStatus::default()
-                    };
-                    let (client, url) = (client.clone(), url.clone());
-                    counts.killed.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(async move {
-                        send_update(&client, &url, &agent_id, &framework_id, status).await;
-                    });
+                        ..
+                    } => {
+                        let Some(agent_id) = agent_id.clone() else {
+                            continue;
+                        };
+                        let status = TaskStatus {
+                            task_id,
+                            state: "TASK_KILLED".into(),
+                            source: Some("SOURCE_EXECUTOR".into()),
+                            agent_id: Some(agent_id.clone()),
+                            timestamp: Some(api::now_secs()),
+                            uuid: Some(api::new_update_uuid()),
+                            ..TaskStatus::default()
+                        };
+                        let (client, url) = (client.clone(), url.clone());
+                        counts.killed.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            send_update(&client, &url, &agent_id, &framework_id, status).await;
+                        });
+                    }
+                    // Acknowledgements end retries on a real agent; the simulation sends once
+                    // over a reliable loopback connection.
+                    _ => {}
                 }
-                // Acknowledgements end retries on a real agent; the simulation sends once
-                // over a reliable loopback connection.
-                _ => {}
             }
         }
+        anyhow::bail!("the master closed the stream")
     }
-    anyhow::bail!("the master closed the stream")
-}
 }
 
 async fn send_update(

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::{path, CreateMode, Error, EventKind, Result, Stat, Store, Watch, WatchedEvent};
+use crate::{path, CreateMode, Error, EventKind, Result, Stat, Store, Watch, WatchedEvent, Write};
 
 /// (version, cversion, ephemeral owner, number of children, data)
 type Row = (i64, i64, i64, u64, &'static [u8]);
@@ -256,6 +256,36 @@ impl Store for Session {
     async fn delete(&self, path: &str, expected_version: Option<i64>) -> Result<()> {
         self.write(path, move |tx, path, _| tx.delete(path, expected_version))
             .await
+    }
+
+    async fn write_all(&self, writes: Vec<Write>) -> Result<()> {
+        let Some(first) = writes.first().map(|w| w.path().to_owned()) else {
+            return Ok(());
+        };
+        self.write(&first, move |tx, _, id| {
+            for w in writes {
+                match w {
+                    Write::Put { path, data } => match tx.set(&path, data.clone(), None) {
+                        Ok(_) => {}
+                        Err(Fail::Node(Error::NoNode { .. })) => {
+                            for ancestor in path::ancestors(&path) {
+                                if Node::load(&tx.nodes, ancestor)?.is_none() {
+                                    tx.create(ancestor, Vec::new(), CreateMode::Persistent, id)?;
+                                }
+                            }
+                            tx.create(&path, data, CreateMode::Persistent, id)?;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    Write::Remove { path } => match tx.delete(&path, None) {
+                        Ok(()) | Err(Fail::Node(Error::NoNode { .. })) => {}
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn children(&self, path: &str) -> Result<Vec<String>> {

@@ -96,6 +96,31 @@ pub trait Store: Clone + Send + Sync + 'static {
         }
     }
 
+    /// Applies unconditional writes in order. The embedded backend applies them in one
+    /// transaction (all or none, one fsync: the way to write many nodes quickly); the
+    /// default, which ZooKeeper uses, sends one request each.
+    fn write_all(&self, writes: Vec<Write>) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for w in writes {
+                match w {
+                    Write::Put { path, data } => match self.set(&path, &data, None).await {
+                        Ok(_) => {}
+                        Err(Error::NoNode { .. }) => {
+                            self.create_all(&path, &data, CreateMode::Persistent)
+                                .await?;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    Write::Remove { path } => match self.delete(&path, None).await {
+                        Ok(()) | Err(Error::NoNode { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// [`Store::create`] after creating any missing ancestors (see [`Store::ensure_path`]).
     fn create_all(
         &self,
@@ -109,6 +134,32 @@ pub trait Store: Clone + Send + Sync + 'static {
                 self.ensure_path(parent).await?;
             }
             self.create(path, data, mode).await
+        }
+    }
+}
+
+/// One write of [`Store::write_all`]: unconditional, so it never conflicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Sets the node's data, creating it (a persistent node) and its ancestors if missing.
+    Put {
+        /// The node.
+        path: String,
+        /// Its data.
+        data: Vec<u8>,
+    },
+    /// Deletes the node (which must have no children) if it exists.
+    Remove {
+        /// The node.
+        path: String,
+    },
+}
+
+impl Write {
+    /// The node it writes.
+    pub fn path(&self) -> &str {
+        match self {
+            Write::Put { path, .. } | Write::Remove { path } => path,
         }
     }
 }
@@ -407,6 +458,10 @@ impl Store for AnyStore {
 
     async fn watch(&self, path: &str) -> Result<Watch> {
         either!(self, s => s.watch(path).await)
+    }
+
+    async fn write_all(&self, writes: Vec<Write>) -> Result<()> {
+        either!(self, s => s.write_all(writes).await)
     }
 
     async fn close(self) -> Result<()> {

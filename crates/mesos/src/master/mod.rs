@@ -747,10 +747,49 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
+/// Pieces of `/master/state` queued for the client at most; the renderer waits for a slow
+/// client here, holding none of the master's locks.
+const STATE_PIECES_IN_FLIGHT: usize = 4;
+
+/// `/master/state`, streamed as it is rendered (see [`views::write_state`]).
 async fn state_endpoint(State(shared): State<Shared>) -> Response {
     let flags = shared.flags();
-    let v = views::state(&shared.lock(), &flags);
-    Json(v).into_response()
+    let (tx, rx) = tokio::sync::mpsc::channel(STATE_PIECES_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut out = PieceSender(tx);
+        if let Err(e) = views::write_state(&shared.master, &flags, &mut out) {
+            tracing::debug!(error = %e, "/master/state not sent whole");
+        }
+    });
+    let pieces = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|piece| (Ok::<_, std::io::Error>(piece), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(pieces),
+    )
+        .into_response()
+}
+
+/// Hands rendered pieces to the response body; fails once the client is gone.
+struct PieceSender(tokio::sync::mpsc::Sender<Bytes>);
+
+impl std::io::Write for PieceSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 async fn state_summary(State(shared): State<Shared>) -> Response {

@@ -529,6 +529,9 @@ impl Master {
             }
             task.state = "TASK_KILLED".into();
             fw.completed_tasks.push_back(task);
+            if fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
+                fw.completed_tasks.pop_front();
+            }
         }
         fw.used = Resources::default();
         fw.active = false;

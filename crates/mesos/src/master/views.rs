@@ -1,6 +1,10 @@
 //! JSON views of the master's state: the v0 endpoints (`/master/state`, `/state-summary`,
 //! `/master/slaves`, `/master/frameworks`, `/master/tasks`) and v1 operator objects.
 
+use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::api;
@@ -32,49 +36,71 @@ fn attributes(agent: &Agent) -> Value {
     )
 }
 
-/// A task in v0 form.
-pub fn task_v0(task: &Task) -> Value {
-    let statuses: Vec<Value> = task
-        .statuses
-        .iter()
-        .map(|s| {
-            let mut v = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
-            if let Some(cs) = &s.container_status {
-                v["container_status"] = cs.clone();
-            }
-            if let Some(h) = s.healthy {
-                v["healthy"] = Value::Bool(h);
-            }
-            v
-        })
-        .collect();
-    let mut v = json!({
-        "id": task.info.task_id.value,
-        "name": task.info.name,
-        "framework_id": task.framework_id,
-        "executor_id": task.executor_id.clone().unwrap_or_default(),
-        "slave_id": task.info.agent_id.value,
-        "state": task.state,
-        "resources": task.resources.to_state_json(),
-        "statuses": statuses,
-    });
-    for (key, field) in [
-        ("labels", &task.info.labels),
-        ("discovery", &task.info.discovery),
-        ("container", &task.info.container),
-        ("health_check", &task.info.health_check),
-    ] {
-        if let Some(val) = field {
+/// A task in v0 form, serialised straight from the task (the state endpoint writes
+/// hundreds of thousands of them).
+#[derive(Serialize)]
+struct TaskV0<'a> {
+    id: &'a str,
+    name: &'a str,
+    framework_id: &'a str,
+    executor_id: &'a str,
+    slave_id: &'a str,
+    state: &'a str,
+    resources: Value,
+    statuses: Vec<StatusV0<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+struct StatusV0<'a> {
+    state: &'a str,
+    timestamp: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_status: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy: Option<bool>,
+}
+
+impl<'a> TaskV0<'a> {
+    fn of(task: &'a Task) -> Self {
+        let info = &task.info;
+        TaskV0 {
+            id: &info.task_id.value,
+            name: &info.name,
+            framework_id: &task.framework_id,
+            executor_id: task.executor_id.as_deref().unwrap_or_default(),
+            slave_id: &info.agent_id.value,
+            state: &task.state,
+            resources: task.resources.to_state_json(),
+            statuses: task
+                .statuses
+                .iter()
+                .map(|s| StatusV0 {
+                    state: &s.state,
+                    timestamp: s.timestamp.unwrap_or(0.0),
+                    container_status: s.container_status.as_ref(),
+                    healthy: s.healthy,
+                })
+                .collect(),
             // v0 renders labels as the list itself.
-            let val = if key == "labels" {
-                val.get("labels").cloned().unwrap_or_else(|| val.clone())
-            } else {
-                val.clone()
-            };
-            v[key] = val;
+            labels: info.labels.as_ref().map(|l| l.get("labels").unwrap_or(l)),
+            discovery: info.discovery.as_ref(),
+            container: info.container.as_ref(),
+            health_check: info.health_check.as_ref(),
         }
     }
-    v
+}
+
+/// A task in v0 form.
+pub fn task_v0(task: &Task) -> Value {
+    serde_json::to_value(TaskV0::of(task)).unwrap_or(Value::Null)
 }
 
 /// A task in v1 form (operator API and events).
@@ -149,6 +175,14 @@ pub fn agent_v1(agent: &Agent) -> Value {
 
 /// A framework in v0 form.
 pub fn framework_v0(master: &Master, fw: &Framework) -> Value {
+    let mut v = framework_head(master, fw);
+    v["tasks"] = fw.tasks.values().map(task_v0).collect();
+    v["completed_tasks"] = fw.completed_tasks.iter().map(task_v0).collect();
+    v
+}
+
+/// A framework in v0 form without its task lists.
+fn framework_head(master: &Master, fw: &Framework) -> Value {
     let offers: Vec<Value> = fw
         .offers
         .iter()
@@ -176,9 +210,7 @@ pub fn framework_v0(master: &Master, fw: &Framework) -> Value {
         "resources": fw.used.add(&fw.offered).to_state_json(),
         "used_resources": fw.used.to_state_json(),
         "offered_resources": fw.offered.to_state_json(),
-        "tasks": fw.tasks.values().map(task_v0).collect::<Vec<_>>(),
         "unreachable_tasks": [],
-        "completed_tasks": fw.completed_tasks.iter().map(task_v0).collect::<Vec<_>>(),
         "offers": offers,
         "executors": [],
     });
@@ -201,12 +233,9 @@ pub fn version() -> Value {
     })
 }
 
-/// `/master/state`.
-pub fn state(master: &Master, flags: &Value) -> Value {
-    let mut frameworks: Vec<&Framework> = master.frameworks.values().collect();
-    frameworks.sort_by_key(|f| f.id().to_string());
-    let mut agents: Vec<&Agent> = master.agents.values().collect();
-    agents.sort_by_key(|a| a.id.clone());
+/// `/master/state` without its long lists (`slaves`, `frameworks`, `completed_frameworks`).
+fn state_head(master: &Master, flags: &Value) -> Value {
+    let agents = || master.agents.values();
     let mut v = version();
     let extra = json!({
         "start_time": master.start_time,
@@ -214,22 +243,175 @@ pub fn state(master: &Master, flags: &Value) -> Value {
         "id": master.id,
         "pid": master.pid(),
         "hostname": master.ip,
-        "activated_slaves": agents.iter().filter(|a| a.active()).count(),
-        "deactivated_slaves": agents.iter().filter(|a| !a.active() && !a.unreachable).count(),
-        "unreachable_slaves": agents.iter().filter(|a| a.unreachable).count(),
+        "activated_slaves": agents().filter(|a| a.active()).count(),
+        "deactivated_slaves": agents().filter(|a| !a.active() && !a.unreachable).count(),
+        "unreachable_slaves": agents().filter(|a| a.unreachable).count(),
         "cluster": master.cluster,
         "leader": master.pid(),
         "leader_info": master.master_info(),
         "flags": flags,
-        "slaves": agents.iter().map(|a| agent_v0(a)).collect::<Vec<_>>(),
         "recovered_slaves": master.recovered_agents.iter().map(|(id, info)| json!({"id": id, "hostname": info.hostname, "port": info.port})).collect::<Vec<_>>(),
-        "frameworks": frameworks.iter().filter(|f| f.active).map(|f| framework_v0(master, f)).collect::<Vec<_>>(),
-        "completed_frameworks": master.completed_frameworks.iter().map(|f| framework_v0(master, f)).collect::<Vec<_>>(),
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
     merge(&mut v, extra);
     v
+}
+
+/// How many agents or tasks are rendered under one hold of the master's lock.
+const PIECE: usize = 500;
+
+/// Renders `/master/state` piece by piece into `out`.
+///
+/// The master's lock is held for one piece (a few hundred agents or tasks) at a time, and
+/// each piece is handed to `out` only after the lock is released, so a slow reader never
+/// holds the master. With 100,000 tasks the master keeps allocating and answering while the
+/// document is written, and neither side holds the whole document. The price: pieces are
+/// read at slightly different moments, as if the cluster changed while it was read (each
+/// agent, framework and task is consistent in itself).
+pub fn write_state(
+    master: &Mutex<Master>,
+    flags: &Value,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let lock = || master.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut piece = Piece::default();
+    let (agent_ids, framework_ids, completed) = {
+        let m = lock();
+        piece.open_object(&state_head(&m, flags))?;
+        let mut agents: Vec<String> = m.agents.keys().cloned().collect();
+        agents.sort();
+        let mut frameworks: Vec<String> = m
+            .frameworks
+            .values()
+            .filter(|f| f.active)
+            .map(|f| f.id().to_string())
+            .collect();
+        frameworks.sort();
+        (agents, frameworks, m.completed_frameworks.len())
+    };
+    piece.raw(",\"slaves\":[");
+    for ids in agent_ids.chunks(PIECE) {
+        {
+            let m = lock();
+            for agent in ids.iter().filter_map(|id| m.agents.get(id)) {
+                piece.item(&agent_v0(agent))?;
+            }
+        }
+        piece.flush(out)?;
+    }
+    piece.raw("],\"frameworks\":[");
+    piece.first = true;
+    for id in &framework_ids {
+        write_framework(&lock, |m| m.frameworks.get(id), &mut piece, out)?;
+    }
+    piece.raw("],\"completed_frameworks\":[");
+    piece.first = true;
+    for i in 0..completed {
+        write_framework(&lock, |m| m.completed_frameworks.get(i), &mut piece, out)?;
+    }
+    piece.raw("]}");
+    piece.flush(out)
+}
+
+/// One framework of [`write_state`]: its fields, then its tasks piece by piece.
+fn write_framework<'m>(
+    lock: &impl Fn() -> MutexGuard<'m, Master>,
+    find: impl for<'a> Fn(&'a Master) -> Option<&'a Framework>,
+    piece: &mut Piece,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let completed = {
+        let m = lock();
+        let Some(fw) = find(&m) else { return Ok(()) };
+        piece.separate();
+        piece.open_object(&framework_head(&m, fw))?;
+        fw.completed_tasks.len()
+    };
+    piece.raw(",\"tasks\":[");
+    piece.first = true;
+    let mut after: Option<String> = None;
+    loop {
+        let mut rendered = 0;
+        {
+            let m = lock();
+            let Some(fw) = find(&m) else { break };
+            let range = match &after {
+                None => fw.tasks.range::<String, _>(..),
+                Some(k) => fw
+                    .tasks
+                    .range::<String, _>((Excluded(k.clone()), Unbounded)),
+            };
+            for (id, task) in range.take(PIECE) {
+                piece.item(&TaskV0::of(task))?;
+                after = Some(id.clone());
+                rendered += 1;
+            }
+        }
+        piece.flush(out)?;
+        if rendered < PIECE {
+            break;
+        }
+    }
+    piece.raw("],\"completed_tasks\":[");
+    piece.first = true;
+    for start in (0..completed).step_by(PIECE) {
+        {
+            let m = lock();
+            if let Some(fw) = find(&m) {
+                for task in fw.completed_tasks.iter().skip(start).take(PIECE) {
+                    piece.item(&TaskV0::of(task))?;
+                }
+            }
+        }
+        piece.flush(out)?;
+    }
+    piece.raw("]}");
+    piece.first = false;
+    Ok(())
+}
+
+/// The bytes rendered under one hold of the lock, and whether the next list item is the
+/// list's first (no comma before it).
+#[derive(Default)]
+struct Piece {
+    buf: Vec<u8>,
+    first: bool,
+}
+
+impl Piece {
+    fn raw(&mut self, text: &str) {
+        self.buf.extend_from_slice(text.as_bytes());
+        self.first = true;
+    }
+
+    fn separate(&mut self) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn item(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        self.separate();
+        serde_json::to_writer(&mut self.buf, value).map_err(std::io::Error::other)
+    }
+
+    /// An object without its closing brace, for more fields to follow.
+    fn open_object(&mut self, object: &Value) -> std::io::Result<()> {
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, object).map_err(std::io::Error::other)?;
+        // Every head has fields, so a field added after it follows a comma correctly.
+        debug_assert!(self.buf.len() > start + 2, "an empty head object");
+        self.buf.pop();
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
 }
 
 fn merge(into: &mut Value, from: Value) {

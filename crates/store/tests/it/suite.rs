@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use dcos_store::CreateMode::{Ephemeral, EphemeralSequential, Persistent, PersistentSequential};
 use dcos_store::EventKind::{NodeChildrenChanged, NodeCreated, NodeDataChanged, NodeDeleted};
-use dcos_store::{EventKind, LeaderElection, Result, Store, Watch, WatchedEvent, WATCH_CAPACITY};
+use dcos_store::{
+    EventKind, LeaderElection, Result, Store, Watch, WatchedEvent, Write, WATCH_CAPACITY,
+};
 
 /// A backend under test.
 pub trait Harness {
@@ -23,6 +25,7 @@ macro_rules! suite_tests {
     ($then:ident!($($args:tt)*)) => {
         $crate::suite::$then! {$($args)*
             compare_and_set_checks_versions,
+            write_all_puts_and_removes_in_order,
             create_needs_a_parent_and_a_free_name,
             sequential_names_count_per_parent,
             children_are_the_sorted_names_of_direct_children,
@@ -323,4 +326,39 @@ pub async fn leadership_passes_on_when_the_leader_goes(h: &impl Harness) {
 
     second.withdraw().await.unwrap();
     assert_eq!(observer.leader().await.unwrap(), None);
+}
+
+/// `write_all` creates missing nodes with their ancestors, replaces data, removes nodes
+/// (missing ones too), in order.
+pub async fn write_all_puts_and_removes_in_order(h: &impl Harness) {
+    let s = h.session().await;
+    let base = h.base();
+    let (a, b) = (format!("{base}/w/x/a"), format!("{base}/w/b"));
+    let put = |path: &str, data: &[u8]| Write::Put {
+        path: path.into(),
+        data: data.to_vec(),
+    };
+    let remove = |path: &str| Write::Remove { path: path.into() };
+    s.write_all(vec![put(&a, b"1"), put(&b, b"2"), put(&a, b"3")])
+        .await
+        .unwrap();
+    assert_eq!(s.get(&a).await.unwrap().unwrap().0, b"3");
+    assert_eq!(s.get(&a).await.unwrap().unwrap().1.version, 1);
+    assert_eq!(s.get(&b).await.unwrap().unwrap().0, b"2");
+    s.write_all(vec![
+        remove(&b),
+        remove(&format!("{base}/w/none")),
+        put(&b, b"4"),
+        remove(&a),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.get(&b).await.unwrap().unwrap().0, b"4");
+    assert!(s.get(&a).await.unwrap().is_none());
+    assert_eq!(
+        s.children(&format!("{base}/w")).await.unwrap(),
+        vec!["b", "x"]
+    );
+    s.write_all(Vec::new()).await.unwrap();
+    s.close().await.unwrap();
 }
