@@ -55,6 +55,8 @@ pub struct Param {
 #[derive(Clone, Debug)]
 pub struct Args {
     values: BTreeMap<&'static str, String>,
+    /// The parameters given on the command line (the rest are the size's defaults).
+    given: Vec<(&'static str, String)>,
     /// `--size`.
     pub size: Size,
     /// `--out`, if given.
@@ -83,6 +85,7 @@ impl Args {
         let mut size = Size::Full;
         let mut out = None;
         let mut given = BTreeMap::new();
+        let mut overrides = Vec::new();
         let mut it = argv.iter();
         while let Some(arg) = it.next() {
             let key = arg
@@ -118,6 +121,7 @@ impl Args {
                         ));
                     }
                     given.insert(param.key, value.clone());
+                    overrides.push((param.key, value.clone()));
                 }
             }
         }
@@ -129,7 +133,12 @@ impl Args {
                 (p.key, v)
             })
             .collect();
-        Ok(Args { values, size, out })
+        Ok(Args {
+            values,
+            given: overrides,
+            size,
+            out,
+        })
     }
 
     fn value(&self, key: &str) -> &str {
@@ -180,6 +189,9 @@ impl Args {
         if self.size == Size::Tiny {
             cmd.push_str(" --size tiny");
         }
+        for (key, value) in &self.given {
+            cmd.push_str(&format!(" --{key} {value}"));
+        }
         cmd
     }
 }
@@ -226,7 +238,10 @@ mod tests {
         assert_eq!(tiny.list("agents"), vec![10]);
         assert_eq!(tiny.num("seconds"), 3);
         assert_eq!(tiny.out, Some(PathBuf::from("x.json")));
-        assert_eq!(tiny.command("offers"), "dcos bench offers --size tiny");
+        assert_eq!(
+            tiny.command("offers"),
+            "dcos bench offers --size tiny --seconds 3"
+        );
     }
 
     #[test]

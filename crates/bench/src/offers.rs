@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dcos_mesos::api::FrameworkInfo;
-use dcos_mesos::resources::Resources;
-use dcos_mesos::{scheduler, simulate};
+use dcos_mesos::scheduler;
 use dcos_testkit::loopback;
 use serde_json::{json, Value};
 
@@ -24,17 +23,6 @@ use crate::{Args, Kind, Param, Scenario};
 
 /// DC/OS' allocation interval.
 const INTERVAL: Duration = Duration::from_secs(1);
-
-/// The resources of one simulated agent: a small DC/OS agent with the contract's port ranges.
-pub(crate) fn agent_resources() -> Resources {
-    Resources {
-        cpus: 4.0,
-        mem: 8192.0,
-        disk: 8192.0,
-        gpus: 0.0,
-        ports: dcos_ports::task_ranges(dcos_ports::NodeRole::Agent),
-    }
-}
 
 fn framework(name: &str) -> FrameworkInfo {
     serde_json::from_value(json!({"user": "root", "name": name})).expect("a FrameworkInfo")
@@ -127,11 +115,12 @@ async fn with_agents(
     seconds: u64,
 ) -> anyhow::Result<Vec<Value>> {
     let master = loopback::master_with(INTERVAL).await;
-    let registering = Instant::now();
-    let spec = simulate::Spec::new(master.addr, agent_resources(), Duration::from_millis(10));
-    let sims = simulate::start(spec, agents).await?;
-    let registered_in = registering.elapsed().as_secs_f64();
     let client = reqwest::Client::new();
+    // The agents in a process of their own: with the master's end of every connection in
+    // this one, 10,000 agents would need twice the open files of one process.
+    let log = tempfile::NamedTempFile::new()?;
+    let (sims, registered_in) =
+        crate::rig::simulate(&client, master.addr, agents, log.path()).await?;
     let mut rows = Vec::new();
     for &f in frameworks {
         let decliners = Decliners::subscribe(master.addr, f).await?;
@@ -175,7 +164,7 @@ async fn with_agents(
         }));
         decliners.teardown().await;
     }
-    sims.stop().await;
+    drop(sims);
     master.stop().await;
     Ok(rows)
 }

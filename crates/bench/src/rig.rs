@@ -20,7 +20,7 @@ const NODE_START: Duration = Duration::from_secs(120);
 pub struct Rig {
     dir: tempfile::TempDir,
     node: Child,
-    sims: Option<Child>,
+    sims: Option<Simulator>,
     ip: IpAddr,
     /// A client for the node's APIs.
     pub client: reqwest::Client,
@@ -99,38 +99,11 @@ impl Rig {
     /// Starts `count` simulated agents in their own process and waits until the master
     /// counts them active; returns the seconds that took.
     pub async fn simulate(&mut self, count: usize) -> anyhow::Result<f64> {
-        let exe = std::env::current_exe()?;
+        let master = SocketAddr::new(self.ip, 5050);
         let log = self.dir.path().join("simulate.log");
-        let master = SocketAddr::new(self.ip, 5050).to_string();
-        let count_arg = count.to_string();
-        let started = Instant::now();
-        self.sims = Some(spawn_logged(
-            &exe,
-            &[
-                "agent", "simulate", "--count", &count_arg, "--master", &master,
-            ],
-            &log,
-        )?);
-        let deadline = Duration::from_secs(60).max(Duration::from_millis(20) * count as u32);
-        loop {
-            if let Some(status) = self.sims.as_mut().and_then(|s| s.try_wait().ok()).flatten() {
-                anyhow::bail!("dcos agent simulate exited ({status}):\n{}", tail(&log));
-            }
-            let active = self
-                .get(&self.mesos("/metrics/snapshot"))
-                .await
-                .ok()
-                .and_then(|m| m["master/slaves_active"].as_u64());
-            if active == Some(count as u64) {
-                return Ok(started.elapsed().as_secs_f64());
-            }
-            anyhow::ensure!(
-                started.elapsed() < deadline,
-                "{count} simulated agents did not register within {deadline:?} ({active:?} did):\n{}",
-                tail(&log)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let (child, took) = simulate(&self.client, master, count, &log).await?;
+        self.sims = Some(child);
+        Ok(took)
     }
 
     /// `http://<master>:5050<path>`.
@@ -170,11 +143,74 @@ impl Rig {
 
     /// The simulated agents' process.
     pub fn simulator_pid(&self) -> Option<u32> {
-        self.sims.as_ref().map(Child::id)
+        self.sims.as_ref().map(Simulator::pid)
     }
 
     fn work_dir(&self) -> PathBuf {
         self.dir.path().join("work")
+    }
+}
+
+/// Starts `count` simulated agents of `master` in their own process (`dcos agent simulate`,
+/// its output in `log`) and waits until the master counts them active. Returns the process
+/// and the seconds registration took.
+pub async fn simulate(
+    client: &reqwest::Client,
+    master: SocketAddr,
+    count: usize,
+    log: &Path,
+) -> anyhow::Result<(Simulator, f64)> {
+    let exe = std::env::current_exe()?;
+    let (master_arg, count_arg) = (master.to_string(), count.to_string());
+    let started = Instant::now();
+    let mut sims = Simulator(spawn_logged(
+        &exe,
+        &[
+            "agent",
+            "simulate",
+            "--count",
+            &count_arg,
+            "--master",
+            &master_arg,
+        ],
+        log,
+    )?);
+    let deadline = Duration::from_secs(60).max(Duration::from_millis(20) * count as u32);
+    let metrics = format!("http://{master}/metrics/snapshot");
+    loop {
+        if let Some(status) = sims.0.try_wait()? {
+            anyhow::bail!("dcos agent simulate exited ({status}):\n{}", tail(log));
+        }
+        let active = async { client.get(&metrics).send().await?.json::<Value>().await };
+        let active = active
+            .await
+            .ok()
+            .and_then(|m| m["master/slaves_active"].as_u64());
+        if active == Some(count as u64) {
+            return Ok((sims, started.elapsed().as_secs_f64()));
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "{count} simulated agents did not register within {deadline:?} ({active:?} did):\n{}",
+            tail(log)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The simulated agents' process; stopped on drop.
+pub struct Simulator(Child);
+
+impl Simulator {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        stop(&mut self.0);
     }
 }
 
@@ -198,9 +234,8 @@ fn stop(child: &mut Child) {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        if let Some(sims) = &mut self.sims {
-            stop(sims);
-        }
+        // The agents first, so the master does not see them go one by one.
+        self.sims = None;
         stop(&mut self.node);
     }
 }

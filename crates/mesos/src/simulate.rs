@@ -86,6 +86,11 @@ impl Agents {
     }
 }
 
+/// Status updates in flight at once, across all agents. A real agent sends its updates over
+/// its own connection one after another; unbounded, a launch of 100,000 tasks would open as
+/// many connections to the master at once.
+const UPDATES_IN_FLIGHT: usize = 256;
+
 /// How long registration may take: a minute, and more for many agents (the master writes
 /// each admission to its registry).
 fn registration_deadline(count: usize) -> Duration {
@@ -99,6 +104,7 @@ pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
         .pool_max_idle_per_host(64)
         .build()?;
     let counts = Arc::new(Counts::default());
+    let sending = Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
     let mut tasks = Vec::with_capacity(count);
     for n in 0..count {
@@ -106,6 +112,7 @@ pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
             spec: spec.clone(),
             client: client.clone(),
             counts: counts.clone(),
+            sending: sending.clone(),
             n,
         };
         let (stop, ready) = (stop.clone(), ready_tx.clone());
@@ -150,6 +157,7 @@ struct Agent {
     spec: Spec,
     client: reqwest::Client,
     counts: Arc<Counts>,
+    sending: Arc<tokio::sync::Semaphore>,
     n: usize,
 }
 
@@ -159,6 +167,7 @@ impl Agent {
             spec,
             client,
             counts,
+            sending,
             n,
         } = self;
         let url = format!("http://{}{AGENT_API_PATH}", spec.master);
@@ -197,9 +206,12 @@ impl Agent {
                         let (client, url, delay) = (client.clone(), url.clone(), spec.start_delay);
                         let launched = counts.launched.fetch_add(1, Ordering::Relaxed) + 1;
                         let fails = spec.fail_every > 0 && launched % spec.fail_every == 0;
-                        let counts = counts.clone();
+                        let (counts, sending) = (counts.clone(), sending.clone());
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
+                            let Ok(_permit) = sending.acquire().await else {
+                                return;
+                            };
                             let last = if fails { "TASK_FAILED" } else { "TASK_RUNNING" };
                             for state in ["TASK_STARTING", last] {
                                 let mut status = TaskStatus {
@@ -245,7 +257,11 @@ impl Agent {
                         };
                         let (client, url) = (client.clone(), url.clone());
                         counts.killed.fetch_add(1, Ordering::Relaxed);
+                        let sending = sending.clone();
                         tokio::spawn(async move {
+                            let Ok(_permit) = sending.acquire().await else {
+                                return;
+                            };
                             send_update(&client, &url, &agent_id, &framework_id, status).await;
                         });
                     }

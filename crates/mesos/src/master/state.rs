@@ -20,7 +20,7 @@ const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Default DECLINE/ACCEPT refusal.
 pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// Buffered events per framework stream before the framework is considered stuck.
-pub const STREAM_BUFFER: usize = 16 * 1024;
+pub const STREAM_BUFFER: usize = 256 * 1024;
 
 /// A framework's event stream.
 pub struct Stream {
