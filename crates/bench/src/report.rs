@@ -45,6 +45,7 @@ pub fn num(v: &Value, decimals: usize) -> String {
 pub fn ratio(v: &Value) -> String {
     match v.as_f64() {
         Some(x) if x >= 100.0 => format!("{x:.0}×"),
+        Some(x) if x < 0.1 => format!("{x:.4}×"),
         Some(x) => format!("{x:.2}×"),
         None => "–".into(),
     }
