@@ -112,18 +112,14 @@ fn one_failover(
 }
 
 fn summary(samples: &[f64]) -> Value {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    };
+    let median = crate::median(samples);
+    let min = samples.iter().copied().reduce(f64::min);
+    let max = samples.iter().copied().reduce(f64::max);
     json!({
         "samples_secs": samples,
-        "min_secs": sorted.first(),
+        "min_secs": min,
         "median_secs": median,
-        "max_secs": sorted.last(),
+        "max_secs": max,
         "median_ratio_to_session_timeout": median / SESSION_TIMEOUT.as_secs_f64(),
     })
 }

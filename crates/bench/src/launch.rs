@@ -18,14 +18,13 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use dcos_mesos::api::FrameworkInfo;
 use dcos_mesos::scheduler;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::procfs;
 use crate::rig::Rig;
-use crate::{Args, Kind, Param, Scenario};
+use crate::{framework, percentile, Args, Kind, Param, Scenario};
 
 /// The app every launch deploys.
 const APP_ID: &str = "/bench-launch";
@@ -37,18 +36,10 @@ const TASK_MEM: f64 = 1.0;
 /// The longest any one launch may take.
 const GIVE_UP: Duration = Duration::from_secs(540);
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 /// The minimal framework: launches `instances` tasks as offers come, and returns the
 /// seconds from its first ACCEPT's decision to the last TASK_RUNNING.
 async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
-    let info: FrameworkInfo =
-        serde_json::from_value(json!({"user": "root", "name": "bench-bare"}))?;
+    let info = framework("bench-bare");
     let master = format!("{}:5050", crate::rig::MASTER_IP).parse()?;
     let (conn, mut events, _) = scheduler::subscribe(&rig.client, master, &info).await?;
     let started = Instant::now();

@@ -34,6 +34,30 @@ mod rig;
 mod router;
 
 pub use args::{Args, Kind, Param, Size};
+
+/// The median of `samples` (the mean of the middle two for an even count; NaN for none).
+pub(crate) fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The `q` quantile (0..=1) of samples already sorted, nearest rank; NaN for none.
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A framework of the benchmark's own, as `root`.
+pub(crate) fn framework(name: &str) -> dcos_mesos::api::FrameworkInfo {
+    serde_json::from_value(json!({"user": "root", "name": name})).expect("a FrameworkInfo")
+}
 pub use report::render as report;
 
 /// One scenario of the suite.

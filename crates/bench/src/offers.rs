@@ -14,27 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dcos_mesos::api::FrameworkInfo;
 use dcos_mesos::scheduler;
 use dcos_testkit::loopback;
 use serde_json::{json, Value};
 
-use crate::{Args, Kind, Param, Scenario};
+use crate::{framework, median, Args, Kind, Param, Scenario};
 
 /// DC/OS' allocation interval.
 const INTERVAL: Duration = Duration::from_secs(1);
-
-fn framework(name: &str) -> FrameworkInfo {
-    serde_json::from_value(json!({"user": "root", "name": name})).expect("a FrameworkInfo")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Frameworks declining every offer; counts the offers while `counting`.
 struct Decliners {
@@ -142,7 +129,7 @@ async fn with_agents(
         let elapsed = start.elapsed().as_secs_f64();
         let offers = decliners.counted.load(Ordering::Relaxed) as f64 / elapsed;
         let max = cycles.iter().copied().fold(f64::NAN, f64::max);
-        let cycle = median(cycles.clone());
+        let cycle = median(&cycles);
         tracing::info!(
             agents,
             frameworks = f,

@@ -4,21 +4,11 @@
 
 use std::time::Instant;
 
-use dcos_mesos::api::FrameworkInfo;
 use dcos_mesos::scheduler;
 use dcos_testkit::loopback;
 use serde_json::{json, Value};
 
-use crate::{Args, Kind, Param, Scenario};
-
-fn framework(name: &str) -> FrameworkInfo {
-    serde_json::from_value(json!({"user": "root", "name": name})).expect("a FrameworkInfo")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use crate::{framework, median, Args, Kind, Param, Scenario};
 
 async fn run(args: Args) -> anyhow::Result<Value> {
     let launches = args.num("launches").max(1);
@@ -79,7 +69,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     }
     agent.stop().await;
     master.stop().await;
-    let (launch_ms, peer_ms) = (median(to_running), median(fork_exec));
+    let (launch_ms, peer_ms) = (median(&to_running), median(&fork_exec));
     Ok(json!({
         "launches": launches,
         "command": COMMAND,

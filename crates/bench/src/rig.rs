@@ -175,7 +175,7 @@ pub async fn simulate(
         ],
         log,
     )?);
-    let deadline = Duration::from_secs(60).max(Duration::from_millis(20) * count as u32);
+    let deadline = dcos_mesos::simulate::registration_deadline(count);
     let metrics = format!("http://{master}/metrics/snapshot");
     loop {
         if let Some(status) = sims.0.try_wait()? {

@@ -661,20 +661,24 @@ impl Marathon {
                         }
                         self.on_events(batch).await;
                         if let Some(e) = lost {
-                            tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
-                            *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            self.lost_master(&e);
                             events = None;
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
-                        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.lost_master(&e);
                         events = None;
                     }
                 },
                 _ = tick.tick() => self.control(&mut kills_sent, &mut last_revive).await,
             }
         }
+    }
+
+    /// The event stream broke: forget the connection, so calls wait for the next one.
+    fn lost_master(&self, e: &scheduler::Error) {
+        tracing::warn!(error = %e, "lost the Mesos master; re-subscribing");
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     async fn framework_info(&self) -> FrameworkInfo {

@@ -93,7 +93,7 @@ const UPDATES_IN_FLIGHT: usize = 256;
 
 /// How long registration may take: a minute, and more for many agents (the master writes
 /// each admission to its registry).
-fn registration_deadline(count: usize) -> Duration {
+pub fn registration_deadline(count: usize) -> Duration {
     Duration::from_secs(60).max(Duration::from_millis(20) * count as u32)
 }
 

@@ -301,12 +301,10 @@ pub fn write_state(
         piece.flush(out)?;
     }
     piece.raw("],\"frameworks\":[");
-    piece.first = true;
     for id in &framework_ids {
         write_framework(&lock, |m| m.frameworks.get(id), &mut piece, out)?;
     }
     piece.raw("],\"completed_frameworks\":[");
-    piece.first = true;
     for i in 0..completed {
         write_framework(&lock, |m| m.completed_frameworks.get(i), &mut piece, out)?;
     }
@@ -329,7 +327,6 @@ fn write_framework<'m>(
         fw.completed_tasks.len()
     };
     piece.raw(",\"tasks\":[");
-    piece.first = true;
     let mut after: Option<String> = None;
     loop {
         let mut rendered = 0;
@@ -354,7 +351,6 @@ fn write_framework<'m>(
         }
     }
     piece.raw("],\"completed_tasks\":[");
-    piece.first = true;
     for start in (0..completed).step_by(PIECE) {
         {
             let m = lock();
@@ -380,6 +376,8 @@ struct Piece {
 }
 
 impl Piece {
+    /// Literal JSON, after which the next item takes no comma (it opens a list, or closes
+    /// an item whose caller sets `first` again).
     fn raw(&mut self, text: &str) {
         self.buf.extend_from_slice(text.as_bytes());
         self.first = true;
