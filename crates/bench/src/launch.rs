@@ -33,6 +33,9 @@ const APP_ID: &str = "/bench-launch";
 const TASK_CPUS: f64 = 0.01;
 const TASK_MEM: f64 = 1.0;
 
+/// Calls the minimal framework has in flight at once, as Marathon.
+const CALLS_IN_FLIGHT: usize = 32;
+
 /// The longest any one launch may take.
 const GIVE_UP: Duration = Duration::from_secs(540);
 
@@ -44,6 +47,9 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
     let (conn, mut events, _) = scheduler::subscribe(&rig.client, master, &info).await?;
     let started = Instant::now();
     let (mut launched, mut running) = (0usize, 0usize);
+    // Acknowledgements in flight at once, as Marathon bounds them: unbounded, 200,000 of
+    // them would queue up at the master ahead of the offer answers.
+    let acks = std::sync::Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT));
     while running < instances {
         anyhow::ensure!(
             started.elapsed() < GIVE_UP,
@@ -83,7 +89,7 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
                 }
                 futures::stream::iter(calls)
                     .map(|call| conn.call(call))
-                    .buffer_unordered(32)
+                    .buffer_unordered(CALLS_IN_FLIGHT)
                     .collect::<Vec<_>>()
                     .await
                     .into_iter()
@@ -96,8 +102,12 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
                 }
                 if let Some(uuid) = status.get("uuid") {
                     let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
+                    let permit = acks.clone().acquire_owned().await?;
                     let c = conn.clone();
-                    tokio::spawn(async move { c.call(ack).await });
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        c.call(ack).await
+                    });
                 }
             }
             _ => {}
@@ -279,7 +289,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
 const PARAMS: &[Param] = &[Param {
     key: "runs",
     kind: Kind::Pairs,
-    full: "1000x1000,1000x10000,10000x10000",
+    full: "1000x1000,1000x10000,10000x10000,10000x100000",
     tiny: "20x40",
     help: "AGENTSxINSTANCES launches, each on a fresh master node",
 }];

@@ -52,7 +52,12 @@ impl Rig {
             "this scenario needs root: its master node binds DC/OS' privileged ports (53, 80, 443)"
         );
         let exe = std::env::current_exe()?;
-        let dir = tempfile::tempdir()?;
+        let mut dir = tempfile::tempdir()?;
+        // To read the node's and the simulator's logs after a run.
+        if std::env::var_os("DCOS_BENCH_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            tracing::info!(dir = %dir.path().display(), "keeping the rig's directory");
+        }
         let ip: IpAddr = MASTER_IP.parse()?;
         let config = dir.path().join("node.yaml");
         fs_err::write(

@@ -18,7 +18,8 @@ const RESULTS_MD: &str = "bench/RESULTS.md";
     after_help = "Scenarios: offers, launch, real-launch, dns, router, failover, footprint; \
     `all` runs every one and rewrites bench/RESULTS.md; `report` only rewrites it; `list` shows \
     each scenario's options. Options: --size full|tiny, --out FILE, and the scenario's own \
-    --key value pairs."
+    --key value pairs. With DCOS_BENCH_KEEP=1 set, the launch and footprint scenarios keep \
+    their master node's directory (every unit's log) and print where it is."
 )]
 pub(crate) struct BenchArgs {
     /// A scenario, `all`, `report` or `list`.

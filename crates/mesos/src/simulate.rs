@@ -100,8 +100,12 @@ pub fn registration_deadline(count: usize) -> Duration {
 /// Starts `count` simulated agents and returns once all have registered.
 pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
     let stop = CancellationToken::new();
+    // No TCP keepalive: the master's heartbeats on the event stream show the master is
+    // alive. With keepalive, thousands of connections made in the same seconds probe
+    // in the same instant, loopback drops most of the burst, and the agents give up together.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .tcp_keepalive(None)
         .build()?;
     let counts = Arc::new(Counts::default());
     let sending = Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT));
@@ -120,7 +124,7 @@ pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 r = agent.run(ready) => if let Err(e) = r {
-                    tracing::warn!(agent = n, error = %e, "simulated agent ended");
+                    tracing::warn!(agent = n, error = format!("{e:#}"), "simulated agent ended");
                 }
             }
         }));
@@ -288,6 +292,9 @@ async fn send_update(
         status,
     };
     if let Err(e) = client.post(url).json(&call).send().await {
-        tracing::warn!(error = %e, "simulated update not delivered");
+        tracing::warn!(
+            error = format!("{:#}", anyhow::Error::from(e)),
+            "simulated update not delivered"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! JSON views of the master's state: the v0 endpoints (`/master/state`, `/state-summary`,
 //! `/master/slaves`, `/master/frameworks`, `/master/tasks`) and v1 operator objects.
 
+use std::collections::HashMap;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -436,19 +437,24 @@ fn count_states<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value>
 pub fn state_summary(master: &Master) -> Value {
     let mut agents: Vec<&Agent> = master.agents.values().collect();
     agents.sort_by_key(|a| a.id.clone());
-    let all_tasks = || {
-        master
-            .frameworks
-            .values()
-            .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
-    };
+    // Every task once, grouped by its agent: the summary stays linear in agents and tasks
+    // (the history service reads it every 2 s, under the master's lock).
+    let mut by_agent: HashMap<&str, Vec<&Task>> = HashMap::new();
+    for t in master
+        .frameworks
+        .values()
+        .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
+    {
+        by_agent
+            .entry(t.info.agent_id.value.as_str())
+            .or_default()
+            .push(t);
+    }
     let slaves: Vec<Value> = agents
         .iter()
         .map(|a| {
             let mut v = agent_v0(a);
-            let tasks: Vec<&Task> = all_tasks()
-                .filter(|t| t.info.agent_id.value == a.id)
-                .collect();
+            let tasks = by_agent.remove(a.id.as_str()).unwrap_or_default();
             let mut fws: Vec<String> = tasks
                 .iter()
                 .filter(|t| !api::state::is_terminal(&t.state))
