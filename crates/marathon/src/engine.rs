@@ -39,6 +39,9 @@ const EVENT_BUFFER: usize = 1024;
 const CALLS_IN_FLIGHT: usize = 32;
 /// Status updates handled (and stored) together at most.
 const UPDATE_BATCH: usize = 1024;
+/// Acknowledgements and kills sent in the background at most: beyond this, reading the next
+/// status updates waits for the master to take them.
+const CALLS_QUEUED: usize = 4 * UPDATE_BATCH;
 
 /// An API failure, rendered as Marathon renders it (see `http`).
 #[derive(Debug)]
@@ -99,6 +102,8 @@ pub struct Marathon {
     state: Arc<Mutex<State>>,
     persist: Persist<AnyStore>,
     connection: Arc<std::sync::Mutex<Option<Connection>>>,
+    /// Acknowledgements and kills waiting to go out in the background, at most `CALLS_QUEUED`.
+    calls_queued: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<Event>,
     /// The configuration.
     pub settings: Arc<Settings>,
@@ -144,6 +149,7 @@ impl Marathon {
             state: Arc::new(Mutex::new(state)),
             persist,
             connection: Arc::new(std::sync::Mutex::new(None)),
+            calls_queued: Arc::new(tokio::sync::Semaphore::new(CALLS_QUEUED)),
             events: broadcast::channel(EVENT_BUFFER).0,
             settings: Arc::new(settings),
             started: Instant::now(),
@@ -778,7 +784,8 @@ impl Marathon {
         };
         let now = Instant::now();
         let now_secs = dcos_mesos::api::now_secs();
-        let mut calls = Vec::new();
+        // Each answer, with the tasks it launches (to reconcile if it is not delivered).
+        let mut calls: Vec<(Value, Option<Vec<Value>>)> = Vec::new();
         {
             let mut state = self.lock().await;
             let plans: Vec<(String, crate::state::AppPlan)> = state
@@ -823,7 +830,7 @@ impl Marathon {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "unusable offer; declining it");
-                        calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_IDLE_SECS}}}));
+                        calls.push((json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_IDLE_SECS}}}), None));
                         continue;
                     }
                 };
@@ -873,7 +880,7 @@ impl Marathon {
                     } else {
                         DECLINE_IDLE_SECS
                     };
-                    calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": refuse}}}));
+                    calls.push((json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": refuse}}}), None));
                 } else {
                     tracing::debug!(agent_id, tasks = launches.len(), "launching tasks");
                     accepts.push((offer_id, launches));
@@ -902,24 +909,36 @@ impl Marathon {
                         state.instances.insert(i.task_id.clone(), i);
                     }
                     for (offer_id, launches) in accepts {
-                        calls.push(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer_id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": launches}}], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                        let tasks: Vec<Value> = launches
+                            .iter()
+                            .map(|t| json!({"task_id": t["task_id"], "agent_id": t["agent_id"]}))
+                            .collect();
+                        calls.push((json!({"type": "ACCEPT", "accept": {"offer_ids": [offer_id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": launches}}], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}), Some(tasks)));
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store the new instances; not launching them");
                     for (offer_id, _) in accepts {
-                        calls.push(json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}));
+                        calls.push((json!({"type": "DECLINE", "decline": {"offer_ids": [offer_id], "filters": {"refuse_seconds": DECLINE_WAITING_SECS}}}), None));
                     }
                 }
             }
         }
         // The answers are independent: send several at a time.
         futures::stream::iter(calls)
-            .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
+            .for_each_concurrent(CALLS_IN_FLIGHT, |(call, tasks)| {
                 let conn = conn.clone();
                 async move {
-                    if let Err(e) = conn.call(call).await {
-                        tracing::warn!(error = %e, "offer answer not delivered");
+                    let Err(e) = conn.call(call).await else { return };
+                    tracing::warn!(error = %e, "offer answer not delivered");
+                    // An ACCEPT that timed out may or may not have reached the master: ask
+                    // for its tasks. The master answers TASK_LOST for the ones it never
+                    // launched, and they are launched again.
+                    if let Some(tasks) = tasks {
+                        let reconcile = json!({"type": "RECONCILE", "reconcile": {"tasks": tasks}});
+                        if let Err(e) = conn.call(reconcile).await {
+                            tracing::warn!(error = %e, "cannot reconcile the tasks of an undelivered offer answer");
+                        }
                     }
                 }
             })
@@ -963,14 +982,26 @@ impl Marathon {
         let Some(conn) = self.connection() else {
             return;
         };
-        futures::stream::iter(acks.into_iter().chain(kills))
-            .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
-                let conn = conn.clone();
-                async move {
-                    let _ = conn.call(call).await;
-                }
-            })
-            .await;
+        let calls: Vec<Value> = acks.into_iter().chain(kills).collect();
+        if calls.is_empty() {
+            return;
+        }
+        // Sent in the background, so that the next burst is read and stored meanwhile.
+        let queued = calls.len().clamp(1, CALLS_QUEUED) as u32;
+        let Ok(permit) = self.calls_queued.clone().acquire_many_owned(queued).await else {
+            return;
+        };
+        tokio::spawn(async move {
+            futures::stream::iter(calls)
+                .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
+                    let conn = conn.clone();
+                    async move {
+                        let _ = conn.call(call).await;
+                    }
+                })
+                .await;
+            drop(permit);
+        });
     }
 
     /// One status update's change to the state; the writes and events it needs are added to
@@ -1248,6 +1279,9 @@ impl Marathon {
 
 /// Instances whose health checks failed too often after their grace period.
 fn unhealthy(state: &State, app: &App) -> Vec<String> {
+    if app.health_checks.is_empty() {
+        return Vec::new();
+    }
     let now = std::time::SystemTime::now();
     state
         .instances

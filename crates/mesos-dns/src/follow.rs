@@ -10,6 +10,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// Silence after which the master is taken to be gone: three of its heartbeat intervals.
+const SILENCE: Duration = Duration::from_secs(3 * dcos_mesos::master::HEARTBEAT_SECS as u64);
+
 /// The shortest pause between a change and reading the state again.
 const MIN_GATHER: Duration = Duration::from_millis(20);
 
@@ -60,7 +63,6 @@ async fn subscribe(
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .body(json!({"type": "SUBSCRIBE"}).to_string())
-        .timeout(Duration::from_secs(365 * 24 * 3600))
         .send()
         .await?
         .error_for_status()?;
@@ -121,8 +123,13 @@ pub async fn follow(
     install: impl Fn(Value),
     shutdown: CancellationToken,
 ) {
+    // No limit on a whole request: the state of a large cluster (100,000 tasks, 70 MB) takes
+    // longer than any fixed bound to read while the master is busy, and a follower that gave
+    // up would only subscribe and read it again. A master that sends nothing for three
+    // heartbeat intervals is gone.
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(SILENCE)
         .build()
         .unwrap_or_default();
     // When a state was last installed: every install counts, not only a round's first.
@@ -142,7 +149,7 @@ pub async fn follow(
             r = round => r,
         };
         if let Err(e) = result {
-            tracing::debug!(error = %e, "lost the leading master");
+            tracing::warn!(error = %e, "lost the leading master; following it again");
         }
         let stale = last_ok.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > refresh;
         if stale {

@@ -754,11 +754,17 @@ const STATE_PIECES_IN_FLIGHT: usize = 4;
 /// `/master/state`, streamed as it is rendered (see [`views::write_state`]).
 async fn state_endpoint(State(shared): State<Shared>) -> Response {
     let flags = shared.flags();
+    stream_rendered(move |out| views::write_state(&shared.master, &flags, out))
+}
+
+/// A JSON answer streamed as `render` writes it, piece by piece, on a blocking thread.
+fn stream_rendered(
+    render: impl FnOnce(&mut PieceSender) -> std::io::Result<()> + Send + 'static,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel(STATE_PIECES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let mut out = PieceSender(tx);
-        if let Err(e) = views::write_state(&shared.master, &flags, &mut out) {
-            tracing::debug!(error = %e, "/master/state not sent whole");
+        if let Err(e) = render(&mut PieceSender(tx)) {
+            tracing::debug!(error = %e, "a streamed answer was not sent whole");
         }
     });
     let pieces = futures::stream::unfold(rx, |mut rx| async move {
@@ -792,8 +798,9 @@ impl std::io::Write for PieceSender {
     }
 }
 
+/// `/master/state-summary`, streamed as it is rendered (see [`views::write_state_summary`]).
 async fn state_summary(State(shared): State<Shared>) -> Response {
-    Json(views::state_summary(&shared.lock())).into_response()
+    stream_rendered(move |out| views::write_state_summary(&shared.master, out))
 }
 
 async fn slaves(State(shared): State<Shared>) -> Response {

@@ -433,66 +433,107 @@ fn count_states<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value>
     counts
 }
 
-/// `/master/state-summary`.
-pub fn state_summary(master: &Master) -> Value {
-    let mut agents: Vec<&Agent> = master.agents.values().collect();
-    agents.sort_by_key(|a| a.id.clone());
-    // Every task once, grouped by its agent: the summary stays linear in agents and tasks
-    // (the history service reads it every 2 s, under the master's lock).
-    let mut by_agent: HashMap<&str, Vec<&Task>> = HashMap::new();
-    for t in master
-        .frameworks
-        .values()
-        .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
-    {
-        by_agent
-            .entry(t.info.agent_id.value.as_str())
-            .or_default()
-            .push(t);
+/// Renders `/master/state-summary` piece by piece into `out`, as [`write_state`] does.
+///
+/// The history service reads it every 2 s. One hold of the lock counts every task once,
+/// grouped by agent, and renders the frameworks; the agents follow a few hundred per hold.
+/// The summary stays linear in agents and tasks and never holds the master for long.
+pub fn write_state_summary(
+    master: &Mutex<Master>,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let lock = || master.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut piece = Piece::default();
+    let (agent_ids, mut per_agent) = {
+        let m = lock();
+        piece.open_object(&json!({"hostname": m.ip, "cluster": m.cluster}))?;
+        let mut by_agent: HashMap<&str, Vec<&Task>> = HashMap::new();
+        for t in m
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
+        {
+            by_agent
+                .entry(t.info.agent_id.value.as_str())
+                .or_default()
+                .push(t);
+        }
+        // What each agent's entry adds to its agent_v0: task counts and running frameworks.
+        let per_agent: HashMap<String, Value> = by_agent
+            .into_iter()
+            .map(|(agent, tasks)| {
+                let mut fws: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| !api::state::is_terminal(&t.state))
+                    .map(|t| t.framework_id.as_str())
+                    .collect();
+                fws.sort_unstable();
+                fws.dedup();
+                let mut extra = count_states(tasks.into_iter());
+                extra.insert("framework_ids".into(), json!(fws));
+                (agent.to_string(), Value::Object(extra))
+            })
+            .collect();
+        let mut frameworks: Vec<&Framework> = m.frameworks.values().filter(|f| f.active).collect();
+        frameworks.sort_by_key(|f| f.id().to_string());
+        piece.raw(",\"frameworks\":[");
+        for f in frameworks {
+            piece.item(&framework_summary(f))?;
+        }
+        let mut agents: Vec<String> = m.agents.keys().cloned().collect();
+        agents.sort();
+        (agents, per_agent)
+    };
+    piece.raw("],\"slaves\":[");
+    for ids in agent_ids.chunks(PIECE) {
+        {
+            let m = lock();
+            for agent in ids.iter().filter_map(|id| m.agents.get(id)) {
+                let mut v = agent_v0(agent);
+                let extra = per_agent.remove(&agent.id).unwrap_or_else(|| {
+                    let mut none = count_states(std::iter::empty());
+                    none.insert("framework_ids".into(), json!([]));
+                    Value::Object(none)
+                });
+                merge(&mut v, extra);
+                piece.item(&v)?;
+            }
+        }
+        piece.flush(out)?;
     }
-    let slaves: Vec<Value> = agents
-        .iter()
-        .map(|a| {
-            let mut v = agent_v0(a);
-            let tasks = by_agent.remove(a.id.as_str()).unwrap_or_default();
-            let mut fws: Vec<String> = tasks
-                .iter()
-                .filter(|t| !api::state::is_terminal(&t.state))
-                .map(|t| t.framework_id.clone())
-                .collect();
-            fws.sort();
-            fws.dedup();
-            merge(&mut v, Value::Object(count_states(tasks.into_iter())));
-            v["framework_ids"] = json!(fws);
-            v
-        })
+    piece.raw("]}");
+    piece.flush(out)
+}
+
+/// One framework of the state-summary.
+fn framework_summary(f: &Framework) -> Value {
+    let mut agent_ids: Vec<&str> = f
+        .tasks
+        .values()
+        .map(|t| t.info.agent_id.value.as_str())
         .collect();
-    let mut frameworks: Vec<&Framework> = master.frameworks.values().filter(|f| f.active).collect();
-    frameworks.sort_by_key(|f| f.id().to_string());
-    let frameworks: Vec<Value> = frameworks
-        .iter()
-        .map(|f| {
-            let mut agent_ids: Vec<String> = f.tasks.values().map(|t| t.info.agent_id.value.clone()).collect();
-            agent_ids.sort();
-            agent_ids.dedup();
-            let mut v = json!({
-                "id": f.id(),
-                "name": f.info.name,
-                "pid": Value::Null,
-                "hostname": f.info.hostname.clone().unwrap_or_default(),
-                "webui_url": f.info.webui_url.clone().unwrap_or_default(),
-                "active": f.active,
-                "connected": f.connected(),
-                "used_resources": f.used.to_state_json(),
-                "offered_resources": f.offered.to_state_json(),
-                "capabilities": f.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
-                "slave_ids": agent_ids,
-            });
-            merge(&mut v, Value::Object(count_states(f.tasks.values().chain(f.completed_tasks.iter()))));
-            v
-        })
-        .collect();
-    json!({"hostname": master.ip, "cluster": master.cluster, "slaves": slaves, "frameworks": frameworks})
+    agent_ids.sort_unstable();
+    agent_ids.dedup();
+    let mut v = json!({
+        "id": f.id(),
+        "name": f.info.name,
+        "pid": Value::Null,
+        "hostname": f.info.hostname.clone().unwrap_or_default(),
+        "webui_url": f.info.webui_url.clone().unwrap_or_default(),
+        "active": f.active,
+        "connected": f.connected(),
+        "used_resources": f.used.to_state_json(),
+        "offered_resources": f.offered.to_state_json(),
+        "capabilities": f.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
+        "slave_ids": agent_ids,
+    });
+    merge(
+        &mut v,
+        Value::Object(count_states(
+            f.tasks.values().chain(f.completed_tasks.iter()),
+        )),
+    );
+    v
 }
 
 /// `/metrics/snapshot`, with Mesos's key names.

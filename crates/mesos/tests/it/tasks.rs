@@ -88,6 +88,22 @@ async fn kill_ends_a_task_and_reconcile_reports_what_is_known() {
     assert_eq!(s.call(launch(&offer, vec![t])).await.0, 202);
     let running = s.until("sleeper", "TASK_RUNNING").await;
     let agent_id = running["agent_id"].clone();
+    // The summary counts the task on its agent and its framework.
+    let summary = get(&master, "/master/state-summary").await;
+    let on_agent = &summary["slaves"][0];
+    assert_eq!(on_agent["id"], agent_id["value"], "{summary}");
+    assert_eq!(on_agent["TASK_RUNNING"], 1, "{summary}");
+    assert_eq!(
+        on_agent["framework_ids"],
+        json!([s.framework_id]),
+        "{summary}"
+    );
+    let fw = &summary["frameworks"][0];
+    assert_eq!(
+        (&fw["TASK_RUNNING"], &fw["slave_ids"]),
+        (&json!(1), &json!([agent_id["value"]])),
+        "{summary}"
+    );
     // Explicit reconciliation of a known and an unknown task.
     let (code, _) = s
         .call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
@@ -119,6 +135,14 @@ async fn kill_ends_a_task_and_reconcile_reports_what_is_known() {
     assert_eq!(killed["agent_id"], agent_id);
     let tasks = get(&master, "/master/tasks").await;
     assert_eq!(tasks["tasks"][0]["state"], "TASK_KILLED");
+    let summary = get(&master, "/master/state-summary").await;
+    let on_agent = &summary["slaves"][0];
+    assert_eq!(
+        (&on_agent["TASK_RUNNING"], &on_agent["TASK_KILLED"]),
+        (&json!(0), &json!(1)),
+        "{summary}"
+    );
+    assert_eq!(on_agent["framework_ids"], json!([]), "{summary}");
     agent.stop().await;
     master.stop().await;
 }
