@@ -1055,16 +1055,7 @@ impl Marathon {
             if state.recent_terminal.len() > 100 {
                 state.recent_terminal.pop_front();
             }
-            let failed = !inst.killing
-                && matches!(
-                    new_state.as_str(),
-                    "TASK_FAILED"
-                        | "TASK_ERROR"
-                        | "TASK_LOST"
-                        | "TASK_DROPPED"
-                        | "TASK_GONE"
-                        | "TASK_FINISHED"
-                );
+            let failed = !inst.killing && backs_off(&new_state, status["reason"].as_str());
             if let Some(entry) = state.apps.get_mut(&inst.app_id) {
                 if failed {
                     let delay = entry.backoff.fail(&entry.app, Instant::now());
@@ -1278,6 +1269,27 @@ impl Marathon {
 }
 
 /// Instances whose health checks failed too often after their grace period.
+/// Whether a task that ended in `state` for `reason` slows the app's next launches down.
+/// As in Marathon, a task lost for a reason that says nothing about the task itself (the
+/// master never saw it, or lost its agent) does not.
+fn backs_off(state: &str, reason: Option<&str>) -> bool {
+    match state {
+        "TASK_LOST" => !matches!(
+            reason,
+            Some(
+                "REASON_RECONCILIATION"
+                    | "REASON_SLAVE_DISCONNECTED"
+                    | "REASON_SLAVE_REMOVED"
+                    | "REASON_TASK_UNKNOWN"
+            )
+        ),
+        _ => matches!(
+            state,
+            "TASK_FAILED" | "TASK_ERROR" | "TASK_DROPPED" | "TASK_GONE" | "TASK_FINISHED"
+        ),
+    }
+}
+
 fn unhealthy(state: &State, app: &App) -> Vec<String> {
     if app.health_checks.is_empty() {
         return Vec::new();
@@ -1469,6 +1481,21 @@ fn locked(d: &Deployment) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_of_the_task_itself_back_off() {
+        for state in ["TASK_FAILED", "TASK_ERROR", "TASK_FINISHED", "TASK_DROPPED"] {
+            assert!(backs_off(state, None), "{state}");
+        }
+        assert!(backs_off("TASK_LOST", Some("REASON_EXECUTOR_TERMINATED")));
+        assert!(backs_off("TASK_LOST", None));
+        // An ACCEPT the master never saw, or a lost agent: launch again at once.
+        assert!(!backs_off("TASK_LOST", Some("REASON_RECONCILIATION")));
+        assert!(!backs_off("TASK_LOST", Some("REASON_SLAVE_REMOVED")));
+        for state in ["TASK_KILLED", "TASK_RUNNING", "TASK_UNREACHABLE"] {
+            assert!(!backs_off(state, None), "{state}");
+        }
+    }
 
     #[test]
     fn task_names_reverse_the_app_path() {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -720,30 +721,28 @@ impl Master {
         filters: Option<&api::Filters>,
     ) {
         self.count("master/messages_accept");
+        // The tasks are read straight from the call: a launch of hundreds of tasks is not
+        // copied on the way.
         let tasks_of_ops: Vec<(TaskInfo, Option<api::ExecutorInfo>)> = operations
             .iter()
             .flat_map(|op| match op.get("type").and_then(Value::as_str) {
                 Some("LAUNCH") => op
                     .pointer("/launch/task_infos")
                     .and_then(Value::as_array)
-                    .map(|ts| ts.iter().map(|t| (t.clone(), None)).collect::<Vec<_>>())
+                    .map(|ts| ts.iter().map(|t| (t, None)).collect::<Vec<_>>())
                     .unwrap_or_default(),
                 Some("LAUNCH_GROUP") => {
-                    let executor = op.pointer("/launch_group/executor").cloned();
+                    let executor = op.pointer("/launch_group/executor");
                     op.pointer("/launch_group/task_group/tasks")
                         .and_then(Value::as_array)
-                        .map(|ts| {
-                            ts.iter()
-                                .map(|t| (t.clone(), executor.clone()))
-                                .collect::<Vec<_>>()
-                        })
+                        .map(|ts| ts.iter().map(|t| (t, executor)).collect::<Vec<_>>())
                         .unwrap_or_default()
                 }
                 _ => Vec::new(),
             })
             .filter_map(|(t, e)| {
-                let task: Result<TaskInfo, _> = serde_json::from_value(t.clone());
-                let executor = e.and_then(|e| serde_json::from_value(e).ok());
+                let task = TaskInfo::deserialize(t);
+                let executor = e.and_then(|e| api::ExecutorInfo::deserialize(e).ok());
                 match task {
                     Ok(task) => Some((task, executor)),
                     Err(err) => {
@@ -918,22 +917,29 @@ impl Master {
             executor_id: task.executor.as_ref().map(|e| e.executor_id.value.clone()),
             info: task.clone(),
         };
+        // Rendered only for operator-API subscribers, and before the record is stored.
+        let added = (!self.subscribers.is_empty()).then(|| {
+            json!({"type": "TASK_ADDED", "task_added": {"task": crate::master::views::task_v1(&record)}})
+        });
         let Some(fw) = self.frameworks.get_mut(framework_id) else {
             return;
         };
+        let task_id = task.task_id.value.clone();
         fw.used = fw.used.add(&resources);
-        fw.tasks.insert(task.task_id.value.clone(), record.clone());
+        fw.tasks.insert(task_id.clone(), record);
         let info = fw.info.clone();
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used = agent.used.add(&resources);
             agent.send(AgentEvent::RunTask {
                 framework: info,
-                task: task.clone(),
+                task,
             });
         }
         self.count("master/tasks_launched");
-        self.publish(json!({"type": "TASK_ADDED", "task_added": {"task": crate::master::views::task_v1(&record)}}));
-        tracing::info!(framework_id, agent_id, task_id = %task.task_id.value, "launching task");
+        if let Some(added) = added {
+            self.publish(added);
+        }
+        tracing::info!(framework_id, agent_id, task_id, "launching task");
     }
 
     /// KILL.
