@@ -37,6 +37,8 @@ const DECLINE_WAITING_SECS: f64 = 1.0;
 const EVENT_BUFFER: usize = 1024;
 /// Calls to the master (offer answers, acknowledgements) sent at once.
 const CALLS_IN_FLIGHT: usize = 32;
+/// How often every task is reconciled (Marathon's `reconciliation_interval`).
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(600);
 /// Status updates handled (and stored) together at most.
 const UPDATE_BATCH: usize = 1024;
 /// Acknowledgements and kills sent in the background at most: beyond this, reading the next
@@ -609,6 +611,7 @@ impl Marathon {
             .unwrap_or_default();
         let mut kills_sent: HashMap<String, Instant> = HashMap::new();
         let mut last_revive: Option<Instant> = None;
+        let mut last_reconcile = Instant::now();
         let mut backoff = Duration::from_millis(200);
         let mut next_master = 0usize;
         let mut tick = tokio::time::interval(TICK);
@@ -632,6 +635,7 @@ impl Marathon {
                     Ok((conn, ev, _)) => {
                         backoff = Duration::from_millis(200);
                         self.on_subscribed(conn).await;
+                        last_reconcile = Instant::now();
                         kills_sent.clear();
                         events = Some(ev);
                     }
@@ -676,7 +680,15 @@ impl Marathon {
                         events = None;
                     }
                 },
-                _ = tick.tick() => self.control(&mut kills_sent, &mut last_revive).await,
+                _ = tick.tick() => {
+                    self.control(&mut kills_sent, &mut last_revive).await;
+                    if last_reconcile.elapsed() >= RECONCILE_INTERVAL {
+                        if let Some(conn) = self.connection() {
+                            self.reconcile(&conn).await;
+                        }
+                        last_reconcile = Instant::now();
+                    }
+                }
             }
         }
     }
@@ -722,7 +734,14 @@ impl Marathon {
             }
         }
         *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        // Explicit reconciliation of every known task: unknown ones come back TASK_LOST.
+        self.reconcile(&conn).await;
+        self.emit("framework_message_event", json!({"message": "subscribed"}));
+    }
+
+    /// Explicit reconciliation of every known task (unknown ones come back TASK_LOST), then
+    /// implicit reconciliation. On every subscription, and every `RECONCILE_INTERVAL`, as
+    /// Marathon: an instance whose launch was lost on the way is found and launched again.
+    async fn reconcile(&self, conn: &Connection) {
         let tasks: Vec<Value> = self
             .lock()
             .await
@@ -736,7 +755,6 @@ impl Marathon {
         let _ = conn
             .call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}))
             .await;
-        self.emit("framework_message_event", json!({"message": "subscribed"}));
     }
 
     /// Events in order; runs of status updates are handled together.
@@ -991,12 +1009,23 @@ impl Marathon {
         let Ok(permit) = self.calls_queued.clone().acquire_many_owned(queued).await else {
             return;
         };
+        let current = self.connection.clone();
         tokio::spawn(async move {
             futures::stream::iter(calls)
                 .for_each_concurrent(CALLS_IN_FLIGHT, |call| {
                     let conn = conn.clone();
+                    let current = current.clone();
                     async move {
-                        let _ = conn.call(call).await;
+                        // After a failover the new master resends what was not acknowledged;
+                        // calls to the old one would only hold the queue.
+                        let same = current
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .as_ref()
+                            .is_some_and(|c| c.stream_id == conn.stream_id);
+                        if same {
+                            let _ = conn.call(call).await;
+                        }
                     }
                 })
                 .await;
@@ -1055,11 +1084,13 @@ impl Marathon {
             if state.recent_terminal.len() > 100 {
                 state.recent_terminal.pop_front();
             }
-            let failed = !inst.killing && backs_off(&new_state, status["reason"].as_str());
+            let failed = !inst.killing && is_failure(&new_state);
             if let Some(entry) = state.apps.get_mut(&inst.app_id) {
                 if failed {
-                    let delay = entry.backoff.fail(&entry.app, Instant::now());
-                    tracing::info!(app = %inst.app_id, task_id, state = %new_state, ?delay, "task failed; backing off");
+                    if backs_off(&new_state, status["reason"].as_str()) {
+                        let delay = entry.backoff.fail(&entry.app, Instant::now());
+                        tracing::info!(app = %inst.app_id, task_id, state = %new_state, ?delay, "task failed; backing off");
+                    }
                     entry.last_failure = Some(json!({
                         "appId": inst.app_id,
                         "host": inst.host,
@@ -1268,28 +1299,33 @@ impl Marathon {
     }
 }
 
-/// Instances whose health checks failed too often after their grace period.
+/// Whether a task that ended in `state` failed (`lastTaskFailure` records it).
+fn is_failure(state: &str) -> bool {
+    matches!(
+        state,
+        "TASK_FAILED" | "TASK_ERROR" | "TASK_LOST" | "TASK_DROPPED" | "TASK_GONE" | "TASK_FINISHED"
+    )
+}
+
 /// Whether a task that ended in `state` for `reason` slows the app's next launches down.
 /// As in Marathon, a task lost for a reason that says nothing about the task itself (the
 /// master never saw it, or lost its agent) does not.
 fn backs_off(state: &str, reason: Option<&str>) -> bool {
-    match state {
-        "TASK_LOST" => !matches!(
-            reason,
-            Some(
-                "REASON_RECONCILIATION"
-                    | "REASON_SLAVE_DISCONNECTED"
-                    | "REASON_SLAVE_REMOVED"
-                    | "REASON_TASK_UNKNOWN"
-            )
-        ),
-        _ => matches!(
-            state,
-            "TASK_FAILED" | "TASK_ERROR" | "TASK_DROPPED" | "TASK_GONE" | "TASK_FINISHED"
-        ),
-    }
+    let unseen = matches!(
+        reason,
+        Some(
+            "REASON_RECONCILIATION"
+                | "REASON_SLAVE_DISCONNECTED"
+                | "REASON_SLAVE_REMOVED"
+                | "REASON_AGENT_DISCONNECTED"
+                | "REASON_AGENT_REMOVED"
+                | "REASON_TASK_UNKNOWN"
+        )
+    );
+    is_failure(state) && !(state == "TASK_LOST" && unseen)
 }
 
+/// Instances whose health checks failed too often after their grace period.
 fn unhealthy(state: &State, app: &App) -> Vec<String> {
     if app.health_checks.is_empty() {
         return Vec::new();
@@ -1492,6 +1528,9 @@ mod tests {
         // An ACCEPT the master never saw, or a lost agent: launch again at once.
         assert!(!backs_off("TASK_LOST", Some("REASON_RECONCILIATION")));
         assert!(!backs_off("TASK_LOST", Some("REASON_SLAVE_REMOVED")));
+        assert!(!backs_off("TASK_LOST", Some("REASON_AGENT_REMOVED")));
+        // Still a failure the app's lastTaskFailure shows.
+        assert!(is_failure("TASK_LOST"));
         for state in ["TASK_KILLED", "TASK_RUNNING", "TASK_UNREACHABLE"] {
             assert!(!backs_off(state, None), "{state}");
         }

@@ -19,6 +19,19 @@ const MIN_GATHER: Duration = Duration::from_millis(20);
 /// After a change, the pause is this many times the last read's duration.
 const READ_SHARE_INVERSE: u32 = 10;
 
+/// How long a master may take to start answering. A hung master accepts connections but
+/// never answers: the next one is asked instead.
+const ANSWER: Duration = Duration::from_secs(5);
+
+/// Sends `request` and waits up to `ANSWER` for the response's head; its body may take
+/// as long as it needs, with no silence longer than `SILENCE`.
+async fn answered(request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    tokio::time::timeout(ANSWER, request.send())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {ANSWER:?}"))?
+        .map_err(Into::into)
+}
+
 /// The leader's `ip:port` from a state's `leader` pid.
 fn leader_of(state: &Value) -> Option<SocketAddr> {
     state["leader"].as_str()?.split_once('@')?.1.parse().ok()
@@ -30,9 +43,7 @@ async fn fetch_state(
     masters: &[SocketAddr],
 ) -> anyhow::Result<(Value, SocketAddr)> {
     let get = |m: SocketAddr| async move {
-        let state: Value = client
-            .get(format!("http://{m}/master/state"))
-            .send()
+        let state: Value = answered(client.get(format!("http://{m}/master/state")))
             .await?
             .error_for_status()?
             .json()
@@ -58,14 +69,12 @@ async fn subscribe(
     client: &reqwest::Client,
     leader: SocketAddr,
 ) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>> {
-    let resp = client
+    let request = client
         .post(format!("http://{leader}/api/v1"))
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
-        .body(json!({"type": "SUBSCRIBE"}).to_string())
-        .send()
-        .await?
-        .error_for_status()?;
+        .body(json!({"type": "SUBSCRIBE"}).to_string());
+    let resp = answered(request).await?.error_for_status()?;
     Ok(resp.bytes_stream().boxed())
 }
 
@@ -123,10 +132,10 @@ pub async fn follow(
     install: impl Fn(Value),
     shutdown: CancellationToken,
 ) {
-    // No limit on a whole request: the state of a large cluster (100,000 tasks, 70 MB) takes
+    // No limit on a whole request: the state of a large cluster (100,000 tasks, 65 MB) takes
     // longer than any fixed bound to read while the master is busy, and a follower that gave
-    // up would only subscribe and read it again. A master that sends nothing for three
-    // heartbeat intervals is gone.
+    // up would only subscribe and read it again. The head of an answer must come within
+    // `ANSWER`, and a master that then sends nothing for three heartbeat intervals is gone.
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .read_timeout(SILENCE)

@@ -106,6 +106,8 @@ pub async fn start(spec: Spec, count: usize) -> anyhow::Result<Agents> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .tcp_keepalive(None)
+        .tcp_keepalive_interval(None)
+        .tcp_keepalive_retries(None)
         .build()?;
     let counts = Arc::new(Counts::default());
     let sending = Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT));
