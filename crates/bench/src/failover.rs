@@ -20,29 +20,20 @@ const SESSION_TIMEOUT: Duration = dcos_store::ZK_SESSION_TIMEOUT;
 /// How long one failover may take before the benchmark gives up.
 const GIVE_UP: Duration = Duration::from_secs(90);
 
-/// `curl` from `node`: the HTTP status (0 if none).
-fn curl_status(cluster: &Cluster, node: &Node, args: &[&str]) -> u16 {
-    let mut argv = vec![
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-m",
-        "2",
-    ];
-    argv.extend_from_slice(args);
-    let out = cluster.exec(node, &argv);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+/// Every request gives up after 2 s: a master being killed must not hold the next attempt.
+const REQUEST_SECS: &str = "2";
+
+/// `POST` of the JSON `body` to `url` from `node`, after `extra` curl arguments: the status.
+fn post_status(cluster: &Cluster, node: &Node, extra: &[&str], url: &str, body: &str) -> u16 {
+    let mut args = vec!["-m", REQUEST_SECS];
+    args.extend_from_slice(extra);
+    args.extend(dcos_testkit::json_request_args("POST", url, body));
+    cluster.curl(node, &args).0
 }
 
 fn curl_json(cluster: &Cluster, node: &Node, url: &str) -> Value {
-    let out = cluster.exec(node, &["curl", "-s", "-m", "2", url]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    let (_, body) = cluster.curl(node, &["-m", REQUEST_SECS, url]);
+    serde_json::from_str(&body).unwrap_or(Value::Null)
 }
 
 /// The leader's IP from `host:port` or `//host:port/...`.
@@ -62,7 +53,7 @@ fn mesos_leader(cluster: &Cluster, from: &Node, via: IpAddr) -> Option<IpAddr> {
         "curl",
         "-s",
         "-m",
-        "2",
+        REQUEST_SECS,
         "-o",
         "/dev/null",
         "-w",
@@ -144,16 +135,7 @@ fn run_blocking(args: Args) -> anyhow::Result<Value> {
             json!({"id": format!("/failover-{i}"), "cmd": "sleep 1", "instances": 0}).to_string();
         let took = one_failover(&cluster, &masters, old, "dcos-marathon.service", |via| {
             let url = format!("http://{via}:8080/v2/apps");
-            let args = [
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &app,
-                &url,
-            ];
-            curl_status(&cluster, client, &args) == 201
+            post_status(&cluster, client, &[], &url, &app) == 201
         });
         eprintln!("[failover] Marathon {i}: {took:.2} s");
         marathon.push(took);
@@ -172,17 +154,7 @@ fn run_blocking(args: Args) -> anyhow::Result<Value> {
             |via| {
                 // -L: a standby answers 307 to the leader; curl repeats the POST there.
                 let url = format!("http://{via}:5050/api/v1/scheduler");
-                let args = [
-                    "-L",
-                    "-X",
-                    "POST",
-                    "-H",
-                    "Content-Type: application/json",
-                    "-d",
-                    &call,
-                    &url,
-                ];
-                curl_status(&cluster, client, &args) == 200
+                post_status(&cluster, client, &["-L"], &url, &call) == 200
             },
         );
         eprintln!("[failover] Mesos {i}: {took:.2} s");

@@ -329,16 +329,15 @@ impl Runner {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
         // glibc gives each thread that allocates concurrently an arena of its own, up to 8
         // per core, and a busy unit's freed memory stays spread over them: two keep the
         // master's and Marathon's resident memory 15-20% lower under a 10,000-task launch
-        // (`dcos bench launch`), at the same speed. A value set for the node is kept.
-        .env(
-            "MALLOC_ARENA_MAX",
-            std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into()),
-        )
-        .process_group(0)
-        .kill_on_drop(true);
+        // (`dcos bench launch`), at the same speed. A value set for the node is inherited.
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            cmd.env("MALLOC_ARENA_MAX", "2");
+        }
         die_with_parent(&mut cmd);
         cmd.spawn()
     }

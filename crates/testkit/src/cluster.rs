@@ -264,6 +264,21 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{argv:?} in {}: {e}", node.id))
     }
 
+    /// `curl` inside a node: the status code (0 when no answer came) and the body. `args`
+    /// are curl's own (`-m 2`, `-X POST`, the URL, ...); `-sS` and the status are added.
+    ///
+    /// # Panics
+    ///
+    /// As [`Cluster::exec`].
+    pub fn curl(&self, node: &Node, args: &[&str]) -> (u16, String) {
+        let mut argv = vec!["curl", "-sS", "-w", "\n%{http_code}"];
+        argv.extend_from_slice(args);
+        let out = self.exec(node, &argv);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// Cuts a node off the cluster's bridge (`cut`), or connects it again: its veth's host
     /// end goes down or up. The node keeps running and keeps its own loopback.
     ///
@@ -470,4 +485,18 @@ pub(crate) fn sweep_state_dirs() {
         }
         let _ = fs_err::remove_dir_all(&dir);
     }
+}
+
+/// curl's arguments for a `method` request (`POST`, `PUT`) with the JSON `body` to `url`,
+/// for [`Cluster::curl`].
+pub fn json_request_args<'a>(method: &'a str, url: &'a str, body: &'a str) -> [&'a str; 7] {
+    [
+        "-X",
+        method,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        url,
+    ]
 }

@@ -27,7 +27,7 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use cluster::{Builder, Cluster, Error};
+pub use cluster::{json_request_args, Builder, Cluster, Error};
 pub use dcos_node::cluster::Node;
 pub use http::HttpResponse;
 pub use netns::{in_netns, Held, Netns};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dcos_testkit::{eventually, Cluster, Node};
 use serde_json::{json, Value};
 
-use crate::{curl, curl_text, DCOS};
+use crate::{curl, curl_text, post_json, DCOS};
 
 /// How long a leader may take to be replaced: the 10 s ZooKeeper session timeout of the
 /// lost leader, re-registration, and slack for a loaded 2-core machine.
@@ -151,19 +151,11 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
     let follower = *ips.iter().find(|ip| **ip != leader).unwrap();
     let app =
         json!({"id": "/ha", "cmd": "exec sleep 3600", "cpus": 0.1, "mem": 16, "instances": 2});
-    let body = app.to_string();
-    let (status, created) = curl(
+    let (status, created) = post_json(
         &cluster,
         agent,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
-            &format!("http://{follower}:8080/v2/apps"),
-        ],
+        &format!("http://{follower}:8080/v2/apps"),
+        &app,
     );
     assert_eq!(status, 201, "{created}");
     let tasks = eventually(Duration::from_secs(60), || {
@@ -248,18 +240,11 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
     assert_eq!(served, tasks, "the new leader lost or changed tasks");
     let scale = |via: IpAddr, n: usize| {
         let body = json!({"instances": n}).to_string();
+        let url = format!("http://{via}:8080/v2/apps/ha");
         curl(
             &cluster,
             agent,
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body,
-                &format!("http://{via}:8080/v2/apps/ha"),
-            ],
+            &dcos_testkit::json_request_args("PUT", &url, &body),
         )
     };
     let (status, answer) = scale(old, 3);

@@ -41,12 +41,7 @@ pub fn curl_text(
     node: &dcos_testkit::Node,
     args: &[&str],
 ) -> (u16, String) {
-    let mut argv = vec!["curl", "-sS", "-w", "\n%{http_code}"];
-    argv.extend_from_slice(args);
-    let out = cluster.exec(node, &argv);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    cluster.curl(node, args)
 }
 
 /// `curl -X POST` of a JSON body from inside a cluster node: the status and the answer.
@@ -57,14 +52,9 @@ pub fn post_json(
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
     let body = body.to_string();
-    let args = [
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        url,
-    ];
-    curl(cluster, node, &args)
+    curl(
+        cluster,
+        node,
+        &dcos_testkit::json_request_args("POST", url, &body),
+    )
 }
