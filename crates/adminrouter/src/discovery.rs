@@ -4,7 +4,7 @@
 //! or a service not in the cache) reads again before answering 404, but never more often than
 //! every [`REREAD`], so unknown names cannot turn requests into reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +74,11 @@ pub struct Snapshot {
     pub agents: HashMap<String, Agent>,
     /// Frameworks' web UIs by framework name (empty: the framework has none, ask Mesos-DNS).
     pub webuis: HashMap<String, String>,
+    /// Every address Admin Router may proxy a service to: the masters and agents (whose
+    /// addresses the master checked against their connections) and the container addresses
+    /// of tasks the master placed. A framework's `webui_url` or a record elsewhere cannot
+    /// point the router at any other host.
+    pub cluster_ips: HashSet<IpAddr>,
     /// The state itself, for the status page.
     pub state: Value,
 }
@@ -84,7 +89,7 @@ fn pid_addr(pid: &str) -> Option<SocketAddr> {
 
 impl Snapshot {
     fn from_state(state: Value) -> Snapshot {
-        let agents = state["slaves"]
+        let agents: HashMap<String, Agent> = state["slaves"]
             .as_array()
             .into_iter()
             .flatten()
@@ -107,19 +112,52 @@ impl Snapshot {
                 Some((f["name"].as_str()?.to_string(), url.to_string()))
             })
             .collect();
+        let leader = state["leader"].as_str().and_then(pid_addr);
+        let cluster_ips = task_ips(&state)
+            .chain(agents.values().map(|a| a.addr.ip()))
+            .chain(leader.map(|l| l.ip()))
+            .collect();
         Snapshot {
-            leader: state["leader"].as_str().and_then(pid_addr),
+            leader,
             agents,
             webuis,
+            cluster_ips,
             state,
         }
     }
+
+    /// Whether a service at `addr` is a cluster node or a task's container (see
+    /// [`Snapshot::cluster_ips`]); `nodes` are the ones configured (the masters and this
+    /// router's own node).
+    pub fn allows(&self, addr: &SocketAddr, nodes: &[IpAddr]) -> bool {
+        self.cluster_ips.contains(&addr.ip()) || nodes.contains(&addr.ip())
+    }
+}
+
+/// The container addresses in the latest status of each task in a Mesos state.
+fn task_ips(state: &Value) -> impl Iterator<Item = IpAddr> + '_ {
+    state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().into_iter().flatten())
+        .filter_map(|t| t["statuses"].as_array()?.last())
+        .flat_map(|s| {
+            s.pointer("/container_status/network_infos")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .flat_map(|n| n["ip_addresses"].as_array().into_iter().flatten())
+        .filter_map(|a| a["ip_address"].as_str()?.parse().ok())
 }
 
 /// Reads and caches the cluster's state.
 pub struct Discovery {
     client: reqwest::Client,
     masters: Vec<SocketAddr>,
+    /// The masters' and this node's addresses: always cluster nodes.
+    nodes: Vec<IpAddr>,
     marathon: SocketAddr,
     mesos_dns: SocketAddr,
     mesos: Cached<Snapshot>,
@@ -127,17 +165,24 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Discovery through `masters` (`ip:5050`), the Marathon at `marathon` and the Mesos-DNS
-    /// API at `mesos_dns`.
-    pub fn new(masters: Vec<SocketAddr>, marathon: SocketAddr, mesos_dns: SocketAddr) -> Discovery {
+    /// Discovery on the node at `node_ip` through `masters` (`ip:5050`), the Marathon at
+    /// `marathon` and the Mesos-DNS API at `mesos_dns`.
+    pub fn new(
+        node_ip: IpAddr,
+        masters: Vec<SocketAddr>,
+        marathon: SocketAddr,
+        mesos_dns: SocketAddr,
+    ) -> Discovery {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
+        let nodes = masters.iter().map(|m| m.ip()).chain([node_ip]).collect();
         Discovery {
             client,
             masters,
+            nodes,
             marathon,
             mesos_dns,
             mesos: Cached::new(),
@@ -253,8 +298,12 @@ impl Discovery {
         for n in (1..=segments.len()).rev() {
             let name = segments[..n].join("/");
             let framework_only = name == "marathon" || name == "metronome";
+            let allowed = |s: &Service| snap.allows(&s.addr, &self.nodes);
             if let Some(s) = services.get(&name).filter(|_| !framework_only) {
-                return Ok(Some((s.clone(), n)));
+                if allowed(s) {
+                    return Ok(Some((s.clone(), n)));
+                }
+                tracing::warn!(service = %name, addr = %s.addr, "refusing to proxy a service outside the cluster");
             }
             // Frameworks go by the plain name or the normalised one (`app.nest1.nest2`).
             let normalised: Vec<&str> = segments[..n].iter().rev().map(String::as_str).collect();
@@ -269,7 +318,10 @@ impl Discovery {
                 Some(url) => webui_service(url),
             };
             if let Some(service) = found {
-                return Ok(Some((service, n)));
+                if allowed(&service) {
+                    return Ok(Some((service, n)));
+                }
+                tracing::warn!(service = %name, addr = %service.addr, "refusing to proxy a framework web UI outside the cluster");
             }
         }
         Ok(None)

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -188,7 +187,7 @@ impl Router {
         let (marathon, mesos_dns) = (tcp(Fixed::Marathon, 8080), tcp(Fixed::MesosDns, 8123));
         Router {
             proxy: Proxy::new(config.upstream_timeout),
-            discovery: Discovery::new(config.masters.clone(), marathon, mesos_dns),
+            discovery: Discovery::new(config.node_ip, config.masters.clone(), marathon, mesos_dns),
             config,
         }
     }
@@ -264,6 +263,7 @@ impl Router {
                 Target::Answer(resp)
             }
             Route::NotFound => Target::Answer(nginx_error(StatusCode::NOT_FOUND)),
+            Route::Forbidden => Target::Answer(nginx_error(StatusCode::FORBIDDEN)),
             Route::Fixed(f, path) => {
                 let prefix = match f {
                     Fixed::Exhibitor => Some(("/exhibitor".to_string(), true)),
@@ -440,6 +440,7 @@ fn route_label(route: &Route) -> String {
         Route::Local(l) => format!("{l:?}").to_lowercase(),
         Route::Redirect(..) => "redirect".into(),
         Route::NotFound => "none".into(),
+        Route::Forbidden => "forbidden".into(),
     }
 }
 
@@ -459,78 +460,53 @@ fn rewrite_location(
     }
 }
 
-/// Serves one client connection (plain or TLS) until it closes or `shutdown`.
-async fn serve_connection<I>(
-    io: I,
-    peer: SocketAddr,
+/// What each of the router's listeners allows: the front door holds many clients (browsers
+/// keep several connections each; idle ones make way for new clients at the limit), a
+/// request head may take up to [`READ_BUFFER`] so that the router's own header limits
+/// answer with nginx's page. Bodies are streamed to the upstream, whose own limit applies.
+fn limits(config: &Config) -> dcos_serve::Limits {
+    dcos_serve::Limits {
+        max_connections: 16_384,
+        header_read_timeout: config.header_timeout,
+        max_header_bytes: READ_BUFFER,
+        max_headers: 512,
+        body_limit: usize::MAX,
+        drain: Duration::from_secs(5),
+    }
+}
+
+/// Serves requests from one listener as `scheme` until `shutdown`.
+async fn serve_listener<L>(
+    listener: L,
     scheme: &'static str,
     router: Arc<Router>,
     shutdown: CancellationToken,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    let header_timeout = router.config.header_timeout;
-    let service = hyper::service::service_fn(move |req| {
+    let limits = limits(&router.config);
+    dcos_serve::serve_with(listener, limits, shutdown, move |peer: SocketAddr| {
         let router = router.clone();
-        async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer, scheme).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(READ_BUFFER)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = conn => {}
-    }
+        hyper::service::service_fn(move |req| {
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer, scheme).await) }
+        })
+    })
+    .await
 }
 
 /// Serves plain HTTP on `http` and HTTPS on `https` until `shutdown`.
 pub async fn serve_on(
     http: TcpListener,
-    mut https: dcos_tls::TlsListener,
+    https: dcos_tls::TlsListener,
     router: Arc<Router>,
     shutdown: CancellationToken,
 ) {
     tracing::info!(addr = ?http.local_addr().ok(), role = ?router.config.role, "serving Admin Router");
-    let plain = async {
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = http.accept() => match r {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-            };
-            tokio::spawn(serve_connection(
-                stream,
-                peer,
-                "http",
-                router.clone(),
-                shutdown.clone(),
-            ));
-        }
-    };
-    let secure = async {
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                c = https.next() => c,
-            };
-            tokio::spawn(serve_connection(
-                stream,
-                peer,
-                "https",
-                router.clone(),
-                shutdown.clone(),
-            ));
-        }
-    };
-    tokio::join!(plain, secure);
+    tokio::join!(
+        serve_listener(http, "http", router.clone(), shutdown.clone()),
+        serve_listener(https, "https", router, shutdown),
+    );
 }
 
 /// The router's TLS acceptor: its node certificate for `names`, from the cluster CA.

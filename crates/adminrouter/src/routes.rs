@@ -54,6 +54,38 @@ pub enum Route {
     Redirect(u16, String),
     /// No location matches.
     NotFound,
+    /// A location that exists upstream but is for cluster components only (agents
+    /// registering with the master, executors talking to their agent): 403.
+    Forbidden,
+}
+
+/// Paths of the Mesos master and agent that only cluster components call, never users: an
+/// agent's registration (`/api/v1/agent` on the master) and the executor API
+/// (`/api/v1/executor` on an agent). Through the router anyone could pose as an agent or
+/// as a task's executor.
+const INTERNAL_MESOS_PATHS: [&str; 2] = ["/api/v1/agent", "/api/v1/executor"];
+
+/// Whether a path (with its query) as a Mesos master or agent sees it is internal.
+fn internal_mesos(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    INTERNAL_MESOS_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+/// `route`, unless it reaches an internal Mesos path (see [`INTERNAL_MESOS_PATHS`]).
+fn guarded(route: Route) -> Route {
+    let internal = match &route {
+        Route::MesosLeader(p) | Route::Agent(_, p) | Route::Fixed(Fixed::LocalAgent, p) => {
+            internal_mesos(p)
+        }
+        _ => false,
+    };
+    if internal {
+        Route::Forbidden
+    } else {
+        route
+    }
 }
 
 /// What Admin Router answers itself.
@@ -109,6 +141,11 @@ fn below(path: &str, prefix: &str) -> Option<String> {
 
 /// The route of `path_and_query` (already normalised: see [`normalise`]).
 pub fn route(role: Role, path_and_query: &str) -> Route {
+    guarded(location(role, path_and_query))
+}
+
+/// The location `path_and_query` matches.
+fn location(role: Role, path_and_query: &str) -> Route {
     let path = path_and_query.split('?').next().unwrap_or("");
     let local = |l| Route::Local(l);
     // Locations both roles have.
@@ -180,7 +217,7 @@ pub fn route(role: Role, path_and_query: &str) -> Route {
     }
     // Marathon is found as the framework it is (its web UI), like any service.
     if path.starts_with("/marathon/") {
-        return route(role, &format!("/service{path_and_query}"));
+        return location(role, &format!("/service{path_and_query}"));
     }
     if let Some(rest) = path_and_query.strip_prefix("/cache/master/") {
         return Route::MesosLeader(format!("/master/{rest}"));
@@ -336,6 +373,55 @@ fn decode(path: &str) -> Result<String, BadPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Paths built from the pieces that matter to normalisation.
+    fn hostile_path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/".to_string()),
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just("%2e".to_string()),
+            Just("%2E%2e".to_string()),
+            Just("%2f".to_string()),
+            Just("%".to_string()),
+            Just("%0".to_string()),
+            Just("%00".to_string()),
+            Just("?".to_string()),
+            Just("mesos".to_string()),
+            Just("service".to_string()),
+            Just("agent".to_string()),
+            Just("api/v1/agent".to_string()),
+            "[a-zA-Z0-9_~-]{1,6}",
+            any::<char>().prop_map(|c| c.to_string()),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        // Admin Router's path handling as a fuzz target: any path is refused or normalised
+        // to one without empty, `.` or `..` segments or escapes, and routing it never panics
+        // and never reaches an internal Mesos API.
+        #[test]
+        fn normalised_paths_stay_below_the_root(raw in hostile_path()) {
+            for candidate in [raw.clone(), format!("/{raw}")] {
+                let Ok(norm) = normalise(&candidate) else { continue };
+                let path = norm.split('?').next().unwrap();
+                prop_assert!(path.starts_with('/'));
+                let inner = path.trim_end_matches('/');
+                for seg in inner.split('/').skip(1) {
+                    prop_assert!(!seg.is_empty() && seg != "." && seg != "..", "{norm}");
+                }
+                prop_assert!(!path.contains('%') || candidate.contains("%25"), "{norm}");
+                for role in [Role::Master, Role::Agent] {
+                    let routed = route(role, &norm);
+                    if let Route::MesosLeader(p) | Route::Agent(_, p) = &routed {
+                        prop_assert!(!internal_mesos(p), "{norm} reached {p}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn paths_are_normalised_as_nginx_matches_them() {
@@ -352,6 +438,28 @@ mod tests {
         assert_eq!(normalise("/a%0ab"), Err(BadPath::BadEscape));
         assert_eq!(normalise("/a%zz"), Err(BadPath::BadEscape));
         assert_eq!(normalise("a/b"), Err(BadPath::NotAbsolute));
+    }
+
+    #[test]
+    fn agent_registration_and_the_executor_api_are_not_routed() {
+        for (role, path) in [
+            (Role::Master, "/mesos/api/v1/agent"),
+            (Role::Master, "/mesos/api/v1/agent?x=1"),
+            (Role::Master, "/agent/S1/api/v1/executor"),
+            (Role::Master, "/slave/S1/api/v1/executor/"),
+            (Role::Agent, "/api/v1/executor"),
+        ] {
+            assert_eq!(route(role, path), Route::Forbidden, "{path}");
+        }
+        // The operator APIs beside them still are.
+        assert_eq!(
+            route(Role::Master, "/mesos/api/v1"),
+            Route::MesosLeader("/api/v1".into())
+        );
+        assert_eq!(
+            route(Role::Master, "/agent/S1/api/v1"),
+            Route::Agent("S1".into(), "/api/v1".into())
+        );
     }
 
     #[test]

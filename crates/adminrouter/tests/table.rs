@@ -26,6 +26,9 @@ const DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/reference/data/adminrouter"
 );
+/// An address that is no cluster node: a mock listens there, and the router must never
+/// proxy to it.
+const OUTSIDE: &str = "127.0.0.9:16001";
 const AGENT_S1: &str = "de1baf83-c36c-4d23-9cb0-f89f596cd6ab-S1";
 const AGENT_S0: &str = "de1baf83-c36c-4d23-9cb0-f89f596cd6ab-S0";
 
@@ -83,6 +86,8 @@ fn mesos_state() -> Value {
             {"name": "scheduler-alwaysthere", "webui_url": "http://127.0.0.1:16000"},
             {"name": "nest2/nest1/scheduler-onlymesos", "webui_url": "http://127.0.0.1:18002"},
             {"name": "scheduler-onlymesosdns.nest1.nest2", "webui_url": ""},
+            // A framework anyone could register, pointing the router outside the cluster.
+            {"name": "outsider", "webui_url": format!("http://{OUTSIDE}")},
         ],
     })
 }
@@ -93,7 +98,10 @@ fn marathon_apps() -> Value {
             "DCOS_SERVICE_PORT_INDEX": "0", "DCOS_SERVICE_SCHEME": "http"},
             "tasks": [{"state": "TASK_RUNNING", "host": "127.0.0.1", "ports": [port]}]})
     };
+    let mut outside = app("outsider-app", 16001);
+    outside["tasks"][0]["host"] = json!("127.0.0.9");
     json!({"apps": [
+        outside,
         app("scheduler-alwaysthere", 16000),
         app("nest1/scheduler-alwaysthere", 17000),
         app("nest2/nest1/scheduler-alwaysthere", 18000),
@@ -112,6 +120,7 @@ fn upstream_ids(entries: &[Value]) -> Vec<String> {
     ids.extend([
         "http://127.0.0.2:5050".into(),
         "http://127.0.0.1:8080".into(),
+        format!("http://{OUTSIDE}"),
     ]);
     ids.sort();
     ids.dedup();
@@ -341,6 +350,27 @@ async fn run_table(sockets: PathBuf) {
                 );
             }
         }
+    }
+    // Beyond the table: hosts outside the cluster and the components' internal APIs.
+    for path in ["/service/outsider/", "/service/outsider-app/"] {
+        let (status, _, body) = ask(Role::Master, path, &[]).await;
+        check(
+            format!("{path} is not proxied outside the cluster, got {status} {body}"),
+            status == 404 && body["endpoint_id"].is_null(),
+            None,
+        );
+    }
+    for (role, path) in [
+        (Role::Master, "/mesos/api/v1/agent"),
+        (Role::Master, &format!("/agent/{AGENT_S1}/api/v1/executor")),
+        (Role::Agent, "/api/v1/executor"),
+    ] {
+        let (status, _, body) = ask(role, path, &[]).await;
+        check(
+            format!("{role:?} {path} is refused, got {status} {body}"),
+            status == 403 && body["endpoint_id"].is_null(),
+            None,
+        );
     }
     stop.cancel();
     eprintln!(

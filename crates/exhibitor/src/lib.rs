@@ -68,15 +68,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("Exhibitor on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 struct Shared {
@@ -109,12 +100,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         process: watched,
     });
     tracing::info!(%addr, "listening for Exhibitor requests");
-    let api = axum::serve(listener, router(shared))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let api = async { api.await.map_err(|source| Error::Serve { addr, source }) };
-    let (supervised, served) = tokio::join!(supervisor, api);
-    supervised?;
-    served
+    // Operators and the DC/OS tooling poll a few endpoints with small requests.
+    let api = dcos_serve::serve(listener, router(shared), dcos_serve::Limits::api(), stop.clone());
+    let (supervised, ()) = tokio::join!(supervisor, api);
+    Ok(supervised?)
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -57,15 +57,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("history service on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A ring of state-summary documents, one per `period`, optionally persisted to `dir`.
@@ -321,10 +312,11 @@ pub async fn serve_on(
             }
         }
     };
-    let server =
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
-    let (served, ()) = tokio::join!(std::future::IntoFuture::into_future(server), fetcher);
-    served.map_err(|source| Error::Serve { addr, source })
+    // Read by Admin Router and the UI: GETs only, so bodies are tiny.
+    let limits = dcos_serve::Limits::api().body(64 * 1024);
+    let server = dcos_serve::serve(listener, router(state), limits, shutdown);
+    tokio::join!(server, fetcher);
+    Ok(())
 }
 
 #[cfg(test)]

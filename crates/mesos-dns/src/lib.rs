@@ -236,8 +236,9 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
     let dns = Arc::new(MesosDns::new(config));
     tracing::info!(dns = ?listeners.udp.local_addr().ok(), http = ?listeners.http.local_addr().ok(), "serving Mesos-DNS");
     let app = http::router(dns.clone());
-    let http =
-        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Local callers (Admin Router, the CLI) with small GETs.
+    let limits = dcos_serve::Limits::api().body(64 * 1024);
+    let http = dcos_serve::serve(listeners.http, app, limits, shutdown.clone());
     tokio::join!(
         {
             let dns = dns.clone();
@@ -251,10 +252,6 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
         },
         server::serve_udp(listeners.udp, dns.clone(), shutdown.clone()),
         server::serve_tcp(listeners.tcp, dns, shutdown.clone()),
-        async {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "Mesos-DNS HTTP API failed");
-            }
-        },
+        http,
     );
 }

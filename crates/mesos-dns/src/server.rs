@@ -19,8 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 /// UDP queries handled concurrently.
 pub const MAX_IN_FLIGHT: usize = 1024;
-/// How long a TCP connection may sit idle between queries.
+/// How long a TCP connection may sit idle between queries, or take to read an answer.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Open TCP connections at most per listener (BIND's `tcp-clients` is 150). Beyond it a new
+/// connection is closed at once: DNS clients retry, and idle ones are closed after
+/// [`TCP_IDLE`], so a client holding connections open delays others by at most that.
+pub const MAX_TCP_CONNECTIONS: usize = 256;
 
 /// Something that answers DNS queries.
 pub trait Resolve: Send + Sync + 'static {
@@ -107,42 +111,22 @@ pub async fn serve_udp<R: Resolve>(
 }
 
 /// Serves DNS over TCP (two-byte length prefix, several queries per connection) until
-/// `shutdown`.
+/// `shutdown`, at most [`MAX_TCP_CONNECTIONS`] connections at once.
 pub async fn serve_tcp<R: Resolve>(
     listener: TcpListener,
     resolver: Arc<R>,
     shutdown: CancellationToken,
 ) {
-    while let Some((stream, _)) = accept(&listener, &shutdown).await {
-        let (resolver, shutdown) = (resolver.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tcp_connection(stream, &*resolver) => {}
-            }
-        });
-    }
-}
-
-/// The next connection on `listener`, or `None` once `shutdown` is cancelled; failed
-/// accepts (a peer that reset early, a full file table) are logged and skipped.
-pub async fn accept(
-    listener: &TcpListener,
-    shutdown: &CancellationToken,
-) -> Option<(TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            r = listener.accept() => match r {
-                Ok(accepted) => return Some(accepted),
-                Err(e) => {
-                    // Out of file descriptors (or memory): back off instead of spinning.
-                    tracing::warn!(error = %e, "tcp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    dcos_serve::serve_tcp(
+        listener,
+        MAX_TCP_CONNECTIONS,
+        shutdown,
+        move |stream, _| {
+            let resolver = resolver.clone();
+            async move { tcp_connection(stream, &*resolver).await }
+        },
+    )
+    .await
 }
 
 async fn tcp_connection<R: Resolve>(mut stream: TcpStream, resolver: &R) {
@@ -168,8 +152,9 @@ async fn tcp_connection<R: Resolve>(mut stream: TcpStream, resolver: &R) {
         };
         let mut out = n.to_be_bytes().to_vec();
         out.extend_from_slice(&bytes);
-        if stream.write_all(&out).await.is_err() {
-            return;
+        match tokio::time::timeout(TCP_IDLE, stream.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            _ => return,
         }
     }
 }
@@ -221,6 +206,45 @@ mod tests {
                 prop_assert!(reply.to_vec().is_ok());
             }
         }
+    }
+
+    /// One query over TCP: the answer's id, or None if the server closed the connection.
+    async fn tcp_query(addr: SocketAddr) -> Option<u16> {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let mut q = Message::new();
+        q.set_id(4242);
+        q.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("x.mesos.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        let bytes = q.to_vec().unwrap();
+        let mut out = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+        out.extend_from_slice(&bytes);
+        s.write_all(&out).await.ok()?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.ok()?;
+        let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut packet).await.ok()?;
+        Some(Message::from_vec(&packet).ok()?.id())
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_are_limited_and_freed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve_tcp(listener, Arc::new(Empty), stop.clone()));
+        assert_eq!(tcp_query(addr).await, Some(4242));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_TCP_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(tcp_query(addr).await, None, "served beyond the limit");
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(tcp_query(addr).await, Some(4242));
+        stop.cancel();
     }
 
     #[test]

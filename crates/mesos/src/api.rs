@@ -5,20 +5,82 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `{"value": "..."}`, the shape of every Mesos id.
+/// `{"value": "..."}`, the shape of every Mesos id. Parsing one from JSON validates it as
+/// Mesos does ([`validate_id`]): ids name sandbox directories and checkpoint files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawId")]
 pub struct Id {
     /// The id.
     pub value: String,
 }
 
+#[derive(Deserialize)]
+struct RawId {
+    value: String,
+}
+
+impl TryFrom<RawId> for Id {
+    type Error = InvalidId;
+
+    fn try_from(raw: RawId) -> Result<Id, InvalidId> {
+        Id::parse(raw.value)
+    }
+}
+
 impl Id {
-    /// Wraps a string.
+    /// Wraps a string the caller made itself (a generated id); ids from a request go through
+    /// [`Id::parse`].
     pub fn new(value: impl Into<String>) -> Id {
         Id {
             value: value.into(),
         }
     }
+
+    /// An id from outside, validated as Mesos validates ids.
+    pub fn parse(value: impl Into<String>) -> Result<Id, InvalidId> {
+        let value = value.into();
+        validate_id(&value)?;
+        Ok(Id { value })
+    }
+}
+
+/// The longest id Mesos accepts (`NAME_MAX`: an id is a directory name).
+pub const MAX_ID_LEN: usize = 255;
+
+/// Why an id was refused, in Mesos' words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    /// `""`.
+    #[error("ID must not be empty")]
+    Empty,
+    /// Longer than [`MAX_ID_LEN`] bytes.
+    #[error("ID must not be greater than 255 characters")]
+    TooLong,
+    /// `.` or `..`.
+    #[error("'{0}' is disallowed")]
+    PathComponent(String),
+    /// A control character or a path separator.
+    #[error("'{0}' contains invalid characters")]
+    Characters(String),
+}
+
+/// Mesos' rules for every id (`common/validation.cpp`): not empty, at most 255 bytes, not `.`
+/// or `..`, no control characters and no `/` or `\`, because ids become directory and file
+/// names in the agent's work dir.
+pub fn validate_id(id: &str) -> Result<(), InvalidId> {
+    if id.is_empty() {
+        return Err(InvalidId::Empty);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(InvalidId::TooLong);
+    }
+    if id == "." || id == ".." {
+        return Err(InvalidId::PathComponent(id.to_string()));
+    }
+    if id.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        return Err(InvalidId::Characters(id.escape_debug().to_string()));
+    }
+    Ok(())
 }
 
 /// A scalar value.

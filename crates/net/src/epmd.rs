@@ -30,14 +30,16 @@ pub type Names = BTreeMap<String, u16>;
 /// Serves epmd on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, names: Arc<Names>, shutdown: CancellationToken) {
     let epmd_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    while let Some((stream, peer)) = dcos_mesos_dns::server::accept(&listener, &shutdown).await {
+    // One short request per connection, answered within REQUEST_TIMEOUT.
+    dcos_serve::serve_tcp(listener, 256, shutdown, move |stream, peer| {
         let names = names.clone();
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = connection(stream, &names, epmd_port).await {
                 tracing::debug!(%peer, error = %e, "epmd request failed");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn read_request(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {

@@ -99,21 +99,20 @@ pub async fn read_frame(r: &mut (impl AsyncRead + Unpin), max: usize) -> anyhow:
     tokio::time::timeout(SILENCE, read).await?
 }
 
+/// Subscribers a master serves at once: one per node of the cluster, with room to spare.
+const MAX_SUBSCRIBERS: usize = 4096;
+
 /// Serves the gossip on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, net: Arc<DcosNet>, shutdown: CancellationToken) {
-    while let Some((stream, peer)) = dcos_mesos_dns::server::accept(&listener, &shutdown).await {
-        let (net, shutdown) = (net.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                r = subscriber(stream, peer.ip(), &net) => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "gossip subscriber left");
-                    }
-                }
+    dcos_serve::serve_tcp(listener, MAX_SUBSCRIBERS, shutdown, move |stream, peer| {
+        let net = net.clone();
+        async move {
+            if let Err(e) = subscriber(stream, peer.ip(), &net).await {
+                tracing::debug!(%peer, error = %e, "gossip subscriber left");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// One subscriber: its hello, then the state now and on every change, pings in between. A

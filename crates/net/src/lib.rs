@@ -464,17 +464,14 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
                 futures::future::Either::Right(server::serve_tcp(l, net.clone(), shutdown.clone()))
             })),
     );
-    let http = axum::serve(listeners.http, http::router(net.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Every node's tooling and Admin Router read it; the records API takes small bodies.
+    let limits = dcos_serve::Limits::api().body(64 * 1024);
+    let http = dcos_serve::serve(listeners.http, http::router(net.clone()), limits, shutdown.clone());
     tokio::join!(
         cluster,
         dns,
         epmd::serve(listeners.epmd, Arc::new(names), shutdown.clone()),
         gossip::serve(listeners.gossip, net.clone(), shutdown.clone()),
-        async {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "dcos-net HTTP API failed");
-            }
-        },
+        http,
     );
 }

@@ -95,9 +95,9 @@ pub async fn serve(config: &NodeConfig, shutdown: CancellationToken) -> anyhow::
         anyhow::anyhow!("failed to bind the pkgpanda API on {}: {e}", path.display())
     })?;
     tracing::info!(socket = %path.display(), "listening for pkgpanda API requests");
-    axum::serve(listener, router(run_dir))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    // Root-only socket for the node's own tooling behind Admin Router.
+    let limits = dcos_serve::Limits::api().connections(64);
+    dcos_serve::serve(listener, router(run_dir), limits, shutdown).await;
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 pub mod election;
 pub mod embedded;
+pub mod file;
 pub mod path;
 pub mod zookeeper;
 

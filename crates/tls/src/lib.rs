@@ -80,22 +80,21 @@ pub fn create_ca(dir: &Path, cluster: &str) -> Result<PathBuf, Error> {
     let cert = ca_params(cluster)
         .and_then(|p| p.self_signed(&key))
         .map_err(|e| f(&e))?;
-    fs_err::write(dir.join(CA_NAME), cluster).map_err(|e| f(&e))?;
+    write_public(&dir.join(CA_NAME), cluster).map_err(|e| f(&e))?;
     write_private(&dir.join(CA_KEY), &key.serialize_pem()).map_err(|e| f(&e))?;
-    fs_err::write(&cert_path, cert.pem()).map_err(|e| f(&e))?;
+    write_public(&cert_path, &cert.pem()).map_err(|e| f(&e))?;
     Ok(cert_path)
 }
 
+/// Key files: readable by root only, written atomically and durably (a crash never leaves a
+/// half-written key, and a key is written before the certificate that names it).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
+    dcos_store::file::write_atomic(path, text.as_bytes(), 0o600)
+}
+
+/// Certificates and public files, written atomically and durably.
+fn write_public(path: &Path, text: &str) -> std::io::Result<()> {
+    dcos_store::file::write_atomic(path, text.as_bytes(), 0o644)
 }
 
 /// The acceptor for a server on a node with `ips` and `names`. Its certificate is
@@ -140,7 +139,7 @@ pub fn acceptor(
             None => params.self_signed(&key).map_err(|e| f(&e))?,
         };
         write_private(&key_path, &key.serialize_pem()).map_err(|e| f(&e))?;
-        fs_err::write(&cert_path, cert.pem()).map_err(|e| f(&e))?;
+        write_public(&cert_path, &cert.pem()).map_err(|e| f(&e))?;
     }
     let cert_pem = fs_err::read_to_string(&cert_path).map_err(|e| f(&e))?;
     let key_pem = fs_err::read_to_string(&key_path).map_err(|e| f(&e))?;

@@ -90,15 +90,6 @@ pub enum Error {
         /// The store.
         store: String,
     },
-    /// Serving failed.
-    #[error("Mesos master on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Shared master state.
@@ -205,19 +196,22 @@ pub async fn serve_on(
     let _ = tokio::time::timeout(Duration::from_secs(5), first_outcome.changed()).await;
     tracing::info!(%addr, "listening for Mesos master requests");
     let ticker = periodic(shared.clone(), stop.clone());
-    let server =
-        axum::serve(listener, router(shared)).with_graceful_shutdown(stop.cancelled_owned());
-    let (served, (), elected) = tokio::join!(
-        std::future::IntoFuture::into_future(server),
-        ticker,
-        elected
-    );
+    let server = dcos_serve::serve(listener, router(shared), LIMITS, stop);
+    let ((), (), elected) = tokio::join!(server, ticker, elected);
     match elected {
-        Ok(result) => result?,
+        Ok(result) => result,
         Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
     }
-    served.map_err(|source| Error::Serve { addr, source })
 }
+
+/// What 5050 allows. Every agent and subscribed framework holds a connection for its event
+/// stream (the benchmark runs 10,000 agents on one master), so connections are many; an
+/// agent's re-SUBSCRIBE lists all its tasks and a scheduler's ACCEPT may launch thousands,
+/// so bodies are large (5,000 tasks with their TaskInfos are ~10 MiB).
+pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api()
+    .connections(65_536)
+    .body(64 * 1024 * 1024)
+    .header_timeout(Duration::from_secs(30));
 
 /// Follows the election: publishes the leader, and recovers the registry and leads when this
 /// master's turn comes. Returns when `stop` is cancelled, or fails when the candidacy is gone
@@ -665,7 +659,11 @@ fn registered(m: &Master, agent_id: &Id) -> Result<(), Response> {
 }
 
 /// `POST /api/v1/agent`: the agent protocol.
-async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn agent_api(
+    State(shared): State<Shared>,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
     let call: AgentCall = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -690,6 +688,16 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
                     )
                 }
             };
+            let peer = extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            if let Err(refused) = shared
+                .lock()
+                .check_agent_subscriber(agent_id.as_ref(), &info, peer)
+            {
+                tracing::warn!(?peer, reason = %refused, "agent subscription refused");
+                return text(StatusCode::FORBIDDEN, refused);
+            }
             // Admitted to the registry before the agent hears it is registered.
             let id = shared.lock().agent_id_for(agent_id);
             if let Err(e) = shared.registry.admit(&id, &info).await {
@@ -699,10 +707,14 @@ async fn agent_api(State(shared): State<Shared>, body: Bytes) -> Response {
                     format!("Registry unavailable: {e}"),
                 );
             }
-            let (id, session, rx) =
-                shared
-                    .lock()
-                    .agent_subscribe(Some(Id::new(id)), info, tasks, total);
+            let (id, session, rx) = {
+                let mut m = shared.lock();
+                let subscribed = m.agent_subscribe(Some(Id::new(id)), info, tasks, total);
+                if let Some(agent) = m.agents.get_mut(&subscribed.0) {
+                    agent.peer = peer;
+                }
+                subscribed
+            };
             let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
             // Frame the agent's events on the way out.
             let mut rx = rx;
@@ -959,7 +971,7 @@ async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
             drop(m);
             let (tx, rx) = tokio::sync::mpsc::channel(state::STREAM_BUFFER);
             let _ = tx.try_send(recordio::encode(snapshot.to_string().as_bytes()));
-            shared.lock().subscribers.push(tx);
+            shared.lock().add_subscriber(tx);
             return stream_response(rx, || {}, None);
         }
         "" => {

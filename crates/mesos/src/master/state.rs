@@ -2,6 +2,7 @@
 //! sending on channels; HTTP handlers lock the [`Master`] briefly, call one method, unlock.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,6 +17,8 @@ use crate::resources::Resources;
 
 /// How many completed tasks a framework keeps (Mesos's `max_completed_tasks_per_framework`).
 const MAX_COMPLETED_TASKS: usize = 1000;
+/// Operator event streams at most (Mesos' `--max_operator_event_stream_subscribers`).
+pub const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
 /// How many completed frameworks the master keeps.
 const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Default DECLINE/ACCEPT refusal.
@@ -152,6 +155,8 @@ pub struct Agent {
     pub disconnected_at: Option<Instant>,
     /// Marked unreachable (its tasks were reported so).
     pub unreachable: bool,
+    /// The address its subscription connected from (none for in-process callers).
+    pub peer: Option<IpAddr>,
 }
 
 impl Agent {
@@ -235,6 +240,10 @@ pub struct Master {
     /// How long recent allocation cycles took (`allocator/mesos/allocation_run_ms`).
     pub allocation_runs: Timer,
     next_id: u64,
+    /// The sequence number of the next new framework (`<master id>-<seq>` as Mesos'
+    /// `nextFrameworkId`): counted for the master's life, never derived from what it still
+    /// keeps, so an id is never given twice.
+    next_framework: u64,
 }
 
 /// A Mesos timer metric: the count of samples, the last, and percentiles over a window of
@@ -321,6 +330,7 @@ impl Master {
             counters: BTreeMap::new(),
             allocation_runs: Timer::default(),
             next_id: 0,
+            next_framework: 0,
         }
     }
 
@@ -354,6 +364,18 @@ impl Master {
             "version": crate::MESOS_VERSION,
             "address": {"hostname": self.ip, "ip": self.ip, "port": self.port},
         })
+    }
+
+    /// Adds an operator-API subscriber; beyond [`MAX_OPERATOR_SUBSCRIBERS`] the oldest
+    /// streams are closed, as Mesos does, so clients and proxies that never close their
+    /// connections cannot grow the list without bound.
+    pub fn add_subscriber(&mut self, tx: mpsc::Sender<Bytes>) {
+        self.subscribers.retain(|s| !s.is_closed());
+        if self.subscribers.len() >= MAX_OPERATOR_SUBSCRIBERS {
+            let excess = self.subscribers.len() + 1 - MAX_OPERATOR_SUBSCRIBERS;
+            self.subscribers.drain(..excess);
+        }
+        self.subscribers.push(tx);
     }
 
     /// Sends an operator-API event to every subscriber, dropping the ones that are gone.
@@ -435,11 +457,8 @@ impl Master {
                 id
             }
             None => {
-                let id = format!(
-                    "{}-{:04}",
-                    self.id,
-                    self.frameworks.len() + self.completed_frameworks.len()
-                );
+                let id = format!("{}-{:04}", self.id, self.next_framework);
+                self.next_framework += 1;
                 info.id = Some(Id::new(&id));
                 self.frameworks.insert(
                     id.clone(),
@@ -1113,6 +1132,41 @@ impl Master {
             })
     }
 
+    /// Whether an agent may subscribe from `peer` with `agent_id` and `info`: an address it
+    /// declares must be the one it connects from (Admin Router proxies `/agent/<id>/` to it),
+    /// and the id of an agent that is connected cannot be taken over from another address
+    /// (its tasks would be marked lost and its route moved). The message says why not.
+    pub fn check_agent_subscriber(
+        &self,
+        agent_id: Option<&Id>,
+        info: &AgentInfo,
+        peer: Option<IpAddr>,
+    ) -> Result<(), String> {
+        let same_host = |a: IpAddr, b: IpAddr| a == b || (a.is_loopback() && b.is_loopback());
+        if let (Ok(declared), Some(peer)) = (info.hostname.parse::<IpAddr>(), peer) {
+            if !same_host(declared, peer) {
+                return Err(format!(
+                    "Agent declares address {declared} but connects from {peer}"
+                ));
+            }
+        }
+        let Some(existing) = agent_id.and_then(|id| self.agents.get(&id.value)) else {
+            return Ok(());
+        };
+        let moved = match (existing.peer, peer) {
+            (Some(was), Some(now)) => !same_host(was, now),
+            _ => false,
+        } || existing.info.hostname != info.hostname
+            || existing.info.port != info.port;
+        if existing.active() && moved {
+            return Err(format!(
+                "Agent {} is connected from {}:{}; refusing its id from another address",
+                existing.id, existing.info.hostname, existing.info.port
+            ));
+        }
+        Ok(())
+    }
+
     /// An agent (re-)subscribes. Returns its id, the session token, and its event stream.
     pub fn agent_subscribe(
         &mut self,
@@ -1156,6 +1210,7 @@ impl Master {
                         reregistered_time: None,
                         disconnected_at: None,
                         unreachable: false,
+                        peer: None,
                     },
                 );
                 false

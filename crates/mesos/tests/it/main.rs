@@ -2,7 +2,9 @@
 //! API (JSON, RecordIO streams) drives them end to end.
 
 mod executor;
+mod hardening;
 mod harness;
 mod pymesos;
+mod sandboxing;
 mod scheduler;
 mod tasks;
