@@ -23,6 +23,9 @@ use crate::persist::{Persist, StoredApp};
 use crate::state::{Action, AppEntry, Backoff, Deployment, Instance, State, MAX_VERSIONS};
 use crate::validate;
 
+/// The store writes of Marathon's records.
+type P = Persist<AnyStore>;
+
 /// Marathon's default framework failover timeout: one week.
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 /// How often the controller looks at every app.
@@ -213,14 +216,14 @@ impl Marathon {
         for pd in app.port_definitions.iter().filter(|p| p.port != 0) {
             used.insert(pd.port);
         }
+        // One pass over the range for all definitions: a definition with thousands of
+        // `port: 0` entries must not scan it once each under the state lock.
+        let mut free = (u32::from(api::SERVICE_PORT_MIN)..u32::from(api::SERVICE_PORT_MAX))
+            .filter(|p| !used.contains(p));
         for pd in app.port_definitions.iter_mut().filter(|p| p.port == 0) {
-            let free = (u32::from(api::SERVICE_PORT_MIN)..u32::from(api::SERVICE_PORT_MAX))
-                .find(|p| !used.contains(p))
-                .ok_or_else(|| {
-                    ApiError::BadRequest("All service ports (10000-20000) are in use".into())
-                })?;
-            used.insert(free);
-            pd.port = free;
+            pd.port = free.next().ok_or_else(|| {
+                ApiError::BadRequest("All service ports (10000-20000) are in use".into())
+            })?;
         }
         app.ports = app.port_definitions.iter().map(|p| p.port).collect();
         Ok(())
@@ -275,13 +278,11 @@ impl Marathon {
             .filter(|d| d.app_id == app.id)
             .cloned()
             .collect();
-        // The new app and deployment first: if a write fails, the replaced deployments are
-        // still stored, as they still are in memory.
-        self.persist.save_app(&stored).await?;
-        self.persist.save_deployment(&deployment).await?;
-        for d in &replaced {
-            self.persist.delete_deployment(&d.id).await?;
-        }
+        // One transaction for the whole change: a crash or a failed write leaves the stored
+        // state before it or after it, never an app without its deployment.
+        let mut writes = vec![P::app_write(&stored)?, P::deployment_write(&deployment)?];
+        writes.extend(replaced.iter().map(|d| P::deployment_removal(&d.id)));
+        self.persist.apply(writes).await?;
         for d in replaced {
             state.deployments.remove(&d.id);
             self.emit(
@@ -346,7 +347,7 @@ impl Marathon {
                 false,
             )
             .await?;
-        let app = state.apps[&d.app_id].app.clone();
+        let app = state.apps.get(&d.app_id).map_or(app, |e| e.app.clone());
         self.emit(
             "api_post_event",
             json!({"clientIp": null, "uri": format!("/v2/apps{}", app.id), "appDefinition": app}),
@@ -425,9 +426,10 @@ impl Marathon {
     ) -> Result<Deployment, ApiError> {
         let mut state = self.lock().await;
         let current = Self::existing(&state, id)?;
-        let target = state.apps[id]
-            .versions
-            .get(version)
+        let target = state
+            .apps
+            .get(id)
+            .and_then(|e| e.versions.get(version))
             .cloned()
             .ok_or_else(|| {
                 ApiError::NotFound(format!("App '{id}' does not exist in version {version}"))
@@ -558,9 +560,12 @@ impl Marathon {
             }
         }
         let conn = self.connection();
+        if wipe {
+            let writes = killed.iter().map(|i| P::instance_removal(&i.task_id));
+            self.persist.apply(writes.collect()).await?;
+        }
         for i in &killed {
             if wipe {
-                self.persist.delete_instance(&i.task_id).await?;
                 state.instances.remove(&i.task_id);
             } else if let Some(inst) = state.instances.get_mut(&i.task_id) {
                 inst.killing = true;
@@ -810,7 +815,10 @@ impl Marathon {
                 .apps
                 .values()
                 .filter(|e| !e.deleting)
-                .map(|e| (e.app.id.clone(), state.plan(e, now, now_secs)))
+                .filter_map(|e| {
+                    let plan = isolated(&e.app.id, "plan", || state.plan(e, now, now_secs))?;
+                    Some((e.app.id.clone(), plan))
+                })
                 .collect();
             let waiting = plans.iter().any(|(_, p)| p.waiting > 0);
             let mut wanted: BTreeMap<String, u32> = plans
@@ -875,14 +883,22 @@ impl Marathon {
                                 },
                             })
                             .collect();
-                        let result = offer::match_app(&app, &available, &role, &place, &others);
+                        let result = isolated(app_id, "match", || {
+                            offer::match_app(&app, &available, &role, &place, &others)
+                        });
+                        // A panicking app gets no launches from this offer.
+                        let Some(result) = result else { break };
                         let recorded = result.as_ref().map(|_| ()).map_err(Clone::clone);
                         if let Some(e) = state.apps.get_mut(app_id) {
                             e.offers.record(&agent_id, &recorded, &at);
                         }
                         let Ok(ports) = result else { break };
-                        let (task, instance, used) =
-                            build_task(&app, &agent_id, &place.hostname, &ports);
+                        let built = isolated(app_id, "build task", || {
+                            build_task(&app, &agent_id, &place.hostname, &ports)
+                        });
+                        let Some((task, instance, used)) = built else {
+                            break;
+                        };
                         available = available.sub(&used);
                         if let Some(at) = placed.get_mut(app_id) {
                             at.push((agent_id.clone(), place.hostname.clone()));
@@ -906,10 +922,7 @@ impl Marathon {
             }
             // Every new instance of the batch is stored in one write before any is launched:
             // a restarted Marathon knows each task it may have started.
-            let writes: Result<Vec<_>, _> = instances
-                .iter()
-                .map(Persist::<AnyStore>::instance_write)
-                .collect();
+            let writes: Result<Vec<_>, _> = instances.iter().map(P::instance_write).collect();
             let stored = match writes {
                 Ok(writes) => self.persist.apply(writes).await,
                 Err(e) => Err(e),
@@ -978,7 +991,14 @@ impl Marathon {
                 let unknown = !state
                     .instances
                     .contains_key(task_id.as_str().unwrap_or_default());
-                self.apply_update(&mut state, status, &mut writes, &mut emits);
+                let app_id = task_id
+                    .as_str()
+                    .and_then(|t| state.instances.get(t))
+                    .map(|i| i.app_id.clone())
+                    .unwrap_or_default();
+                isolated(&app_id, "status update", || {
+                    Self::apply_update(&mut state, status, &mut writes, &mut emits)
+                });
                 if let Some(uuid) = status.get("uuid") {
                     acks.push(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": {"value": agent_id}, "task_id": {"value": task_id}, "uuid": uuid}}));
                 }
@@ -1036,7 +1056,6 @@ impl Marathon {
     /// One status update's change to the state; the writes and events it needs are added to
     /// `writes` and `emits`.
     fn apply_update(
-        &self,
         state: &mut State,
         status: &Value,
         writes: &mut Vec<dcos_store::Write>,
@@ -1076,7 +1095,7 @@ impl Marathon {
             }
         }
         if dcos_mesos::api::state::is_terminal(&new_state) {
-            writes.push(Persist::<AnyStore>::instance_removal(&task_id));
+            writes.push(P::instance_removal(&task_id));
             state.instances.remove(&task_id);
             state
                 .recent_terminal
@@ -1105,7 +1124,7 @@ impl Marathon {
             }
         } else {
             if changed {
-                match Persist::<AnyStore>::instance_write(&inst) {
+                match P::instance_write(&inst) {
                     Ok(w) => writes.push(w),
                     Err(e) => tracing::error!(error = %e, "cannot store an instance's state"),
                 }
@@ -1145,31 +1164,14 @@ impl Marathon {
             let mut state = self.lock().await;
             let ids: Vec<String> = state.apps.keys().cloned().collect();
             for id in ids {
-                let Some(entry) = state.apps.get(&id).cloned() else {
+                let step = isolated(&id, "control", || {
+                    control_app(&mut state, &id, now, now_secs)
+                });
+                let Some(Some((wants_offers, done))) = step else {
                     continue;
                 };
-                let plan = state.plan(&entry, now, now_secs);
-                if plan.launch > 0 || plan.waiting > 0 {
-                    need_offers |= plan.launch > 0;
-                    if let Some(e) = state.apps.get_mut(&id) {
-                        e.waiting_since.get_or_insert_with(api::now);
-                    }
-                } else if let Some(e) = state.apps.get_mut(&id) {
-                    e.waiting_since = None;
-                }
-                for task in plan.kill {
-                    if let Some(i) = state.instances.get_mut(&task) {
-                        i.killing = true;
-                    }
-                }
-                // Unhealthy instances past their grace period are replaced.
-                for hc_kill in unhealthy(&state, &entry.app) {
-                    if let Some(i) = state.instances.get_mut(&hc_kill) {
-                        tracing::info!(task_id = %hc_kill, "killing an unhealthy task");
-                        i.killing = true;
-                    }
-                }
-                if plan.done {
+                need_offers |= wants_offers;
+                if done {
                     self.finish(&mut state, &id).await;
                 }
             }
@@ -1189,10 +1191,18 @@ impl Marathon {
                 })
                 .map(|i| i.task_id.clone())
                 .collect();
-            for id in expunge {
-                if self.persist.delete_instance(&id).await.is_ok() {
-                    state.instances.remove(&id);
-                    kills_sent.remove(&id);
+            if !expunge.is_empty() {
+                let writes = expunge.iter().map(|id| P::instance_removal(id)).collect();
+                match self.persist.apply(writes).await {
+                    Ok(()) => {
+                        for id in expunge {
+                            state.instances.remove(&id);
+                            kills_sent.remove(&id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot expunge unreachable instances; will retry")
+                    }
                 }
             }
             for i in state.instances.values().filter(|i| i.killing) {
@@ -1204,7 +1214,7 @@ impl Marathon {
                         .apps
                         .get(&i.app_id)
                         .and_then(|e| e.app.task_kill_grace_period_seconds)
-                        .map(|s| (s * 1e9) as i64);
+                        .map(grace_nanos);
                     kills.push((i.task_id.clone(), i.agent_id.clone(), grace));
                 }
             }
@@ -1240,10 +1250,17 @@ impl Marathon {
             .filter(|d| d.app_id == app_id)
             .cloned()
             .collect();
+        let deleted = state.apps.get(app_id).is_some_and(|e| e.deleting);
+        // The finished deployments and, for a deleted app, the app go in one transaction.
+        let mut writes: Vec<_> = done.iter().map(|d| P::deployment_removal(&d.id)).collect();
+        if deleted {
+            writes.push(P::app_removal(app_id));
+        }
+        if let Err(e) = self.persist.apply(writes).await {
+            tracing::error!(app = app_id, error = %e, "cannot store a finished deployment; will retry");
+            return;
+        }
         for d in done {
-            if self.persist.delete_deployment(&d.id).await.is_err() {
-                return;
-            }
             state.deployments.remove(&d.id);
             tracing::info!(deployment = %d.id, app = app_id, action = d.action.name(), "deployment finished");
             self.emit("deployment_step_success", json!({"plan": d.to_json(), "currentStep": {"actions": [{"action": d.action.name(), "app": app_id}]}}));
@@ -1252,9 +1269,7 @@ impl Marathon {
                 json!({"id": d.id, "plan": d.to_json()}),
             );
         }
-        if state.apps.get(app_id).is_some_and(|e| e.deleting)
-            && self.persist.delete_app(app_id).await.is_ok()
-        {
+        if deleted {
             state.apps.remove(app_id);
             self.emit("app_terminated_event", json!({"appId": app_id}));
         }
@@ -1283,7 +1298,7 @@ impl Marathon {
             }
             Err(cause) => {
                 h.alive = false;
-                h.consecutive_failures += 1;
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
                 h.last_failure = Some(now);
                 h.last_failure_cause = Some(cause.clone());
             }
@@ -1297,6 +1312,60 @@ impl Marathon {
             self.emit("failed_health_check_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "healthCheck": state.apps.get(&app_id).and_then(|e| e.app.health_checks.get(check)), "cause": cause}));
         }
     }
+}
+
+/// One app's controller step, with no I/O: marks the instances the planner and failed health
+/// checks want killed, and tracks since when launches wait. `None` if the app is gone;
+/// otherwise whether it wants offers and whether its deployment is done.
+fn control_app(state: &mut State, id: &str, now: Instant, now_secs: f64) -> Option<(bool, bool)> {
+    let entry = state.apps.get(id).cloned()?;
+    let plan = state.plan(&entry, now, now_secs);
+    let waits = plan.launch > 0 || plan.waiting > 0;
+    if let Some(e) = state.apps.get_mut(id) {
+        if waits {
+            e.waiting_since.get_or_insert_with(api::now);
+        } else {
+            e.waiting_since = None;
+        }
+    }
+    for task in &plan.kill {
+        if let Some(i) = state.instances.get_mut(task) {
+            i.killing = true;
+        }
+    }
+    // Unhealthy instances past their grace period are replaced.
+    for hc_kill in unhealthy(state, &entry.app) {
+        if let Some(i) = state.instances.get_mut(&hc_kill) {
+            tracing::info!(task_id = %hc_kill, "killing an unhealthy task");
+            i.killing = true;
+        }
+    }
+    Some((plan.launch > 0, plan.done))
+}
+
+/// Runs one app's `step` so that a bug its definition triggers costs that app the step, not
+/// every app the scheduler: the panic is caught, logged with the app, and the step skipped.
+/// Unwind safety is asserted: a step holds the state only by reference, and an interrupted
+/// one leaves at worst that app's bookkeeping half-updated, which the next pass recomputes.
+pub(crate) fn isolated<T>(app_id: &str, step: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(cause) => {
+            let cause = cause
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| cause.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(app = app_id, step, cause, "an app's step panicked; skipped");
+            None
+        }
+    }
+}
+
+/// A kill grace period in Mesos's nanoseconds, bounded like every delay from a definition
+/// (a negative or NaN value from an old record must not reach Mesos).
+fn grace_nanos(secs: f64) -> i64 {
+    i64::try_from(crate::state::seconds(secs).as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Whether a task that ended in `state` failed (`lastTaskFailure` records it).
@@ -1486,7 +1555,7 @@ fn build_task(
         "labels": {"labels": app.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>()},
     });
     if let Some(secs) = app.task_kill_grace_period_seconds {
-        task["kill_policy"] = json!({"grace_period": {"nanoseconds": (secs * 1e9) as i64}});
+        task["kill_policy"] = json!({"grace_period": {"nanoseconds": grace_nanos(secs)}});
     }
     let instance = Instance {
         task_id,
@@ -1568,5 +1637,50 @@ mod tests {
         assert_eq!(get("MARATHON_APP_ID").as_deref(), Some("/g/web"));
         assert_eq!(get("MARATHON_APP_LABEL_TIER").as_deref(), Some("front"));
         assert_eq!(get("MESOS_TASK_ID"), Some(inst.task_id));
+        assert!(task["command"].get("user").is_none());
+    }
+
+    #[test]
+    fn the_app_user_runs_the_task_and_grace_periods_are_bounded() {
+        let mut app = App::with_defaults("/web".into());
+        app.cmd = Some("run".into());
+        app.user = Some("nobody".into());
+        app.task_kill_grace_period_seconds = Some(1e20);
+        let (task, _, _) = build_task(&app, "A1", "h", &[]);
+        assert_eq!(task["command"]["user"], "nobody");
+        let max = i64::try_from(crate::state::MAX_DELAY.as_nanos()).unwrap();
+        assert_eq!(task["kill_policy"]["grace_period"]["nanoseconds"], max);
+        assert_eq!(grace_nanos(-1.0), 0);
+        assert_eq!(grace_nanos(f64::NAN), 0);
+        assert_eq!(grace_nanos(2.5), 2_500_000_000);
+    }
+
+    #[test]
+    fn a_panicking_app_step_is_skipped_not_fatal() {
+        assert_eq!(isolated("/ok", "test", || 7), Some(7));
+        let r: Option<()> = isolated("/bad", "test", || panic!("an app's bug"));
+        assert_eq!(r, None);
+        // The scheduler's own steps, on an app no longer validated (an old record):
+        let mut app = App::with_defaults("/old".into());
+        app.backoff_seconds = 1e20;
+        app.max_launch_delay_seconds = 1e20;
+        app.health_checks =
+            vec![serde_json::from_value(json!({"intervalSeconds": u64::MAX})).unwrap()];
+        let mut state = State::default();
+        state.apps.insert(
+            app.id.clone(),
+            AppEntry::new(app.clone(), BTreeMap::new(), false),
+        );
+        let (task, inst, _) = build_task(&app, "A1", "h", &[]);
+        state.instances.insert(inst.task_id.clone(), inst.clone());
+        let failed = json!({"task_id": task["task_id"], "agent_id": {"value": "A1"}, "state": "TASK_FAILED"});
+        let (mut writes, mut emits) = (Vec::new(), Vec::new());
+        let applied = isolated(&app.id, "status update", || {
+            Marathon::apply_update(&mut state, &failed, &mut writes, &mut emits)
+        });
+        assert!(applied.is_some(), "a failure of the app panicked");
+        let (left, ready) = state.apps[&app.id].backoff.left(Instant::now());
+        assert!(!ready && left > 3600, "{left}");
+        assert!(control_app(&mut state, &app.id, Instant::now(), 0.0).is_some());
     }
 }

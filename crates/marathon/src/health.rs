@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::HealthCheck;
-use crate::engine::Marathon;
+use crate::engine::{isolated, Marathon};
+use crate::state::{later, State, MAX_DELAY};
 
 /// How often due probes are looked for.
 const SCAN: Duration = Duration::from_millis(500);
@@ -64,44 +65,60 @@ async fn due(m: &Marathon) -> Vec<Probe> {
         .collect();
     let mut out = Vec::new();
     for (app_id, hcs) in checks {
-        for inst in state
-            .instances
-            .values_mut()
-            .filter(|i| i.app_id == app_id && i.state == "TASK_RUNNING")
-        {
-            if inst.health.len() < hcs.len() {
-                inst.health.resize(hcs.len(), Default::default());
+        // One app's bad record costs it its probes, not every app its health checks.
+        let probes = isolated(&app_id, "health checks", || {
+            due_for_app(&mut state, &app_id, &hcs, now)
+        });
+        out.extend(probes.into_iter().flatten());
+    }
+    out
+}
+
+/// The due probes of one app's running instances; marks them as scheduled.
+fn due_for_app(state: &mut State, app_id: &str, hcs: &[HealthCheck], now: Instant) -> Vec<Probe> {
+    let mut out = Vec::new();
+    for inst in state
+        .instances
+        .values_mut()
+        .filter(|i| i.app_id == app_id && i.state == "TASK_RUNNING")
+    {
+        if inst.health.len() < hcs.len() {
+            inst.health.resize(hcs.len(), Default::default());
+        }
+        for (index, (hc, h)) in hcs.iter().zip(inst.health.iter_mut()).enumerate() {
+            if hc.protocol == "COMMAND" {
+                // Run by the agent; results arrive with status updates.
+                continue;
             }
-            for (index, hc) in hcs.iter().enumerate() {
-                if hc.protocol == "COMMAND" {
-                    // Run by the agent; results arrive with status updates.
-                    continue;
-                }
-                let h = &mut inst.health[index];
-                if h.next_probe.is_some_and(|t| t > now) {
-                    continue;
-                }
-                h.next_probe = Some(now + Duration::from_secs(hc.interval_seconds.max(1)));
-                let port = match hc.port {
-                    Some(p) => u16::try_from(p).ok(),
-                    None => inst.ports.get(hc.port_index.unwrap_or(0) as usize).copied(),
-                };
-                let Some(port) = port else { continue };
-                out.push(Probe {
-                    task_id: inst.task_id.clone(),
-                    index,
-                    check: hc.clone(),
-                    host: inst.host.clone(),
-                    port,
-                });
+            if h.next_probe.is_some_and(|t| t > now) {
+                continue;
             }
+            h.next_probe = Some(next_probe(now, hc.interval_seconds));
+            let port = match hc.port {
+                Some(p) => u16::try_from(p).ok(),
+                None => inst.ports.get(hc.port_index.unwrap_or(0) as usize).copied(),
+            };
+            let Some(port) = port else { continue };
+            out.push(Probe {
+                task_id: inst.task_id.clone(),
+                index,
+                check: hc.clone(),
+                host: inst.host.clone(),
+                port,
+            });
         }
     }
     out
 }
 
+/// When a probe made `now` is next due. The interval comes from the definition: bounded
+/// there, and saturating here for apps stored before it was (2^64-1 seconds overflowed).
+pub(crate) fn next_probe(now: Instant, interval_seconds: u64) -> Instant {
+    later(now, Duration::from_secs(interval_seconds.max(1)))
+}
+
 async fn probe_once(client: &reqwest::Client, p: &Probe) -> Result<(), String> {
-    let timeout = Duration::from_secs(p.check.timeout_seconds.max(1));
+    let timeout = Duration::from_secs(p.check.timeout_seconds.clamp(1, MAX_DELAY.as_secs()));
     let addr = format!("{}:{}", p.host, p.port);
     match p.check.protocol.as_str() {
         "HTTP" | "MESOS_HTTP" => {
@@ -131,5 +148,20 @@ async fn probe_once(client: &reqwest::Client, p: &Probe) -> Result<(), String> {
             Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
             Err(_) => Err(format!("connecting to {addr} timed out after {timeout:?}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_probe_of_any_interval_is_in_the_future() {
+        let now = Instant::now();
+        assert_eq!(next_probe(now, 0), now + Duration::from_secs(1));
+        assert_eq!(next_probe(now, 60), now + Duration::from_secs(60));
+        for interval in [u64::MAX, u64::MAX / 2, i64::MAX as u64] {
+            assert!(next_probe(now, interval) > now, "{interval}");
+        }
     }
 }

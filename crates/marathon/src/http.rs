@@ -158,7 +158,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Parses an app body as Marathon does: syntax errors are 400, type errors 422.
-fn parse_spec(body: &Bytes) -> Result<AppSpec, Response> {
+pub(crate) fn parse_spec(body: &Bytes) -> Result<AppSpec, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -194,6 +194,14 @@ fn parse_spec(body: &Bytes) -> Result<AppSpec, Response> {
                 "error.path.missing"
             } else if text.contains("unknown field") || text.contains("unknown variant") {
                 "error.unknown.enum.literal"
+            } else if text.starts_with("invalid value: integer `-") {
+                // A negative count or duration: every such field has `minimum: 0`.
+                "error.min"
+            } else if text.starts_with("invalid value: integer")
+                || text.starts_with("invalid type: floating point")
+            {
+                // Out of the integer type's range, or a fraction: Play's `Reads[Int]`.
+                "error.expected.int"
             } else {
                 "error.expected.jsnumber"
             };
@@ -1009,6 +1017,27 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(r.status(), 422);
+        // Integers as Play reads them: a fraction or too large is not an int, below 0 too small.
+        for (body, key) in [
+            (
+                &br#"{"healthChecks": [{"intervalSeconds": 1.5}]}"#[..],
+                "error.expected.int",
+            ),
+            (
+                br#"{"healthChecks": [{"maxConsecutiveFailures": 1e20}]}"#,
+                "error.expected.int",
+            ),
+            (
+                br#"{"healthChecks": [{"timeoutSeconds": -1}]}"#,
+                "error.min",
+            ),
+        ] {
+            let r = parse_spec(&Bytes::from_static(body)).unwrap_err();
+            assert_eq!(r.status(), 422);
+            let body = futures::executor::block_on(axum::body::to_bytes(r.into_body(), 1 << 16));
+            let v: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+            assert_eq!(v["details"][0]["errors"][0], key, "{v}");
+        }
         let r = parse_spec(&Bytes::from_static(b"{nope")).unwrap_err();
         assert_eq!(r.status(), 400);
         let r = parse_spec(&Bytes::from_static(b"")).unwrap_err();

@@ -272,8 +272,10 @@ async fn lead(
         role,
         leader::Role::Leading(http::router(marathon.clone()), marathon.clone()),
     );
-    let scheduler = marathon.clone().run(stop.clone());
-    let health = health::run(marathon.clone(), stop.clone());
+    let scheduler = supervise("scheduler", stop, || marathon.clone().run(stop.clone()));
+    let health = supervise("health check", stop, || {
+        health::run(marathon.clone(), stop.clone())
+    });
     let candidacy = async {
         let result = election.while_leading(stop).await;
         stop.cancel();
@@ -281,6 +283,35 @@ async fn lead(
     };
     let ((), (), candidacy) = tokio::join!(scheduler, health, candidacy);
     Ok(candidacy?)
+}
+
+/// How long a loop that panicked waits before it starts again.
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs one of the leading Marathon's loops in a task of its own, and starts it again if it
+/// panics: per-app steps catch their own panics, so this is the net for the rest, keeping
+/// the REST API and the other loop up instead of ending the process. Returns when the loop
+/// returns (on `stop`).
+async fn supervise<F, Fut>(what: &'static str, stop: &CancellationToken, start: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    // The set owns the task: dropping this future aborts it.
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tasks.spawn(start());
+        match tasks.join_next().await {
+            Some(Err(e)) if e.is_panic() => {
+                tracing::error!(what, "Marathon's {what} loop panicked; starting it again");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RESTART_DELAY) => {}
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 fn fs_create(dir: &std::path::Path) -> std::io::Result<()> {

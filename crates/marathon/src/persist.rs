@@ -101,10 +101,6 @@ impl<S: Store> Persist<S> {
         .await
     }
 
-    async fn remove(&self, path: &str) -> Result<(), Error> {
-        self.apply(vec![Write::Remove { path: path.into() }]).await
-    }
-
     async fn load_all<T: for<'de> Deserialize<'de>>(&self, dir: &str) -> Result<Vec<T>, Error> {
         let names = match self.store.children(dir).await {
             Ok(n) => n,
@@ -153,19 +149,33 @@ impl<S: Store> Persist<S> {
         })
     }
 
-    /// Stores an app with its versions.
-    pub async fn save_app(&self, app: &StoredApp) -> Result<(), Error> {
+    /// The write that stores an app with its versions.
+    pub fn app_write(app: &StoredApp) -> Result<Write, Error> {
         let data = serde_json::to_vec(app).map_err(|source| Error::Corrupt {
             path: app.app.id.clone(),
             source,
         })?;
-        self.put(&format!("{APPS}/{}", node_name(&app.app.id)), data)
-            .await
+        Ok(Write::Put {
+            path: format!("{APPS}/{}", node_name(&app.app.id)),
+            data,
+        })
+    }
+
+    /// The write that forgets an app.
+    pub fn app_removal(id: &str) -> Write {
+        Write::Remove {
+            path: format!("{APPS}/{}", node_name(id)),
+        }
+    }
+
+    /// Stores an app with its versions.
+    pub async fn save_app(&self, app: &StoredApp) -> Result<(), Error> {
+        self.apply(vec![Self::app_write(app)?]).await
     }
 
     /// Forgets an app.
     pub async fn delete_app(&self, id: &str) -> Result<(), Error> {
-        self.remove(&format!("{APPS}/{}", node_name(id))).await
+        self.apply(vec![Self::app_removal(id)]).await
     }
 
     /// The write that stores an instance.
@@ -197,18 +207,33 @@ impl<S: Store> Persist<S> {
         self.apply(vec![Self::instance_removal(task_id)]).await
     }
 
-    /// Stores a deployment.
-    pub async fn save_deployment(&self, d: &Deployment) -> Result<(), Error> {
+    /// The write that stores a deployment.
+    pub fn deployment_write(d: &Deployment) -> Result<Write, Error> {
         let data = serde_json::to_vec(d).map_err(|source| Error::Corrupt {
             path: d.id.clone(),
             source,
         })?;
-        self.put(&format!("{DEPLOYMENTS}/{}", d.id), data).await
+        Ok(Write::Put {
+            path: format!("{DEPLOYMENTS}/{}", d.id),
+            data,
+        })
+    }
+
+    /// The write that forgets a deployment.
+    pub fn deployment_removal(id: &str) -> Write {
+        Write::Remove {
+            path: format!("{DEPLOYMENTS}/{id}"),
+        }
+    }
+
+    /// Stores a deployment.
+    pub async fn save_deployment(&self, d: &Deployment) -> Result<(), Error> {
+        self.apply(vec![Self::deployment_write(d)?]).await
     }
 
     /// Forgets a deployment.
     pub async fn delete_deployment(&self, id: &str) -> Result<(), Error> {
-        self.remove(&format!("{DEPLOYMENTS}/{id}")).await
+        self.apply(vec![Self::deployment_removal(id)]).await
     }
 
     /// Stores the framework id.

@@ -143,16 +143,20 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Records a failure and returns the new delay.
+    /// Records a failure and returns the new delay. Saturating throughout: an app stored
+    /// before its values were bounded (or a factor that overflows to infinity) gives the
+    /// longest delay, never a panic.
     pub fn fail(&mut self, app: &App, now: Instant) -> Duration {
-        self.failures += 1;
-        let secs = app.backoff_seconds
-            * app
-                .backoff_factor
-                .powi(self.failures.saturating_sub(1).min(1000) as i32);
-        let secs = secs.min(app.max_launch_delay_seconds).max(0.0);
-        let delay = Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 });
-        self.until = Some(now + delay);
+        self.failures = self.failures.saturating_add(1);
+        let exponent = self.failures.saturating_sub(1).min(1000) as i32;
+        let secs = app.backoff_seconds * app.backoff_factor.powi(exponent);
+        let cap = if app.max_launch_delay_seconds.is_nan() {
+            0.0
+        } else {
+            app.max_launch_delay_seconds
+        };
+        let delay = seconds(secs.min(cap));
+        self.until = Some(later(now, delay));
         delay
     }
 
@@ -163,6 +167,22 @@ impl Backoff {
             _ => (0, true),
         }
     }
+}
+
+/// The longest delay Marathon's definitions can ask for: `int32` seconds (about 68 years).
+pub const MAX_DELAY: Duration = Duration::from_secs(i32::MAX as u64);
+
+/// A delay of `secs` seconds from a definition, clamped to `0..=MAX_DELAY` (NaN: none).
+/// `Duration::from_secs_f64` panics on what JSON can carry, such as 1e20.
+pub fn seconds(secs: f64) -> Duration {
+    // `f64::max` maps NaN to 0; what is left to fail is too large.
+    Duration::try_from_secs_f64(secs.max(0.0)).map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
+}
+
+/// `now + delay` that cannot panic: the delay is capped at [`MAX_DELAY`], and should the
+/// clock still overflow, the deadline is `now` (act at once rather than never).
+pub fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay.min(MAX_DELAY)).unwrap_or(now)
 }
 
 /// An app with its history and launch bookkeeping.
@@ -525,5 +545,37 @@ mod tests {
         assert_eq!(b.fail(&a, now), Duration::from_secs(4));
         assert_eq!(b.fail(&a, now), Duration::from_secs(5));
         assert!(!b.left(now).1);
+    }
+
+    #[test]
+    fn backoff_of_unbounded_values_saturates_instead_of_panicking() {
+        // As an app stored before the bounds were checked could still carry them.
+        let now = Instant::now();
+        for (backoff, factor, max) in [
+            (1e20, 1.15, 1e20),
+            (1.0, 1e300, f64::MAX),
+            (f64::MAX, f64::MAX, f64::INFINITY),
+            (f64::NAN, 2.0, 3600.0),
+            (1.0, 2.0, f64::NAN),
+            (-5.0, 1.0, 3600.0),
+        ] {
+            let mut a = app(1, 1.0, 1.0);
+            (
+                a.backoff_seconds,
+                a.backoff_factor,
+                a.max_launch_delay_seconds,
+            ) = (backoff, factor, max);
+            let mut b = Backoff {
+                failures: u32::MAX,
+                until: None,
+            };
+            let delay = b.fail(&a, now);
+            assert!(delay <= MAX_DELAY, "{backoff} {factor} {max}: {delay:?}");
+            assert_eq!(b.failures, u32::MAX);
+        }
+        assert_eq!(seconds(1e20), MAX_DELAY);
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+        assert_eq!(seconds(2.5), Duration::from_millis(2500));
+        assert!(later(now, Duration::MAX) > now);
     }
 }

@@ -12,6 +12,9 @@ use crate::api::{canonical_id, App, AppSpec, PortDefinition, Violation};
 const ID_SEGMENT: &str =
     r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$";
 
+/// Marathon's `maxLength` of URIs and paths (`strings.Uri`, `strings.Path`).
+const MAX_PATH: usize = 1024;
+
 /// The constraint operators Marathon 1.6 knows.
 const OPERATORS: &[&str] = &[
     "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
@@ -97,9 +100,7 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
         app.env = v;
     }
     if let Some(v) = spec.instances {
-        if v < 0 {
-            r.raml("/instances", "error.min");
-        }
+        int32(&mut r, "/instances", v);
         app.instances = u32::try_from(v.max(0)).unwrap_or(u32::MAX);
     }
     if let Some(v) = spec.cpus {
@@ -112,9 +113,7 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
         app.disk = v;
     }
     if let Some(v) = spec.gpus {
-        if v < 0 {
-            r.raml("/gpus", "error.min");
-        }
+        int32(&mut r, "/gpus", v);
         app.gpus = u32::try_from(v.max(0)).unwrap_or(u32::MAX);
     }
     if let Some(v) = spec.executor {
@@ -264,14 +263,27 @@ fn check(app: &App, r: &mut Report) {
         ("/cpus", app.cpus, 0.001),
         ("/mem", app.mem, 0.0),
         ("/disk", app.disk, 0.0),
-        ("/backoffSeconds", app.backoff_seconds, 0.0),
         ("/backoffFactor", app.backoff_factor, 1.0),
-        ("/maxLaunchDelaySeconds", app.max_launch_delay_seconds, 0.0),
     ] {
         if !v.is_finite() || v < min {
             r.raml(path, "error.min");
         }
     }
+    // Marathon types these as whole seconds (`int32`); kept as floats here, so the reader's
+    // refusal of fractions and of values beyond `i32` is done now.
+    for (path, v) in [
+        ("/backoffSeconds", Some(app.backoff_seconds)),
+        ("/maxLaunchDelaySeconds", Some(app.max_launch_delay_seconds)),
+        (
+            "/taskKillGracePeriodSeconds",
+            app.task_kill_grace_period_seconds,
+        ),
+    ] {
+        if let Some(v) = v {
+            whole_seconds(r, path, v);
+        }
+    }
+    check_fetch(app, r);
     if let Some(c) = &app.container {
         let docker_image = c.pointer("/docker/image").and_then(Value::as_str);
         if c.get("type").and_then(Value::as_str) == Some("DOCKER") || docker_image.is_some() {
@@ -297,66 +309,55 @@ fn check(app: &App, r: &mut Report) {
             "Feature secrets is not enabled. Enable with --enable_features secrets)",
         );
     }
-    let mut names = BTreeSet::new();
-    for (i, pd) in app.port_definitions.iter().enumerate() {
-        if pd.port > 65535 {
-            r.raml(&format!("/portDefinitions({i})/port"), "error.max");
+    check_port_definitions(app, r);
+    check_health_checks(app, r);
+    check_constraints(app, r);
+    let us = &app.upgrade_strategy;
+    for (path, v) in [
+        (
+            "/upgradeStrategy/minimumHealthCapacity",
+            us.minimum_health_capacity,
+        ),
+        (
+            "/upgradeStrategy/maximumOverCapacity",
+            us.maximum_over_capacity,
+        ),
+    ] {
+        if v < 0.0 || v.is_nan() {
+            r.raml(path, "error.min");
+        } else if v > 1.0 {
+            r.raml(path, "error.max");
         }
-        if !["tcp", "udp", "udp,tcp", "tcp,udp"].contains(&pd.protocol.as_str()) {
+    }
+    let ur = &app.unreachable_strategy;
+    // `int64` in Marathon; the seconds are compared with clocks, never added to one.
+    for (field, v) in [
+        ("inactiveAfterSeconds", ur.inactive_after_seconds),
+        ("expungeAfterSeconds", ur.expunge_after_seconds),
+    ] {
+        if i64::try_from(v).is_err() {
             r.raml(
-                &format!("/portDefinitions({i})/protocol"),
-                "error.unknown.enum.literal",
+                &format!("/unreachableStrategy/{field}"),
+                "error.expected.long",
             );
         }
-        if let Some(n) = &pd.name {
-            if !names.insert(n.clone()) {
-                r.add("/portDefinitions", "Port names must be unique.");
-            }
-        }
     }
-    let fixed: Vec<u32> = app
-        .port_definitions
-        .iter()
-        .map(|p| p.port)
-        .filter(|p| *p != 0)
-        .collect();
-    if fixed.iter().collect::<BTreeSet<_>>().len() != fixed.len() {
-        r.add("/portDefinitions", "Ports must be unique.");
+    if ur.inactive_after_seconds > ur.expunge_after_seconds {
+        r.add(
+            "/unreachableStrategy/inactiveAfterSeconds",
+            "inactiveAfterSeconds must be less or equal to expungeAfterSeconds",
+        );
     }
-    for (i, hc) in app.health_checks.iter().enumerate() {
-        let path = format!("/healthChecks({i})");
-        let known = [
-            "HTTP",
-            "HTTPS",
-            "TCP",
-            "COMMAND",
-            "MESOS_HTTP",
-            "MESOS_HTTPS",
-            "MESOS_TCP",
-        ];
-        if !known.contains(&hc.protocol.as_str()) {
-            r.raml(&format!("{path}/protocol"), "error.unknown.enum.literal");
-        }
-        if hc.protocol == "COMMAND" {
-            if hc.command.as_ref().and_then(|c| c.get("value")).is_none() {
-                r.add(
-                    &format!("{path}/command"),
-                    "is required for COMMAND health checks",
-                );
-            }
-        } else if hc.port.is_none() {
-            let index = hc.port_index.unwrap_or(0) as usize;
-            if index >= app.port_definitions.len() {
-                r.add(
-                    &path,
-                    "Health check port indices must address an element of the ports array or container port mappings.",
-                );
-            }
-        }
-        if hc.interval_seconds == 0 {
-            r.raml(&format!("{path}/intervalSeconds"), "error.min");
-        }
+    if !["YOUNGEST_FIRST", "OLDEST_FIRST"].contains(&app.kill_selection.as_str()) {
+        r.raml("/killSelection", "error.unknown.enum.literal");
     }
+    if app.dependencies.contains(&app.id) {
+        r.add("/dependencies", "An app cannot depend on itself");
+    }
+}
+
+/// Constraints: Marathon's operators, each with the value it needs.
+fn check_constraints(app: &App, r: &mut Report) {
     for (i, c) in app.constraints.iter().enumerate() {
         let path = format!("/constraints({i})");
         match c.get(1).map(String::as_str) {
@@ -388,112 +389,153 @@ fn check(app: &App, r: &mut Report) {
             }
         }
     }
-    let us = &app.upgrade_strategy;
-    for (path, v) in [
-        (
-            "/upgradeStrategy/minimumHealthCapacity",
-            us.minimum_health_capacity,
-        ),
-        (
-            "/upgradeStrategy/maximumOverCapacity",
-            us.maximum_over_capacity,
-        ),
-    ] {
-        if v < 0.0 || v.is_nan() {
-            r.raml(path, "error.min");
-        } else if v > 1.0 {
-            r.raml(path, "error.max");
+}
+
+/// The largest value of Marathon's `format: int32` fields: its JSON reader refuses more
+/// (`error.expected.int`), which bounds every duration and count taken from a definition.
+pub const INT32_MAX: u64 = i32::MAX as u64;
+
+/// An `int32` field with `minimum: 0` that arrives as a JSON integer.
+fn int32(r: &mut Report, path: &str, v: i64) {
+    if v > i32::MAX as i64 || v < i32::MIN as i64 {
+        r.raml(path, "error.expected.int");
+    } else if v < 0 {
+        r.raml(path, "error.min");
+    }
+}
+
+/// An `int32` field with `minimum: 0` that is kept as a float: Marathon's reader takes whole
+/// numbers within `i32` only (1e20 seconds of backoff panicked in `Duration` before).
+fn whole_seconds(r: &mut Report, path: &str, v: f64) {
+    if !v.is_finite() || v.fract() != 0.0 || v > f64::from(i32::MAX) || v < f64::from(i32::MIN) {
+        r.raml(path, "error.expected.int");
+    } else if v < 0.0 {
+        r.raml(path, "error.min");
+    }
+}
+
+/// Port definitions: ranges, protocols, unique names and fixed ports.
+fn check_port_definitions(app: &App, r: &mut Report) {
+    let mut names = BTreeSet::new();
+    for (i, pd) in app.port_definitions.iter().enumerate() {
+        if pd.port > 65535 {
+            r.raml(&format!("/portDefinitions({i})/port"), "error.max");
+        }
+        if !["tcp", "udp", "udp,tcp", "tcp,udp"].contains(&pd.protocol.as_str()) {
+            r.raml(
+                &format!("/portDefinitions({i})/protocol"),
+                "error.unknown.enum.literal",
+            );
+        }
+        if let Some(n) = &pd.name {
+            if !names.insert(n.clone()) {
+                r.add("/portDefinitions", "Port names must be unique.");
+            }
         }
     }
-    let ur = &app.unreachable_strategy;
-    if ur.inactive_after_seconds > ur.expunge_after_seconds {
-        r.add(
-            "/unreachableStrategy/inactiveAfterSeconds",
-            "inactiveAfterSeconds must be less or equal to expungeAfterSeconds",
-        );
+    let fixed: Vec<u32> = app
+        .port_definitions
+        .iter()
+        .map(|p| p.port)
+        .filter(|p| *p != 0)
+        .collect();
+    if fixed.iter().collect::<BTreeSet<_>>().len() != fixed.len() {
+        r.add("/portDefinitions", "Ports must be unique.");
     }
-    if !["YOUNGEST_FIRST", "OLDEST_FIRST"].contains(&app.kill_selection.as_str()) {
-        r.raml("/killSelection", "error.unknown.enum.literal");
+}
+
+/// Health checks: the protocol, what to probe, and the bounds of every duration.
+fn check_health_checks(app: &App, r: &mut Report) {
+    for (i, hc) in app.health_checks.iter().enumerate() {
+        let path = format!("/healthChecks({i})");
+        let known = [
+            "HTTP",
+            "HTTPS",
+            "TCP",
+            "COMMAND",
+            "MESOS_HTTP",
+            "MESOS_HTTPS",
+            "MESOS_TCP",
+        ];
+        if !known.contains(&hc.protocol.as_str()) {
+            r.raml(&format!("{path}/protocol"), "error.unknown.enum.literal");
+        }
+        if hc.protocol == "COMMAND" {
+            if hc.command.as_ref().and_then(|c| c.get("value")).is_none() {
+                r.add(
+                    &format!("{path}/command"),
+                    "is required for COMMAND health checks",
+                );
+            }
+        } else if hc.port.is_none() {
+            let index = hc.port_index.unwrap_or(0) as usize;
+            if index >= app.port_definitions.len() {
+                r.add(
+                    &path,
+                    "Health check port indices must address an element of the ports array or container port mappings.",
+                );
+            }
+        }
+        // Every duration and count is `int32` in Marathon, so each is bounded before any
+        // time arithmetic sees it (an interval of 2^64-1 seconds overflowed `Instant`).
+        for (field, v) in [
+            ("gracePeriodSeconds", hc.grace_period_seconds),
+            ("intervalSeconds", hc.interval_seconds),
+            ("timeoutSeconds", hc.timeout_seconds),
+            ("delaySeconds", hc.delay_seconds),
+            (
+                "maxConsecutiveFailures",
+                u64::from(hc.max_consecutive_failures),
+            ),
+        ] {
+            if v > INT32_MAX {
+                r.raml(&format!("{path}/{field}"), "error.expected.int");
+            }
+        }
+        // Zero would mean probing without pause.
+        if hc.interval_seconds == 0 {
+            r.raml(&format!("{path}/intervalSeconds"), "error.min");
+        }
+        for (field, v) in [("port", hc.port), ("portIndex", hc.port_index)] {
+            if v.is_some_and(|p| p > 65535) {
+                r.raml(&format!("{path}/{field}"), "error.max");
+            }
+        }
     }
-    if app.dependencies.contains(&app.id) {
-        r.add("/dependencies", "An app cannot depend on itself");
+}
+
+/// Fetched artifacts: Marathon's string bounds, and a `destPath` that stays in the sandbox.
+/// The agent confines fetches too; refusing here tells the client at once, with a 422,
+/// instead of a task that fails on every agent.
+fn check_fetch(app: &App, r: &mut Report) {
+    for (i, f) in app.fetch.iter().enumerate() {
+        let path = format!("/fetch({i})");
+        let fields = [
+            ("uri", Some(f.uri.as_str())),
+            ("destPath", f.dest_path.as_deref()),
+        ];
+        for (field, v) in fields {
+            match v.map(str::len) {
+                Some(0) => r.raml(&format!("{path}/{field}"), "error.minLength"),
+                Some(n) if n > MAX_PATH => r.raml(&format!("{path}/{field}"), "error.maxLength"),
+                _ => {}
+            }
+        }
+        if let Some(dest) = f.dest_path.as_deref().filter(|d| !d.is_empty()) {
+            if !sandbox_relative(dest) {
+                r.add(
+                    &format!("{path}/destPath"),
+                    "must be a relative path inside the sandbox, without '..' components",
+                );
+            }
+        }
     }
+}
+
+/// Whether `dest` names a place inside the sandbox: relative, no `..` component, no NUL.
+pub fn sandbox_relative(dest: &str) -> bool {
+    !dest.starts_with('/') && !dest.contains('\0') && !dest.split('/').any(|c| c == "..")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(json: &str) -> AppSpec {
-        serde_json::from_str(json).unwrap()
-    }
-
-    fn base() -> App {
-        App::with_defaults(String::new())
-    }
-
-    #[test]
-    fn a_minimal_app_gets_marathon_defaults() {
-        let app = resolve(spec(r#"{"id": "web", "cmd": "sleep 1"}"#), base()).unwrap();
-        assert_eq!(app.id, "/web");
-        assert_eq!((app.cpus, app.mem, app.instances), (1.0, 128.0, 1));
-        assert_eq!(app.port_definitions.len(), 1);
-    }
-
-    #[test]
-    fn violations_name_their_paths() {
-        let err = resolve(
-            spec(r#"{"id": "Bad_Id", "cpus": -1, "instances": -2}"#),
-            base(),
-        )
-        .unwrap_err();
-        assert_eq!(err.message, "Invalid JSON");
-        let paths: Vec<&str> = err.details.iter().map(|v| v.path.as_str()).collect();
-        assert_eq!(paths, vec!["/instances", "/id", "/cpus"], "{err:?}");
-        assert_eq!(err.details[2].errors, vec!["error.min"]);
-        let err = resolve(
-            spec(r#"{"id": "ok", "constraints": [["hostname", "NEAR"]]}"#),
-            base(),
-        )
-        .unwrap_err();
-        assert_eq!(err.message, "Object is not valid");
-        let paths: Vec<&str> = err.details.iter().map(|v| v.path.as_str()).collect();
-        assert_eq!(paths, vec!["/", "/constraints(0)"]);
-    }
-
-    #[test]
-    fn secrets_and_docker_are_refused_clearly() {
-        let err = resolve(
-            spec(r#"{"id": "s", "cmd": "x", "env": {"P": {"secret": "db"}}}"#),
-            base(),
-        )
-        .unwrap_err();
-        assert_eq!(err.details[0].path, "/env");
-        let err = resolve(
-            spec(r#"{"id": "d", "container": {"type": "DOCKER", "docker": {"image": "nginx"}}}"#),
-            base(),
-        )
-        .unwrap_err();
-        assert_eq!(err.details[0].path, "/container/docker");
-    }
-
-    #[test]
-    fn a_partial_update_keeps_what_it_does_not_name() {
-        let app = resolve(spec(r#"{"id": "w", "cmd": "a", "mem": 64}"#), base()).unwrap();
-        let app = resolve(spec(r#"{"instances": 3}"#), app).unwrap();
-        assert_eq!(
-            (app.mem, app.instances, app.cmd.as_deref()),
-            (64.0, 3, Some("a"))
-        );
-    }
-
-    #[test]
-    fn health_check_port_index_must_exist() {
-        let err = resolve(
-            spec(r#"{"id": "h", "cmd": "x", "portDefinitions": [], "healthChecks": [{"protocol": "HTTP"}]}"#),
-            base(),
-        )
-        .unwrap_err();
-        assert_eq!(err.details[0].path, "/healthChecks(0)");
-    }
-}
+mod tests;

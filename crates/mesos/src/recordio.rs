@@ -79,6 +79,49 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Any records, cut into any chunks, come out whole and in order.
+        #[test]
+        fn records_round_trip_in_any_chunks(
+            records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            cuts in proptest::collection::vec(1usize..64, 0..40),
+        ) {
+            let stream: Vec<u8> = records.iter().flat_map(|r| encode(r).to_vec()).collect();
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            let mut rest = &stream[..];
+            for cut in cuts.iter().copied().chain(std::iter::once(usize::MAX)) {
+                let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+                rest = tail;
+                d.feed(chunk);
+                while let Some(r) = d.next_record().unwrap() {
+                    got.push(r.to_vec());
+                }
+            }
+            prop_assert_eq!(got, records);
+        }
+
+        // A hostile stream (any bytes) gives records or an error, never a panic, and the
+        // decoder never holds more than it was fed.
+        #[test]
+        fn any_bytes_decode_or_fail(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+            let mut d = Decoder::new();
+            let mut fed = 0;
+            'feed: for chunk in &chunks {
+                fed += chunk.len();
+                d.feed(chunk);
+                loop {
+                    match d.next_record() {
+                        Ok(Some(r)) => prop_assert!(r.len() <= fed),
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn records_survive_any_split() {

@@ -207,8 +207,11 @@ pub async fn subscribe(
             .unwrap_or_default()
             .to_string();
         if let Some(beat) = first["subscribed"]["heartbeat_interval_seconds"].as_f64() {
-            if beat.is_finite() && beat > 0.0 {
-                events.silence = Duration::from_secs_f64(beat * 3.0);
+            // A master's number is input too: one too large for a Duration keeps the default.
+            if let Ok(silence) = Duration::try_from_secs_f64(beat * 3.0) {
+                if beat > 0.0 {
+                    events.silence = silence;
+                }
             }
         }
         let connection = Connection {

@@ -344,6 +344,70 @@ async fn bad_requests_get_marathon_errors_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_that_crashed_marathon_are_refused_and_it_stays_up() {
+    let env = Env::start(1).await;
+    let refusals = [
+        (
+            json!({"id": "/hc", "cmd": "sleep 9", "healthChecks": [{"protocol": "HTTP", "intervalSeconds": u64::MAX}]}),
+            "/healthChecks(0)/intervalSeconds",
+            "error.expected.int",
+        ),
+        (
+            json!({"id": "/bo", "cmd": "exit 1", "backoffSeconds": 1e20}),
+            "/backoffSeconds",
+            "error.expected.int",
+        ),
+        (
+            json!({"id": "/ml", "cmd": "exit 1", "maxLaunchDelaySeconds": 1e20}),
+            "/maxLaunchDelaySeconds",
+            "error.expected.int",
+        ),
+        (
+            json!({"id": "/neg", "cmd": "exit 1", "healthChecks": [{"intervalSeconds": -1}]}),
+            "/healthChecks(0)/intervalSeconds",
+            "error.min",
+        ),
+    ];
+    for (app, path, error) in refusals {
+        let (code, body) = env.send("POST", "/v2/apps", Some(app.clone())).await;
+        assert_eq!(code, 422, "{app}: {body}");
+        assert_eq!(
+            body,
+            json!({"message": "Invalid JSON", "details": [{"path": path, "errors": [error]}]})
+        );
+        // The same through an update of an app that does not exist yet.
+        let id = app["id"].as_str().unwrap();
+        let (code, _) = env.send("PUT", &format!("/v2/apps{id}"), Some(app)).await;
+        assert_eq!(code, 422);
+    }
+    for dest in ["/etc/cron.d/evil", "../../evil", "a/../../evil"] {
+        let app = json!({"id": "/fetcher", "cmd": "sleep 9", "fetch": [{"uri": "http://127.0.0.1:1/x", "destPath": dest}]});
+        let (code, body) = env.send("POST", "/v2/apps", Some(app)).await;
+        assert_eq!(code, 422, "{dest}: {body}");
+        assert_eq!(body["message"], "Object is not valid");
+        assert_eq!(body["details"][0]["path"], "/fetch(0)/destPath");
+    }
+    let (_, apps) = env.get("/v2/apps").await;
+    assert_eq!(apps, json!({"apps": []}), "nothing refused was stored");
+    // Marathon still schedules: an app whose tasks fail at once backs off at the largest
+    // values it accepts, and a sound app runs beside it.
+    let failing = json!({"id": "/fails", "cmd": "exit 1", "cpus": 0.1, "mem": 16,
+        "backoffSeconds": i32::MAX, "maxLaunchDelaySeconds": i32::MAX});
+    assert_eq!(env.send("POST", "/v2/apps", Some(failing)).await.0, 201);
+    env.eventually("a failure of /fails", Duration::from_secs(20), || async {
+        let (_, v) = env.get("/v2/apps/fails").await;
+        v["app"].get("lastTaskFailure").map(|_| ())
+    })
+    .await;
+    let sound = json!({"id": "/sound", "cmd": "sleep 600", "cpus": 0.1, "mem": 16});
+    assert_eq!(env.send("POST", "/v2/apps", Some(sound)).await.0, 201);
+    env.settled("/sound", 1).await;
+    let (code, _) = env.get("/v2/info").await;
+    assert_eq!(code, 200);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_replaces_every_task_and_the_event_stream_reports_it() {
     let env = Env::start(1).await;
     let url = format!(

@@ -1153,8 +1153,9 @@ impl Master {
         let Some(existing) = agent_id.and_then(|id| self.agents.get(&id.value)) else {
             return Ok(());
         };
+        // Exact addresses here: two agents on one host's loopback addresses are different.
         let moved = match (existing.peer, peer) {
-            (Some(was), Some(now)) => !same_host(was, now),
+            (Some(was), Some(now)) => was != now,
             _ => false,
         } || existing.info.hostname != info.hostname
             || existing.info.port != info.port;
