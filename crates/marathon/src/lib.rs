@@ -84,15 +84,6 @@ pub enum Error {
     /// The candidacy ended; Marathon stops (and is started again) as on losing leadership.
     #[error(transparent)]
     Lost(#[from] leader::Lost),
-    /// Serving failed.
-    #[error("Marathon on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Binds the configured ports and serves until `shutdown` is cancelled.
@@ -198,29 +189,23 @@ pub async fn serve_on(
     let front = leader::front_door(role.clone(), me.clone());
 
     tracing::info!(%addr, "listening for Marathon REST requests");
-    let app = front
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(http, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = dcos_serve::serve(http, front.clone(), LIMITS, stop.clone());
     let process = async {
         let Some(listener) = libprocess else {
-            return Ok(());
+            return;
         };
         let paddr = listener.local_addr().ok();
         tracing::info!(addr = ?paddr, "listening for Marathon process health and metrics");
-        axum::serve(listener, process_router(role.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await
+        let limits = dcos_serve::Limits::api().connections(64).body(64 * 1024);
+        dcos_serve::serve(listener, process_router(role.clone()), limits, stop.clone()).await
     };
     let secure = async {
         let (Some(listener), Some(acceptor)) = (https, tls_acceptor) else {
-            return Ok(());
+            return;
         };
         tracing::info!(addr = ?listener.local_addr().ok(), "listening for Marathon REST requests over TLS");
-        let app = front.clone().into_make_service();
-        axum::serve(dcos_tls::TlsListener::new(listener, acceptor), app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await
+        let listener = dcos_tls::TlsListener::new(listener, acceptor);
+        dcos_serve::serve(listener, front.clone(), LIMITS, stop.clone()).await
     };
     let lead = async {
         let result = lead(&election, &role, store, &config, addr, &stop).await;
@@ -228,18 +213,16 @@ pub async fn serve_on(
         stop.cancel();
         result
     };
-    let (served, secured, processed, led) = tokio::join!(
-        std::future::IntoFuture::into_future(server),
-        secure,
-        process,
-        lead,
-    );
-    led?;
-    served
-        .and(secured)
-        .and(processed)
-        .map_err(|source| Error::Serve { addr, source })
+    let ((), (), (), led) = tokio::join!(server, secure, process, lead);
+    led
 }
+
+/// What 8080 and 8443 allow each: the CLI, the UI, Admin Router's pooled connections and
+/// event-stream subscribers are hundreds at most (an idle one makes way for a new client at
+/// the limit); a group of many apps in one request is a few MiB.
+pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api()
+    .connections(512)
+    .body(10 * 1024 * 1024);
 
 /// Waits for this Marathon's turn, then loads the state and runs the scheduler and health
 /// checks until `stop` or the loss of the candidacy.

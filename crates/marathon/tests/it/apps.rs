@@ -529,3 +529,28 @@ async fn the_api_is_served_over_verified_tls_and_the_process_port_reports_metric
     assert_eq!(m["marathon/apps"], 0);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_and_large_bodies_do_not_stop_marathon() {
+    let env = Env::start(0).await;
+    let addr = env.marathon.as_ref().unwrap().0;
+    // Twice the connection limit, all idle: each new client takes the place of an idle one.
+    let mut idle = Vec::new();
+    for _ in 0..(2 * dcos_marathon::LIMITS.max_connections).max(1000) {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let (code, _) = tokio::time::timeout(Duration::from_secs(5), env.get("/v2/apps"))
+        .await
+        .expect("a normal client waited behind idle connections");
+    assert_eq!(code, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A body over the limit is refused before anything is parsed or stored.
+    let big = json!({"id": "/big", "cmd": "x".repeat(dcos_marathon::LIMITS.body_limit)});
+    let (code, _) = env.send("POST", "/v2/apps", Some(big)).await;
+    assert_eq!(code, 413);
+    let (_, apps) = env.get("/v2/apps").await;
+    assert_eq!(apps["apps"], json!([]));
+    drop(idle);
+    env.stop().await;
+}
