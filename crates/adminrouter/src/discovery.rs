@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+/// The most leading segments of a `/service/…` path tried as a service's name.
+pub const MAX_SERVICE_SEGMENTS: usize = 16;
 /// How long a reading of the cluster is used.
 pub const FRESH: Duration = Duration::from_secs(2);
 /// The least age of a reading that a miss may replace.
@@ -128,9 +130,42 @@ impl Snapshot {
 
     /// Whether a service at `addr` is a cluster node or a task's container (see
     /// [`Snapshot::cluster_ips`]); `nodes` are the ones configured (the masters and this
-    /// router's own node).
+    /// router's own node). The Mesos master's and agent's own ports are never a service:
+    /// they carry agent registration and the executor API, which the router refuses.
     pub fn allows(&self, addr: &SocketAddr, nodes: &[IpAddr]) -> bool {
-        self.cluster_ips.contains(&addr.ip()) || nodes.contains(&addr.ip())
+        let mesos = mesos_ports();
+        !mesos.contains(addr.port())
+            && (self.cluster_ips.contains(&addr.ip()) || nodes.contains(&addr.ip()))
+    }
+}
+
+/// The ports of the Mesos master and agent units, from the port contract.
+fn mesos_ports() -> dcos_ports::RangeSet {
+    use dcos_ports::contract::{rows_of_unit, NodeRole};
+    rows_of_unit(NodeRole::Master, "dcos-mesos-master.service")
+        .chain(rows_of_unit(NodeRole::Agent, "dcos-mesos-slave.service"))
+        .fold(dcos_ports::RangeSet::new(), |acc, r| acc.union(&r.ports()))
+}
+
+/// Whether a task's reported address can be a container's: unicast and not this host's
+/// (loopback), link-local (cloud metadata services) or unspecified, whatever an executor
+/// put in its status.
+fn container_address(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                || v6.to_ipv4_mapped().is_some())
+        }
     }
 }
 
@@ -150,6 +185,7 @@ fn task_ips(state: &Value) -> impl Iterator<Item = IpAddr> + '_ {
         })
         .flat_map(|n| n["ip_addresses"].as_array().into_iter().flatten())
         .filter_map(|a| a["ip_address"].as_str()?.parse().ok())
+        .filter(container_address)
 }
 
 /// Reads and caches the cluster's state.
@@ -277,6 +313,9 @@ impl Discovery {
     /// The service a `/service/…` path names, and how many of its segments the name takes.
     /// Reads again once if nothing matches in the cached readings.
     pub async fn service(&self, segments: &[String]) -> anyhow::Result<Option<(Service, usize)>> {
+        // A service name is a Marathon group path: a few segments. Trying every prefix of
+        // a path of thousands would cost the square of its length.
+        let segments = &segments[..segments.len().min(MAX_SERVICE_SEGMENTS)];
         for missed in [false, true] {
             let found = self.find_service(segments, missed).await?;
             if found.is_some() {

@@ -471,6 +471,7 @@ fn limits(config: &Config) -> dcos_serve::Limits {
         max_header_bytes: READ_BUFFER,
         max_headers: 512,
         body_limit: usize::MAX,
+        write_stall: Duration::from_secs(60),
         drain: Duration::from_secs(5),
     }
 }

@@ -348,6 +348,10 @@ pub fn normalise(path_and_query: &str) -> Result<String, BadPath> {
     Ok(format!("{norm}{query}"))
 }
 
+/// Decodes the escapes of unreserved characters (RFC 3986: letters, digits, `-._~`), which
+/// name the same resource either way, and keeps every other escape as sent: a decoded `#`,
+/// `?` or `%` would change what the upstream sees (a fragment dropped, a query started, an
+/// escape decoded twice) after the locations and their guards were matched.
 fn decode(path: &str) -> Result<String, BadPath> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -360,7 +364,11 @@ fn decode(path: &str) -> Result<String, BadPath> {
             if b < 0x20 || b == 0x7f || b == b'/' {
                 return Err(BadPath::BadEscape);
             }
-            out.push(b);
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&bytes[i..i + 3]);
+            }
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -387,6 +395,10 @@ mod tests {
             Just("%".to_string()),
             Just("%0".to_string()),
             Just("%00".to_string()),
+            Just("%23".to_string()),
+            Just("%3F".to_string()),
+            Just("%25".to_string()),
+            Just("%74".to_string()),
             Just("?".to_string()),
             Just("mesos".to_string()),
             Just("service".to_string()),
@@ -412,7 +424,12 @@ mod tests {
                 for seg in inner.split('/').skip(1) {
                     prop_assert!(!seg.is_empty() && seg != "." && seg != "..", "{norm}");
                 }
-                prop_assert!(!path.contains('%') || candidate.contains("%25"), "{norm}");
+                // What stays escaped is a whole escape of a reserved character.
+                for (i, _) in path.match_indices('%') {
+                    let hex = path.get(i + 1..i + 3).unwrap_or("");
+                    let b = u8::from_str_radix(hex, 16);
+                    prop_assert!(b.is_ok_and(|b| !b.is_ascii_alphanumeric() && !b"-._~".contains(&b)), "{norm}");
+                }
                 for role in [Role::Master, Role::Agent] {
                     let routed = route(role, &norm);
                     if let Route::MesosLeader(p) | Route::Agent(_, p) = &routed {
@@ -438,6 +455,13 @@ mod tests {
         assert_eq!(normalise("/a%0ab"), Err(BadPath::BadEscape));
         assert_eq!(normalise("/a%zz"), Err(BadPath::BadEscape));
         assert_eq!(normalise("a/b"), Err(BadPath::NotAbsolute));
+        // Reserved characters stay escaped: they must not end the path after routing.
+        assert_eq!(
+            normalise("/mesos/api/v1/agent%23").unwrap(),
+            "/mesos/api/v1/agent%23"
+        );
+        assert_eq!(normalise("/a%3fb%25c").unwrap(), "/a%3fb%25c");
+        assert_eq!(normalise("/mesos/api/v1/agen%74").unwrap(), "/mesos/api/v1/agent");
     }
 
     #[test]

@@ -88,6 +88,8 @@ fn mesos_state() -> Value {
             {"name": "scheduler-onlymesosdns.nest1.nest2", "webui_url": ""},
             // A framework anyone could register, pointing the router outside the cluster.
             {"name": "outsider", "webui_url": format!("http://{OUTSIDE}")},
+            // A framework whose web UI is the Mesos master itself (its agent API inside).
+            {"name": "mesos-itself", "webui_url": "http://127.0.0.2:5050"},
         ],
     })
 }
@@ -352,7 +354,11 @@ async fn run_table(sockets: PathBuf) {
         }
     }
     // Beyond the table: hosts outside the cluster and the components' internal APIs.
-    for path in ["/service/outsider/", "/service/outsider-app/"] {
+    for path in [
+        "/service/outsider/",
+        "/service/outsider-app/",
+        "/service/mesos-itself/api/v1/agent",
+    ] {
         let (status, _, body) = ask(Role::Master, path, &[]).await;
         check(
             format!("{path} is not proxied outside the cluster, got {status} {body}"),
@@ -362,6 +368,8 @@ async fn run_table(sockets: PathBuf) {
     }
     for (role, path) in [
         (Role::Master, "/mesos/api/v1/agent"),
+        (Role::Master, "/mesos/api/v1/agen%74"),
+        (Role::Master, "/mesos//api/v1/./agent/"),
         (Role::Master, &format!("/agent/{AGENT_S1}/api/v1/executor")),
         (Role::Agent, "/api/v1/executor"),
     ] {

@@ -320,6 +320,7 @@ pub async fn run_unit(
                         ports: config.task_ranges(role),
                     },
                     attributes,
+                    ..dcos_mesos::agent::Config::default()
                 },
                 shutdown,
             )

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of a request body that a handler reads at most.
     pub body_limit: usize,
+    /// How long a response may wait for a client that does not read it before the
+    /// connection is closed (a client that never reads would hold its slot for ever).
+    pub write_stall: Duration,
     /// How long a stopping server lets open connections finish.
     pub drain: Duration,
 }
@@ -59,6 +63,7 @@ impl Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             body_limit: 1024 * 1024,
+            write_stall: Duration::from_secs(60),
             drain: Duration::from_secs(5),
         }
     }
@@ -88,6 +93,9 @@ struct Conn {
     busy: AtomicUsize,
     /// Milliseconds since the server's start when it was last busy.
     last_active: AtomicU64,
+    /// A write is waiting for the client to take bytes (a response is still going out
+    /// after hyper has taken its whole body).
+    writing: Arc<std::sync::atomic::AtomicBool>,
     /// Closes the connection.
     evict: CancellationToken,
 }
@@ -109,6 +117,7 @@ impl Conns {
         let conn = Arc::new(Conn {
             busy: AtomicUsize::new(0),
             last_active: AtomicU64::new(self.now_ms()),
+            writing: Arc::default(),
             evict: CancellationToken::new(),
         });
         self.lock().insert(id, conn.clone());
@@ -117,6 +126,16 @@ impl Conns {
 
     fn remove(&self, id: u64) {
         self.lock().remove(&id);
+    }
+
+    /// Registers a connection for as long as the guard lives (also if its task panics).
+    fn register(self: &Arc<Self>) -> Registered {
+        let (id, conn) = self.add();
+        Registered {
+            id,
+            conn,
+            conns: self.clone(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
@@ -128,7 +147,11 @@ impl Conns {
         let open = self.lock();
         let idlest = open
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.evict.is_cancelled())
+            .filter(|c| {
+                c.busy.load(Ordering::Acquire) == 0
+                    && !c.writing.load(Ordering::Acquire)
+                    && !c.evict.is_cancelled()
+            })
             .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
         match idlest {
             Some(c) => {
@@ -143,6 +166,19 @@ impl Conns {
         for c in self.lock().values() {
             c.evict.cancel();
         }
+    }
+}
+
+/// A connection's entry in [`Conns`], removed when dropped.
+struct Registered {
+    id: u64,
+    conn: Arc<Conn>,
+    conns: Arc<Conns>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.conns.remove(self.id);
     }
 }
 
@@ -219,25 +255,12 @@ pub async fn serve_with<L, F, S, B>(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if !conns.evict_idlest() {
-                    tracing::warn!(
-                        max = limits.max_connections,
-                        "connection limit reached with every connection busy; waiting"
-                    );
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    p = permits.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                }
-            }
+        let Some(permit) = slot(&permits, &conns, limits.max_connections, &shutdown).await else {
+            break;
         };
-        tasks.spawn(connection(io, make(peer), limits, conns.clone(), permit));
+        // Registered before its task starts, so eviction and shutdown see it at once.
+        let registered = conns.register();
+        tasks.spawn(connection(io, make(peer), limits, registered, permit));
         // Reap finished connections so the set does not grow with every one ever served.
         while tasks.try_join_next().is_some() {}
     }
@@ -252,12 +275,41 @@ pub async fn serve_with<L, F, S, B>(
     }
 }
 
+/// A free connection slot: at the limit, the idlest connection is closed to make one, and
+/// while every connection is busy the acceptor waits, trying again as connections turn idle.
+/// `None` once the server stops.
+async fn slot(
+    permits: &Arc<Semaphore>,
+    conns: &Conns,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let mut warned = false;
+    loop {
+        if let Ok(p) = permits.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        if !conns.evict_idlest() && !warned {
+            tracing::warn!(max, "connection limit reached with every connection busy; waiting");
+            warned = true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = permits.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(EVICT_RETRY) => {}
+        }
+    }
+}
+
+/// How often a full server looks again for a connection that turned idle.
+const EVICT_RETRY: Duration = Duration::from_millis(100);
+
 /// One connection: HTTP/1.1 with the limits, until it ends, is evicted or the server stops.
 async fn connection<I, S, B>(
     io: I,
     service: S,
     limits: Limits,
-    conns: Arc<Conns>,
+    registered: Registered,
     _permit: OwnedSemaphorePermit,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -267,9 +319,9 @@ async fn connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (id, conn) = conns.add();
+    let conn = registered.conn.clone();
     let tracked = {
-        let (conn, conns) = (conn.clone(), conns.clone());
+        let (conn, conns) = (conn.clone(), registered.conns.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let busy = Busy::new(conn.clone(), conns.clone());
             let answer = service.call(req);
@@ -292,7 +344,10 @@ async fn connection<I, S, B>(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
     let served = builder
-        .serve_connection(TokioIo::new(io), tracked)
+        .serve_connection(
+            TokioIo::new(StallLimit::new(io, limits.write_stall, conn.writing.clone())),
+            tracked,
+        )
         .with_upgrades();
     tokio::pin!(served);
     tokio::select! {
@@ -306,7 +361,104 @@ async fn connection<I, S, B>(
             }
         }
     }
-    conns.remove(id);
+    drop(registered);
+}
+
+/// An IO whose writes fail when the peer has not taken any bytes for `stall`.
+/// Also tells its connection's `writing` whether a write is waiting.
+struct StallLimit<I> {
+    io: I,
+    stall: Duration,
+    since: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    writing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<I> StallLimit<I> {
+    fn new(io: I, stall: Duration, writing: Arc<std::sync::atomic::AtomicBool>) -> StallLimit<I> {
+        StallLimit {
+            io,
+            stall,
+            since: None,
+            writing,
+        }
+    }
+
+    /// `poll` of a write, failed once it has waited `stall` without progress.
+    fn check<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        self.writing.store(poll.is_pending(), Ordering::Release);
+        if !poll.is_pending() {
+            self.since = None;
+            return poll;
+        }
+        let stall = self.stall;
+        let timer = self
+            .since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallLimit<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallLimit<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, poll)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.check(cx, poll)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// Serves a plain TCP protocol (DNS over TCP, epmd, gossip) on `listener` until `shutdown`:

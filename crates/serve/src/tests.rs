@@ -19,6 +19,7 @@ async fn start(limits: Limits) -> (SocketAddr, CancellationToken, Arc<tokio::syn
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         )
         .route("/echo", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
+        .route("/big", get(|| async { "b".repeat(32 << 20) }))
         .route(
             "/slow",
             get(move || {
@@ -142,4 +143,27 @@ async fn stopping_frees_the_port() {
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
     TcpListener::bind(addr).await.expect("port still held after stop");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_loses_its_connection() {
+    let limits = Limits {
+        write_stall: Duration::from_millis(300),
+        ..Limits::api().connections(1)
+    };
+    let (addr, stop, _) = start(limits).await;
+    // Asks for 32 MiB and reads none of it: the only slot is busy until the write stalls.
+    let mut hog = TcpStream::connect(addr).await.unwrap();
+    hog.write_all(get_close("/big").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), request(addr, &get_close("/")))
+        .await
+        .expect("a client that never reads held the server's only connection");
+    assert!(answer.ends_with("hello"), "{answer}");
+    // Not evicted as idle while its response was still going out: it lost its slot to the
+    // stall limit only.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    drop(hog);
+    stop.cancel();
 }

@@ -9,8 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically and durably, with permission bits `mode` (0o600 for
-/// secrets). A crash leaves the old content or the new, never a mix; a leftover temporary
-/// file (`.<name>.tmp`) is replaced by the next write.
+/// secrets). A crash leaves the old content or the new, never a mix. The temporary file
+/// (`.<name>.<pid>.<n>.tmp`) is new for each write and opened without following a link, so
+/// neither a leftover file with other permissions nor a planted symlink can receive the bytes,
+/// and concurrent writers never share one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -22,15 +24,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             format!("{} names no file", path.display()),
         )
     })?;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
     let written = (|| {
         let mut file = OpenOptions::new()
-            .create(true)
             .write(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
@@ -81,6 +85,11 @@ mod tests {
         std::fs::write(target.join("x"), b"").unwrap();
         assert!(write_atomic(&target, b"new", 0o644).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        assert!(!dir.path().join(".d.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

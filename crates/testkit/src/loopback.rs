@@ -141,6 +141,7 @@ pub async fn agent_with(
         work_dir,
         resources,
         attributes: Default::default(),
+        ..agent::Config::default()
     };
     let s = stop.clone();
     let handle = tokio::spawn(async move {

@@ -159,6 +159,9 @@ pub fn acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// TLS handshakes in progress at most per listener.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// A listener whose connections have finished their TLS handshake.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -172,6 +175,7 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = mpsc::channel(READY_BACKLOG);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 // Ends with the listener, so a stopped server frees its port at once.
@@ -187,11 +191,21 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Beyond this many handshakes at once, accepting waits (the backlog queues).
+                let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                    return;
+                };
                 let (acceptor, ready_tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
-                            let _ = ready_tx.send((tls, peer)).await;
+                            // A server at its connection limit takes no more for a while: a
+                            // finished handshake waits that long, then is closed.
+                            let sent = ready_tx.send((tls, peer));
+                            if tokio::time::timeout(HANDSHAKE_TIMEOUT, sent).await.is_err() {
+                                tracing::debug!(%peer, "TLS connection not taken in time");
+                            }
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -21,13 +21,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{pid_alive, sandbox, Run, Shared};
+use super::{checkpoint, fetcher, launcher, sandbox, Run, Shared};
 use crate::api::{self, ExecutorInfo, FrameworkInfo, Id, TaskInfo, TaskStatus};
 use crate::http::{check_json, stream_response, text};
 use crate::protocol::{AgentCall, AGENT_API_PATH};
@@ -48,6 +47,9 @@ pub(super) struct Executor {
     container_id: String,
     sandbox: PathBuf,
     pid: Option<u32>,
+    /// The process `pid` names (see [`checkpoint::Process`]); never signalled without it.
+    #[serde(default)]
+    process: Option<checkpoint::Process>,
     /// Events waiting for the executor to (re-)subscribe.
     backlog: Vec<Value>,
     /// Whether it has subscribed at least once.
@@ -100,21 +102,24 @@ pub(super) fn is_custom(task: &TaskInfo) -> bool {
 }
 
 impl Shared {
+    /// Writes an executor's latest state to its checkpoint (`executor` may be a stale
+    /// snapshot; an executor no longer held is not written back).
     fn executor_checkpoint(&self, executor: &Executor) {
+        let ekey = executor.key();
+        let _guard = self.lock_checkpoints();
+        let Some(executor) = self.lock().executors.get(&ekey).cloned() else {
+            return;
+        };
         let dir = self.meta_dir().join("executors");
-        let path = dir.join(format!("{}.json", executor.key()));
-        let result = (|| -> std::io::Result<()> {
-            fs_err::create_dir_all(&dir)?;
-            let tmp = path.with_extension("tmp");
-            fs_err::write(
-                &tmp,
-                serde_json::to_vec(executor).map_err(std::io::Error::other)?,
-            )?;
-            fs_err::File::open(&tmp)?.sync_all()?;
-            fs_err::rename(&tmp, &path)
-        })();
+        let path = dir.join(format!("{ekey}.json"));
+        let result = serde_json::to_vec(&executor)
+            .map_err(std::io::Error::other)
+            .and_then(|text| {
+                checkpoint::create_dir(&dir)?;
+                checkpoint::write_atomic(&path, &text)
+            });
         if let Err(e) = result {
-            tracing::error!(error = %e, executor = %executor.key(), "cannot checkpoint executor");
+            tracing::error!(error = %e, executor = %ekey, "cannot checkpoint executor");
         }
     }
 
@@ -123,7 +128,10 @@ impl Shared {
             .meta_dir()
             .join("executors")
             .join(format!("{executor_key}.json"));
-        let _ = std::fs::remove_file(path);
+        let _guard = self.lock_checkpoints();
+        if let Err(e) = checkpoint::remove(&path) {
+            tracing::error!(error = %e, executor = %executor_key, "cannot remove executor checkpoint");
+        }
     }
 }
 
@@ -148,13 +156,20 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
     let fresh = st.executors.get(&ekey).is_none_or(|e| e.shutting_down);
     if fresh {
         let container_id = uuid::Uuid::new_v4().to_string();
-        let sandbox = sandbox::sandbox_dir(
+        let sandbox = match sandbox::sandbox_dir(
             &shared.config.work_dir,
             &agent_id,
             &fw,
             &info.executor_id.value,
             &container_id,
-        );
+        ) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                drop(st);
+                let executor_id = info.executor_id.value;
+                return super::refuse(shared, framework, task, &executor_id, &e.to_string());
+            }
+        };
         st.executors.insert(
             ekey.clone(),
             Executor {
@@ -163,6 +178,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
                 container_id,
                 sandbox,
                 pid: None,
+                process: None,
                 backlog: Vec::new(),
                 subscribed: false,
                 shutting_down: false,
@@ -180,6 +196,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
         container_id: executor.container_id.clone(),
         sandbox: executor.sandbox.clone(),
         pid: executor.pid,
+        process: executor.process.clone(),
         state: "TASK_STAGING".into(),
         killing: false,
         pending: Default::default(),
@@ -205,7 +222,9 @@ async fn start(shared: Shared, executor: Executor) {
     let container_id = executor.container_id.clone();
     let command = executor.info.command.clone().unwrap_or_default();
     let spawned = async {
-        super::fetch_uris(&shared, &command, &executor.sandbox).await?;
+        let user = launcher::requested_user(&executor.framework, &command);
+        let run_as = launcher::run_as(shared.config.switch_user, user)?;
+        fetcher::fetch_uris(&shared, &command, &executor.sandbox).await?;
         let agent_id = shared.lock().id.clone().unwrap_or_default();
         let fw = framework_id(&executor.framework);
         let endpoint = shared.endpoint();
@@ -219,7 +238,7 @@ async fn start(shared: Shared, executor: Executor) {
             ),
             &executor.info,
         );
-        super::spawn_command(&command, &executor.sandbox, env)
+        launcher::spawn_command(&command, &executor.sandbox, env, run_as.as_ref())
     }
     .await;
     let mut child = match spawned {
@@ -237,12 +256,14 @@ async fn start(shared: Shared, executor: Executor) {
         }
     };
     let pid = child.id();
+    let process = pid.and_then(checkpoint::Process::of);
     let (executor, runs) = {
         let mut st = shared.lock();
         let Some(executor) = st.executors.get_mut(&ekey) else {
             return;
         };
         executor.pid = pid;
+        executor.process = process.clone();
         let executor = executor.clone();
         let mut runs = Vec::new();
         for run in st
@@ -251,6 +272,7 @@ async fn start(shared: Shared, executor: Executor) {
             .filter(|r| r.container_id == container_id)
         {
             run.pid = pid;
+            run.process = process.clone();
             runs.push(run.clone());
         }
         (executor, runs)
@@ -282,16 +304,16 @@ async fn start(shared: Shared, executor: Executor) {
 /// Kills an executor that has not subscribed within the registration timeout.
 async fn registration_deadline(shared: Shared, ekey: String, container_id: String) {
     tokio::time::sleep(REGISTRATION_TIMEOUT).await;
-    let pid = {
+    let process = {
         let st = shared.lock();
         match st.executors.get(&ekey) {
-            Some(e) if e.container_id == container_id && !e.subscribed => e.pid,
+            Some(e) if e.container_id == container_id && !e.subscribed => e.process.clone(),
             _ => return,
         }
     };
     tracing::warn!(executor = %ekey, "executor did not subscribe in time; killing it");
-    if let Some(pid) = pid {
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    if let Some(process) = process {
+        process.signal_group(Signal::SIGKILL);
     }
 }
 
@@ -359,13 +381,17 @@ pub(super) fn recover(shared: &Shared) {
         };
         let ekey = executor.key();
         let container_id = executor.container_id.clone();
-        match executor.pid.filter(|p| pid_alive(*p)) {
-            Some(pid) => {
-                tracing::info!(executor = %ekey, pid, "re-attached to running executor; waiting for it to re-subscribe");
+        match executor
+            .process
+            .clone()
+            .filter(checkpoint::Process::is_running)
+        {
+            Some(process) => {
+                tracing::info!(executor = %ekey, pid = process.pid, "re-attached to running executor; waiting for it to re-subscribe");
                 shared.lock().executors.insert(ekey.clone(), executor);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    while pid_alive(pid) {
+                    while process.is_running() {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     terminated(
@@ -466,7 +492,7 @@ pub(super) fn message(shared: &Shared, framework_id: &str, executor_id: &str, da
 
 /// The framework is gone: SHUTDOWN its executors, then kill what is left of them.
 pub(super) fn shutdown_framework(shared: &Shared, framework_id: &str) {
-    let pids: Vec<u32> = {
+    let processes: Vec<checkpoint::Process> = {
         let mut st = shared.lock();
         st.executors
             .values_mut()
@@ -474,17 +500,16 @@ pub(super) fn shutdown_framework(shared: &Shared, framework_id: &str) {
             .filter_map(|e| {
                 e.shutting_down = true;
                 e.deliver(json!({"type": "SHUTDOWN"}));
-                e.pid
+                e.process.clone()
             })
             .collect()
     };
-    for pid in pids {
+    for process in processes {
         tokio::spawn(async move {
-            let group = Pid::from_raw(pid as i32);
             tokio::time::sleep(SHUTDOWN_GRACE).await;
-            if killpg(group, Signal::SIGTERM).is_ok() {
+            if process.signal_group(Signal::SIGTERM) {
                 tokio::time::sleep(super::DEFAULT_KILL_GRACE).await;
-                let _ = killpg(group, Signal::SIGKILL);
+                process.signal_group(Signal::SIGKILL);
             }
         });
     }
@@ -530,14 +555,14 @@ fn call(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Response, 
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let fw = required(&call, "/framework_id/value", "framework_id")?
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let ex = required(&call, "/executor_id/value", "executor_id")?
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = |pointer: &str, what: &str| -> Result<String, Response> {
+        let value = required(&call, pointer, what)?.as_str().unwrap_or_default();
+        api::validate_id(value)
+            .map_err(|e| bad(format!("Failed to validate executor::Call: '{what}': {e}")))?;
+        Ok(value.to_string())
+    };
+    let fw = id("/framework_id/value", "framework_id")?;
+    let ex = id("/executor_id/value", "executor_id")?;
     let ekey = key(&fw, &ex);
     if !shared.lock().executors.contains_key(&ekey) {
         let known_framework = shared.lock().runs.values().any(|r| r.framework_id() == fw);

@@ -4,26 +4,36 @@
 //! built-in command executor (each task in its own sandbox and process group), delivers
 //! status updates at least once and in order per task (retried until acknowledged), and
 //! checkpoints every task so a restarted agent re-attaches to the ones still running.
+//!
+//! What a framework sends cannot reach past its sandbox: ids that are not plain names are
+//! refused (TASK_ERROR), fetches land inside the sandbox and read local files only from
+//! allowed directories (`fetcher`), tasks run as their user (`launcher`), the files API
+//! serves sandboxes only and follows no symlink out of them (`files`), and checkpointed
+//! pids are trusted only with their start time and boot (`checkpoint`).
 
+mod beneath;
+mod checkpoint;
 mod executor;
+mod fetcher;
+mod files;
+mod launcher;
 pub mod sandbox;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dcos_ports::RangeSet;
 use futures::StreamExt;
 use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -42,6 +52,11 @@ const UPDATE_RETRY: Duration = Duration::from_secs(10);
 /// A master stream silent for this long is considered lost.
 const MASTER_SILENCE: Duration = Duration::from_secs(45);
 
+/// Where local URIs may be fetched from unless configured otherwise.
+pub const DEFAULT_FETCH_DIR: &str = "/var/lib/dcos/fetch";
+/// The largest URI the fetcher saves unless configured otherwise: 10 GiB.
+pub const DEFAULT_FETCH_MAX_BYTES: u64 = 10 << 30;
+
 /// The agent's configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -55,6 +70,34 @@ pub struct Config {
     pub resources: Resources,
     /// Text attributes.
     pub attributes: BTreeMap<String, String>,
+    /// The only directories local URIs (`file:///...` or a plain absolute path) are fetched
+    /// from; any other local path fails the task. The fetcher runs as the agent (root), so
+    /// without this a framework could copy any host file into a sandbox it can read.
+    /// Symlinks below these directories are not followed. Default: [`DEFAULT_FETCH_DIR`]
+    /// (`/var/lib/dcos/fetch`); empty allows no local URIs at all.
+    pub fetch_allowed_dirs: Vec<PathBuf>,
+    /// The largest URI the fetcher saves, in bytes; a larger one fails the task. Default:
+    /// [`DEFAULT_FETCH_MAX_BYTES`] (10 GiB).
+    pub fetch_max_bytes: u64,
+    /// Run each task as its user (the command's `user`, else the framework's), as Mesos'
+    /// `--switch_user` (default true). An agent not running as root can then run tasks only
+    /// as itself and refuses other users; false runs every task as the agent's user.
+    pub switch_user: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5051)),
+            masters: Vec::new(),
+            work_dir: PathBuf::from("/var/lib/mesos/slave"),
+            resources: Resources::default(),
+            attributes: BTreeMap::new(),
+            fetch_allowed_dirs: vec![PathBuf::from(DEFAULT_FETCH_DIR)],
+            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
+            switch_user: true,
+        }
+    }
 }
 
 impl Config {
@@ -104,15 +147,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("Mesos agent on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// One task run, checkpointed.
@@ -124,6 +158,10 @@ struct Run {
     container_id: String,
     sandbox: PathBuf,
     pid: Option<u32>,
+    /// The process `pid` names, identified so a restarted agent never mistakes another
+    /// process for it (absent in checkpoints that predate it: then it is never signalled).
+    #[serde(default)]
+    process: Option<checkpoint::Process>,
     state: String,
     killing: bool,
     /// Updates not yet acknowledged, oldest first; the head is the one in flight.
@@ -150,6 +188,23 @@ impl Run {
     fn key(&self) -> String {
         format!("{}__{}", self.framework_id(), self.task.task_id.value)
     }
+
+    /// Whether its ids are valid and its sandbox (if it has one) lies in the work dir.
+    fn is_sane(&self, work_dir: &Path) -> bool {
+        let ids = [
+            self.framework_id(),
+            self.task.task_id.value.clone(),
+            self.executor_id.clone(),
+        ];
+        ids.iter().all(|i| api::validate_id(i).is_ok())
+            && (self.sandbox.as_os_str().is_empty()
+                || self
+                    .sandbox
+                    .strip_prefix(work_dir)
+                    .ok()
+                    .and_then(beneath::names)
+                    .is_some())
+    }
 }
 
 struct AgentState {
@@ -165,14 +220,51 @@ struct AgentState {
 struct Shared {
     state: Arc<Mutex<AgentState>>,
     config: Arc<Config>,
+    /// For the master: redirects are the master's to explain, not to follow.
     client: reqwest::Client,
+    /// For the fetcher: follows redirects, as Mesos' fetcher does.
+    fetch_client: reqwest::Client,
     /// Wakes the update sender.
     updates: Arc<Notify>,
+    /// Held while a checkpoint is written, so writes of the same run or executor never race
+    /// and the last one written is the latest state.
+    checkpoints: Arc<Mutex<()>>,
 }
 
 impl Shared {
+    fn new(config: Config) -> Shared {
+        let client = reqwest::Client::builder()
+            // A standby master's 307 names the leader, which `master_loop` registers with.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let fetch_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Shared {
+            state: Arc::new(Mutex::new(AgentState {
+                id: None,
+                runs: BTreeMap::new(),
+                executors: BTreeMap::new(),
+                master: None,
+                start_time: api::now_secs(),
+            })),
+            config: Arc::new(config),
+            client,
+            fetch_client,
+            updates: Arc::new(Notify::new()),
+            checkpoints: Arc::new(Mutex::new(())),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, AgentState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_checkpoints(&self) -> MutexGuard<'_, ()> {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn meta_dir(&self) -> PathBuf {
@@ -187,25 +279,38 @@ impl Shared {
         self.config.listen.to_string()
     }
 
-    /// Writes a run's checkpoint (atomic rename), or removes it once it is terminal and acknowledged.
+    /// Writes a run's latest state to its checkpoint, or removes the checkpoint once the run
+    /// is terminal and acknowledged. `run` may be a stale snapshot: what is written is the
+    /// run as it is now, so concurrent checkpoints of one run never leave an older state.
     fn checkpoint(&self, run: &Run) {
-        let dir = self.meta_dir().join("tasks");
-        let path = dir.join(format!("{}.json", run.key()));
-        if api::state::is_terminal(&run.state) && run.pending.is_empty() {
-            let _ = std::fs::remove_file(&path);
+        let key = run.key();
+        let _guard = self.lock_checkpoints();
+        let current = {
+            let st = self.lock();
+            st.runs
+                .get(&key)
+                .or_else(|| st.runs.get(&format!("completed::{key}")))
+                .cloned()
+        };
+        // A run no longer held (trimmed from the history) is only ever removed.
+        let finished = || api::state::is_terminal(&run.state) && run.pending.is_empty();
+        let Some(run) = current.or_else(|| finished().then(|| run.clone())) else {
             return;
-        }
-        let result = (|| -> std::io::Result<()> {
-            fs_err::create_dir_all(&dir)?;
-            let tmp = path.with_extension("tmp");
-            let text = serde_json::to_vec(run).map_err(std::io::Error::other)?;
-            let f = fs_err::File::create(&tmp)?;
-            std::io::Write::write_all(&mut &f, &text)?;
-            f.sync_all()?;
-            fs_err::rename(&tmp, &path)
-        })();
+        };
+        let dir = self.meta_dir().join("tasks");
+        let path = dir.join(format!("{key}.json"));
+        let result = if api::state::is_terminal(&run.state) && run.pending.is_empty() {
+            checkpoint::remove(&path)
+        } else {
+            serde_json::to_vec(&run)
+                .map_err(std::io::Error::other)
+                .and_then(|text| {
+                    checkpoint::create_dir(&dir)?;
+                    checkpoint::write_atomic(&path, &text)
+                })
+        };
         if let Err(e) = result {
-            tracing::error!(error = %e, task = %run.key(), "cannot checkpoint task");
+            tracing::error!(error = %e, task = %key, "cannot checkpoint task");
         }
     }
 
@@ -297,28 +402,10 @@ pub async fn serve_on(
         path: config.work_dir.clone(),
         source,
     })?;
-    let client = reqwest::Client::builder()
-        // A standby master's 307 names the leader, which `master_loop` registers with.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
-    let shared = Shared {
-        state: Arc::new(Mutex::new(AgentState {
-            id: None,
-            runs: BTreeMap::new(),
-            executors: BTreeMap::new(),
-            master: None,
-            start_time: api::now_secs(),
-        })),
-        config: Arc::new(config),
-        client,
-        updates: Arc::new(Notify::new()),
-    };
+    let shared = Shared::new(config);
     recover(&shared);
     tracing::info!(%addr, "listening for Mesos agent requests");
-    let server = axum::serve(listener, router(shared.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = dcos_serve::serve(listener, router(shared.clone()), LIMITS, shutdown.clone());
     // Graceful shutdown waits for every open response, and executors' event streams never
     // end on their own: a stopping agent ends them (checkpointing executors reconnect).
     tokio::spawn({
@@ -330,34 +417,52 @@ pub async fn serve_on(
     });
     let master_loop = master_loop(shared.clone(), shutdown.clone());
     let sender = update_sender(shared.clone(), shutdown.clone());
-    let (served, (), ()) = tokio::join!(
-        std::future::IntoFuture::into_future(server),
-        master_loop,
-        sender
-    );
-    served.map_err(|source| Error::Serve { addr, source })
+    tokio::join!(server, master_loop, sender);
+    Ok(())
 }
 
-/// Loads the agent id and checkpointed runs, re-attaching to tasks that still run.
-fn recover(shared: &Shared) {
+/// What 5051 allows: executors' event streams (one per executor), the master's and Admin
+/// Router's calls, operators' reads of the files API; executor calls and launches are small.
+pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api()
+    .connections(4096)
+    .body(16 * 1024 * 1024);
+
+/// The checkpointed agent id and runs. Checkpoints are the agent's own, but a run whose ids
+/// or sandbox would lead outside the work dir is ignored rather than trusted.
+fn load_checkpoints(shared: &Shared) -> (Option<String>, Vec<Run>) {
     let meta = shared.meta_dir();
     let id = fs_err::read_to_string(meta.join("agent_id"))
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .filter(|s| match api::validate_id(s) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid checkpointed agent id; registering anew");
+                false
+            }
+        });
     let mut runs = Vec::new();
-    if let Ok(entries) = fs_err::read_dir(meta.join("tasks")) {
-        for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "json") {
-                match fs_err::read(e.path()).map(|b| serde_json::from_slice::<Run>(&b)) {
-                    Ok(Ok(run)) => runs.push(run),
-                    _ => {
-                        tracing::warn!(path = %e.path().display(), "unreadable task checkpoint; ignoring it")
-                    }
-                }
+    let Ok(entries) = fs_err::read_dir(meta.join("tasks")) else {
+        return (id, runs);
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        match fs_err::read(&path).map(|b| serde_json::from_slice::<Run>(&b)) {
+            Ok(Ok(run)) if run.is_sane(&shared.config.work_dir) => runs.push(run),
+            _ => {
+                tracing::warn!(path = %path.display(), "unreadable or invalid task checkpoint; ignoring it")
             }
         }
     }
+    (id, runs)
+}
+
+/// Loads the agent id and checkpointed runs, re-attaching to tasks that still run.
+fn recover(shared: &Shared) {
+    let (id, runs) = load_checkpoints(shared);
     {
         let mut st = shared.lock();
         st.id = id;
@@ -372,10 +477,10 @@ fn recover(shared: &Shared) {
             continue;
         }
         let key = run.key();
-        match run.pid.filter(|p| pid_alive(*p)) {
-            Some(pid) => {
-                tracing::info!(task = %key, pid, "re-attached to running task");
-                tokio::spawn(watch_recovered(shared.clone(), key, pid));
+        match run.process.filter(checkpoint::Process::is_running) {
+            Some(process) => {
+                tracing::info!(task = %key, pid = process.pid, "re-attached to running task");
+                tokio::spawn(watch_recovered(shared.clone(), key, process));
             }
             None => {
                 let (state, message) = exit_status(&run.sandbox, run.killing);
@@ -391,16 +496,6 @@ fn recover(shared: &Shared) {
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(|c| c != "Z" && c != "X"))
-        })
-        .unwrap_or(false)
-}
-
 /// What the exit-status file the command executor's wrapper writes says.
 fn exit_status(sandbox: &Path, killing: bool) -> (&'static str, String) {
     if killing {
@@ -409,10 +504,7 @@ fn exit_status(sandbox: &Path, killing: bool) -> (&'static str, String) {
             "Command terminated with signal Terminated".into(),
         );
     }
-    match std::fs::read_to_string(sandbox.join(".exit_status"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    {
+    match recorded_exit(sandbox) {
         Some(0) => ("TASK_FINISHED", "Command exited with status 0".into()),
         Some(code) if code > 128 => (
             "TASK_FAILED",
@@ -426,14 +518,28 @@ fn exit_status(sandbox: &Path, killing: bool) -> (&'static str, String) {
     }
 }
 
+/// The exit status the wrapper shell recorded in the sandbox. The task owns the sandbox, so
+/// the file is opened without following a symlink and read only if it is a small regular
+/// file (a FIFO there must not block the agent).
+fn recorded_exit(sandbox: &Path) -> Option<i32> {
+    use std::io::Read;
+    let file = beneath::open(sandbox, Path::new(".exit_status")).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
 fn signal_name(sig: i32) -> String {
     Signal::try_from(sig)
         .map(|s| s.as_str().trim_start_matches("SIG").to_string())
         .unwrap_or_else(|_| sig.to_string())
 }
 
-async fn watch_recovered(shared: Shared, key: String, pid: u32) {
-    while pid_alive(pid) {
+async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Process) {
+    while process.is_running() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (sandbox, killing) = {
@@ -616,8 +722,12 @@ async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()
         };
         decoder.feed(&chunk?);
         while let Some(record) = decoder.next_record()? {
-            let event: AgentEvent = serde_json::from_slice(&record)?;
-            handle_event(shared, master, event);
+            let event: Value = serde_json::from_slice(&record)?;
+            match AgentEvent::deserialize(&event) {
+                Ok(event) => handle_event(shared, master, event),
+                // One bad event (an invalid id, say) must not cost the connection.
+                Err(e) => refuse_event(shared, &event, &e.to_string()),
+            }
         }
     }
 }
@@ -625,8 +735,8 @@ async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()
 fn handle_event(shared: &Shared, master: SocketAddr, event: AgentEvent) {
     match event {
         AgentEvent::Registered { agent_id, .. } => {
-            let meta = shared.meta_dir();
-            if let Err(e) = fs_err::write(meta.join("agent_id"), &agent_id.value) {
+            let path = shared.meta_dir().join("agent_id");
+            if let Err(e) = checkpoint::write_atomic(&path, agent_id.value.as_bytes()) {
                 tracing::error!(error = %e, "cannot checkpoint the agent id");
             }
             {
@@ -793,20 +903,24 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
         .unwrap_or_else(|| task.task_id.value.clone());
     let container_id = uuid::Uuid::new_v4().to_string();
     let agent_id = shared.lock().id.clone().unwrap_or_default();
-    let sandbox = sandbox::sandbox_dir(
+    let sandbox = match sandbox::sandbox_dir(
         &shared.config.work_dir,
         &agent_id,
         &framework_id,
         &executor_id,
         &container_id,
-    );
+    ) {
+        Ok(sandbox) => sandbox,
+        Err(e) => return refuse(shared, framework, task, &executor_id, &e.to_string()),
+    };
     let run = Run {
         framework,
-        task: task.clone(),
-        executor_id: executor_id.clone(),
+        task,
+        executor_id,
         container_id,
-        sandbox: sandbox.clone(),
+        sandbox,
         pid: None,
+        process: None,
         state: "TASK_STAGING".into(),
         killing: false,
         pending: VecDeque::new(),
@@ -816,20 +930,22 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
         last_sent: None,
     };
     let key = run.key();
-    if shared
-        .lock()
-        .runs
-        .get(&key)
-        .is_some_and(|r| !api::state::is_terminal(&r.state))
     {
-        tracing::warn!(task = %key, "task already running; ignoring the duplicate launch");
-        return;
+        let mut st = shared.lock();
+        if st
+            .runs
+            .get(&key)
+            .is_some_and(|r| !api::state::is_terminal(&r.state))
+        {
+            tracing::warn!(task = %key, "task already running; ignoring the duplicate launch");
+            return;
+        }
+        st.runs.insert(key.clone(), run.clone());
     }
-    shared.lock().runs.insert(key.clone(), run.clone());
     shared.checkpoint(&run);
     let shared = shared.clone();
     tokio::spawn(async move {
-        match start(&shared, &key, &task, &framework_id, &executor_id, &sandbox).await {
+        match start(&shared, &run).await {
             Ok(child) => supervise(shared, key, child).await,
             Err(e) => {
                 tracing::warn!(task = %key, error = %e, "task failed to start");
@@ -844,96 +960,109 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
     });
 }
 
-async fn fetch(shared: &Shared, uri: &crate::api::Uri, sandbox: &Path) -> anyhow::Result<()> {
-    let name = uri.output_file.clone().unwrap_or_else(|| {
-        uri.value
-            .rsplit('/')
-            .next()
-            .unwrap_or("download")
-            .to_string()
-    });
-    let target = sandbox.join(&name);
-    if uri.value.starts_with("http://") || uri.value.starts_with("https://") {
-        let resp = shared
-            .client
-            .get(&uri.value)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await?
-            .error_for_status()?;
-        fs_err::write(&target, resp.bytes().await?)?;
-    } else {
-        let src = uri.value.strip_prefix("file://").unwrap_or(&uri.value);
-        fs_err::copy(src, &target)?;
+/// Ends a task the agent will not run (its ids would lead outside the work dir) with
+/// TASK_ERROR, writing nothing but its checkpoint. Without a valid framework and task id
+/// there is nothing to report it under: the master never sends such a task.
+fn refuse(shared: &Shared, framework: FrameworkInfo, task: TaskInfo, executor_id: &str, why: &str) {
+    let framework_id = framework.id.as_ref().map_or("", |i| i.value.as_str());
+    if api::validate_id(framework_id).is_err() || api::validate_id(&task.task_id.value).is_err() {
+        tracing::warn!(framework_id, task_id = %task.task_id.value, why, "refused a task that cannot be reported");
+        return;
     }
-    if uri.executable == Some(true) {
-        use std::os::unix::fs::PermissionsExt;
-        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
-}
-
-/// Fetches a command's URIs into the sandbox.
-async fn fetch_uris(
-    shared: &Shared,
-    command: &crate::api::CommandInfo,
-    sandbox: &Path,
-) -> anyhow::Result<()> {
-    fs_err::create_dir_all(sandbox)?;
-    for uri in &command.uris {
-        fetch(shared, uri, sandbox)
-            .await
-            .map_err(|e| anyhow::anyhow!("failed to fetch '{}': {e}", uri.value))?;
-    }
-    Ok(())
-}
-
-/// Starts a command in its sandbox, in its own process group, with exactly `env`.
-///
-/// A wrapper shell runs it and records its exit status in the sandbox, so an agent restarted
-/// meanwhile still learns how it ended.
-fn spawn_command(
-    command: &crate::api::CommandInfo,
-    sandbox: &Path,
-    env: Vec<(String, String)>,
-) -> anyhow::Result<tokio::process::Child> {
-    let argv: Vec<String> = if command.shell.unwrap_or(true) {
-        vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            command.value.clone().unwrap_or_default(),
-        ]
-    } else {
-        let program = command
-            .value
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("command.value is required when shell is false"))?;
-        let mut argv = vec![program];
-        argv.extend(command.arguments.iter().skip(1).cloned());
-        argv
+    let run = Run {
+        // Its updates carry the executor id, which must itself be valid to be delivered.
+        executor_id: Some(executor_id)
+            .filter(|e| api::validate_id(e).is_ok())
+            .unwrap_or(&task.task_id.value)
+            .to_string(),
+        framework,
+        task,
+        container_id: uuid::Uuid::new_v4().to_string(),
+        sandbox: PathBuf::new(),
+        pid: None,
+        process: None,
+        state: "TASK_STAGING".into(),
+        killing: false,
+        pending: VecDeque::new(),
+        last_status: None,
+        started: api::now_secs(),
+        custom: false,
+        last_sent: None,
     };
-    let stdout = fs_err::File::create(sandbox.join("stdout"))?.into_parts().0;
-    let stderr = fs_err::File::create(sandbox.join("stderr"))?.into_parts().0;
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg("\"$@\"; s=$?; echo $s > .exit_status; exit $s")
-        .arg("mesos-executor")
-        .args(&argv)
-        .current_dir(sandbox)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
-        .envs(env)
-        .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        // Its own process group: killing it kills all it started, and stopping the agent
-        // does not kill it.
-        .process_group(0)
-        .spawn()?;
-    Ok(child)
+    let key = run.key();
+    {
+        let mut st = shared.lock();
+        if st
+            .runs
+            .get(&key)
+            .is_some_and(|r| !api::state::is_terminal(&r.state))
+        {
+            tracing::warn!(task = %key, why, "refused a duplicate of a running task");
+            return;
+        }
+        st.runs.insert(key.clone(), run);
+    }
+    tracing::warn!(task = %key, why, "task refused");
+    shared.report(
+        &key,
+        "TASK_ERROR",
+        Some(format!("Task refused by the agent: {why}")),
+        Some("REASON_TASK_INVALID"),
+        "SOURCE_AGENT",
+    );
+}
+
+/// An event the agent could not decode. A RUN_TASK whose framework and task ids are valid is
+/// answered with TASK_ERROR (an invalid executor id, say); anything else is only logged.
+fn refuse_event(shared: &Shared, event: &Value, why: &str) {
+    if event.get("type").and_then(Value::as_str) != Some("RUN_TASK") {
+        tracing::warn!(
+            error = why,
+            "ignoring an event from the master that cannot be decoded"
+        );
+        return;
+    }
+    let id = |pointer: &str| {
+        event
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|v| Id::parse(v).ok())
+    };
+    let (Some(framework_id), Some(task_id)) =
+        (id("/framework/id/value"), id("/task/task_id/value"))
+    else {
+        tracing::warn!(error = why, "refused a task that cannot be reported");
+        return;
+    };
+    let framework =
+        FrameworkInfo::deserialize(&event["framework"]).unwrap_or_else(|_| FrameworkInfo {
+            id: Some(framework_id),
+            ..FrameworkInfo::default()
+        });
+    // Checkpointed with the refusal, so every id in it must parse again on recovery.
+    let agent_id = Id::parse(shared.lock().id.clone().unwrap_or_default()).unwrap_or_default();
+    let task = TaskInfo {
+        agent_id,
+        name: event
+            .pointer("/task/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .into(),
+        task_id,
+        ..TaskInfo::default()
+    };
+    let executor_id = event
+        .pointer("/task/executor/executor_id/value")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    refuse(
+        shared,
+        framework,
+        task,
+        &executor_id,
+        &format!("an id in it is invalid: {why}"),
+    );
 }
 
 impl Shared {
@@ -957,37 +1086,45 @@ impl Shared {
     }
 }
 
-/// Runs a command task under the built-in command executor.
-async fn start(
-    shared: &Shared,
-    key: &str,
-    task: &TaskInfo,
-    framework_id: &str,
-    executor_id: &str,
-    sandbox: &Path,
-) -> anyhow::Result<tokio::process::Child> {
+/// Runs a command task under the built-in command executor: as its user, in its sandbox,
+/// with its URIs fetched.
+async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Child> {
+    let key = run.key();
+    let task = &run.task;
     let command = task.command.clone().unwrap_or_default();
-    fetch_uris(shared, &command, sandbox).await?;
+    let user = launcher::requested_user(&run.framework, &command);
+    let run_as = launcher::run_as(shared.config.switch_user, user)?;
+    fetcher::fetch_uris(shared, &command, &run.sandbox).await?;
     let agent_id = shared.lock().id.clone().unwrap_or_default();
     let endpoint = shared.endpoint();
+    let framework_id = run.framework_id();
     let env = sandbox::task_env(
         task,
-        &shared.place(&agent_id, framework_id, executor_id, sandbox, &endpoint),
+        &shared.place(
+            &agent_id,
+            &framework_id,
+            &run.executor_id,
+            &run.sandbox,
+            &endpoint,
+        ),
     );
-    let mut child = spawn_command(&command, sandbox, env)?;
+    let mut child = launcher::spawn_command(&command, &run.sandbox, env, run_as.as_ref())?;
     let pid = child.id();
+    let process = pid.and_then(checkpoint::Process::of);
     let run = {
         let mut st = shared.lock();
         // Killed (or gone) while its URIs were fetched: the process must not outlive that.
         st.runs
-            .get_mut(key)
+            .get_mut(&key)
             .filter(|r| !api::state::is_terminal(&r.state) && !r.killing)
             .map(|run| {
                 run.pid = pid;
+                run.process = process.clone();
                 run.clone()
             })
     };
     let Some(run) = run else {
+        // Not yet reaped, so the pid is still this child's.
         if let Some(pid) = pid {
             let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
@@ -995,15 +1132,22 @@ async fn start(
         anyhow::bail!("task was killed before it started")
     };
     shared.checkpoint(&run);
-    shared.update(key, "TASK_STARTING", None, None);
-    shared.update(key, "TASK_RUNNING", None, None);
-    tracing::info!(task = %key, pid, "task running");
+    shared.update(&key, "TASK_STARTING", None, None);
+    shared.update(&key, "TASK_RUNNING", None, None);
+    tracing::info!(task = %key, pid, user = user.unwrap_or_default(), "task running");
     Ok(child)
 }
 
 async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
     let status = child.wait().await;
-    let killing = shared.lock().runs.get(&key).is_some_and(|r| r.killing);
+    let (killing, sandbox) = {
+        let st = shared.lock();
+        let run = st.runs.get(&key);
+        (
+            run.is_some_and(|r| r.killing),
+            run.map(|r| r.sandbox.clone()).unwrap_or_default(),
+        )
+    };
     let (state, message, reason) = match status {
         _ if killing => (
             "TASK_KILLED",
@@ -1011,27 +1155,11 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
             None,
         ),
         Ok(s) if s.success() => ("TASK_FINISHED", "Command exited with status 0".into(), None),
-        Ok(s) => {
-            let code = std::fs::read_to_string(
-                shared
-                    .lock()
-                    .runs
-                    .get(&key)
-                    .map(|r| r.sandbox.join(".exit_status"))
-                    .unwrap_or_default(),
-            )
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok());
-            let msg = match (code, std::os::unix::process::ExitStatusExt::signal(&s)) {
-                (Some(c), _) if c > 128 => {
-                    format!("Command terminated with signal {}", signal_name(c - 128))
-                }
-                (Some(c), _) => format!("Command exited with status {c}"),
-                (None, Some(sig)) => format!("Command terminated with signal {}", signal_name(sig)),
-                (None, None) => format!("Command exited with status {}", s.code().unwrap_or(-1)),
-            };
-            ("TASK_FAILED", msg, Some("REASON_COMMAND_EXECUTOR_FAILED"))
-        }
+        Ok(s) => (
+            "TASK_FAILED",
+            launcher::describe_exit(s, recorded_exit(&sandbox)),
+            Some("REASON_COMMAND_EXECUTOR_FAILED"),
+        ),
         Err(e) => (
             "TASK_FAILED",
             format!("Failed to wait for the task: {e}"),
@@ -1043,7 +1171,7 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
 }
 
 fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
-    let (pid, grace) = {
+    let (target, grace) = {
         let mut st = shared.lock();
         let Some(run) = st.runs.get_mut(key) else {
             tracing::warn!(task = %key, "kill for an unknown task");
@@ -1059,23 +1187,35 @@ fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
             .as_ref()
             .and_then(|k| k.grace_period.as_ref())
             .map(|g| Duration::from_nanos(g.nanoseconds.max(0) as u64));
-        (run.pid, grace.or(policy).unwrap_or(DEFAULT_KILL_GRACE))
+        let target = match (&run.process, run.pid) {
+            (Some(process), _) => Some(Some(process.clone())),
+            (None, Some(_)) => Some(None),
+            (None, None) => None,
+        };
+        (target, grace.or(policy).unwrap_or(DEFAULT_KILL_GRACE))
     };
     shared.update(key, "TASK_KILLING", None, None);
-    let Some(pid) = pid else {
-        shared.update(
-            key,
-            "TASK_KILLED",
-            Some("Task killed before it started".into()),
-            None,
-        );
-        return;
+    let process = match target {
+        Some(Some(process)) => process,
+        Some(None) => {
+            // A pid the agent could not identify is never signalled: it may be another's.
+            tracing::warn!(task = %key, "the task's process cannot be identified; not signalling it");
+            return;
+        }
+        None => {
+            shared.update(
+                key,
+                "TASK_KILLED",
+                Some("Task killed before it started".into()),
+                None,
+            );
+            return;
+        }
     };
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
+    process.signal_group(Signal::SIGTERM);
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
-        let _ = killpg(group, Signal::SIGKILL);
+        process.signal_group(Signal::SIGKILL);
     });
 }
 
@@ -1087,12 +1227,12 @@ fn router(shared: Shared) -> Router {
         .route("/state.json", get(state))
         .route("/slave(1)/state", get(state))
         .route("/slave(1)/state.json", get(state))
-        .route("/files/browse", get(files_browse))
-        .route("/files/browse.json", get(files_browse))
-        .route("/files/read", get(files_read))
-        .route("/files/read.json", get(files_read))
-        .route("/files/download", get(files_download))
-        .route("/files/download.json", get(files_download))
+        .route("/files/browse", get(files::browse))
+        .route("/files/browse.json", get(files::browse))
+        .route("/files/read", get(files::read_file))
+        .route("/files/read.json", get(files::read_file))
+        .route("/files/download", get(files::download))
+        .route("/files/download.json", get(files::download))
         .route("/monitor/statistics", get(statistics))
         .route("/monitor/statistics.json", get(statistics))
         .route("/containers", get(containers))
@@ -1206,76 +1346,6 @@ async fn state(State(shared): State<Shared>) -> Response {
     Json(v).into_response()
 }
 
-fn files_error(e: sandbox::FilesError) -> Response {
-    match e {
-        sandbox::FilesError::BadRequest(m) => (StatusCode::BAD_REQUEST, m).into_response(),
-        sandbox::FilesError::NotFound(m) => (StatusCode::NOT_FOUND, m).into_response(),
-    }
-}
-
-async fn files_browse(
-    State(shared): State<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let path = q.get("path").map(String::as_str).unwrap_or("");
-    match sandbox::resolve(&shared.config.work_dir, path).and_then(|p| sandbox::browse(&p)) {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => files_error(e),
-    }
-}
-
-async fn files_read(
-    State(shared): State<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let path = q.get("path").map(String::as_str).unwrap_or("");
-    match sandbox::resolve(&shared.config.work_dir, path).and_then(|p| {
-        sandbox::read(
-            &p,
-            q.get("offset").map(String::as_str),
-            q.get("length").map(String::as_str),
-        )
-    }) {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => files_error(e),
-    }
-}
-
-async fn files_download(
-    State(shared): State<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let path = q.get("path").map(String::as_str).unwrap_or("");
-    let resolved = match sandbox::resolve(&shared.config.work_dir, path) {
-        Ok(p) if p.is_file() => p,
-        Ok(_) => return (StatusCode::BAD_REQUEST, "Cannot download a directory").into_response(),
-        Err(e) => return files_error(e),
-    };
-    match tokio::fs::File::open(&resolved).await {
-        Ok(f) => {
-            let name = resolved
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
-            (
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename={name}"),
-                    ),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Err(_) => files_error(sandbox::FilesError::NotFound(format!(
-            "Failed to find '{path}'"
-        ))),
-    }
-}
-
 /// CPU times and RSS of a process tree's leader from /proc.
 fn proc_stats(pid: u32) -> Value {
     let ticks = 100.0;
@@ -1377,5 +1447,96 @@ async fn operator(State(shared): State<Shared>, body: Bytes) -> Response {
         }
         "" => (StatusCode::BAD_REQUEST, "Failed to validate agent::Call: Expecting 'type' to be present").into_response(),
         other => (StatusCode::NOT_IMPLEMENTED, format!("Operator call {other} is not supported by dcos-rs")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    /// An agent's state over `work_dir` with one running task checkpointed, its process
+    /// recorded as `process`.
+    fn checkpointed(work_dir: &Path, process: checkpoint::Process) -> (Shared, String) {
+        let shared = Shared::new(Config {
+            work_dir: work_dir.to_path_buf(),
+            ..Config::default()
+        });
+        let sandbox = sandbox::sandbox_dir(work_dir, "agent", "fw", "task", "container").unwrap();
+        std::fs::create_dir_all(&sandbox).unwrap();
+        let run = Run {
+            framework: FrameworkInfo {
+                id: Some(Id::new("fw")),
+                ..FrameworkInfo::default()
+            },
+            task: TaskInfo {
+                task_id: Id::new("task"),
+                agent_id: Id::new("agent"),
+                ..TaskInfo::default()
+            },
+            executor_id: "task".into(),
+            container_id: "container".into(),
+            sandbox,
+            pid: Some(process.pid),
+            process: Some(process),
+            state: "TASK_RUNNING".into(),
+            killing: false,
+            pending: VecDeque::new(),
+            last_status: None,
+            started: 0.0,
+            custom: false,
+            last_sent: None,
+        };
+        let key = run.key();
+        shared.lock().runs.insert(key.clone(), run.clone());
+        shared.checkpoint(&run);
+        shared.lock().runs.clear();
+        (shared, key)
+    }
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn recovery_never_takes_a_reused_pid_for_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = sleeper();
+        let mut identity = checkpoint::Process::of(other.id()).unwrap();
+        // The checkpoint recorded a process that started at another time under this pid.
+        identity.start_time += 1;
+        let (shared, key) = checkpointed(dir.path(), identity);
+        recover(&shared);
+        let state = shared.lock().runs.get(&key).map(|r| r.state.clone());
+        assert_eq!(state.as_deref(), Some("TASK_FAILED"));
+        kill(&shared, &key, Some(Duration::ZERO));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the agent signalled a process that is not its task"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn recovery_re_attaches_to_its_own_task_and_can_kill_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut task = sleeper();
+        let identity = checkpoint::Process::of(task.id()).unwrap();
+        let (shared, key) = checkpointed(dir.path(), identity);
+        recover(&shared);
+        let state = shared.lock().runs.get(&key).map(|r| r.state.clone());
+        assert_eq!(state.as_deref(), Some("TASK_RUNNING"));
+        kill(&shared, &key, Some(Duration::ZERO));
+        let status = tokio::task::spawn_blocking(move || task.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(!status.success());
     }
 }

@@ -1,28 +1,49 @@
-//! Sandboxes: where a task's files live, the environment it gets, and the files API over them.
+//! Sandboxes: where a task's files live, and the environment it gets.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::api::{ExecutorInfo, Resource, TaskInfo};
+use crate::api::{validate_id, ExecutorInfo, InvalidId, Resource, TaskInfo};
 
 /// The sandbox of a run: `work_dir/slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>`.
+/// Each id becomes one directory name, so each must be a valid id (no `/`, `.`, `..`).
 pub fn sandbox_dir(
     work_dir: &Path,
     agent_id: &str,
     framework_id: &str,
     executor_id: &str,
     container_id: &str,
-) -> PathBuf {
-    work_dir
-        .join("slaves")
-        .join(agent_id)
-        .join("frameworks")
-        .join(framework_id)
-        .join("executors")
-        .join(executor_id)
-        .join("runs")
-        .join(container_id)
+) -> Result<PathBuf, InvalidSandboxId> {
+    let mut dir = work_dir.to_path_buf();
+    for (kind, id, what) in [
+        ("slaves", agent_id, "agent"),
+        ("frameworks", framework_id, "framework"),
+        ("executors", executor_id, "executor"),
+        ("runs", container_id, "container"),
+    ] {
+        validate_id(id).map_err(|source| InvalidSandboxId {
+            what,
+            id: id.escape_debug().to_string(),
+            source,
+        })?;
+        dir.push(kind);
+        dir.push(id);
+    }
+    Ok(dir)
+}
+
+/// An id that cannot name a sandbox directory.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what} id '{id}': {source}")]
+pub struct InvalidSandboxId {
+    /// Which id.
+    pub what: &'static str,
+    /// The id (escaped).
+    pub id: String,
+    /// Why.
+    #[source]
+    pub source: InvalidId,
 }
 
 /// The task's host ports, in the order the framework listed them.
@@ -158,189 +179,32 @@ pub fn task_env(task: &TaskInfo, place: &ExecutorPlace<'_>) -> Vec<(String, Stri
     env
 }
 
-/// Why a files request fails.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FilesError {
-    /// 400.
-    BadRequest(String),
-    /// 404.
-    NotFound(String),
-}
-
-/// Resolves a path a client asked for, allowing only paths inside `root`.
-pub fn resolve(root: &Path, requested: &str) -> Result<PathBuf, FilesError> {
-    if requested.is_empty() {
-        return Err(FilesError::BadRequest(
-            "Expecting 'path=value' in query".into(),
-        ));
-    }
-    let path = Path::new(requested);
-    // Sandbox paths may be given as absolute paths (what `directory` in state shows).
-    if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(FilesError::NotFound(format!(
-            "Failed to find '{requested}'"
-        )));
-    }
-    let full = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        root.join(path)
-    };
-    let canonical = full
-        .canonicalize()
-        .map_err(|_| FilesError::NotFound(format!("Failed to find '{requested}'")))?;
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    if !canonical.starts_with(&root) {
-        return Err(FilesError::NotFound(format!(
-            "Failed to find '{requested}'"
-        )));
-    }
-    Ok(canonical)
-}
-
-fn mode_string(mode: u32, is_dir: bool) -> String {
-    let mut s = String::with_capacity(10);
-    s.push(if is_dir { 'd' } else { '-' });
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    s
-}
-
-fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
-}
-
-fn group_name(gid: u32) -> String {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map_or_else(|| gid.to_string(), |g| g.name)
-}
-
-/// `/files/browse`: the entries of a directory.
-pub fn browse(path: &Path) -> Result<Value, FilesError> {
-    use std::os::unix::fs::MetadataExt;
-    let entries = std::fs::read_dir(path)
-        .map_err(|_| FilesError::NotFound(format!("Failed to find '{}'", path.display())))?;
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let Ok(md) = e.metadata() else { continue };
-        out.push(json!({
-            "path": e.path().display().to_string(),
-            "nlink": md.nlink(),
-            "size": md.size(),
-            "mtime": md.mtime(),
-            "mode": mode_string(md.mode(), md.is_dir()),
-            "uid": user_name(md.uid()),
-            "gid": group_name(md.gid()),
-        }));
-    }
-    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    Ok(Value::Array(out))
-}
-
-/// The most a single `/files/read` returns.
-pub const MAX_READ: u64 = 4 << 20;
-
-/// `/files/read`: `offset=-1` gives the size with no data (how clients find the end to tail).
-pub fn read(path: &Path, offset: Option<&str>, length: Option<&str>) -> Result<Value, FilesError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let offset: i64 = match offset {
-        None => 0,
-        Some(o) => o.parse().map_err(|_| {
-            FilesError::BadRequest(format!(
-                "Failed to parse offset: Failed to convert '{o}' to number"
-            ))
-        })?,
-    };
-    let length: Option<i64> = match length {
-        None => None,
-        Some(l) => Some(l.parse().map_err(|_| {
-            FilesError::BadRequest(format!(
-                "Failed to parse length: Failed to convert '{l}' to number"
-            ))
-        })?),
-    };
-    if offset < -1 {
-        return Err(FilesError::BadRequest(format!(
-            "Negative offset provided: {offset}"
-        )));
-    }
-    if length.is_some_and(|l| l < -1) {
-        return Err(FilesError::BadRequest(format!(
-            "Negative length provided: {}",
-            length.unwrap_or(0)
-        )));
-    }
-    if path.is_dir() {
-        return Err(FilesError::BadRequest("Cannot read a directory".into()));
-    }
-    let mut file = std::fs::File::open(path)
-        .map_err(|_| FilesError::NotFound(format!("Failed to find '{}'", path.display())))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if offset == -1 {
-        return Ok(json!({"data": "", "offset": size}));
-    }
-    let offset = (offset as u64).min(size);
-    let want = match length {
-        None | Some(-1) => size - offset,
-        Some(l) => (l as u64).min(size - offset),
-    }
-    .min(MAX_READ);
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| FilesError::BadRequest(e.to_string()))?;
-    let mut buf = vec![0u8; want as usize];
-    let n = file
-        .read(&mut buf)
-        .map_err(|e| FilesError::BadRequest(e.to_string()))?;
-    buf.truncate(n);
-    Ok(json!({"data": String::from_utf8_lossy(&buf), "offset": offset}))
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
-    fn read_follows_mesos_offsets() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("stdout");
-        std::fs::write(&f, "hello world").unwrap();
+    fn sandboxes_are_built_from_valid_ids_only() {
+        let work = Path::new("/w");
         assert_eq!(
-            read(&f, Some("-1"), None).unwrap(),
-            json!({"data": "", "offset": 11})
+            sandbox_dir(work, "a", "f", "e", "c").unwrap(),
+            Path::new("/w/slaves/a/frameworks/f/executors/e/runs/c")
         );
-        assert_eq!(
-            read(&f, Some("6"), Some("3")).unwrap(),
-            json!({"data": "wor", "offset": 6})
-        );
-        assert_eq!(
-            read(&f, Some("20"), None).unwrap(),
-            json!({"data": "", "offset": 11})
-        );
-        assert!(matches!(
-            read(&f, Some("x"), None),
-            Err(FilesError::BadRequest(_))
-        ));
-        assert!(matches!(
-            resolve(dir.path(), "../etc/passwd"),
-            Err(FilesError::NotFound(_))
-        ));
-        assert!(matches!(
-            resolve(dir.path(), "/etc/passwd"),
-            Err(FilesError::NotFound(_))
-        ));
-        assert_eq!(
-            resolve(dir.path(), "stdout").unwrap(),
-            f.canonicalize().unwrap()
-        );
+        for (agent, fw, ex) in [
+            ("a", "f", ".."),
+            ("a", "..", "e"),
+            ("", "f", "e"),
+            ("a", "f", "../../../../tmp/x"),
+            ("a", "f", "/etc"),
+            ("a", "f\n", "e"),
+        ] {
+            assert!(
+                sandbox_dir(work, agent, fw, ex, "c").is_err(),
+                "{agent} {fw} {ex}"
+            );
+        }
     }
 
     #[test]

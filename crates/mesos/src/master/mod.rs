@@ -11,7 +11,7 @@ pub mod state;
 pub mod views;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -647,15 +647,31 @@ async fn scheduler_call(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Calls other than SUBSCRIBE come from agents with an open stream only.
-fn registered(m: &Master, agent_id: &Id) -> Result<(), Response> {
-    if m.agents.get(&agent_id.value).is_some_and(|a| a.active()) {
-        return Ok(());
+/// Calls other than SUBSCRIBE come from agents with an open stream only, over a connection
+/// from the address the agent subscribed from (agent ids are public in `/master/state`).
+fn registered(m: &Master, agent_id: &Id, peer: Option<IpAddr>) -> Result<(), Response> {
+    let refused = |why: &str| {
+        Err(text(
+            StatusCode::FORBIDDEN,
+            format!("Agent {} {why}", agent_id.value),
+        ))
+    };
+    match m.agents.get(&agent_id.value) {
+        Some(a) if a.active() => match (a.peer, peer) {
+            (Some(subscribed), Some(now)) if subscribed != now => {
+                refused("is registered from another address")
+            }
+            _ => Ok(()),
+        },
+        _ => refused("is not registered"),
     }
-    Err(text(
-        StatusCode::FORBIDDEN,
-        format!("Agent {} is not registered", agent_id.value),
-    ))
+}
+
+/// The address a request came from (none for in-process callers).
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// `POST /api/v1/agent`: the agent protocol.
@@ -673,73 +689,38 @@ async fn agent_api(
             )
         }
     };
+    let peer = peer_ip(&extensions);
     match call {
         AgentCall::Subscribe {
             agent_id,
             info,
             tasks,
-        } => {
-            let total = match Resources::from_api(&info.resources) {
-                Ok(r) => r,
-                Err(e) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("Invalid agent resources: {e}"),
-                    )
-                }
-            };
-            let peer = extensions
-                .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip());
-            if let Err(refused) = shared
-                .lock()
-                .check_agent_subscriber(agent_id.as_ref(), &info, peer)
-            {
-                tracing::warn!(?peer, reason = %refused, "agent subscription refused");
-                return text(StatusCode::FORBIDDEN, refused);
-            }
-            // Admitted to the registry before the agent hears it is registered.
-            let id = shared.lock().agent_id_for(agent_id);
-            if let Err(e) = shared.registry.admit(&id, &info).await {
-                tracing::error!(agent_id = %id, error = %e, "cannot admit agent to the registry");
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("Registry unavailable: {e}"),
-                );
-            }
-            let (id, session, rx) = {
-                let mut m = shared.lock();
-                let subscribed = m.agent_subscribe(Some(Id::new(id)), info, tasks, total);
-                if let Some(agent) = m.agents.get_mut(&subscribed.0) {
-                    agent.peer = peer;
-                }
-                subscribed
-            };
-            let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
-            // Frame the agent's events on the way out.
-            let mut rx = rx;
-            tokio::spawn(async move {
-                while let Some(ev) = rx.recv().await {
-                    let Ok(text) = serde_json::to_vec(&ev) else {
-                        continue;
-                    };
-                    if tx.send(recordio::encode(&text)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let on_close = move || shared.lock().agent_disconnected(&id, session);
-            stream_response(out, on_close, None)
-        }
+        } => agent_subscribe(shared, peer, agent_id, info, tasks).await,
         AgentCall::Update {
             agent_id,
             framework_id,
-            status,
+            mut status,
         } => {
             let mut m = shared.lock();
-            if let Err(refused) = registered(&m, &agent_id) {
+            if let Err(refused) = registered(&m, &agent_id, peer) {
                 return refused;
             }
+            // An agent reports its own tasks only.
+            let placed = m
+                .frameworks
+                .get(&framework_id.value)
+                .and_then(|f| f.tasks.get(&status.task_id.value))
+                .map(|t| t.info.agent_id.value.clone());
+            if placed.is_some_and(|a| a != agent_id.value) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Task {} does not run on agent {}",
+                        status.task_id.value, agent_id.value
+                    ),
+                );
+            }
+            status.agent_id = Some(agent_id);
             m.apply_update(&framework_id.value, status);
             StatusCode::ACCEPTED.into_response()
         }
@@ -750,13 +731,82 @@ async fn agent_api(
             data,
         } => {
             let mut m = shared.lock();
-            if let Err(refused) = registered(&m, &agent_id) {
+            if let Err(refused) = registered(&m, &agent_id, peer) {
                 return refused;
             }
             m.executor_message(&framework_id.value, &agent_id, &executor_id, data);
             StatusCode::ACCEPTED.into_response()
         }
     }
+}
+
+/// An agent's SUBSCRIBE: checked (see [`Master::check_agent_subscriber`]), admitted to the
+/// registry, then answered with its event stream.
+async fn agent_subscribe(
+    shared: Shared,
+    peer: Option<IpAddr>,
+    agent_id: Option<Id>,
+    info: crate::protocol::AgentInfo,
+    tasks: Vec<crate::protocol::TaskReport>,
+) -> Response {
+    let total = match Resources::from_api(&info.resources) {
+        Ok(r) => r,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid agent resources: {e}"),
+            )
+        }
+    };
+    let refused = |why: String| {
+        tracing::warn!(?peer, reason = %why, "agent subscription refused");
+        text(StatusCode::FORBIDDEN, why)
+    };
+    let checked = shared
+        .lock()
+        .check_agent_subscriber(agent_id.as_ref(), &info, peer);
+    if let Err(why) = checked {
+        return refused(why);
+    }
+    // Admitted to the registry before the agent hears it is registered.
+    let id = shared.lock().agent_id_for(agent_id);
+    if let Err(e) = shared.registry.admit(&id, &info).await {
+        tracing::error!(agent_id = %id, error = %e, "cannot admit agent to the registry");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Registry unavailable: {e}"),
+        );
+    }
+    let (id, session, rx) = {
+        let mut m = shared.lock();
+        // Checked again under the lock that subscribes: another agent may have taken the id
+        // while this one was admitted.
+        let id = Id::new(id);
+        if let Err(why) = m.check_agent_subscriber(Some(&id), &info, peer) {
+            drop(m);
+            return refused(why);
+        }
+        let subscribed = m.agent_subscribe(Some(id), info, tasks, total);
+        if let Some(agent) = m.agents.get_mut(&subscribed.0) {
+            agent.peer = peer;
+        }
+        subscribed
+    };
+    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(64);
+    // Frame the agent's events on the way out.
+    let mut rx = rx;
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            let Ok(text) = serde_json::to_vec(&ev) else {
+                continue;
+            };
+            if tx.send(recordio::encode(&text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let on_close = move || shared.lock().agent_disconnected(&id, session);
+    stream_response(out, on_close, None)
 }
 
 /// Pieces of `/master/state` queued for the client at most; the renderer waits for a slow
@@ -924,7 +974,7 @@ async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let m = shared.lock();
+    let mut m = shared.lock();
     let get_tasks = || {
         let tasks: Vec<Value> = m
             .frameworks
@@ -968,10 +1018,11 @@ async fn operator(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         }
         "SUBSCRIBE" => {
             let snapshot = json!({"type": "SUBSCRIBED", "subscribed": {"get_state": get_state(), "heartbeat_interval_seconds": HEARTBEAT_SECS}});
-            drop(m);
             let (tx, rx) = tokio::sync::mpsc::channel(state::STREAM_BUFFER);
             let _ = tx.try_send(recordio::encode(snapshot.to_string().as_bytes()));
-            shared.lock().add_subscriber(tx);
+            // Under the lock the snapshot was taken in: no event falls between the two.
+            m.add_subscriber(tx);
+            drop(m);
             return stream_response(rx, || {}, None);
         }
         "" => {

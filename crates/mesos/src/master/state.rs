@@ -289,6 +289,17 @@ fn status_update_event(status: &TaskStatus) -> Value {
     json!({"type": "UPDATE", "update": {"status": status}})
 }
 
+/// Whether `name` is a DNS hostname: dot-separated labels of letters, digits and `-`.
+fn dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// A master-generated status (no uuid: schedulers do not acknowledge these).
 fn master_status(
     task_id: &Id,
@@ -1123,46 +1134,65 @@ impl Master {
 
     /// The id of a (re-)subscribing agent: the one it had, or a new one.
     pub fn agent_id_for(&mut self, agent_id: Option<Id>) -> String {
-        agent_id
-            .map(|a| a.value)
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| {
-                self.next_id += 1;
-                format!("{}-S{}", self.id, self.next_id)
-            })
+        if let Some(id) = agent_id.map(|a| a.value).filter(|a| !a.is_empty()) {
+            return id;
+        }
+        // A new id is one no agent holds, even one that named itself in this form.
+        loop {
+            self.next_id += 1;
+            let id = format!("{}-S{}", self.id, self.next_id);
+            if !self.agents.contains_key(&id) && !self.recovered_agents.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
-    /// Whether an agent may subscribe from `peer` with `agent_id` and `info`: an address it
-    /// declares must be the one it connects from (Admin Router proxies `/agent/<id>/` to it),
-    /// and the id of an agent that is connected cannot be taken over from another address
-    /// (its tasks would be marked lost and its route moved). The message says why not.
+    /// Whether an agent may subscribe from `peer` with `agent_id` and `info`. Its hostname
+    /// is an IP address or a DNS name (nothing Admin Router could read as another address);
+    /// an address it declares is the one it connects from (Admin Router proxies
+    /// `/agent/<id>/` there); and a known agent's id (connected, disconnected or recovered
+    /// from the registry) is taken only by the agent at that agent's address, as a Mesos
+    /// agent whose address changed must register anew. The message says why not.
     pub fn check_agent_subscriber(
         &self,
         agent_id: Option<&Id>,
         info: &AgentInfo,
         peer: Option<IpAddr>,
     ) -> Result<(), String> {
+        let declared = info.hostname.parse::<IpAddr>().ok();
+        if declared.is_none() && !dns_name(&info.hostname) {
+            return Err(format!(
+                "Agent hostname {:?} is neither an IP address nor a DNS name",
+                info.hostname
+            ));
+        }
         let same_host = |a: IpAddr, b: IpAddr| a == b || (a.is_loopback() && b.is_loopback());
-        if let (Ok(declared), Some(peer)) = (info.hostname.parse::<IpAddr>(), peer) {
+        if let (Some(declared), Some(peer)) = (declared, peer) {
             if !same_host(declared, peer) {
                 return Err(format!(
                     "Agent declares address {declared} but connects from {peer}"
                 ));
             }
         }
-        let Some(existing) = agent_id.and_then(|id| self.agents.get(&id.value)) else {
+        let Some(id) = agent_id else {
+            return Ok(());
+        };
+        let known = match (self.agents.get(&id.value), self.recovered_agents.get(&id.value)) {
+            (Some(a), _) => Some((&a.info, a.peer)),
+            (None, Some(info)) => Some((info, None)),
+            (None, None) => None,
+        };
+        let Some((was, was_peer)) = known else {
             return Ok(());
         };
         // Exact addresses here: two agents on one host's loopback addresses are different.
-        let moved = match (existing.peer, peer) {
-            (Some(was), Some(now)) => was != now,
-            _ => false,
-        } || existing.info.hostname != info.hostname
-            || existing.info.port != info.port;
-        if existing.active() && moved {
+        let moved = was_peer.zip(peer).is_some_and(|(a, b)| a != b)
+            || was.hostname != info.hostname
+            || was.port != info.port;
+        if moved {
             return Err(format!(
-                "Agent {} is connected from {}:{}; refusing its id from another address",
-                existing.id, existing.info.hostname, existing.info.port
+                "Agent {} is registered at {}:{}; refusing its id from another address",
+                id.value, was.hostname, was.port
             ));
         }
         Ok(())
