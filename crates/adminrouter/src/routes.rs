@@ -461,7 +461,10 @@ mod tests {
             "/mesos/api/v1/agent%23"
         );
         assert_eq!(normalise("/a%3fb%25c").unwrap(), "/a%3fb%25c");
-        assert_eq!(normalise("/mesos/api/v1/agen%74").unwrap(), "/mesos/api/v1/agent");
+        assert_eq!(
+            normalise("/mesos/api/v1/agen%74").unwrap(),
+            "/mesos/api/v1/agent"
+        );
     }
 
     #[test]

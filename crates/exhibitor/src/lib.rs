@@ -101,7 +101,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     });
     tracing::info!(%addr, "listening for Exhibitor requests");
     // Operators and the DC/OS tooling poll a few endpoints with small requests.
-    let api = dcos_serve::serve(listener, router(shared), dcos_serve::Limits::api(), stop.clone());
+    let api = dcos_serve::serve(
+        listener,
+        router(shared),
+        dcos_serve::Limits::api(),
+        stop.clone(),
+    );
     let (supervised, ()) = tokio::join!(supervisor, api);
     Ok(supervised?)
 }

@@ -117,15 +117,10 @@ pub async fn serve_tcp<R: Resolve>(
     resolver: Arc<R>,
     shutdown: CancellationToken,
 ) {
-    dcos_serve::serve_tcp(
-        listener,
-        MAX_TCP_CONNECTIONS,
-        shutdown,
-        move |stream, _| {
-            let resolver = resolver.clone();
-            async move { tcp_connection(stream, &*resolver).await }
-        },
-    )
+    dcos_serve::serve_tcp(listener, MAX_TCP_CONNECTIONS, shutdown, move |stream, _| {
+        let resolver = resolver.clone();
+        async move { tcp_connection(stream, &*resolver).await }
+    })
     .await
 }
 

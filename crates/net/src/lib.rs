@@ -466,7 +466,12 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
     );
     // Every node's tooling and Admin Router read it; the records API takes small bodies.
     let limits = dcos_serve::Limits::api().body(64 * 1024);
-    let http = dcos_serve::serve(listeners.http, http::router(net.clone()), limits, shutdown.clone());
+    let http = dcos_serve::serve(
+        listeners.http,
+        http::router(net.clone()),
+        limits,
+        shutdown.clone(),
+    );
     tokio::join!(
         cluster,
         dns,

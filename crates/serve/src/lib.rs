@@ -290,7 +290,10 @@ async fn slot(
             return Some(p);
         }
         if !conns.evict_idlest() && !warned {
-            tracing::warn!(max, "connection limit reached with every connection busy; waiting");
+            tracing::warn!(
+                max,
+                "connection limit reached with every connection busy; waiting"
+            );
             warned = true;
         }
         tokio::select! {
@@ -345,7 +348,11 @@ async fn connection<I, S, B>(
         .max_headers(limits.max_headers);
     let served = builder
         .serve_connection(
-            TokioIo::new(StallLimit::new(io, limits.write_stall, conn.writing.clone())),
+            TokioIo::new(StallLimit::new(
+                io,
+                limits.write_stall,
+                conn.writing.clone(),
+            )),
             tracked,
         )
         .with_upgrades();

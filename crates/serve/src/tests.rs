@@ -18,7 +18,10 @@ async fn start(limits: Limits) -> (SocketAddr, CancellationToken, Arc<tokio::syn
             "/peer",
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         )
-        .route("/echo", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
+        .route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
         .route("/big", get(|| async { "b".repeat(32 << 20) }))
         .route(
             "/slow",
@@ -112,17 +115,16 @@ async fn idle_connections_make_way_for_a_new_client() {
 #[tokio::test]
 async fn busy_connections_are_not_cut_and_the_limit_holds() {
     let (addr, stop, release) = start(Limits::api().connections(2)).await;
-    let slow = || {
-        tokio::spawn(async move {
-            request(addr, &get_close("/slow")).await
-        })
-    };
+    let slow = || tokio::spawn(async move { request(addr, &get_close("/slow")).await });
     let (a, b) = (slow(), slow());
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Both connections are busy: a third is not served until one ends.
     let third = tokio::spawn(async move { request(addr, &get_close("/")).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!third.is_finished(), "a third connection was served beyond the limit");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond the limit"
+    );
     release.notify_waiters();
     assert!(a.await.unwrap().ends_with("released"));
     assert!(b.await.unwrap().ends_with("released"));
@@ -133,7 +135,9 @@ async fn busy_connections_are_not_cut_and_the_limit_holds() {
 #[tokio::test]
 async fn handlers_see_the_peer_address() {
     let (addr, stop, _) = start(Limits::api()).await;
-    assert!(request(addr, &get_close("/peer")).await.ends_with("127.0.0.1"));
+    assert!(request(addr, &get_close("/peer"))
+        .await
+        .ends_with("127.0.0.1"));
     stop.cancel();
 }
 
@@ -142,7 +146,9 @@ async fn stopping_frees_the_port() {
     let (addr, stop, _) = start(Limits::api()).await;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    TcpListener::bind(addr).await.expect("port still held after stop");
+    TcpListener::bind(addr)
+        .await
+        .expect("port still held after stop");
 }
 
 #[tokio::test]

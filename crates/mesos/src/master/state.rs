@@ -296,7 +296,9 @@ fn dns_name(name: &str) -> bool {
         && name.trim_end_matches('.').split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -1177,7 +1179,10 @@ impl Master {
         let Some(id) = agent_id else {
             return Ok(());
         };
-        let known = match (self.agents.get(&id.value), self.recovered_agents.get(&id.value)) {
+        let known = match (
+            self.agents.get(&id.value),
+            self.recovered_agents.get(&id.value),
+        ) {
             (Some(a), _) => Some((&a.info, a.peer)),
             (None, Some(info)) => Some((info, None)),
             (None, None) => None,

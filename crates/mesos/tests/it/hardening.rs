@@ -42,7 +42,10 @@ async fn agent_subscribe(master: std::net::SocketAddr, from: &str, call: serde_j
         .build()
         .unwrap();
     let resp = client
-        .post(format!("http://{master}{}", dcos_mesos::protocol::AGENT_API_PATH))
+        .post(format!(
+            "http://{master}{}",
+            dcos_mesos::protocol::AGENT_API_PATH
+        ))
         .json(&call)
         .timeout(std::time::Duration::from_secs(5))
         .send()
@@ -72,7 +75,10 @@ async fn a_fake_agent_cannot_take_a_live_agents_id_or_declare_another_address() 
     assert_eq!(agent_subscribe(master.addr, "127.0.0.2", hijack).await, 403);
     // An address that is not the one it connects from (Admin Router would proxy there).
     let elsewhere = json!({"type": "SUBSCRIBE", "info": info("10.9.9.9")});
-    assert_eq!(agent_subscribe(master.addr, "127.0.0.2", elsewhere).await, 403);
+    assert_eq!(
+        agent_subscribe(master.addr, "127.0.0.2", elsewhere).await,
+        403
+    );
     // The real agent is untouched: still the only one, active, at its own address.
     let after = crate::harness::get(&master, "/master/slaves").await;
     assert_eq!(after["slaves"].as_array().unwrap().len(), 1, "{after}");
@@ -114,13 +120,21 @@ async fn an_agent_with_5000_tasks_re_registers() {
         "tasks": tasks,
     });
     let body = serde_json::to_vec(&call).unwrap();
-    assert!(body.len() > 4 << 20, "the re-registration is only {} bytes", body.len());
+    assert!(
+        body.len() > 4 << 20,
+        "the re-registration is only {} bytes",
+        body.len()
+    );
     let client = reqwest::Client::builder()
         .local_address(Some("127.0.0.3".parse().unwrap()))
         .build()
         .unwrap();
     let stream = client
-        .post(format!("http://{}{}", master.addr, dcos_mesos::protocol::AGENT_API_PATH))
+        .post(format!(
+            "http://{}{}",
+            master.addr,
+            dcos_mesos::protocol::AGENT_API_PATH
+        ))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -128,8 +142,13 @@ async fn an_agent_with_5000_tasks_re_registers() {
         .unwrap();
     assert_eq!(stream.status(), 200, "{:?}", stream.headers());
     let state = crate::harness::get(&master, "/master/state").await;
-    let running = state["frameworks"][0]["tasks"].as_array().map_or(0, Vec::len);
-    assert_eq!(running, 5000, "the master adopted {running} of the agent's 5000 tasks");
+    let running = state["frameworks"][0]["tasks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(
+        running, 5000,
+        "the master adopted {running} of the agent's 5000 tasks"
+    );
     drop(stream);
     master.stop().await;
 }
