@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod bench;
 mod cluster;
+mod image;
 mod install;
 mod marathon;
 mod node;
@@ -74,6 +75,14 @@ enum Command {
     Agent(agent::AgentArgs),
     /// The benchmark suite: `dcos bench list` shows its scenarios.
     Bench(bench::BenchArgs),
+    /// Container images: push to a registry, list an agent's store.
+    Image(image::ImageArgs),
+    /// PID 1 of a task's container, started by the agent (not for people).
+    #[command(hide = true)]
+    ContainerInit {
+        /// The container's spec, written by the agent.
+        spec: std::path::PathBuf,
+    },
 }
 
 /// Raises the open-file limit to its hard limit, as DC/OS' units do (`LimitNOFILE`): a
@@ -107,6 +116,9 @@ pub fn main() -> ExitCode {
         Command::Marathon(args) => marathon::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Image(args) => image::run(args),
+        Command::ContainerInit { spec } => dcos_mesos::agent::container::init::run(&spec)
+            .map(|code| ExitCode::from(u8::try_from(code).unwrap_or(255))),
     };
     match result {
         Ok(code) => code,

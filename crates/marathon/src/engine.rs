@@ -1557,6 +1557,9 @@ fn build_task(
     if let Some(secs) = app.task_kill_grace_period_seconds {
         task["kill_policy"] = json!({"grace_period": {"nanoseconds": grace_nanos(secs)}});
     }
+    if let Some(container) = app.container.as_ref() {
+        task["container"] = container_info(container);
+    }
     let instance = Instance {
         task_id,
         app_id: app.id.clone(),
@@ -1573,6 +1576,50 @@ fn build_task(
         health: Vec::new(),
     };
     (task, instance, used)
+}
+
+/// The Mesos `ContainerInfo` of an app's (validated) container, as Marathon 1.6 builds it: a
+/// `MESOS` container names its image as a Docker image for the Mesos containerizer (cached
+/// unless `forcePullImage`), a `DOCKER` container keeps Docker's form (the agents run it on
+/// the Mesos containerizer too); host volumes are mounted as given.
+pub(crate) fn container_info(c: &Value) -> Value {
+    let docker = c.get("docker").unwrap_or(&Value::Null);
+    let image = docker.get("image").and_then(Value::as_str);
+    let force = docker
+        .get("forcePullImage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let volumes: Vec<Value> = c
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            json!({
+                "container_path": v["containerPath"],
+                "host_path": v["hostPath"],
+                "mode": v.get("mode").and_then(Value::as_str).unwrap_or("RW"),
+            })
+        })
+        .collect();
+    if c.get("type").and_then(Value::as_str) == Some("MESOS") {
+        let mut info = json!({"type": "MESOS", "volumes": volumes});
+        if let Some(image) = image {
+            let mut docker_image = json!({"name": image});
+            if let Some(cred) = docker.get("credential") {
+                docker_image["credential"] =
+                    json!({"principal": cred["principal"], "secret": cred["secret"]});
+            }
+            info["mesos"] =
+                json!({"image": {"type": "DOCKER", "docker": docker_image, "cached": !force}});
+        }
+        return info;
+    }
+    json!({
+        "type": "DOCKER",
+        "docker": {"image": image, "network": "HOST", "force_pull_image": force},
+        "volumes": volumes,
+    })
 }
 
 /// Marathon's answer to a change of an app that a deployment holds.

@@ -285,13 +285,7 @@ fn check(app: &App, r: &mut Report) {
     }
     check_fetch(app, r);
     if let Some(c) = &app.container {
-        let docker_image = c.pointer("/docker/image").and_then(Value::as_str);
-        if c.get("type").and_then(Value::as_str) == Some("DOCKER") || docker_image.is_some() {
-            r.add(
-                "/container/docker",
-                "dcos-rs agents run processes, not Docker images: use 'cmd' or a MESOS container without an image",
-            );
-        }
+        check_container(c, r);
     }
     for (name, value) in &app.env {
         match value {
@@ -507,6 +501,75 @@ fn check_health_checks(app: &App, r: &mut Report) {
 /// Fetched artifacts: Marathon's string bounds, and a `destPath` that stays in the sandbox.
 /// The agent confines fetches too; refusing here tells the client at once, with a 422,
 /// instead of a task that fails on every agent.
+/// Containers run on the Mesos containerizer (UCR), with or without an image: `DOCKER`
+/// containers too, since no Docker daemon runs on dcos-rs agents; what only the Docker
+/// daemon could do is refused rather than ignored.
+fn check_container(c: &Value, r: &mut Report) {
+    let kind = c.get("type").and_then(Value::as_str).unwrap_or("DOCKER");
+    if kind != "DOCKER" && kind != "MESOS" {
+        r.raml("/container/type", "error.expected.enum");
+        return;
+    }
+    let image = c.pointer("/docker/image");
+    match image {
+        None if kind == "DOCKER" => r.add("/container/docker/image", "must not be empty"),
+        Some(Value::String(i)) if i.trim().is_empty() => {
+            r.add("/container/docker/image", "must not be empty")
+        }
+        Some(Value::String(i)) => {
+            if let Err(e) = dcos_image::Reference::parse(i) {
+                r.add("/container/docker/image", e.to_string());
+            }
+        }
+        Some(_) => r.raml("/container/docker/image", "error.expected.jsstring"),
+        None => {}
+    }
+    let daemon_only = "needs the Docker daemon, which dcos-rs agents do not run (containers run on the Mesos containerizer)";
+    if c.pointer("/docker/parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty())
+    {
+        r.add("/container/docker/parameters", daemon_only);
+    }
+    if c.pointer("/docker/privileged") == Some(&Value::Bool(true)) {
+        r.add("/container/docker/privileged", daemon_only);
+    }
+    if c.pointer("/docker/pullConfig").is_some() {
+        r.add(
+            "/container/docker/pullConfig",
+            "Feature secrets is not enabled. Enable with --enable_features secrets)",
+        );
+    }
+    for (i, v) in c
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let path = |f: &str| format!("/container/volumes({i})/{f}");
+        let container_path = v.get("containerPath").and_then(Value::as_str).unwrap_or("");
+        if container_path.is_empty() || container_path.split('/').any(|s| s == "..") {
+            r.add(
+                &path("containerPath"),
+                "must be a path without '..' components",
+            );
+        }
+        if v.get("persistent").is_some() || v.get("external").is_some() {
+            r.add(
+                &path(""),
+                "persistent and external volumes are not supported yet",
+            );
+        } else if !v
+            .get("hostPath")
+            .and_then(Value::as_str)
+            .is_some_and(|h| h.starts_with('/'))
+        {
+            r.add(&path("hostPath"), "must be an absolute path");
+        }
+    }
+}
+
 fn check_fetch(app: &App, r: &mut Report) {
     for (i, f) in app.fetch.iter().enumerate() {
         let path = format!("/fetch({i})");

@@ -10,6 +10,8 @@
 //! - [`http`]: `GET` over TCP or a Unix socket, enough for health endpoints.
 //! - [`loopback`]: a Mesos master and agents in the test process on 127.0.0.1, for
 //!   frameworks' tests that need offers and real tasks but no namespaces.
+//! - [`registry`]: a real image registry (Debian's `docker-registry`) on a loopback address;
+//!   [`images`]: busybox and whiteout test images built from Debian's `busybox-static`.
 //! - [`eventually`] polls a condition until a deadline: tests never sleep on a guess.
 //!
 //! Everything here needs root (namespaces and bridges). A test process killed before its
@@ -20,8 +22,10 @@
 pub mod cluster;
 pub mod dns;
 pub mod http;
+pub mod images;
 pub mod loopback;
 pub mod netns;
+pub mod registry;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};

@@ -123,6 +123,15 @@ pub async fn agent_of(master: SocketAddr, n: u16) -> (Running, String) {
     (running, ports)
 }
 
+/// `target/<profile>/dcos` beside the running test binary (`target/<profile>/deps/…`), if
+/// built: scripts/test builds every binary before the tests run.
+pub fn dcos_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .map(|d| d.join("dcos"))
+        .find(|p| p.is_file())
+}
+
 /// Starts an agent of `master` on `listen` (port 0 for any) advertising `resources`.
 pub async fn agent_with(
     master: SocketAddr,
@@ -141,6 +150,9 @@ pub async fn agent_with(
         work_dir,
         resources,
         attributes: Default::default(),
+        // In-process agents run in a test binary, not `dcos`: their containers' init is the
+        // built `dcos` beside it.
+        container_init: dcos_binary(),
         ..agent::Config::default()
     };
     let s = stop.clone();

@@ -49,19 +49,68 @@ fn violations_name_their_paths() {
 }
 
 #[test]
-fn secrets_and_docker_are_refused_clearly() {
+fn secrets_and_docker_daemon_options_are_refused_clearly() {
     let err = resolve(
         spec(r#"{"id": "s", "cmd": "x", "env": {"P": {"secret": "db"}}}"#),
         base(),
     )
     .unwrap_err();
     assert_eq!(err.details[0].path, "/env");
-    let err = resolve(
-        spec(r#"{"id": "d", "container": {"type": "DOCKER", "docker": {"image": "nginx"}}}"#),
-        base(),
-    )
-    .unwrap_err();
-    assert_eq!(err.details[0].path, "/container/docker");
+    for (container, path) in [
+        (
+            r#"{"type": "DOCKER", "docker": {"image": "nginx", "privileged": true}}"#,
+            "/container/docker/privileged",
+        ),
+        (
+            r#"{"type": "DOCKER", "docker": {"image": "nginx", "parameters": [{"key": "cap-add", "value": "ALL"}]}}"#,
+            "/container/docker/parameters",
+        ),
+        (
+            r#"{"type": "DOCKER", "docker": {}}"#,
+            "/container/docker/image",
+        ),
+        (
+            r#"{"type": "MESOS", "docker": {"image": "UPPER/../x"}}"#,
+            "/container/docker/image",
+        ),
+        (
+            r#"{"type": "MESOS", "volumes": [{"containerPath": "/d", "hostPath": "rel", "mode": "RW"}]}"#,
+            "/container/volumes(0)/hostPath",
+        ),
+    ] {
+        let app = format!(r#"{{"id": "d", "container": {container}}}"#);
+        let err = resolve(spec(&app), base()).unwrap_err();
+        assert_eq!(err.details[0].path, path, "{container}: {err:?}");
+    }
+}
+
+#[test]
+fn image_containers_run_on_the_mesos_containerizer() {
+    for container in [
+        r#"{"type": "DOCKER", "docker": {"image": "nginx:1.13", "forcePullImage": true}}"#,
+        r#"{"type": "MESOS", "docker": {"image": "127.0.0.1:5000/busybox"}, "volumes": [{"containerPath": "/data", "hostPath": "/var/data", "mode": "RO"}]}"#,
+    ] {
+        let app = format!(r#"{{"id": "img", "container": {container}}}"#);
+        let app = resolve(spec(&app), base()).unwrap();
+        let info = crate::engine::container_info(app.container.as_ref().unwrap());
+        match info["type"].as_str() {
+            Some("DOCKER") => {
+                assert_eq!(info["docker"]["image"], "nginx:1.13");
+                assert_eq!(info["docker"]["force_pull_image"], true);
+            }
+            Some("MESOS") => {
+                assert_eq!(
+                    info["mesos"]["image"],
+                    json!({"type": "DOCKER", "docker": {"name": "127.0.0.1:5000/busybox"}, "cached": true})
+                );
+                assert_eq!(
+                    info["volumes"],
+                    json!([{"container_path": "/data", "host_path": "/var/data", "mode": "RO"}])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]

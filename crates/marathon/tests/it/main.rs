@@ -3,3 +3,4 @@
 
 mod apps;
 mod harness;
+mod images;

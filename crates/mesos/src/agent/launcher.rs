@@ -101,7 +101,7 @@ pub(super) fn run_as(switch_user: bool, user: Option<&str>) -> Result<Option<Run
 
 /// Gives a directory tree to a user (what the agent made there: fetched files, stdout,
 /// stderr), symlinks themselves rather than their targets.
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(super) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
     if std::fs::symlink_metadata(path)?.is_dir() {
         for entry in std::fs::read_dir(path)? {

@@ -4,6 +4,8 @@
 //! built-in command executor (each task in its own sandbox and process group), delivers
 //! status updates at least once and in order per task (retried until acknowledged), and
 //! checkpoints every task so a restarted agent re-attaches to the ones still running.
+//! A task whose container names an image runs in it, as the Mesos containerizer runs it
+//! (`container`).
 //!
 //! What a framework sends cannot reach past its sandbox: ids that are not plain names are
 //! refused (TASK_ERROR), fetches land inside the sandbox and read local files only from
@@ -13,6 +15,7 @@
 
 mod beneath;
 mod checkpoint;
+pub mod container;
 mod executor;
 mod fetcher;
 mod files;
@@ -83,6 +86,11 @@ pub struct Config {
     /// `--switch_user` (default true). An agent not running as root can then run tasks only
     /// as itself and refuses other users; false runs every task as the agent's user.
     pub switch_user: bool,
+    /// The `dcos` binary whose hidden `container-init` is a container's PID 1. Default (None):
+    /// this process's own executable, which is `dcos` in production (tests point it at one).
+    pub container_init: Option<PathBuf>,
+    /// Where the images of tasks in containers come from; without one such tasks fail.
+    pub images: Option<Arc<dyn container::ImageStore>>,
 }
 
 impl Default for Config {
@@ -96,6 +104,8 @@ impl Default for Config {
             fetch_allowed_dirs: vec![PathBuf::from(DEFAULT_FETCH_DIR)],
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             switch_user: true,
+            container_init: None,
+            images: None,
         }
     }
 }
@@ -402,6 +412,9 @@ pub async fn serve_on(
         path: config.work_dir.clone(),
         source,
     })?;
+    if config.images.is_none() {
+        config.images = open_images(&config.work_dir);
+    }
     let shared = Shared::new(config);
     recover(&shared);
     tracing::info!(%addr, "listening for Mesos agent requests");
@@ -419,6 +432,17 @@ pub async fn serve_on(
     let sender = update_sender(shared.clone(), shutdown.clone());
     tokio::join!(server, master_loop, sender);
     Ok(())
+}
+
+/// The image store at `<work_dir>/images`; without it, tasks in images fail (and say why).
+fn open_images(work_dir: &Path) -> Option<Arc<dyn container::ImageStore>> {
+    match dcos_image::Store::open(&work_dir.join("images"), Vec::new()) {
+        Ok(store) => Some(Arc::new(container::RegistryImages(store))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the image store; tasks in images will fail");
+            None
+        }
+    }
 }
 
 /// What 5051 allows: executors' event streams (one per executor), the master's and Admin
@@ -471,6 +495,16 @@ fn recover(shared: &Shared) {
         }
     }
     executor::recover(shared);
+    let live: Vec<&str> = runs
+        .iter()
+        .filter(|r| !api::state::is_terminal(&r.state))
+        .map(|r| r.container_id.as_str())
+        .collect();
+    container::destroy_orphans(
+        &shared.config.work_dir,
+        &live,
+        shared.config.images.as_ref(),
+    );
     for run in runs {
         // A custom executor's tasks live and die with their executor, recovered above.
         if api::state::is_terminal(&run.state) || run.custom {
@@ -483,17 +517,36 @@ fn recover(shared: &Shared) {
                 tokio::spawn(watch_recovered(shared.clone(), key, process));
             }
             None => {
-                let (state, message) = exit_status(&run.sandbox, run.killing);
-                tracing::info!(task = %key, state, "task ended while the agent was down");
-                shared.update(
-                    &key,
-                    state,
-                    Some(message),
-                    Some("REASON_COMMAND_EXECUTOR_FAILED").filter(|_| state == "TASK_FAILED"),
+                let limitation = container::finish(
+                    &shared.config.work_dir,
+                    &run.container_id,
+                    shared.config.images.as_ref(),
                 );
+                let (state, message, reason) = ended(&run.sandbox, run.killing, limitation);
+                tracing::info!(task = %key, state, "task ended while the agent was down");
+                shared.update(&key, state, Some(message), reason);
             }
         }
     }
+}
+
+/// How a task whose process is gone ended: a container's memory limitation, else what its
+/// recorded exit status says.
+fn ended(
+    sandbox: &Path,
+    killing: bool,
+    limitation: Option<String>,
+) -> (&'static str, String, Option<&'static str>) {
+    if let Some(message) = limitation.filter(|_| !killing) {
+        return (
+            "TASK_FAILED",
+            message,
+            Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+        );
+    }
+    let (state, message) = exit_status(sandbox, killing);
+    let reason = Some("REASON_COMMAND_EXECUTOR_FAILED").filter(|_| state == "TASK_FAILED");
+    (state, message, reason)
 }
 
 /// What the exit-status file the command executor's wrapper writes says.
@@ -539,18 +592,49 @@ fn signal_name(sig: i32) -> String {
 }
 
 async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Process) {
-    while process.is_running() {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let container_id = shared
+        .lock()
+        .runs
+        .get(&key)
+        .map(|r| r.container_id.clone())
+        .unwrap_or_default();
+    let gone = async {
+        while process.is_running() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::select! {
+        () = gone => {}
+        () = container::memory_limit_hit(&shared.config.work_dir, &container_id) => {
+            tracing::info!(task = %key, "container hit its memory limit; destroying it");
+            process.signal_group(Signal::SIGKILL);
+            while process.is_running() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
-    let (sandbox, killing) = {
+    let (sandbox, killing, container_id) = {
         let st = shared.lock();
         match st.runs.get(&key) {
-            Some(r) => (r.sandbox.clone(), r.killing),
+            Some(r) => (r.sandbox.clone(), r.killing, r.container_id.clone()),
             None => return,
         }
     };
-    let (state, message) = exit_status(&sandbox, killing);
-    shared.update(&key, state, Some(message), None);
+    let limitation = finish_container(&shared, container_id).await;
+    let (state, message, reason) = ended(&sandbox, killing, limitation);
+    shared.update(&key, state, Some(message), reason);
+}
+
+/// Destroys a run's container, if it is one, off the runtime's threads (removing cgroups
+/// may wait for the container's last processes); its memory limitation, if it hit it.
+async fn finish_container(shared: &Shared, container_id: String) -> Option<String> {
+    let (work_dir, images) = (shared.config.work_dir.clone(), shared.config.images.clone());
+    tokio::task::spawn_blocking(move || {
+        container::finish(&work_dir, &container_id, images.as_ref())
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 // === the master connection ===
@@ -1092,8 +1176,13 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
     let key = run.key();
     let task = &run.task;
     let command = task.command.clone().unwrap_or_default();
+    let image = container::image_of(task).map_err(anyhow::Error::msg)?;
     let user = launcher::requested_user(&run.framework, &command);
-    let run_as = launcher::run_as(shared.config.switch_user, user)?;
+    // A container's user is one of its image, not of the host.
+    let run_as = match image {
+        Some(_) => None,
+        None => launcher::run_as(shared.config.switch_user, user)?,
+    };
     fetcher::fetch_uris(shared, &command, &run.sandbox).await?;
     let agent_id = shared.lock().id.clone().unwrap_or_default();
     let endpoint = shared.endpoint();
@@ -1108,8 +1197,28 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
             &endpoint,
         ),
     );
-    let mut child = launcher::spawn_command(&command, &run.sandbox, env, run_as.as_ref())?;
+    let mut child = match &image {
+        Some(image) => {
+            let init = match &shared.config.container_init {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?,
+            };
+            let launch = container::Launch {
+                work_dir: &shared.config.work_dir,
+                images: shared.config.images.as_ref(),
+                init: &init,
+                container_id: &run.container_id,
+                task,
+                user: user.filter(|_| shared.config.switch_user),
+                sandbox: &run.sandbox,
+                env,
+            };
+            container::launch(launch, image).await?
+        }
+        None => launcher::spawn_command(&command, &run.sandbox, env, run_as.as_ref())?,
+    };
     let pid = child.id();
+    let run_container_id = run.container_id.clone();
     let process = pid.and_then(checkpoint::Process::of);
     let run = {
         let mut st = shared.lock();
@@ -1129,17 +1238,38 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
             let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         let _ = child.wait().await;
+        finish_container(shared, run_container_id).await;
         anyhow::bail!("task was killed before it started")
     };
     shared.checkpoint(&run);
+    let note = image
+        .filter(|i| i.docker)
+        .map(|_| container::DOCKER_ON_UCR.to_string());
     shared.update(&key, "TASK_STARTING", None, None);
-    shared.update(&key, "TASK_RUNNING", None, None);
+    shared.update(&key, "TASK_RUNNING", note, None);
     tracing::info!(task = %key, pid, user = user.unwrap_or_default(), "task running");
     Ok(child)
 }
 
 async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
-    let status = child.wait().await;
+    let container_id = shared
+        .lock()
+        .runs
+        .get(&key)
+        .map(|r| r.container_id.clone())
+        .unwrap_or_default();
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = container::memory_limit_hit(&shared.config.work_dir, &container_id) => {
+            // The whole container goes: its init leads the process group, and the kernel
+            // ends every process of a pid namespace whose init dies.
+            tracing::info!(task = %key, "container hit its memory limit; destroying it");
+            if let Some(pid) = child.id() {
+                let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    };
     let (killing, sandbox) = {
         let st = shared.lock();
         let run = st.runs.get(&key);
@@ -1148,11 +1278,17 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
             run.map(|r| r.sandbox.clone()).unwrap_or_default(),
         )
     };
+    let limitation = finish_container(&shared, container_id).await;
     let (state, message, reason) = match status {
         _ if killing => (
             "TASK_KILLED",
             "Command terminated with signal Terminated".to_string(),
             None,
+        ),
+        _ if limitation.is_some() => (
+            "TASK_FAILED",
+            limitation.unwrap_or_default(),
+            Some("REASON_CONTAINER_LIMITATION_MEMORY"),
         ),
         Ok(s) if s.success() => ("TASK_FINISHED", "Command exited with status 0".into(), None),
         Ok(s) => (
@@ -1403,7 +1539,7 @@ async fn containers(State(shared): State<Shared>) -> Response {
                 "executor_name": r.task.name,
                 "framework_id": r.framework_id(),
                 "source": r.task.task_id.value,
-                "status": {"executor_pid": r.pid, "network_infos": [{"ip_addresses": [{"ip_address": shared.host()}]}]},
+                "status": {"container_id": {"value": r.container_id}, "executor_pid": r.pid, "network_infos": [{"ip_addresses": [{"ip_address": shared.host()}]}]},
                 "statistics": r.pid.map(proc_stats),
             })
         })

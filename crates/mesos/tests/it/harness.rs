@@ -208,3 +208,27 @@ pub fn task(id: &str, offer: &Value, cmd: &str, cpus: f64, ports: &[(u64, u64)])
 pub fn launch(offer: &Value, tasks: Vec<Value>) -> Value {
     json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}]}})
 }
+
+/// The sandbox directory of `executor` (a command task's executor is the task) in an agent's
+/// `/state`, among running and completed frameworks and executors.
+pub fn sandbox_of(agent_state: &Value, executor: &str) -> Option<String> {
+    let frameworks = |key: &str| {
+        agent_state[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    frameworks("frameworks")
+        .into_iter()
+        .chain(frameworks("completed_frameworks"))
+        .flat_map(|f| {
+            f["executors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(f["completed_executors"].as_array().into_iter().flatten())
+        })
+        .find(|e| e["id"] == executor)
+        .and_then(|e| e["directory"].as_str().map(str::to_string))
+}

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{agent_resources, launch, task, Scheduler};
+use crate::harness::{agent_resources, launch, sandbox_of, task, Scheduler};
 
 /// An agent started with a config the test shapes.
 struct Agent {
@@ -132,24 +132,6 @@ fn cmd_task(id: &str, cmd: &str) -> Value {
     )
 }
 
-fn sandbox_of(state: &Value, executor: &str) -> String {
-    state["frameworks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|f| {
-            f["executors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(f["completed_executors"].as_array().into_iter().flatten())
-        })
-        .find(|e| e["id"] == executor)
-        .and_then(|e| e["directory"].as_str())
-        .unwrap_or_else(|| panic!("no sandbox for {executor} in {state}"))
-        .to_string()
-}
-
 /// A server of fetchable artifacts: `/artifact` (7 bytes) and `/big` (4 KiB).
 async fn artifacts() -> SocketAddr {
     let app = Router::new()
@@ -248,7 +230,7 @@ async fn fetches_stay_in_the_sandbox_and_local_files_in_the_allow_list() {
         done["fetched"]
     );
     let state = get_json_from(&agent, "/state").await;
-    let sandbox = sandbox_of(&state, "fetched");
+    let sandbox = sandbox_of(&state, "fetched").expect("the task's sandbox in /state");
     let out = get_json_from(&agent, &format!("/files/read?path={sandbox}/stdout")).await;
     assert_eq!(out["data"], "payload-local");
     let written: Vec<_> = std::fs::read_dir(outside).unwrap().collect();
@@ -293,7 +275,7 @@ async fn the_files_api_serves_sandboxes_and_follows_no_symlink_out() {
         done["linker"]
     );
     let state = get_json_from(&agent, "/state").await;
-    let sandbox = sandbox_of(&state, "linker");
+    let sandbox = sandbox_of(&state, "linker").expect("the task's sandbox in /state");
     let work = dir.path().display().to_string();
     // `up` is the work dir itself: everything the files API must not show.
     assert!(Path::new(&sandbox).join("up/meta/agent_id").exists());
@@ -390,11 +372,11 @@ async fn tasks_run_as_their_user_and_unknown_users_fail() {
     );
     let state = get_json_from(&agent, "/state").await;
     for (task, uid) in [("as-fw-user", nobody.uid.as_raw()), ("as-root", 0)] {
-        let sandbox = sandbox_of(&state, task);
+        let sandbox = sandbox_of(&state, task).expect("the task's sandbox in /state");
         let out = get_json_from(&agent, &format!("/files/read?path={sandbox}/stdout")).await;
         assert_eq!(out["data"], format!("{uid}\n"), "{task}");
     }
-    let sandbox = sandbox_of(&state, "as-fw-user");
+    let sandbox = sandbox_of(&state, "as-fw-user").expect("the task's sandbox in /state");
     let listed = get_json_from(&agent, &format!("/files/browse?path={sandbox}")).await;
     let mine = listed
         .as_array()

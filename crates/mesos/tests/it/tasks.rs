@@ -3,27 +3,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use dcos_testkit::loopback;
 
-use crate::harness::{agent, agent_on, eventually, framework, get, launch, task, Scheduler};
-
-fn sandbox_of(agent_state: &Value, task: &str) -> Option<String> {
-    agent_state["frameworks"]
-        .as_array()?
-        .iter()
-        .chain(agent_state["completed_frameworks"].as_array()?.iter())
-        .flat_map(|f| {
-            f["executors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(f["completed_executors"].as_array().into_iter().flatten())
-        })
-        .find(|e| e["id"] == task)
-        .and_then(|e| e["directory"].as_str().map(str::to_string))
-}
+use crate::harness::{
+    agent, agent_on, eventually, framework, get, launch, sandbox_of, task, Scheduler,
+};
 
 #[tokio::test]
 async fn a_task_runs_in_its_sandbox_with_its_ports_and_environment() {

@@ -1,0 +1,147 @@
+//! A real image registry for tests: Debian's `docker-registry` (Distribution 2.8) on a loopback
+//! address, with its storage in a temporary directory, killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary Debian's `docker-registry` package installs.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How long the registry may take to answer `/v2/`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running registry.
+pub struct Registry {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry listening on `addr` (port 0 picks a free one) without auth.
+    pub fn start(addr: SocketAddr) -> std::io::Result<Registry> {
+        Registry::start_inner(addr, None)
+    }
+
+    /// Starts a registry that wants basic auth (htpasswd, bcrypt) from `user`/`password`.
+    pub fn start_with_auth(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> std::io::Result<Registry> {
+        Registry::start_inner(addr, Some((user, password)))
+    }
+
+    fn start_inner(addr: SocketAddr, auth: Option<(&str, &str)>) -> std::io::Result<Registry> {
+        let addr = if addr.port() == 0 {
+            TcpListener::bind(addr)?.local_addr()?
+        } else {
+            addr
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("dcos-registry-")
+            .tempdir()?;
+        let storage = dir.path().join("storage");
+        fs_err::create_dir(&storage)?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {addr}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 4).map_err(std::io::Error::other)?;
+            let htpasswd = dir.path().join("htpasswd");
+            fs_err::write(&htpasswd, format!("{user}:{hash}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: dcos-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs_err::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.path().join("registry.log"))?;
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut registry = Registry { child, addr, dir };
+        registry.wait_ready()?;
+        Ok(registry)
+    }
+
+    fn wait_ready(&mut self) -> std::io::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "docker-registry exited ({status}):\n{}",
+                    crate::tail(&self.log_path(), 20)
+                )));
+            }
+            if let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+                let host = self.host();
+                if let Ok(r) = crate::http::get(stream, &host, "/v2/") {
+                    if r.status == 200 || r.status == 401 {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("docker-registry did not answer on {}", self.addr),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port`, the registry part of an image reference.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The registry's storage root (Distribution's filesystem driver layout).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The file holding blob `digest` (`sha256:<hex>`) in the registry's storage: tests
+    /// corrupt it to check digest verification.
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2.min(hex.len())])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The registry's log (requests and errors).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// The registry's temporary directory (config, htpasswd, storage, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
