@@ -98,6 +98,107 @@ pub fn busybox_layers() -> std::io::Result<Vec<Vec<u8>>> {
     Ok(vec![tar_of(&busybox_items()?)?])
 }
 
+/// Where Debian's Python lives; the python image carries it (with the libraries it and its
+/// extension modules load) on top of busybox.
+const PYTHON: &str = "/usr/bin/python3.11";
+const PYTHON_LIB: &str = "/usr/lib/python3.11";
+/// Parts of the standard library no test app imports (and caches Python rebuilds).
+const PYTHON_SKIP: &[&str] = &[
+    "__pycache__",
+    "test",
+    "idlelib",
+    "tkinter",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "turtledemo",
+    "site-packages",
+    "dist-packages",
+];
+
+/// The shared libraries `binary` loads, as `ldd` names them (absolute paths).
+fn shared_libraries(binary: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let out = std::process::Command::new("ldd").arg(binary).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let path = l.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| path.into())
+        })
+        .collect())
+}
+
+/// `path` (a file, followed through links) as an item at the same place in the image,
+/// after each parent directory not yet in `dirs`.
+fn copied(
+    path: &Path,
+    items: &mut Vec<Item>,
+    dirs: &mut std::collections::BTreeSet<String>,
+) -> std::io::Result<()> {
+    let name = path.to_string_lossy().trim_start_matches('/').to_string();
+    let parents: Vec<String> = Path::new(&name)
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for dir in parents.into_iter().rev() {
+        if dirs.insert(dir.clone()) {
+            items.push(Item::Dir(dir, 0o755));
+        }
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(path)?.permissions());
+    items.push(Item::File(name, mode & 0o7777, fs_err::read(path)?));
+    Ok(())
+}
+
+/// The python image's second layer: Debian's Python 3.11 (as `/usr/bin/python3`), its
+/// standard library without tests and caches, and the shared libraries the interpreter and
+/// its extension modules load (and the dynamic loader).
+pub fn python_items() -> std::io::Result<Vec<Item>> {
+    let mut dirs: std::collections::BTreeSet<String> = ["bin", "usr", "usr/bin"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let mut items = Vec::new();
+    let mut binaries = vec![std::path::PathBuf::from(PYTHON)];
+    let mut stack = vec![std::path::PathBuf::from(PYTHON_LIB)];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if PYTHON_SKIP.contains(&name.as_str()) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                if name.ends_with(".so") {
+                    binaries.push(path.clone());
+                }
+                copied(&path, &mut items, &mut dirs)?;
+            }
+        }
+    }
+    let mut libraries = std::collections::BTreeSet::new();
+    for binary in &binaries {
+        libraries.extend(shared_libraries(binary)?);
+    }
+    copied(Path::new(PYTHON), &mut items, &mut dirs)?;
+    for library in libraries {
+        copied(&library, &mut items, &mut dirs)?;
+    }
+    items.push(Item::Symlink("usr/bin/python3".into(), "python3.11".into()));
+    Ok(items)
+}
+
+/// Busybox in layer 1, Python in layer 2 (see [`python_items`]).
+pub fn python_layers() -> std::io::Result<Vec<Vec<u8>>> {
+    Ok(vec![tar_of(&busybox_items()?)?, tar_of(&python_items()?)?])
+}
+
 /// Busybox plus `/etc/hidden` and `/data/old` in layer 1; layer 2 deletes `/etc/hidden`
 /// (`etc/.wh.hidden`), makes `/data` opaque (`data/.wh..wh..opq`) and adds `/data/new`.
 pub fn whiteout_layers() -> std::io::Result<Vec<Vec<u8>>> {
@@ -234,6 +335,18 @@ pub async fn push_layout(
 pub async fn push_busybox(registry: &Registry, repo_tag: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     busybox_layout(dir.path()).map_err(|e| e.to_string())?;
+    push_layout(dir.path(), registry, repo_tag).await
+}
+
+/// Builds the python image and pushes it to `registry` as `repo_tag`; returns its digest.
+pub async fn push_python(registry: &Registry, repo_tag: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    write_oci_layout(
+        dir.path(),
+        &python_layers().map_err(|e| e.to_string())?,
+        &["python3"],
+    )
+    .map_err(|e| e.to_string())?;
     push_layout(dir.path(), registry, repo_tag).await
 }
 

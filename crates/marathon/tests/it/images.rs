@@ -132,3 +132,31 @@ async fn image_apps_run_pass_health_checks_and_fail_clearly() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_image_serves_http() {
+    let registry = Registry::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    images::push_python(&registry, "python:3.11").await.unwrap();
+    let env = Env::start(1).await;
+    let _cleanup = KillContainers(env.dir.path().to_path_buf());
+    let app = json!({
+        "id": "/py", "cpus": 0.1, "mem": 64,
+        "cmd": "cd $MESOS_SANDBOX && echo from-python > hello.txt && exec python3 -m http.server $PORT0",
+        "container": {"type": "MESOS", "docker": {"image": format!("{}/python:3.11", registry.host())}},
+        "healthChecks": [{"protocol": "HTTP", "path": "/hello.txt", "portIndex": 0,
+                          "intervalSeconds": 1, "gracePeriodSeconds": 30}],
+    });
+    let (code, body) = env.send("POST", "/v2/apps", Some(app)).await;
+    assert_eq!(code, 201, "{body}");
+    let tasks = env.settled("/py", 1).await;
+    let served = env
+        .eventually("python answers", Duration::from_secs(30), || async {
+            from_task(&tasks[0], "/hello.txt")
+                .await
+                .filter(|t| !t.is_empty())
+        })
+        .await;
+    assert_eq!(served, "from-python\n");
+    env.send("DELETE", "/v2/apps/py", None).await;
+    env.stop().await;
+}
