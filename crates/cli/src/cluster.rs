@@ -39,6 +39,10 @@ enum ClusterCommand {
         /// Seconds to wait for health.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Run a cluster-local image registry on every master (port 5000): push with
+        /// `dcos image push <dir|tar> <master-ip>:5000/<repo>:<tag>`.
+        #[arg(long)]
+        registry: bool,
     },
     /// Stop a cluster and remove every process, namespace, bridge and veth it made.
     Down {
@@ -63,6 +67,7 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             public_agents,
             name,
             timeout,
+            registry,
         } => {
             let store = match store.as_deref() {
                 Some("zookeeper") => Some(StoreBackend::Zookeeper),
@@ -78,6 +83,7 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 binary: std::env::current_exe()?,
                 state_dir: state_dir.clone(),
                 timeout: Duration::from_secs(timeout),
+                registry,
             };
             let record = cluster::up(&spec, |line| eprintln!("{line}")).map_err(|e| match e {
                 cluster::Error::Invalid(m) => anyhow::Error::new(UserError::new(m)),

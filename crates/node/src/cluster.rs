@@ -38,6 +38,8 @@ pub struct Spec {
     pub state_dir: PathBuf,
     /// How long to wait for every node to be healthy.
     pub timeout: Duration,
+    /// Run the cluster-local image registry on every master.
+    pub registry: bool,
 }
 
 /// A recorded cluster.
@@ -338,6 +340,7 @@ fn bring_up(
             store: StoreConfig { backend: store },
             ip: Some(node.ip),
             work_dir: node.work_dir.clone(),
+            registry: spec.registry && node.role.contains("master"),
             ..NodeConfig::default()
         };
         let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;

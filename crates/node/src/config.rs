@@ -79,6 +79,10 @@ pub struct NodeConfig {
     /// nodes' TLS certificates. Without it they are self-signed.
     #[serde(default)]
     pub ca_dir: Option<PathBuf>,
+    /// Run the cluster-local image registry (`dcos-registry.service`, port 5000) on this
+    /// master; off by default. Agents always accept the masters' registries over http.
+    #[serde(default)]
+    pub registry: bool,
 }
 
 /// The agent's advertised resources.
@@ -177,6 +181,7 @@ impl Default for NodeConfig {
             mesos: MesosConfig::default(),
             cluster_id: None,
             ca_dir: None,
+            registry: false,
         }
     }
 }

@@ -94,8 +94,11 @@ fn plan(role: NodeRole, config: &NodeConfig) -> (Vec<Unit>, Vec<UnitStatus>) {
     let mut start = Vec::new();
     let mut statuses = Vec::new();
     for unit in role_units(role) {
-        let in_use = !(unit.name == "dcos-exhibitor.service"
-            && config.store.backend == StoreBackend::Embedded);
+        let in_use = match unit.name {
+            "dcos-exhibitor.service" => config.store.backend != StoreBackend::Embedded,
+            "dcos-registry.service" => config.registry,
+            _ => true,
+        };
         let state = match (unit.built, in_use) {
             (_, false) => UnitState::NotInUse,
             (false, _) => UnitState::NotBuilt,

@@ -21,6 +21,7 @@ const START_ORDER: &[&str] = &[
     "dcos-exhibitor.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
+    "dcos-registry.service",
     "dcos-marathon.service",
     "dcos-metronome.service",
     "dcos-cosmos.service",
@@ -38,6 +39,7 @@ const START_ORDER: &[&str] = &[
 const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
+    "dcos-registry.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
     "dcos-marathon.service",
@@ -280,6 +282,18 @@ pub async fn run_unit(
             .await
             .map_err(|e| failed(e.into()))
         }
+        "dcos-registry.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            dcos_registry::serve(
+                dcos_registry::Config {
+                    listen: SocketAddr::new(ip, dcos_registry::PORT),
+                    dir: config.work_dir.join("registry"),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
         "dcos-marathon.service" => {
             let ip = config.node_ip().map_err(|e| failed(e.into()))?;
             dcos_marathon::serve(
@@ -320,6 +334,11 @@ pub async fn run_unit(
                         ports: config.task_ranges(role),
                     },
                     attributes,
+                    insecure_registries: config
+                        .master_list
+                        .iter()
+                        .map(|m| SocketAddr::new(*m, dcos_registry::PORT).to_string())
+                        .collect(),
                     ..dcos_mesos::agent::Config::default()
                 },
                 shutdown,

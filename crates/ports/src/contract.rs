@@ -186,6 +186,7 @@ impl PortRow {
 
 const NET: &[&str] = &["dcos-net.service"];
 const EXHIBITOR: &[&str] = &["dcos-exhibitor.service"];
+const REGISTRY: &[&str] = &["dcos-registry.service"];
 const AR: &[&str] = &["dcos-adminrouter.service"];
 const AR_AGENT: &[&str] = &["dcos-adminrouter-agent"];
 const MARATHON: &[&str] = &["dcos-marathon.service"];
@@ -566,6 +567,18 @@ pub static CONTRACT: &[PortRow] = &[
         "ZooKeeper quorum",
         EXHIBITOR,
         "master",
+        "master",
+    )),
+    // Added: an air-gapped cluster's own image registry (optional, off by default), where
+    // agents pull the images of their containers and operators push them; 5000 is the
+    // Docker registry's own port (a co-located agent never hands it to a task).
+    added(row(
+        Single(5000),
+        Tcp,
+        Master,
+        "Container image registry (cluster-local)",
+        REGISTRY,
+        AM,
         "master",
     )),
 ];

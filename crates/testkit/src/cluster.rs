@@ -86,9 +86,16 @@ pub struct Builder {
     public_agents: usize,
     binary: Option<PathBuf>,
     timeout: Duration,
+    registry: bool,
 }
 
 impl Builder {
+    /// Run the cluster-local image registry on every master (default off).
+    pub fn registry(mut self) -> Self {
+        self.registry = true;
+        self
+    }
+
     /// How many masters (default 1).
     pub fn masters(mut self, n: usize) -> Self {
         self.masters = n;
@@ -155,6 +162,7 @@ impl Builder {
             binary,
             state_dir: state_dir.path().to_path_buf(),
             timeout: self.timeout,
+            registry: self.registry,
         };
         // The guard exists before `up` makes anything: a failed `up` is torn down by its drop.
         let mut cluster = Cluster {
@@ -190,6 +198,7 @@ impl Cluster {
             public_agents: 0,
             binary: None,
             timeout: START_TIMEOUT,
+            registry: false,
         }
     }
 

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary Debian's `docker-registry` package installs.
-pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub use dcos_registry::REGISTRY_BIN;
 
 /// How long the registry may take to answer `/v2/`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -45,21 +44,19 @@ impl Registry {
             .tempdir()?;
         let storage = dir.path().join("storage");
         fs_err::create_dir(&storage)?;
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: {addr}\n",
-            storage.display()
-        );
+        let htpasswd = dir.path().join("htpasswd");
         if let Some((user, password)) = auth {
             let hash = bcrypt::hash(password, 4).map_err(std::io::Error::other)?;
-            let htpasswd = dir.path().join("htpasswd");
             fs_err::write(&htpasswd, format!("{user}:{hash}\n"))?;
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: dcos-test\n    path: {}\n",
-                htpasswd.display()
-            ));
         }
+        let config = dcos_registry::config_yaml(
+            addr,
+            &storage,
+            auth.map(|_| dcos_registry::Htpasswd {
+                realm: "dcos-test",
+                path: &htpasswd,
+            }),
+        );
         let config_path = dir.path().join("config.yml");
         fs_err::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;

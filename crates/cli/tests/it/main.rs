@@ -10,6 +10,7 @@ mod install;
 mod node_run;
 mod ports;
 mod preflight;
+mod registry;
 
 use std::process::{Command, Output};
 

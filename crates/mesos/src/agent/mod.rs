@@ -19,6 +19,7 @@ pub mod container;
 mod executor;
 mod fetcher;
 mod files;
+mod health;
 mod launcher;
 pub mod sandbox;
 
@@ -91,6 +92,9 @@ pub struct Config {
     pub container_init: Option<PathBuf>,
     /// Where the images of tasks in containers come from; without one such tasks fail.
     pub images: Option<Arc<dyn container::ImageStore>>,
+    /// Registries (`host:port`) reached over plain http, besides loopback ones: the masters'
+    /// cluster-local registries.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             switch_user: true,
             container_init: None,
             images: None,
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -181,6 +186,9 @@ struct Run {
     /// Runs under a custom executor (the executor API), not the built-in command executor.
     #[serde(default)]
     custom: bool,
+    /// Killed because its health check failed too often: its TASK_KILLED says so.
+    #[serde(default)]
+    health_killed: bool,
     /// The uuid of the update last sent and when, so the head is resent only on retry.
     #[serde(skip)]
     last_sent: Option<(String, std::time::Instant)>,
@@ -377,6 +385,10 @@ impl Shared {
                 "executor_pid": run.pid,
             }));
         }
+        // As Mesos' command executor: a kill for failed health checks ends unhealthy.
+        if state == "TASK_KILLED" && run.health_killed {
+            status.healthy = Some(false);
+        }
         run.state = status.state.clone();
         run.last_status = Some(status.clone());
         run.pending.push_back(status);
@@ -413,7 +425,7 @@ pub async fn serve_on(
         source,
     })?;
     if config.images.is_none() {
-        config.images = open_images(&config.work_dir);
+        config.images = open_images(&config.work_dir, config.insecure_registries.clone());
     }
     let shared = Shared::new(config);
     recover(&shared);
@@ -435,8 +447,11 @@ pub async fn serve_on(
 }
 
 /// The image store at `<work_dir>/images`; without it, tasks in images fail (and say why).
-fn open_images(work_dir: &Path) -> Option<Arc<dyn container::ImageStore>> {
-    match dcos_image::Store::open(&work_dir.join("images"), Vec::new()) {
+fn open_images(
+    work_dir: &Path,
+    insecure_registries: Vec<String>,
+) -> Option<Arc<dyn container::ImageStore>> {
+    match dcos_image::Store::open(&work_dir.join("images"), insecure_registries) {
         Ok(store) => Some(Arc::new(container::RegistryImages(store))),
         Err(e) => {
             tracing::error!(error = %e, "cannot open the image store; tasks in images will fail");
@@ -592,6 +607,7 @@ fn signal_name(sig: i32) -> String {
 }
 
 async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Process) {
+    let _health = health::start(&shared, &key);
     let container_id = shared
         .lock()
         .runs
@@ -1011,6 +1027,7 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
         last_status: None,
         started: api::now_secs(),
         custom: false,
+        health_killed: false,
         last_sent: None,
     };
     let key = run.key();
@@ -1071,6 +1088,7 @@ fn refuse(shared: &Shared, framework: FrameworkInfo, task: TaskInfo, executor_id
         last_status: None,
         started: api::now_secs(),
         custom: false,
+        health_killed: false,
         last_sent: None,
     };
     let key = run.key();
@@ -1252,6 +1270,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
 }
 
 async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
+    let _health = health::start(&shared, &key);
     let container_id = shared
         .lock()
         .runs
@@ -1392,7 +1411,13 @@ fn task_json(run: &Run, agent_id: &str) -> Value {
         "slave_id": agent_id,
         "state": run.state,
         "resources": Resources::from_api(&run.task.resources).unwrap_or_default().to_state_json(),
-        "statuses": run.last_status.iter().map(|s| json!({"state": s.state, "timestamp": s.timestamp, "container_status": s.container_status})).collect::<Vec<_>>(),
+        "statuses": run.last_status.iter().map(|s| {
+            let mut v = json!({"state": s.state, "timestamp": s.timestamp, "container_status": s.container_status});
+            if let Some(healthy) = s.healthy {
+                v["healthy"] = json!(healthy);
+            }
+            v
+        }).collect::<Vec<_>>(),
         "labels": run.task.labels.as_ref().and_then(|l| l.get("labels").cloned()).unwrap_or(json!([])),
         "discovery": run.task.discovery,
     })
@@ -1622,6 +1647,7 @@ mod tests {
             last_status: None,
             started: 0.0,
             custom: false,
+            health_killed: false,
             last_sent: None,
         };
         let key = run.key();
