@@ -1087,12 +1087,8 @@ impl Marathon {
         } else {
             inst.unreachable_since = None;
         }
-        if let Some(h) = status.get("healthy").and_then(Value::as_bool) {
-            // Mesos-side checks (COMMAND, MESOS_*) report here.
-            for rec in &mut inst.health {
-                rec.alive = h;
-                rec.probed = true;
-            }
+        if let Some(healthy) = status.get("healthy").and_then(Value::as_bool) {
+            mesos_health(state, &mut inst, healthy, &message, emits);
         }
         if dcos_mesos::api::state::is_terminal(&new_state) {
             writes.push(P::instance_removal(&task_id));
@@ -1285,32 +1281,65 @@ impl Marathon {
             inst.health
                 .resize(check + 1, crate::state::Health::default());
         }
-        let now = api::now();
-        let h = &mut inst.health[check];
-        let was = h.probed.then_some(h.alive);
-        h.probed = true;
-        match &result {
-            Ok(()) => {
-                h.alive = true;
-                h.consecutive_failures = 0;
-                h.first_success.get_or_insert_with(|| now.clone());
-                h.last_success = Some(now);
-            }
-            Err(cause) => {
-                h.alive = false;
-                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-                h.last_failure = Some(now);
-                h.last_failure_cause = Some(cause.clone());
-            }
+        let changed = crate::health::apply(&mut inst.health[check], &result);
+        let inst = inst.clone();
+        let mut emits = Vec::new();
+        health_events(&state, &inst, check, changed, &result, &mut emits);
+        for (event, body) in emits {
+            self.emit(event, body);
         }
-        let alive = h.alive;
-        let (app_id, version) = (inst.app_id.clone(), inst.version.clone());
-        if was != Some(alive) {
-            self.emit("health_status_changed_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "version": version, "alive": alive}));
-        }
-        if let Err(cause) = result {
-            self.emit("failed_health_check_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "healthCheck": state.apps.get(&app_id).and_then(|e| e.app.health_checks.get(check)), "cause": cause}));
-        }
+    }
+}
+
+/// A Mesos-side check's verdict from a status update, recorded as Marathon's own probes
+/// are. An app has at most one such check; its record is that check's.
+fn mesos_health(
+    state: &State,
+    inst: &mut Instance,
+    healthy: bool,
+    message: &str,
+    emits: &mut Vec<(&'static str, Value)>,
+) {
+    let Some(checks) = state.apps.get(&inst.app_id).map(|e| &e.app.health_checks) else {
+        return;
+    };
+    let Some(index) = checks.iter().position(crate::health::is_mesos_side) else {
+        return;
+    };
+    if inst.health.len() < checks.len() {
+        inst.health.resize(checks.len(), Default::default());
+    }
+    let result = if healthy {
+        Ok(())
+    } else if message.is_empty() {
+        Err("Mesos health check failed".to_string())
+    } else {
+        Err(message.to_string())
+    };
+    let changed = crate::health::apply(&mut inst.health[index], &result);
+    health_events(state, inst, index, changed, &result, emits);
+}
+
+/// The events a health result makes: a change of liveness, a failure.
+fn health_events(
+    state: &State,
+    inst: &Instance,
+    check: usize,
+    changed: bool,
+    result: &Result<(), String>,
+    emits: &mut Vec<(&'static str, Value)>,
+) {
+    let (app_id, task_id, version) = (&inst.app_id, &inst.task_id, &inst.version);
+    if changed {
+        let alive = result.is_ok();
+        emits.push(("health_status_changed_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "version": version, "alive": alive})));
+    }
+    if let Err(cause) = result {
+        let hc = state
+            .apps
+            .get(app_id)
+            .and_then(|e| e.app.health_checks.get(check));
+        emits.push(("failed_health_check_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "healthCheck": hc, "cause": cause})));
     }
 }
 
@@ -1406,6 +1435,10 @@ fn unhealthy(state: &State, app: &App) -> Vec<String> {
         .filter(|i| i.app_id == app.id && !i.killing && i.state == "TASK_RUNNING")
         .filter(|i| {
             app.health_checks.iter().enumerate().any(|(n, hc)| {
+                // The agent kills a task that fails a Mesos-side check.
+                if crate::health::is_mesos_side(hc) {
+                    return false;
+                }
                 let Some(h) = i.health.get(n) else {
                     return false;
                 };
@@ -1559,6 +1592,16 @@ fn build_task(
     }
     if let Some(container) = app.container.as_ref() {
         task["container"] = container_info(container);
+    }
+    // Marathon gives Mesos the first Mesos-side check (validation allows only one); its
+    // verdicts are recorded as that check's (`mesos_health`).
+    if let Some(check) = app
+        .health_checks
+        .iter()
+        .find(|hc| crate::health::is_mesos_side(hc))
+        .and_then(|hc| crate::health::to_mesos(hc, ports))
+    {
+        task["health_check"] = check;
     }
     let instance = Instance {
         task_id,

@@ -1,16 +1,87 @@
-//! Marathon-side health checks (HTTP, HTTPS, TCP, and the MESOS_* kinds, probed the same
-//! way from here): each running instance is probed every `intervalSeconds`, each probe
-//! bounded by `timeoutSeconds`; results feed the instance's `healthCheckResults`, the
-//! deployment logic and the replacement of unhealthy tasks.
+//! Marathon-side health checks (HTTP, HTTPS, TCP): each running instance is probed every
+//! `intervalSeconds`, each probe bounded by `timeoutSeconds`; results feed the instance's
+//! `healthCheckResults`, the deployment logic and the replacement of unhealthy tasks.
+//!
+//! Mesos-side checks (COMMAND, MESOS_HTTP, MESOS_HTTPS, MESOS_TCP) go into the task's
+//! `TaskInfo.health_check` as Marathon 1.6 maps them ([`to_mesos`]); the agent runs them,
+//! kills a task that fails them, and its verdicts arrive as `healthy` in status updates.
 
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::HealthCheck;
 use crate::engine::{isolated, Marathon};
-use crate::state::{later, State, MAX_DELAY};
+use crate::state::{later, Health, State, MAX_DELAY};
+
+/// Whether the agent runs `hc` (Mesos-side), not Marathon.
+pub(crate) fn is_mesos_side(hc: &HealthCheck) -> bool {
+    matches!(
+        hc.protocol.as_str(),
+        "COMMAND" | "MESOS_HTTP" | "MESOS_HTTPS" | "MESOS_TCP"
+    )
+}
+
+/// The Mesos `HealthCheck` of a Mesos-side check for a task given `ports` (its host ports,
+/// which `portIndex` picks from); None for Marathon-side checks or a port it lacks.
+pub(crate) fn to_mesos(hc: &HealthCheck, ports: &[u16]) -> Option<Value> {
+    let port = || match hc.port {
+        Some(p) => Some(p),
+        None => ports
+            .get(hc.port_index.unwrap_or(0) as usize)
+            .map(|p| u32::from(*p)),
+    };
+    let mut check = match hc.protocol.as_str() {
+        "COMMAND" => {
+            let value = hc.command.as_ref()?.get("value")?.as_str()?;
+            json!({"type": "COMMAND", "command": {"value": value}})
+        }
+        "MESOS_HTTP" | "MESOS_HTTPS" => {
+            let scheme = if hc.protocol == "MESOS_HTTP" {
+                "http"
+            } else {
+                "https"
+            };
+            let mut http = json!({"scheme": scheme, "port": port()?});
+            if let Some(path) = &hc.path {
+                http["path"] = json!(path);
+            }
+            json!({"type": "HTTP", "http": http})
+        }
+        "MESOS_TCP" => json!({"type": "TCP", "tcp": {"port": port()?}}),
+        _ => return None,
+    };
+    check["delay_seconds"] = json!(hc.delay_seconds);
+    check["interval_seconds"] = json!(hc.interval_seconds);
+    check["timeout_seconds"] = json!(hc.timeout_seconds);
+    check["consecutive_failures"] = json!(hc.max_consecutive_failures);
+    check["grace_period_seconds"] = json!(hc.grace_period_seconds);
+    Some(check)
+}
+
+/// Records one result in a check's record; whether the instance's liveness changed.
+pub(crate) fn apply(h: &mut Health, result: &Result<(), String>) -> bool {
+    let now = crate::api::now();
+    let was = h.probed.then_some(h.alive);
+    h.probed = true;
+    match result {
+        Ok(()) => {
+            h.alive = true;
+            h.consecutive_failures = 0;
+            h.first_success.get_or_insert_with(|| now.clone());
+            h.last_success = Some(now);
+        }
+        Err(cause) => {
+            h.alive = false;
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+            h.last_failure = Some(now);
+            h.last_failure_cause = Some(cause.clone());
+        }
+    }
+    was != Some(h.alive)
+}
 
 /// How often due probes are looked for.
 const SCAN: Duration = Duration::from_millis(500);
@@ -86,7 +157,7 @@ fn due_for_app(state: &mut State, app_id: &str, hcs: &[HealthCheck], now: Instan
             inst.health.resize(hcs.len(), Default::default());
         }
         for (index, (hc, h)) in hcs.iter().zip(inst.health.iter_mut()).enumerate() {
-            if hc.protocol == "COMMAND" {
+            if is_mesos_side(hc) {
                 // Run by the agent; results arrive with status updates.
                 continue;
             }
@@ -121,7 +192,7 @@ async fn probe_once(client: &reqwest::Client, p: &Probe) -> Result<(), String> {
     let timeout = Duration::from_secs(p.check.timeout_seconds.clamp(1, MAX_DELAY.as_secs()));
     let addr = format!("{}:{}", p.host, p.port);
     match p.check.protocol.as_str() {
-        "HTTP" | "MESOS_HTTP" => {
+        "HTTP" => {
             let path = p.check.path.clone().unwrap_or_default();
             let url = format!(
                 "http://{addr}{}{path}",
@@ -154,6 +225,36 @@ async fn probe_once(client: &reqwest::Client, p: &Probe) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(v: Value) -> HealthCheck {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn mesos_side_checks_map_to_mesos_health_checks_at_host_ports() {
+        let cmd = check(json!({"protocol": "COMMAND", "command": {"value": "true"}}));
+        let mesos = to_mesos(&cmd, &[]).unwrap();
+        assert_eq!(mesos["type"], "COMMAND");
+        assert_eq!(mesos["command"], json!({"value": "true"}));
+        assert_eq!(
+            (&mesos["delay_seconds"], &mesos["consecutive_failures"]),
+            (
+                &json!(cmd.delay_seconds),
+                &json!(cmd.max_consecutive_failures)
+            )
+        );
+        let https = check(json!({"protocol": "MESOS_HTTPS", "portIndex": 1, "path": "/h"}));
+        assert_eq!(
+            to_mesos(&https, &[31000, 31001]).unwrap()["http"],
+            json!({"scheme": "https", "port": 31001, "path": "/h"})
+        );
+        assert_eq!(to_mesos(&https, &[31000]), None, "no such port");
+        let tcp = check(json!({"protocol": "MESOS_TCP", "port": 8080}));
+        assert_eq!(to_mesos(&tcp, &[]).unwrap()["tcp"], json!({"port": 8080}));
+        let http = check(json!({"protocol": "HTTP", "portIndex": 0}));
+        assert!(!is_mesos_side(&http));
+        assert_eq!(to_mesos(&http, &[31000]), None);
+    }
 
     #[test]
     fn the_next_probe_of_any_interval_is_in_the_future() {

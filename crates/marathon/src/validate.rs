@@ -440,6 +440,19 @@ fn check_port_definitions(app: &App, r: &mut Report) {
 
 /// Health checks: the protocol, what to probe, and the bounds of every duration.
 fn check_health_checks(app: &App, r: &mut Report) {
+    // Mesos runs one health check per task. COMMAND checks are left out of the count as
+    // Marathon 1.6 does: earlier versions stored apps with several.
+    let mesos_side = app
+        .health_checks
+        .iter()
+        .filter(|hc| crate::health::is_mesos_side(hc) && hc.protocol != "COMMAND")
+        .count();
+    if mesos_side > 1 {
+        r.add(
+            "/",
+            "AppDefinition can contain at most one Mesos health check",
+        );
+    }
     for (i, hc) in app.health_checks.iter().enumerate() {
         let path = format!("/healthChecks({i})");
         let known = [

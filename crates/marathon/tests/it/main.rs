@@ -4,3 +4,4 @@
 mod apps;
 mod harness;
 mod images;
+mod mesos_health;

@@ -262,17 +262,22 @@ pub(super) async fn memory_limit_hit(work_dir: &Path, container_id: &str) {
 /// How often a running container's memory counters are read.
 const MEMORY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Ends a run's container, if it is one: whether it hit its memory limit (Mesos' message),
-/// with nothing of it left after.
+/// Ends a run's container, if it is one, with nothing of it left after: whether it hit its
+/// memory limit (Mesos' message), and the task's exit status as its init recorded it.
 pub(super) fn finish(
     work_dir: &Path,
     container_id: &str,
     images: Option<&Arc<dyn ImageStore>>,
-) -> Option<String> {
-    let container = Container::load(work_dir, container_id)?;
+) -> (Option<String>, Option<i32>) {
+    let Some(container) = Container::load(work_dir, container_id) else {
+        return (None, None);
+    };
     let limitation = container.memory_limitation();
+    let exit = std::fs::read_to_string(container.dir.join(init::EXIT_STATUS))
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
     container.destroy(images);
-    limitation
+    (limitation, exit)
 }
 
 /// What launching a task in a container needs from the agent.
@@ -313,7 +318,16 @@ pub(super) async fn launch(
         Ok((mut child, started)) => {
             let sandbox = launch.sandbox.to_path_buf();
             let waited = tokio::task::spawn_blocking(move || wait_started(started, &sandbox));
-            match waited.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            // An init stuck before its task starts (a mount that hangs) is given up on: the
+            // kill below closes the pipe, which ends the blocking wait too.
+            let waited = tokio::time::timeout(START_TIMEOUT, waited).await;
+            let waited = match waited {
+                Ok(joined) => joined.map_err(anyhow::Error::from).and_then(|r| r),
+                Err(_) => Err(anyhow::anyhow!(
+                    "the container's init did not start the task within {START_TIMEOUT:?}"
+                )),
+            };
+            match waited {
                 Ok(()) => return Ok(child),
                 Err(e) => {
                     if let Some(pid) = child.id() {
@@ -332,6 +346,9 @@ pub(super) async fn launch(
     container.destroy(Some(store));
     Err(error)
 }
+
+/// How long a container's init may take from its start to its task's.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Everything after the pull: layers held, rootfs dir, cgroups, checkpoint, spec, spawn.
 fn provision(
@@ -443,12 +460,9 @@ fn spec(launch: &Launch<'_>, image: &Image, container: &Container) -> anyhow::Re
         sandbox: launch.sandbox.to_path_buf(),
         argv: argv(&command, &image.config)?,
         env,
-        user: command
-            .user
-            .clone()
-            .filter(|_| launch.user.is_some())
-            .or_else(|| image.config.user.clone())
-            .or_else(|| launch.user.map(str::to_string)),
+        // As Mesos: the command's user, else the framework's (decided by the agent); the
+        // image's `User` does not pick who a framework's task runs as.
+        user: launch.user.map(str::to_string),
         working_dir: image.config.working_dir.clone().filter(|w| !w.is_empty()),
         hostname: container_info
             .and_then(|c| c.get("hostname"))

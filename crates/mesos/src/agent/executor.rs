@@ -203,6 +203,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
         last_status: None,
         started: api::now_secs(),
         custom: true,
+        health_killed: false,
         last_sent: None,
     };
     executor.deliver(json!({"type": "LAUNCH", "launch": {"task": task}}));

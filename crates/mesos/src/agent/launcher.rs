@@ -102,10 +102,23 @@ pub(super) fn run_as(switch_user: bool, user: Option<&str>) -> Result<Option<Run
 /// Gives a directory tree to a user (what the agent made there: fetched files, stdout,
 /// stderr), symlinks themselves rather than their targets.
 pub(super) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let device = std::fs::symlink_metadata(path)?.dev();
+    chown_within(path, device, uid, gid)
+}
+
+/// [`chown_tree`] on one filesystem: a host directory mounted into the sandbox (a volume)
+/// is not the sandbox's to give away.
+fn chown_within(path: &Path, device: u64, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.dev() != device {
+        return Ok(());
+    }
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    if std::fs::symlink_metadata(path)?.is_dir() {
+    if meta.is_dir() {
         for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
+            chown_within(&entry?.path(), device, uid, gid)?;
         }
     }
     Ok(())

@@ -451,7 +451,14 @@ fn open_images(
     work_dir: &Path,
     insecure_registries: Vec<String>,
 ) -> Option<Arc<dyn container::ImageStore>> {
-    match dcos_image::Store::open(&work_dir.join("images"), insecure_registries) {
+    let opened = dcos_image::Store::open(&work_dir.join("images"), insecure_registries);
+    // The layers hold images' setuid files and device-free but root-owned trees: only the
+    // agent may reach them.
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    if let Err(e) = std::fs::set_permissions(work_dir.join("images"), private) {
+        tracing::warn!(error = %e, "cannot make the image store private");
+    }
+    match opened {
         Ok(store) => Some(Arc::new(container::RegistryImages(store))),
         Err(e) => {
             tracing::error!(error = %e, "cannot open the image store; tasks in images will fail");
@@ -532,12 +539,12 @@ fn recover(shared: &Shared) {
                 tokio::spawn(watch_recovered(shared.clone(), key, process));
             }
             None => {
-                let limitation = container::finish(
+                let (limitation, exit) = container::finish(
                     &shared.config.work_dir,
                     &run.container_id,
                     shared.config.images.as_ref(),
                 );
-                let (state, message, reason) = ended(&run.sandbox, run.killing, limitation);
+                let (state, message, reason) = ended(&run.sandbox, run.killing, limitation, exit);
                 tracing::info!(task = %key, state, "task ended while the agent was down");
                 shared.update(&key, state, Some(message), reason);
             }
@@ -551,6 +558,7 @@ fn ended(
     sandbox: &Path,
     killing: bool,
     limitation: Option<String>,
+    container_exit: Option<i32>,
 ) -> (&'static str, String, Option<&'static str>) {
     if let Some(message) = limitation.filter(|_| !killing) {
         return (
@@ -559,20 +567,22 @@ fn ended(
             Some("REASON_CONTAINER_LIMITATION_MEMORY"),
         );
     }
-    let (state, message) = exit_status(sandbox, killing);
+    let recorded = container_exit.or_else(|| recorded_exit(sandbox));
+    let (state, message) = exit_status(recorded, killing);
     let reason = Some("REASON_COMMAND_EXECUTOR_FAILED").filter(|_| state == "TASK_FAILED");
     (state, message, reason)
 }
 
-/// What the exit-status file the command executor's wrapper writes says.
-fn exit_status(sandbox: &Path, killing: bool) -> (&'static str, String) {
+/// What a recorded exit status (the command executor's wrapper's file, or a container's
+/// init's) says of how the task ended.
+fn exit_status(recorded: Option<i32>, killing: bool) -> (&'static str, String) {
     if killing {
         return (
             "TASK_KILLED",
             "Command terminated with signal Terminated".into(),
         );
     }
-    match recorded_exit(sandbox) {
+    match recorded {
         Some(0) => ("TASK_FINISHED", "Command exited with status 0".into()),
         Some(code) if code > 128 => (
             "TASK_FAILED",
@@ -607,7 +617,7 @@ fn signal_name(sig: i32) -> String {
 }
 
 async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Process) {
-    let _health = health::start(&shared, &key);
+    let health = health::start(&shared, &key);
     let container_id = shared
         .lock()
         .runs
@@ -629,6 +639,8 @@ async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Proce
             }
         }
     }
+    // No health verdict may follow the task's end.
+    drop(health);
     let (sandbox, killing, container_id) = {
         let st = shared.lock();
         match st.runs.get(&key) {
@@ -636,21 +648,20 @@ async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Proce
             None => return,
         }
     };
-    let limitation = finish_container(&shared, container_id).await;
-    let (state, message, reason) = ended(&sandbox, killing, limitation);
+    let (limitation, exit) = finish_container(&shared, container_id).await;
+    let (state, message, reason) = ended(&sandbox, killing, limitation, exit);
     shared.update(&key, state, Some(message), reason);
 }
 
 /// Destroys a run's container, if it is one, off the runtime's threads (removing cgroups
 /// may wait for the container's last processes); its memory limitation, if it hit it.
-async fn finish_container(shared: &Shared, container_id: String) -> Option<String> {
+async fn finish_container(shared: &Shared, container_id: String) -> (Option<String>, Option<i32>) {
     let (work_dir, images) = (shared.config.work_dir.clone(), shared.config.images.clone());
     tokio::task::spawn_blocking(move || {
         container::finish(&work_dir, &container_id, images.as_ref())
     })
     .await
-    .ok()
-    .flatten()
+    .unwrap_or_default()
 }
 
 // === the master connection ===
@@ -1270,7 +1281,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
 }
 
 async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
-    let _health = health::start(&shared, &key);
+    let health = health::start(&shared, &key);
     let container_id = shared
         .lock()
         .runs
@@ -1289,6 +1300,8 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
             child.wait().await
         }
     };
+    // No health verdict may follow the task's end.
+    drop(health);
     let (killing, sandbox) = {
         let st = shared.lock();
         let run = st.runs.get(&key);
@@ -1297,7 +1310,7 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
             run.map(|r| r.sandbox.clone()).unwrap_or_default(),
         )
     };
-    let limitation = finish_container(&shared, container_id).await;
+    let (limitation, _) = finish_container(&shared, container_id).await;
     let (state, message, reason) = match status {
         _ if killing => (
             "TASK_KILLED",

@@ -90,7 +90,7 @@ fn build_layers(root: &Path) -> Vec<PathBuf> {
 
 /// Fails the test, saying what is missing, where this host cannot run containers: the test
 /// command runs as root and installs busybox-static, so a missing piece is a broken setup.
-fn require_containers() {
+pub(crate) fn require_containers() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "containers need root (namespaces, overlayfs, cgroups)"
@@ -101,13 +101,13 @@ fn require_containers() {
     );
 }
 
-struct Cluster {
-    master: loopback::Running,
-    agent: std::net::SocketAddr,
+pub(crate) struct Cluster {
+    pub(crate) master: loopback::Running,
+    pub(crate) agent: std::net::SocketAddr,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
     images: Arc<TestImages>,
-    work_dir: tempfile::TempDir,
+    pub(crate) work_dir: tempfile::TempDir,
     _layers: tempfile::TempDir,
 }
 
@@ -145,7 +145,7 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    pub(crate) async fn start() -> Cluster {
         let layers = tempfile::tempdir().unwrap();
         let images = Arc::new(TestImages {
             layers: build_layers(layers.path()),
@@ -218,7 +218,7 @@ fn serve_agent(
 }
 
 /// A task running `cmd` in the busybox image with `mem` MB.
-fn image_task(id: &str, offer: &Value, cmd: &str, mem: f64) -> Value {
+pub(crate) fn image_task(id: &str, offer: &Value, cmd: &str, mem: f64) -> Value {
     let mut t = task(id, offer, cmd, 0.5, &[]);
     t["resources"][1]["scalar"]["value"] = json!(mem);
     t["container"] = json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox"}}}});
@@ -226,7 +226,7 @@ fn image_task(id: &str, offer: &Value, cmd: &str, mem: f64) -> Value {
 }
 
 /// The container id a status names.
-fn container_id(status: &Value) -> String {
+pub(crate) fn container_id(status: &Value) -> String {
     status["container_status"]["container_id"]["value"]
         .as_str()
         .expect("the status names its container")
@@ -252,7 +252,7 @@ fn cgroup_of(controller: &str, container: &str) -> PathBuf {
 }
 
 /// Nothing of `container` is left: no mount under the work dir, no provisioner dir, no cgroup.
-fn assert_nothing_left(work_dir: &Path, container: &str) {
+pub(crate) fn assert_nothing_left(work_dir: &Path, container: &str) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = work_dir.display().to_string();
     assert!(

@@ -5,6 +5,7 @@ mod containers;
 mod executor;
 mod hardening;
 mod harness;
+mod health;
 mod pymesos;
 mod sandboxing;
 mod scheduler;

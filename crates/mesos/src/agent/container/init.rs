@@ -73,21 +73,62 @@ pub fn run(spec_path: &Path) -> anyhow::Result<i32> {
         // "0" is the writer itself.
         fs_err::write(cgroup.join("cgroup.procs"), "0")?;
     }
-    mount_rootfs(&spec)?;
+    let user = mount_rootfs(&spec)?;
+    // Where the task's exit status goes, opened before the host's root is detached: the
+    // provisioner dir, which no task can reach or plant a link in.
+    let exit_file = fs_err::File::create(spec.dir.join(EXIT_STATUS))?
+        .into_parts()
+        .0;
     enter_rootfs(&spec.dir.join("rootfs"))?;
     if let Some(name) = &spec.hostname {
         nix::unistd::sethostname(name).context("cannot set the container's hostname")?;
     }
+    drop_capabilities()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let code = runtime.block_on(supervise(&spec))?;
-    record_exit(code);
+    let code = runtime.block_on(supervise(&spec, user))?;
+    record_exit(exit_file, code);
     Ok(code)
 }
 
-/// Mounts the overlay rootfs and, inside it, what a task expects.
-fn mount_rootfs(spec: &Spec) -> anyhow::Result<()> {
+/// The file in a container's provisioner dir where its init records the task's exit status.
+pub(crate) const EXIT_STATUS: &str = "exit_status";
+
+/// The capabilities a container's processes may have at most: Docker's default set. The
+/// rest (mounting, loading modules, raw I/O, changing the clock, ...) would let a task in an
+/// image act on the host, since containers share the host's user ids.
+const KEPT_CAPABILITIES: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+/// Drops every other capability from the bounding set, which the task inherits.
+fn drop_capabilities() -> anyhow::Result<()> {
+    for cap in caps::all() {
+        if !KEPT_CAPABILITIES.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .map_err(|e| anyhow::anyhow!("cannot drop {cap}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts the overlay rootfs and, inside it, what a task expects; gives the sandbox to the
+/// task's user before any volume is mounted into it. The task's user as (uid, gid).
+fn mount_rootfs(spec: &Spec) -> anyhow::Result<Option<(u32, u32)>> {
     mount(
         None::<&str>,
         "/",
@@ -99,11 +140,12 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<()> {
     std::env::set_current_dir(&spec.dir)?;
     let lower: Vec<String> = (0..spec.layers).rev().map(|i| format!("l/{i}")).collect();
     let options = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
+    // No device nodes from an image: the only devices are the few bound in below.
     mount(
         Some("overlay"),
         "rootfs",
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NODEV,
         Some(options.as_str()),
     )
     .with_context(|| format!("cannot mount the container's rootfs ({options})"))?;
@@ -115,8 +157,18 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<()> {
         eprintln!("container-init: no /sys in the container: {e:#}");
     }
     mount_dev(&root)?;
+    protect_proc(&root)?;
     let sandbox = mount_point(&root, SANDBOX, true)?;
     bind(&spec.sandbox, &sandbox, false)?;
+    let user = match spec.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(user) => Some(resolve_user(user, &image_passwd(&root))?),
+        None => None,
+    };
+    if let Some((uid, gid)) = user.filter(|(uid, _)| *uid != 0) {
+        // The sandbox is the task's, as Mesos hands it to the task's user.
+        super::super::launcher::chown_tree(&spec.sandbox, uid, gid)
+            .context("cannot give the sandbox to the task's user")?;
+    }
     for volume in &spec.volumes {
         let target = if volume.container_path.starts_with('/') {
             volume.container_path.clone()
@@ -127,7 +179,46 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<()> {
         bind(&volume.host_path, &target, volume.read_only)
             .with_context(|| format!("cannot mount volume {}", volume.host_path.display()))?;
     }
+    Ok(user)
+}
+
+/// What of `/proc` a container may not change or read, as Docker masks it: the kernel's
+/// settings and the sysrq trigger read-only, the kernel's memory and keys hidden.
+fn protect_proc(root: &Path) -> anyhow::Result<()> {
+    for path in ["proc/sys", "proc/sysrq-trigger"] {
+        let at = root.join(path);
+        if at.exists() {
+            bind(&at, &at, true)?;
+        }
+    }
+    let null = root.join("dev/null");
+    for path in ["proc/kcore", "proc/keys", "proc/timer_list"] {
+        let at = root.join(path);
+        if at.exists() {
+            bind(&null, &at, true)?;
+        }
+    }
     Ok(())
+}
+
+/// The image's `/etc/passwd`: a regular file, not followed through a link, at most 1 MiB
+/// (an image could make it a FIFO or a device that never ends); empty if there is none.
+fn image_passwd(root: &Path) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root.join("etc/passwd"));
+    let Ok(file) = opened else {
+        return String::new();
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = file.take(1 << 20).read_to_string(&mut text);
+    text
 }
 
 /// `/dev` as a tmpfs with the usual devices bound from the host, its own ptys and shm.
@@ -257,6 +348,12 @@ fn resolve_user(user: &str, passwd: &str) -> anyhow::Result<(u32, u32)> {
         (Err(_), None) if name == "root" => 0,
         (Err(_), None) => anyhow::bail!("user '{name}' is not in the image's /etc/passwd"),
     };
+    // An image's /etc/passwd must not turn a named user into root.
+    if uid == 0 && name != "root" && name != "0" {
+        anyhow::bail!(
+            "user '{name}' is uid 0 in the image's /etc/passwd; refusing to run it as root"
+        );
+    }
     let gid = match (group, &entry) {
         (Some(g), _) => g
             .parse()
@@ -267,8 +364,8 @@ fn resolve_user(user: &str, passwd: &str) -> anyhow::Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-/// Starts the task inside the (already entered) rootfs.
-fn spawn_task(spec: &Spec) -> anyhow::Result<Pid> {
+/// Starts the task inside the (already entered) rootfs, as `user` if given.
+fn spawn_task(spec: &Spec, user: Option<(u32, u32)>) -> anyhow::Result<Pid> {
     use std::os::unix::process::CommandExt;
     let (program, args) = spec
         .argv
@@ -280,14 +377,7 @@ fn spawn_task(spec: &Spec) -> anyhow::Result<Pid> {
         .envs(spec.env.iter().cloned())
         .current_dir(spec.working_dir.as_deref().unwrap_or(SANDBOX))
         .stdin(std::process::Stdio::null());
-    if let Some(user) = spec.user.as_deref().filter(|u| !u.is_empty()) {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let (uid, gid) = resolve_user(user, &passwd)?;
-        if uid != 0 {
-            // The sandbox is the task's, as Mesos hands it to the task's user.
-            super::super::launcher::chown_tree(Path::new(SANDBOX), uid, gid)
-                .context("cannot give the sandbox to the task's user")?;
-        }
+    if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }
     let child = cmd
@@ -302,7 +392,7 @@ fn spawn_task(spec: &Spec) -> anyhow::Result<Pid> {
 /// Signals are caught with handlers (tokio's), not blocked: a blocked mask would be inherited
 /// by the task, and without a handler a namespace's init never receives SIGTERM at all.
 /// Handlers revert to the default in the task when it execs.
-async fn supervise(spec: &Spec) -> anyhow::Result<i32> {
+async fn supervise(spec: &Spec, user: Option<(u32, u32)>) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut forwarded = Vec::new();
     for (kind, sig) in [
@@ -315,7 +405,7 @@ async fn supervise(spec: &Spec) -> anyhow::Result<i32> {
     }
     // Registered before the task starts, so its exit cannot go unnoticed.
     let mut children = signal(SignalKind::child())?;
-    let task = match spawn_task(spec) {
+    let task = match spawn_task(spec, user) {
         Ok(pid) => pid,
         Err(e) => {
             eprintln!("Failed to start the task in its container: {e:#}");
@@ -358,9 +448,11 @@ fn reap(task: Pid) -> Option<i32> {
     }
 }
 
-/// Records the task's exit status in the sandbox, where a restarted agent looks for it.
-fn record_exit(code: i32) {
-    let _ = std::fs::write(Path::new(SANDBOX).join(".exit_status"), format!("{code}\n"));
+/// Records the task's exit status where a restarted agent looks for it.
+fn record_exit(mut file: std::fs::File, code: i32) {
+    use std::io::Write;
+    let _ = writeln!(file, "{code}");
+    let _ = file.sync_all();
 }
 
 #[cfg(test)]

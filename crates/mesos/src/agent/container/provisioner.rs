@@ -20,6 +20,12 @@ pub(crate) fn prepare(dir: &Path, layers: &[PathBuf]) -> std::io::Result<()> {
     if layers.is_empty() {
         return Err(std::io::Error::other("the image has no layers"));
     }
+    // The provisioner root is the agent's alone: containers' upper dirs hold what tasks
+    // wrote (setuid files too) and their specs the tasks' environments.
+    if let Some(root) = dir.parent() {
+        fs_err::create_dir_all(root)?;
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
     let links = dir.join("l");
     fs_err::create_dir_all(&links)?;
     for (i, layer) in layers.iter().enumerate() {
