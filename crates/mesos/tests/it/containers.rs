@@ -68,6 +68,7 @@ fn build_layers(root: &Path) -> Vec<PathBuf> {
     std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "cat", "sleep", "dd", "echo", "test", "tr", "ls", "id", "hostname", "touch", "pwd",
+        "grep", "mount",
     ] {
         symlink("busybox", base.join("bin").join(applet)).unwrap();
     }
@@ -535,5 +536,37 @@ async fn a_container_ignoring_sigterm_is_killed_after_its_grace_period() {
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
         "{elapsed:?}"
     );
+    assert_nothing_left(c.work_dir.path(), &container_id(&running));
+}
+
+#[tokio::test]
+async fn a_root_task_in_a_container_cannot_act_on_the_host() {
+    require_containers();
+    let c = Cluster::start().await;
+    let mut s = Scheduler::subscribe(c.master.addr, framework("ucr-confined")).await;
+    let offer = s.offer().await;
+    let cmd = r#"out="$MESOS_SANDBOX"
+        grep CapBnd /proc/self/status > "$out/capbnd"
+        mount -t tmpfs none /tmp 2>/dev/null && echo mounted > "$out/mount"
+        echo x 2>/dev/null > /proc/sys/kernel/domainname && echo wrote > "$out/sysctl"
+        test -s /proc/kcore && echo readable > "$out/kcore"
+        true"#;
+    let t = image_task("confined", &offer, cmd, 64.0);
+    assert_eq!(s.call(launch(&offer, vec![t])).await.0, 202);
+    let running = s.until("confined", "TASK_RUNNING").await;
+    s.until("confined", "TASK_FINISHED").await;
+    let sandbox = sandbox(c.work_dir.path(), &running, &s.framework_id, "confined");
+    let read = |f: &str| std::fs::read_to_string(sandbox.join(f)).unwrap_or_default();
+    // Docker's default set: chown, dac_override, fowner, fsetid, kill, setgid, setuid,
+    // setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap.
+    assert_eq!(
+        read("capbnd").trim(),
+        "CapBnd:\t00000000a80425fb",
+        "stderr: {}",
+        read("stderr")
+    );
+    assert_eq!(read("mount"), "", "a container mounted a filesystem");
+    assert_eq!(read("sysctl"), "", "a container changed a kernel setting");
+    assert_eq!(read("kcore"), "", "a container read the kernel's memory");
     assert_nothing_left(c.work_dir.path(), &container_id(&running));
 }
