@@ -3,12 +3,18 @@
 //! Docker/OCI whiteouts become overlayfs' own: `.wh.NAME` a 0:0 character device named NAME,
 //! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory. Nothing is written
 //! outside the layer directory: absolute names, `..` and entries (or hard-link sources) whose
-//! path passes through a symlink are refused. Ownership, modes, mtimes and symlinks are kept
-//! (the agent runs as root).
+//! path passes through a symlink are refused, and so are whiteouts of `.`, `..` or nothing
+//! (they would remove the parent or what is above the layer). Ownership, modes (setuid
+//! included), mtimes and symlinks are kept (the agent runs as root); device nodes are refused,
+//! as an image must not hand a container a device (0:0 character devices, overlay's own
+//! whiteouts, excepted). The decompressed stream is capped, so a small blob cannot fill the
+//! disk.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use tar::EntryType;
@@ -16,9 +22,35 @@ use tar::EntryType;
 const OPAQUE: &str = ".wh..wh..opq";
 const WHITEOUT_PREFIX: &str = ".wh.";
 
-/// Extracts the layer in `blob` into `dest` (which exists). The error is a cause for
-/// [`crate::Reason::Layer`].
-pub(crate) fn extract_layer(blob: &Path, dest: &Path) -> Result<(), String> {
+/// A reader that fails once more than `left` bytes went through, and says so in `exceeded`
+/// (tar wraps the read error in its own words).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte more than allowed is asked for, to tell "exactly the cap" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded.set(true);
+            return Err(std::io::Error::other(
+                "the decompressed size limit is exceeded",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Extracts the layer in `blob` into `dest` (which exists), reading at most `max_bytes` of
+/// uncompressed tar. The error is a cause for [`crate::Reason::Layer`].
+pub(crate) fn extract_layer(blob: &Path, dest: &Path, max_bytes: u64) -> Result<(), String> {
     let file = fs::File::open(blob).map_err(|e| format!("opening the blob: {e}"))?;
     let mut reader = BufReader::new(file);
     let magic = reader.fill_buf().map_err(|e| e.to_string())?;
@@ -29,6 +61,13 @@ pub(crate) fn extract_layer(blob: &Path, dest: &Path) -> Result<(), String> {
     } else {
         Box::new(reader)
     };
+    let exceeded = Rc::new(Cell::new(false));
+    let stream = Capped {
+        inner: stream,
+        left: max_bytes,
+        exceeded: exceeded.clone(),
+    };
+    let too_big = || format!("the layer decompresses to more than {max_bytes} bytes");
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -36,11 +75,34 @@ pub(crate) fn extract_layer(blob: &Path, dest: &Path) -> Result<(), String> {
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
     for entry in archive.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| format!("reading the archive: {e}"))?;
+        let mut entry = entry.map_err(|e| match exceeded.get() {
+            true => too_big(),
+            false => format!("reading the archive: {e}"),
+        })?;
         let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-        extract_entry(&mut entry, &path, dest).map_err(|e| format!("{}: {e}", path.display()))?;
+        extract_entry(&mut entry, &path, dest).map_err(|e| match exceeded.get() {
+            true => too_big(),
+            false => format!("{}: {e}", path.display()),
+        })?;
     }
     Ok(())
+}
+
+/// The name a whiteout `.wh.NAME` hides, refused when it is not one plain name: `.wh..`
+/// would remove the directory above the layer, `.wh...` and `.wh.` the parent itself.
+fn whiteout_target(name: &str) -> Option<Result<&str, String>> {
+    let hidden = name.strip_prefix(WHITEOUT_PREFIX)?;
+    Some(
+        if hidden.is_empty()
+            || hidden == "."
+            || hidden == ".."
+            || hidden.starts_with(WHITEOUT_PREFIX)
+        {
+            Err(format!("invalid whiteout name {name:?}"))
+        } else {
+            Ok(hidden)
+        },
+    )
 }
 
 fn extract_entry<R: Read>(
@@ -58,8 +120,8 @@ fn extract_entry<R: Read>(
         return xattr::set(&parent, "trusted.overlay.opaque", b"y")
             .map_err(|e| format!("setting the opaque xattr: {e}"));
     }
-    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-        let target = parent.join(hidden);
+    if let Some(hidden) = whiteout_target(&name) {
+        let target = parent.join(hidden?);
         remove_existing(&target, false)?;
         return mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
             .map_err(|e| format!("making the whiteout: {e}"));
@@ -81,7 +143,16 @@ fn extract_entry<R: Read>(
             }
             fs::hard_link(dest.join(&src), &target).map_err(|e| format!("hard link: {e}"))
         }
-        EntryType::Char | EntryType::Block | EntryType::Fifo => make_node(entry, &target),
+        EntryType::Char | EntryType::Block => {
+            let h = entry.header();
+            let num = |v: std::io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
+            if kind == EntryType::Char && (num(h.device_major()), num(h.device_minor())) == (0, 0) {
+                make_node(entry, &target) // an overlay-style whiteout, as made above
+            } else {
+                Err("device nodes are not allowed in a layer".into())
+            }
+        }
+        EntryType::Fifo => make_node(entry, &target),
         _ => entry.unpack(&target).map(|_| ()).map_err(|e| e.to_string()),
     }
 }
@@ -141,7 +212,7 @@ fn remove_existing(target: &Path, new_is_dir: bool) -> Result<(), String> {
     }
 }
 
-/// Device and fifo entries (tar's unpack would write them as plain files).
+/// Whiteout and fifo entries (tar's unpack would write them as plain files).
 fn make_node<R: Read>(entry: &tar::Entry<R>, target: &Path) -> Result<(), String> {
     let h = entry.header();
     let kind = match h.entry_type() {
@@ -231,7 +302,7 @@ mod tests {
                 ("owned", EntryType::Regular, "o"),
             ],
         );
-        extract_layer(&tar, &out).unwrap();
+        extract_layer(&tar, &out, 1 << 20).unwrap();
         let m = fs::symlink_metadata(out.join("etc/hidden")).unwrap();
         assert!(m.file_type().is_char_device());
         assert_eq!(m.rdev(), 0);
@@ -264,9 +335,75 @@ mod tests {
             vec![("hl", EntryType::Link, "../../etc/passwd")],
         ] {
             let tar = layer(dir.path(), &entries);
-            assert!(extract_layer(&tar, &out).is_err(), "{entries:?} extracted");
+            assert!(
+                extract_layer(&tar, &out, 1 << 20).is_err(),
+                "{entries:?} extracted"
+            );
         }
         assert!(!dir.path().join("evil").exists());
         assert!(!Path::new("/tmp/evil").exists());
+    }
+
+    #[test]
+    fn refuses_whiteouts_of_dot_dotdot_and_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("layer");
+        let keep = dir.path().join("keep");
+        fs::write(&keep, "k").unwrap();
+        for name in ["d/.wh..", "d/.wh...", "d/.wh.", ".wh..", "d/.wh..wh.x"] {
+            fs::create_dir_all(out.join("d")).unwrap();
+            let tar = layer(dir.path(), &[(name, EntryType::Regular, "")]);
+            let err = extract_layer(&tar, &out, 1 << 20).unwrap_err();
+            assert!(err.contains("invalid whiteout name"), "{name}: {err}");
+            assert!(
+                out.join("d").is_dir() && keep.exists(),
+                "{name} removed something"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_device_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        for (kind, major) in [
+            (EntryType::Block, 8),
+            (EntryType::Char, 1),
+            (EntryType::Block, 0),
+        ] {
+            let path = dir.path().join("dev.tar");
+            let mut b = tar::Builder::new(fs::File::create(&path).unwrap());
+            let mut h = header(kind, 0o600, 0);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(3).unwrap();
+            b.append_data(&mut h, "dev/sda", std::io::empty()).unwrap();
+            b.finish().unwrap();
+            drop(b);
+            let err = extract_layer(&path, &out, 1 << 20).unwrap_err();
+            assert!(err.contains("device nodes are not allowed"), "{err}");
+            assert!(!out.join("dev/sda").exists());
+        }
+    }
+
+    #[test]
+    fn caps_the_decompressed_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let zeros = "\0".repeat(64 << 10);
+        let tar = layer(dir.path(), &[("big", EntryType::Regular, zeros.as_str())]);
+        let gz = dir.path().join("big.tar.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut fs::File::open(&tar).unwrap(), &mut enc).unwrap();
+        enc.finish().unwrap();
+        let err = extract_layer(&gz, &out, 16 << 10).unwrap_err();
+        assert_eq!(err, "the layer decompresses to more than 16384 bytes");
+        let size = fs::metadata(&tar).unwrap().len();
+        extract_layer(&gz, &out, size).unwrap();
+        assert_eq!(fs::metadata(out.join("big")).unwrap().len(), 64 << 10);
     }
 }

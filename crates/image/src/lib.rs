@@ -25,15 +25,25 @@ pub use error::{Error, Reason};
 pub use manifest::ImageConfig;
 pub use push::{push, push_docker_archive, push_oci_layout};
 pub use reference::Reference;
-pub use store::{GcReport, Image, ImageSummary, Stats, Store};
+pub use store::{GcReport, Image, ImageSummary, Limits, Stats, Store};
 
 /// Registry credentials (basic auth, also sent to a token service).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// User name.
     pub username: String,
     /// Password or access token.
     pub password: String,
+}
+
+/// Redacts the password: credentials end up in logged task and pull errors' debug output.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The sha256 digest of `bytes` as `sha256:<hex>`.
@@ -48,4 +58,20 @@ pub(crate) fn digest_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
     let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     ok.then_some(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = super::Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        let shown = format!("{c:?} {:?}", Some(&c));
+        assert!(
+            shown.contains("\"u\"") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 }

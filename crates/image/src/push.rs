@@ -1,8 +1,10 @@
 //! Pushing an image to a registry from an OCI image layout or a `docker save` archive
 //! (`dcos image push`, and the tests' images).
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
 use sha2::Digest;
@@ -18,9 +20,9 @@ const CONCURRENT_UPLOADS: usize = 3;
 /// The OCI annotation naming an image inside a layout's index.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// What a push sends: blobs (digest, file) and then the manifest.
+/// What a push sends: blobs (digest, the file opened) and then the manifest.
 struct Plan {
-    blobs: Vec<(String, PathBuf)>,
+    blobs: Vec<(String, File)>,
     media_type: String,
     manifest: Vec<u8>,
     /// Keeps files made for the push (compressed layers) until it is done.
@@ -28,23 +30,29 @@ struct Plan {
 }
 
 /// Pushes the image of an OCI image layout directory (the entry whose ref name is the
-/// target's tag, else the first) to `target`; returns the manifest digest.
+/// target's tag, else the first) to `target`; returns the manifest digest. Registries in
+/// `insecure` are spoken to over http.
 pub async fn push_oci_layout(
     dir: &Path,
     target: &Reference,
     credentials: Option<&Credentials>,
+    insecure: &[String],
 ) -> Result<String, Error> {
-    push(dir, target, credentials, &[]).await
+    let tag = target.tag.clone();
+    let plan = move |dir: &Path| oci_plan(dir, tag.as_deref());
+    push_plan(dir, plan, target, credentials, insecure).await
 }
 
 /// Pushes the image of a `docker save` tarball to `target` (as a Docker schema 2 manifest
-/// with gzip layers); returns the manifest digest.
+/// with gzip layers); returns the manifest digest. Registries in `insecure` are spoken to
+/// over http.
 pub async fn push_docker_archive(
     tar: &Path,
     target: &Reference,
     credentials: Option<&Credentials>,
+    insecure: &[String],
 ) -> Result<String, Error> {
-    push(tar, target, credentials, &[]).await
+    push_plan(tar, archive_plan, target, credentials, insecure).await
 }
 
 /// Pushes from an OCI layout directory or a `docker save` tarball, whichever `source` is;
@@ -55,26 +63,35 @@ pub async fn push(
     credentials: Option<&Credentials>,
     insecure: &[String],
 ) -> Result<String, Error> {
-    let (src, tag) = (source.to_path_buf(), target.tag.clone());
-    let plan = tokio::task::spawn_blocking(move || {
-        if src.is_dir() {
-            oci_plan(&src, tag.as_deref())
-        } else {
-            archive_plan(&src)
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("preparing the push panicked: {e}")))
-    .map_err(|reason| Error::BadSource {
-        path: source.display().to_string(),
-        reason,
-    })?;
+    if source.is_dir() {
+        push_oci_layout(source, target, credentials, insecure).await
+    } else {
+        push_docker_archive(source, target, credentials, insecure).await
+    }
+}
+
+/// Makes the plan of `source` (off the runtime: it reads and compresses files) and pushes it.
+async fn push_plan(
+    source: &Path,
+    make: impl FnOnce(&Path) -> Result<Plan, String> + Send + 'static,
+    target: &Reference,
+    credentials: Option<&Credentials>,
+    insecure: &[String],
+) -> Result<String, Error> {
+    let src = source.to_path_buf();
+    let plan = tokio::task::spawn_blocking(move || make(&src))
+        .await
+        .unwrap_or_else(|e| Err(format!("preparing the push panicked: {e}")))
+        .map_err(|reason| Error::BadSource {
+            path: source.display().to_string(),
+            reason,
+        })?;
     let session = Session::new(http_client(), target, credentials, insecure, true);
     // Futures made first, as in the store's pull, so the push future stays `Send`.
     let uploads: Vec<_> = plan
         .blobs
         .iter()
-        .map(|(digest, path)| upload_missing(&session, digest, path))
+        .map(|(digest, file)| upload_missing(&session, digest, file))
         .collect();
     futures::stream::iter(uploads)
         .buffer_unordered(CONCURRENT_UPLOADS)
@@ -87,20 +104,58 @@ pub async fn push(
         .await
 }
 
-async fn upload_missing(session: &Session, digest: &str, path: &Path) -> Result<(), Error> {
+async fn upload_missing(session: &Session, digest: &str, file: &File) -> Result<(), Error> {
     if !session.blob_exists(digest).await? {
-        session.upload_blob(digest, path).await?;
+        session.upload_blob(digest, file).await?;
     }
     Ok(())
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+/// Opens `rel` under `root` (canonical) only as a regular file that really is inside it: a
+/// layout or archive is untrusted, and a symlink planted in it must not make the push read
+/// (and upload) another file of the user's.
+fn open_inside(root: &Path, rel: &Path) -> Result<File, String> {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!("{} is a path outside the source", rel.display()));
+    }
+    let path = root.join(rel);
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Not the last component through a symlink, and no hang on a planted fifo.
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(err)?;
+    // Where the file really is covers symlinks among the directories above it.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(err)?;
+    if !real.starts_with(root) || !file.metadata().map_err(err)?.is_file() {
+        return Err(format!(
+            "{} is not a regular file inside {}",
+            rel.display(),
+            root.display()
+        ));
+    }
+    Ok(file)
+}
+
+/// The canonical form of a push's source directory, which [`open_inside`] compares against.
+fn canonical(dir: &Path) -> Result<PathBuf, String> {
+    dir.canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(root: &Path, rel: &str) -> Result<T, String> {
+    let mut bytes = Vec::new();
+    open_inside(root, Path::new(rel))?
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{rel}: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{rel}: {e}"))
 }
 
 fn oci_plan(dir: &Path, tag: Option<&str>) -> Result<Plan, String> {
-    let index: AnyManifest = read_json(&dir.join("index.json"))?;
+    let dir = &canonical(dir)?;
+    let index: AnyManifest = read_json(dir, "index.json")?;
     let entries = index.manifests.unwrap_or_default();
     let named = |d: &&Descriptor| {
         let name = d.annotations.as_ref().and_then(|a| a.get(REF_NAME));
@@ -111,13 +166,14 @@ fn oci_plan(dir: &Path, tag: Option<&str>) -> Result<Plan, String> {
         .find(named)
         .or(entries.first())
         .ok_or("index.json lists no image")?;
-    let blob = |d: &str| -> Result<PathBuf, String> {
+    let blob = |d: &str| -> Result<File, String> {
         let hex = digest_hex(d).ok_or_else(|| format!("unsupported digest {d}"))?;
-        Ok(dir.join("blobs/sha256").join(hex))
+        open_inside(dir, &Path::new("blobs/sha256").join(hex))
     };
-    let manifest_path = blob(&entry.digest)?;
-    let bytes =
-        std::fs::read(&manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let mut bytes = Vec::new();
+    blob(&entry.digest)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("manifest {}: {e}", entry.digest))?;
     let manifest: AnyManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let (Some(config), Some(layers)) = (manifest.config, manifest.layers) else {
         return Err("the layout's entry is not an image manifest".into());
@@ -138,11 +194,12 @@ fn oci_plan(dir: &Path, tag: Option<&str>) -> Result<Plan, String> {
     })
 }
 
-/// sha256 digest and size of a file.
-fn file_digest(path: &Path) -> Result<(String, u64), String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// sha256 digest and size of a file, read from its start.
+fn file_digest(f: &mut File) -> Result<(String, u64), String> {
+    let err = |e: std::io::Error| format!("hashing a blob: {e}");
+    f.rewind().map_err(err)?;
     let mut h = sha2::Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+    let n = std::io::copy(f, &mut h).map_err(err)?;
     Ok((format!("sha256:{:x}", h.finalize()), n))
 }
 
@@ -159,36 +216,31 @@ fn archive_plan(tar: &Path) -> Result<Plan, String> {
         layers: Vec<String>,
     }
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let file = std::fs::File::open(tar).map_err(|e| e.to_string())?;
-    // `unpack` keeps every entry inside the scratch dir.
+    // The archive's entries go to `archive/`, the push's own files to `gz/`, where the
+    // archive cannot have planted anything.
+    let unpacked = scratch.path().join("archive");
+    let own = scratch.path().join("gz");
+    for d in [&unpacked, &own] {
+        std::fs::create_dir(d).map_err(|e| e.to_string())?;
+    }
+    let unpacked = canonical(&unpacked)?;
+    let file = File::open(tar).map_err(|e| e.to_string())?;
+    // `unpack` keeps every entry inside the directory; symlinks it makes are met by
+    // `open_inside`.
     tar::Archive::new(file)
-        .unpack(scratch.path())
+        .unpack(&unpacked)
         .map_err(|e| format!("not a readable tar archive: {e}"))?;
-    let entries: Vec<Entry> = read_json(&scratch.path().join("manifest.json"))
+    let entries: Vec<Entry> = read_json(&unpacked, "manifest.json")
         .map_err(|e| format!("not a `docker save` archive: {e}"))?;
     let entry = entries.first().ok_or("manifest.json lists no image")?;
-    let inside = |p: &str| -> Result<PathBuf, String> {
-        let rel = Path::new(p);
-        if rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(format!(
-                "manifest.json names a path outside the archive: {p}"
-            ));
-        }
-        Ok(scratch.path().join(rel))
-    };
-    let config_path = inside(&entry.config)?;
-    let (config_digest, config_size) = file_digest(&config_path)?;
-    let mut blobs = vec![(config_digest.clone(), config_path)];
+    let mut config = open_inside(&unpacked, Path::new(&entry.config))?;
+    let (config_digest, config_size) = file_digest(&mut config)?;
+    let mut blobs = vec![(config_digest.clone(), config)];
     let mut layers = Vec::new();
     for (i, layer) in entry.layers.iter().enumerate() {
-        let gz = gzipped(
-            &inside(layer)?,
-            &scratch.path().join(format!("layer{i}.tar.gz")),
-        )?;
-        let (digest, size) = file_digest(&gz)?;
+        let layer = open_inside(&unpacked, Path::new(layer))?;
+        let mut gz = gzipped(layer, &own.join(format!("layer{i}.tar.gz")))?;
+        let (digest, size) = file_digest(&mut gz)?;
         layers.push(descriptor(DOCKER_LAYER_GZIP, &digest, size));
         blobs.push((digest, gz));
     }
@@ -207,15 +259,97 @@ fn archive_plan(tar: &Path) -> Result<Plan, String> {
 }
 
 /// The layer as gzip: as it is when it already is, else compressed to `out`.
-fn gzipped(layer: &Path, out: &Path) -> Result<PathBuf, String> {
-    let err = |e: std::io::Error| format!("{}: {e}", layer.display());
-    let mut reader = BufReader::new(std::fs::File::open(layer).map_err(err)?);
+fn gzipped(layer: File, out: &Path) -> Result<File, String> {
+    let err = |e: std::io::Error| format!("compressing a layer: {e}");
+    let mut reader = BufReader::new(layer);
     if reader.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]) {
-        return Ok(layer.to_path_buf());
+        return Ok(reader.into_inner());
     }
-    let file = std::fs::File::create(out).map_err(err)?;
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(err)?;
     let mut enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    std::io::copy(&mut reader.by_ref(), &mut enc).map_err(err)?;
-    enc.finish().map_err(err)?.sync_all().map_err(err)?;
-    Ok(out.to_path_buf())
+    std::io::copy(&mut reader, &mut enc).map_err(err)?;
+    enc.finish().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn write_tar(path: &Path, entries: &[(&str, Option<&str>, &[u8])]) {
+        let mut b = tar::Builder::new(File::create(path).unwrap());
+        for (name, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(0);
+            match link {
+                Some(target) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    b.append_link(&mut h, name, target).unwrap();
+                }
+                None => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, name, *data).unwrap();
+                }
+            }
+        }
+        b.finish().unwrap();
+    }
+
+    #[test]
+    fn symlinks_planted_in_a_layout_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret").unwrap();
+        let hex = "a".repeat(64);
+        let index = format!(r#"{{"manifests":[{{"digest":"sha256:{hex}"}}]}}"#);
+        // The manifest blob itself a symlink; then the blobs directory one.
+        let layout = dir.path().join("layout");
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        std::fs::write(layout.join("index.json"), &index).unwrap();
+        symlink(&secret, layout.join("blobs/sha256").join(&hex)).unwrap();
+        let err = oci_plan(&layout, None).err().unwrap();
+        assert!(err.contains("symbolic links"), "{err}");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("sha256")).unwrap();
+        std::fs::copy(&secret, outside.join("sha256").join(&hex)).unwrap();
+        std::fs::remove_dir_all(layout.join("blobs")).unwrap();
+        symlink(&outside, layout.join("blobs")).unwrap();
+        let err = oci_plan(&layout, None).err().unwrap();
+        assert!(err.contains("is not a regular file inside"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_planted_in_an_archive_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret").unwrap();
+        let manifest = br#"[{"Config":"c.json","Layers":["l.tar"]}]"#;
+        let tar = dir.path().join("image.tar");
+        let secret = secret.to_str().unwrap();
+        write_tar(
+            &tar,
+            &[
+                ("manifest.json", None, manifest),
+                ("c.json", Some(secret), b""),
+            ],
+        );
+        let err = archive_plan(&tar).err().unwrap();
+        assert!(err.contains("symbolic links"), "{err}");
+        write_tar(
+            &tar,
+            &[
+                ("manifest.json", None, manifest),
+                ("c.json", None, b"{}"),
+                ("l.tar", Some(secret), b""),
+            ],
+        );
+        let err = archive_plan(&tar).err().unwrap();
+        assert!(err.contains("symbolic links"), "{err}");
+    }
 }

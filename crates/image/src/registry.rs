@@ -5,15 +5,20 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
 };
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::root_cause;
-use crate::manifest::accept_header;
-use crate::{sha256_digest, Credentials, Error, Reason, Reference};
+use crate::manifest::{accept_header, Descriptor};
+use crate::{digest_hex, sha256_digest, Credentials, Error, Reason, Reference};
+
+/// The largest manifest (or list) read: real ones are a few KiB.
+const MAX_MANIFEST: usize = 4 << 20;
+/// The largest token response read, and how much of an error body is read.
+const MAX_SMALL_BODY: usize = 64 << 10;
 
 /// One HTTP client for every registry a store talks to (it pools connections).
 pub(crate) fn http_client() -> reqwest::Client {
@@ -48,12 +53,15 @@ pub(crate) fn scheme(registry: &str, insecure: &[String]) -> &'static str {
 pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
+    /// `base` parsed: the one origin the `Authorization` header goes to (none when it does
+    /// not parse, e.g. `999.0.0.1`: then no request gets anywhere).
+    base_url: Option<Url>,
     reference: Reference,
     op: &'static str,
     credentials: Option<Credentials>,
     push: bool,
     /// The `Authorization` value that works, once a challenge was answered.
-    auth: Mutex<Option<String>>,
+    auth: Mutex<Option<HeaderValue>>,
 }
 
 impl Session {
@@ -70,9 +78,11 @@ impl Session {
             reference.registry,
             reference.repository
         );
+        let base_url = Url::parse(&base).ok();
         Session {
             http,
             base,
+            base_url,
             reference: reference.clone(),
             op: if push { "push" } else { "pull" },
             credentials: credentials.cloned(),
@@ -105,18 +115,25 @@ impl Session {
     }
 
     /// Sends the request `build` makes, answering one auth challenge (Bearer token or Basic)
-    /// and sending it again. `build` runs per attempt, so bodies are made afresh.
+    /// and sending it again. `build` runs per attempt, so bodies are made afresh. The
+    /// registry's auth goes only to its own origin, not to an upload location elsewhere
+    /// (reqwest drops it on redirects to another host itself).
     async fn send(
         &self,
         build: impl Fn() -> Result<RequestBuilder, Error>,
     ) -> Result<Response, Error> {
         for attempt in 0..2 {
-            let mut req = build()?;
+            let mut req = build()?.build().map_err(|e| self.transport(e))?;
             let auth = self.auth.lock().expect("auth lock").clone();
-            if let Some(auth) = auth {
-                req = req.header(AUTHORIZATION, auth);
+            let own = self.base_url.as_ref().map(Url::origin);
+            if let Some(auth) = auth.filter(|_| Some(req.url().origin()) == own) {
+                req.headers_mut().insert(AUTHORIZATION, auth);
             }
-            let resp = req.send().await.map_err(|e| self.transport(e))?;
+            let resp = self
+                .http
+                .execute(req)
+                .await
+                .map_err(|e| self.transport(e))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -154,8 +171,25 @@ impl Session {
                 "the registry asks for unknown auth scheme {scheme}"
             ))));
         };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            self.err(Reason::Unsupported(
+                "the token service answered a token unfit for a header".into(),
+            ))
+        })?;
+        value.set_sensitive(true);
         *self.auth.lock().expect("auth lock") = Some(value);
         Ok(())
+    }
+
+    /// Whether the credentials may go to token realm `realm`: over https, or over plain http
+    /// only to the host of a registry spoken to over http anyway (loopback or listed as
+    /// insecure), so a challenge cannot send them in clear text elsewhere.
+    fn may_send_credentials(&self, realm: &Url) -> bool {
+        realm.scheme() == "https"
+            || self
+                .base_url
+                .as_ref()
+                .is_some_and(|b| b.scheme() == "http" && realm.host_str() == b.host_str())
     }
 
     async fn token(&self, params: &str, basic: Option<String>) -> Result<String, Error> {
@@ -166,6 +200,17 @@ impl Session {
                 "the registry's Bearer challenge has no realm".into(),
             ))
         })?;
+        let realm_url = Url::parse(&realm).map_err(|e| {
+            self.err(Reason::Unsupported(format!(
+                "the registry's token realm {realm:?} is not a URL: {e}"
+            )))
+        })?;
+        if basic.is_some() && !self.may_send_credentials(&realm_url) {
+            return Err(self.err(Reason::Unsupported(format!(
+                "credentials are not sent to token realm {realm}: not https, nor the \
+                 registry's own insecure host"
+            ))));
+        }
         let actions = if self.push { "pull,push" } else { "pull" };
         let scope = get("scope")
             .unwrap_or_else(|| format!("repository:{}:{actions}", self.reference.repository));
@@ -173,7 +218,7 @@ impl Session {
         if let Some(service) = get("service") {
             query.push(("service", service));
         }
-        let mut req = self.http.get(&realm).query(&query);
+        let mut req = self.http.get(realm_url).query(&query);
         if let Some(basic) = basic {
             req = req.header(AUTHORIZATION, basic);
         }
@@ -187,7 +232,14 @@ impl Session {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = resp.json().await.map_err(|e| self.transport(e))?;
+        let body = self
+            .body(resp, MAX_SMALL_BODY, "the token response")
+            .await?;
+        let t: Token = serde_json::from_slice(&body).map_err(|e| {
+            self.err(Reason::Unsupported(format!(
+                "the token service answered no JSON token: {e}"
+            )))
+        })?;
         t.token.or(t.access_token).ok_or_else(|| {
             self.err(Reason::Unsupported(
                 "the token service answered no token".into(),
@@ -204,7 +256,11 @@ impl Session {
         if matches!(status.as_u16(), 401 | 403) {
             return Err(self.err(Reason::Unauthorized(status.as_u16())));
         }
-        let body = resp.text().await.unwrap_or_default();
+        // Only for the message: a cut-off or broken body is fine.
+        let body = match read_up_to(resp, MAX_SMALL_BODY).await {
+            Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        };
         let unknown = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]
             .iter()
             .any(|c| body.contains(c));
@@ -219,6 +275,19 @@ impl Session {
         }))
     }
 
+    /// The body of `resp`, failing (on `what`) when it is longer than `limit` bytes.
+    async fn body(&self, resp: Response, limit: usize, what: &str) -> Result<Vec<u8>, Error> {
+        let (body, complete) = read_up_to(resp, limit)
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !complete {
+            return Err(self.err(Reason::Unsupported(format!(
+                "{what} is larger than the limit of {limit} bytes"
+            ))));
+        }
+        Ok(body)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
@@ -226,6 +295,12 @@ impl Session {
     /// A manifest (or list/index) by tag or digest: its bytes, content type and digest; a
     /// manifest asked for by digest must hash to it.
     pub(crate) async fn manifest(&self, r: &str) -> Result<(Vec<u8>, String, String), Error> {
+        // A tag has no ':', so anything with one is a digest, and only sha256 is checkable.
+        if r.contains(':') && digest_hex(r).is_none() {
+            return Err(self.err(Reason::Unsupported(format!(
+                "unsupported manifest digest {r:?}"
+            ))));
+        }
         let url = self.url(&format!("manifests/{r}"));
         let resp = self
             .send(|| Ok(self.http.get(&url).header(ACCEPT, accept_header())))
@@ -237,26 +312,34 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = resp.bytes().await.map_err(|e| self.transport(e))?.to_vec();
+        let body = self
+            .body(resp, MAX_MANIFEST, &format!("manifest {r}"))
+            .await?;
         let digest = sha256_digest(&body);
-        if r.starts_with("sha256:") && digest != r {
+        if r.contains(':') && digest != r {
             return Err(self.err(Reason::DigestMismatch(r.to_string())));
         }
         Ok((body, content_type, digest))
     }
 
-    /// Downloads blob `digest` to `dest`, through `partial`: a partial file left by a broken
+    /// Downloads blob `d` to `dest`, through `partial`: a partial file left by a broken
     /// transfer is resumed with a Range request (a registry that ignores it sends it all
-    /// again). A blob that hashes to something else is removed and is an error.
+    /// again). A blob that hashes to something else, or grows beyond the descriptor's size
+    /// (the download stops there), is removed and is an error.
     pub(crate) async fn download_blob(
         &self,
-        digest: &str,
+        d: &Descriptor,
         partial: &Path,
         dest: &Path,
     ) -> Result<u64, Error> {
+        let digest = d.digest.as_str();
         let io =
             |e: std::io::Error| self.err(Reason::Transfer(format!("writing blob {digest}: {e}")));
         let (mut hasher, mut have) = hash_partial(partial).await;
+        if have > d.size {
+            let _ = tokio::fs::remove_file(partial).await;
+            (hasher, have) = (sha2::Sha256::new(), 0);
+        }
         let mut resp = self.blob_response(digest, have).await?;
         if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             // The partial file is longer than the blob: not a prefix of it.
@@ -290,8 +373,16 @@ impl Session {
                     ))));
                 }
             };
-            hasher.update(&chunk);
             have += chunk.len() as u64;
+            if have > d.size {
+                drop(file);
+                let _ = tokio::fs::remove_file(partial).await;
+                return Err(self.err(Reason::Transfer(format!(
+                    "blob {digest} is larger than the {} bytes its manifest says",
+                    d.size
+                ))));
+            }
+            hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
         }
         file.sync_all().await.map_err(io)?;
@@ -329,8 +420,13 @@ impl Session {
         Ok(true)
     }
 
-    /// A monolithic upload: POST for an upload URL, then PUT the file with `?digest=`.
-    pub(crate) async fn upload_blob(&self, digest: &str, file: &Path) -> Result<(), Error> {
+    /// A monolithic upload: POST for an upload URL, then PUT the file (read from its start)
+    /// with `?digest=`.
+    pub(crate) async fn upload_blob(
+        &self,
+        digest: &str,
+        file: &std::fs::File,
+    ) -> Result<(), Error> {
         let start = self.url("blobs/uploads/");
         let resp = self.send(|| Ok(self.http.post(&start))).await?;
         let resp = self.check(resp, "a blob upload").await?;
@@ -347,12 +443,13 @@ impl Session {
             .and_then(|base| base.join(location))
             .map_err(|e| self.err(Reason::Unsupported(format!("bad upload location: {e}"))))?;
         url.query_pairs_mut().append_pair("digest", digest);
-        let open_err = |e: std::io::Error| {
-            self.err(Reason::Transfer(format!("reading {}: {e}", file.display())))
-        };
+        let open_err =
+            |e: std::io::Error| self.err(Reason::Transfer(format!("reading blob {digest}: {e}")));
         let resp = self
             .send(|| {
-                let f = std::fs::File::open(file).map_err(open_err)?;
+                // A clone shares the offset: attempts run one after the other, each from 0.
+                let mut f = file.try_clone().map_err(open_err)?;
+                std::io::Seek::rewind(&mut f).map_err(open_err)?;
                 let len = f.metadata().map_err(open_err)?.len();
                 let body = reqwest::Body::from(tokio::fs::File::from_std(f));
                 Ok(self
@@ -388,6 +485,21 @@ impl Session {
         self.check(resp, "the manifest upload").await?;
         Ok(sha256_digest(&bytes))
     }
+}
+
+/// Reads the body of `resp` up to `limit` bytes; the flag says whether that was all of it
+/// (a registry must not make the agent hold an unbounded body in memory).
+async fn read_up_to(mut resp: Response, limit: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
 }
 
 /// The hash state and length of a partial download (none: empty), read in chunks so a large

@@ -2,23 +2,26 @@
 //!
 //! ```text
 //! blobs/sha256/<hex>     manifests and configs (layer blobs go once extracted)
-//! layers/<12 hex>        extracted layers: short, as overlay's mount options fit in a page
+//! layers/<hex>           extracted layers, by the full digest (the agent mounts them through
+//!                        short symlinks, so the length does not matter to overlay)
+//! layers/<hex>.done      written (durably) once layers/<hex> is complete: a directory
+//!                        without it is what a crash left, and is extracted again
 //! images/<hex>.json      an image by manifest digest: its layers and config
 //! state.json             tag references (reference -> digest) and holds (container -> digests)
 //! tmp/                   partial downloads (resumed) and extractions in progress
 //! ```
 //!
-//! Garbage collection keeps every image a container holds and the image each reference was
-//! last pulled as; every other image goes, then every layer and blob no kept image uses, and
-//! whatever `tmp/` holds for pulls not in flight (broken downloads, a crash's extractions).
-//! Layer directories are named by the first 12 hex digits of the layer digest (48 bits: a
-//! clash within one agent's store is not expected).
+//! Garbage collection keeps every image a container holds, the image each reference was
+//! last pulled as, and every image a pull returned less than [`Limits::gc_grace`] ago (its
+//! caller may not have held it yet); every other image goes, then every layer and blob no
+//! kept image uses, and whatever `tmp/` holds for pulls not in flight (broken downloads, a
+//! crash's extractions).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -30,8 +33,40 @@ use crate::{digest_hex, Credentials, Error, Reason, Reference};
 
 /// Layers downloaded at once per pull.
 const CONCURRENT_LAYERS: usize = 3;
-/// Characters of a layer digest naming its directory.
-const LAYER_DIR_LEN: usize = 12;
+/// Suffix of a layer's completion marker, beside its directory.
+const DONE: &str = ".done";
+/// Directory names of layers in stores made before full-digest names: gc keeps these for
+/// the images it keeps, as containers may still run on them.
+const LEGACY_LAYER_DIR_LEN: usize = 12;
+/// A layer may always decompress to this much, however well it compresses (a tar is padded
+/// to 10 KiB, so a tiny layer expands a lot).
+const LAYER_FLOOR: u64 = 64 << 20;
+
+/// Limits of a store's pulls; the default is what the agent uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a whole pull may take (each read also times out after 60 s).
+    pub pull_deadline: Duration,
+    /// A layer may decompress to this many times its compressed size (and to 64 MiB at
+    /// least) ...
+    pub layer_expansion: u64,
+    /// ... and never to more than this many bytes.
+    pub max_layer_bytes: u64,
+    /// An image a pull returned this recently is kept by gc, whatever holds it: the caller
+    /// of [`Store::pull`] holds it only afterwards.
+    pub gc_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            pull_deadline: Duration::from_secs(30 * 60),
+            layer_expansion: 20,
+            max_layer_bytes: 64 << 30,
+            gc_grace: Duration::from_secs(10 * 60),
+        }
+    }
+}
 
 /// A pulled image, ready for the provisioner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,11 +131,11 @@ struct ImageMeta {
     pulled_at: u64,
 }
 
+/// A layer's directory is named by its digest (older stores also wrote a `dir`, ignored).
 #[derive(Debug, Serialize, Deserialize)]
 struct LayerMeta {
     digest: String,
     size: u64,
-    dir: String,
 }
 
 type Flight = Arc<tokio::sync::Mutex<Option<(Instant, Image)>>>;
@@ -114,6 +149,7 @@ pub struct Store {
 struct Inner {
     root: PathBuf,
     insecure: Vec<String>,
+    limits: Limits,
     http: reqwest::Client,
     state: Mutex<State>,
     /// One pull per reference at a time; the slot holds the last result, handed to callers
@@ -121,8 +157,10 @@ struct Inner {
     flights: Mutex<HashMap<String, Flight>>,
     /// One download or extraction per blob at a time, across references.
     blob_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Layer dirs and blob hexes a pull in flight uses: gc leaves them alone.
+    /// Blob hexes (naming layer dirs too) a pull in flight uses: gc leaves them alone.
     busy: Mutex<HashMap<String, usize>>,
+    /// When a pull last returned each image (digest), for [`Limits::gc_grace`].
+    returned: Mutex<HashMap<String, Instant>>,
     manifests: AtomicU64,
     blobs: AtomicU64,
 }
@@ -153,17 +191,10 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers (the CLI's
-/// `image list`) never see half a file.
+/// `image list`) never see half a file, and durably (the directory is synced too).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(io_err(format!("writing {}", path.display())))
+    dcos_store::file::write_atomic(path, bytes, 0o644)
+        .map_err(io_err(format!("writing {}", path.display())))
 }
 
 fn now_secs() -> u64 {
@@ -176,6 +207,15 @@ impl Store {
     /// Opens (creating) the store at `root`. Registries in `insecure_registries`
     /// (`host[:port]`) are spoken to over plain http, as loopback ones always are.
     pub fn open(root: &Path, insecure_registries: Vec<String>) -> Result<Store, Error> {
+        Store::open_with(root, insecure_registries, Limits::default())
+    }
+
+    /// [`Store::open`] with other [`Limits`].
+    pub fn open_with(
+        root: &Path,
+        insecure_registries: Vec<String>,
+        limits: Limits,
+    ) -> Result<Store, Error> {
         for dir in ["blobs/sha256", "layers", "images", "tmp"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
@@ -195,11 +235,13 @@ impl Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 insecure: insecure_registries,
+                limits,
                 http: http_client(),
                 state: Mutex::new(state),
                 flights: Mutex::new(HashMap::new()),
                 blob_locks: Mutex::new(HashMap::new()),
                 busy: Mutex::new(HashMap::new()),
+                returned: Mutex::new(HashMap::new()),
                 manifests: AtomicU64::new(0),
                 blobs: AtomicU64::new(0),
             }),
@@ -208,8 +250,25 @@ impl Store {
 
     /// Pulls `reference` (unless it is stored and `force` is false) and returns the image.
     /// Concurrent pulls of one reference share one pull: a caller that waited for a pull
-    /// that started after it asked gets that pull's image.
+    /// that started after it asked gets that pull's image. A pull from the registry fails
+    /// after [`Limits::pull_deadline`]; gc keeps the image for [`Limits::gc_grace`], until
+    /// the caller [`Store::hold`]s it.
     pub async fn pull(
+        &self,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+        force: bool,
+    ) -> Result<Image, Error> {
+        let image = self.pull_shared(reference, credentials, force).await?;
+        self.inner
+            .returned
+            .lock()
+            .expect("returned lock")
+            .insert(image.digest.clone(), Instant::now());
+        Ok(image)
+    }
+
+    async fn pull_shared(
         &self,
         reference: &Reference,
         credentials: Option<&Credentials>,
@@ -233,7 +292,17 @@ impl Store {
                 return Ok(image);
             }
         }
-        let image = self.pull_now(reference, credentials).await?;
+        let deadline = self.inner.limits.pull_deadline;
+        let image = tokio::time::timeout(deadline, self.pull_now(reference, credentials))
+            .await
+            .map_err(|_| Error::Image {
+                op: "pull",
+                image: reference.to_string(),
+                reason: Reason::Transfer(format!(
+                    "the pull did not finish within {} s",
+                    deadline.as_secs_f32()
+                )),
+            })??;
         *slot = Some((Instant::now(), image.clone()));
         Ok(image)
     }
@@ -251,6 +320,19 @@ impl Store {
         self.inner.root.join("blobs/sha256").join(hex)
     }
 
+    fn layer_dir(&self, hex: &str) -> PathBuf {
+        self.inner.root.join("layers").join(hex)
+    }
+
+    fn layer_marker(&self, hex: &str) -> PathBuf {
+        self.inner.root.join("layers").join(format!("{hex}{DONE}"))
+    }
+
+    /// Whether layer `hex` was extracted to its end (its marker is written last).
+    fn layer_complete(&self, hex: &str) -> bool {
+        self.layer_dir(hex).is_dir() && self.layer_marker(hex).is_file()
+    }
+
     fn meta_path(&self, hex: &str) -> PathBuf {
         self.inner.root.join("images").join(format!("{hex}.json"))
     }
@@ -263,12 +345,15 @@ impl Store {
     /// The stored image `digest`, if it is complete.
     fn load(&self, digest: &str) -> Option<Image> {
         let meta = self.read_meta(digest)?;
-        let layers: Vec<PathBuf> = meta
-            .layers
-            .iter()
-            .map(|l| self.inner.root.join("layers").join(&l.dir))
-            .collect();
-        layers.iter().all(|l| l.is_dir()).then_some(Image {
+        let mut layers = Vec::with_capacity(meta.layers.len());
+        for l in &meta.layers {
+            let hex = digest_hex(&l.digest)?;
+            if !self.layer_complete(hex) {
+                return None;
+            }
+            layers.push(self.layer_dir(hex));
+        }
+        Some(Image {
             digest: meta.digest,
             layers,
             config: meta.config,
@@ -318,6 +403,13 @@ impl Store {
                 "the manifest list has no linux/amd64 image".into(),
             ))
         })?;
+        // The entry's manifest is fetched by digest and must hash to it (`manifest` checks).
+        if digest_hex(&entry.digest).is_none() {
+            return Err(session.err(Reason::Unsupported(format!(
+                "the manifest list names an unsupported digest {:?}",
+                entry.digest
+            ))));
+        }
         self.inner.manifests.fetch_add(1, Ordering::Relaxed);
         let (bytes, _, digest) = session.manifest(&entry.digest).await?;
         let manifest = parse(&bytes)?;
@@ -352,7 +444,7 @@ impl Store {
         };
         let mut names = vec![hex_of(&config)?];
         for l in &layers {
-            names.push(hex_of(l)?[..LAYER_DIR_LEN].to_string());
+            names.push(hex_of(l)?);
         }
         let _busy = self.mark_busy(names);
         let mut meta = None;
@@ -392,14 +484,15 @@ impl Store {
         })
     }
 
-    /// Downloads a blob into `blobs/` unless it is there.
-    async fn fetch_blob(&self, session: &Session, digest: &str) -> Result<PathBuf, Error> {
-        let hex = digest_hex(digest).expect("checked digest");
+    /// Downloads the blob `d` into `blobs/` unless it is there (verified by its digest when it
+    /// was downloaded).
+    async fn fetch_blob(&self, session: &Session, d: &Descriptor) -> Result<PathBuf, Error> {
+        let hex = digest_hex(&d.digest).expect("checked digest");
         let path = self.blob_path(hex);
         if !path.exists() {
             let partial = self.inner.root.join("tmp").join(format!("{hex}.partial"));
             self.inner.blobs.fetch_add(1, Ordering::Relaxed);
-            session.download_blob(digest, &partial, &path).await?;
+            session.download_blob(d, &partial, &path).await?;
         }
         Ok(path)
     }
@@ -410,7 +503,7 @@ impl Store {
         d: &Descriptor,
     ) -> Result<(String, ImageConfig), Error> {
         let _lock = self.lock_blob(&d.digest).await;
-        let path = self.fetch_blob(session, &d.digest).await?;
+        let path = self.fetch_blob(session, d).await?;
         let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
         let config = ImageConfig::from_blob(&bytes).map_err(|e| {
             session.err(Reason::Unsupported(format!(
@@ -420,48 +513,82 @@ impl Store {
         Ok((d.digest.clone(), config))
     }
 
-    /// Downloads and extracts one layer unless its directory exists; the blob goes once the
-    /// layer is extracted (the directory is what containers use).
+    /// Downloads and extracts one layer unless it is complete; the blob goes once the layer
+    /// is extracted (the directory is what containers use).
     async fn fetch_layer(&self, session: &Session, d: &Descriptor) -> Result<LayerMeta, Error> {
-        let hex = digest_hex(&d.digest).expect("checked digest");
-        let name = hex[..LAYER_DIR_LEN].to_string();
-        let dir = self.inner.root.join("layers").join(&name);
+        let hex = digest_hex(&d.digest).expect("checked digest").to_string();
         let meta = LayerMeta {
             digest: d.digest.clone(),
             size: d.size,
-            dir: name.clone(),
         };
-        let _lock = self.lock_blob(&d.digest).await;
-        if dir.is_dir() {
+        let lock = self.lock_blob(&d.digest).await;
+        if self.layer_complete(&hex) {
             return Ok(meta);
         }
-        let blob = self.fetch_blob(session, &d.digest).await?;
-        let tmp = self.inner.root.join("tmp").join(format!("{name}.x"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-        let (b, t) = (blob.clone(), tmp.clone());
-        let extracted = tokio::task::spawn_blocking(move || extract_layer(&b, &t))
-            .await
-            .unwrap_or_else(|e| Err(format!("extraction panicked: {e}")));
-        if let Err(cause) = extracted {
-            let _ = std::fs::remove_dir_all(&tmp);
-            let _ = std::fs::remove_file(&blob);
-            return Err(session.err(Reason::Layer {
+        let blob = self.fetch_blob(session, d).await?;
+        let limits = &self.inner.limits;
+        let max = (d.size.saturating_mul(limits.layer_expansion))
+            .max(LAYER_FLOOR)
+            .min(limits.max_layer_bytes);
+        // The extraction keeps the blob's lock and a busy mark until it is done, even when
+        // the pull is dropped (its deadline): another extraction into the same directory, or
+        // gc, must not meet it half done.
+        let held = (lock, self.mark_busy(vec![hex.clone()]));
+        let store = self.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            let _held = held;
+            store.install_layer(&hex, &blob, max)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("extraction panicked: {e}")));
+        installed.map_err(|cause| {
+            session.err(Reason::Layer {
                 digest: d.digest.clone(),
                 cause,
-            }));
-        }
-        std::fs::rename(&tmp, &dir).map_err(io_err(format!("renaming {}", tmp.display())))?;
-        let _ = std::fs::remove_file(&blob);
+            })
+        })?;
         Ok(meta)
+    }
+
+    /// Extracts `blob` into `tmp/`, then moves it to `layers/<hex>` and writes its marker;
+    /// the blob goes either way (a bad one is downloaded again).
+    fn install_layer(&self, hex: &str, blob: &Path, max: u64) -> Result<(), String> {
+        let dir = self.layer_dir(hex);
+        let tmp = self.inner.root.join("tmp").join(format!("{hex}.x"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        // A directory without its marker is what a crash left mid-install.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| format!("removing {}: {e}", dir.display()))?;
+        }
+        let installed = std::fs::create_dir(&tmp)
+            .map_err(|e| format!("creating {}: {e}", tmp.display()))
+            .and_then(|()| extract_layer(blob, &tmp, max))
+            .and_then(|()| {
+                let io = |e: std::io::Error| format!("installing the layer: {e}");
+                // One syncfs makes every extracted file durable (cheaper than one fsync per
+                // file) before the marker says the layer is whole.
+                let d = std::fs::File::open(&tmp).map_err(io)?;
+                nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d))
+                    .map_err(|e| io(e.into()))?;
+                std::fs::rename(&tmp, &dir).map_err(io)?;
+                // Syncs `layers/` too, which makes the rename durable.
+                dcos_store::file::write_atomic(&self.layer_marker(hex), b"", 0o644).map_err(io)
+            });
+        if installed.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        let _ = std::fs::remove_file(blob);
+        installed
     }
 
     /// Records that `container_id` uses image `image_digest` (persisted across restarts).
     pub fn hold(&self, image_digest: &str, container_id: &str) -> Result<(), Error> {
+        // Checked under the state lock, which gc holds while it removes images.
+        let mut state = self.state();
         if self.read_meta(image_digest).is_none() {
             return Err(Error::UnknownImage(image_digest.to_string()));
         }
-        let mut state = self.state();
         state
             .holds
             .entry(container_id.to_string())
@@ -493,12 +620,23 @@ impl Store {
             .collect()
     }
 
-    /// Removes the images no container holds and no reference points at, then the layers
-    /// and blobs no remaining image uses (see the module doc). Pulls in flight are safe.
+    /// Images a pull returned less than [`Limits::gc_grace`] ago (forgetting older ones).
+    fn recently_returned(&self) -> HashSet<String> {
+        let grace = self.inner.limits.gc_grace;
+        let mut returned = self.inner.returned.lock().expect("returned lock");
+        returned.retain(|_, at| at.elapsed() < grace);
+        returned.keys().cloned().collect()
+    }
+
+    /// Removes the images no container holds, no reference points at and no pull returned
+    /// lately, then the layers and blobs no remaining image uses (see the module doc). Pulls
+    /// in flight are safe.
     pub fn gc(&self) -> Result<GcReport, Error> {
         let state = self.state();
-        let mut keep: HashSet<&str> = state.refs.values().map(String::as_str).collect();
-        keep.extend(state.holds.values().flatten().map(String::as_str));
+        let mut keep: HashSet<String> = state.refs.values().cloned().collect();
+        keep.extend(state.holds.values().flatten().cloned());
+        keep.extend(self.recently_returned());
+        let grace = self.inner.limits.gc_grace.as_secs();
         let mut used: HashSet<String> = self
             .inner
             .busy
@@ -510,10 +648,13 @@ impl Store {
         let mut report = GcReport::default();
         for meta in self.metas() {
             let hex = digest_hex(&meta.digest).unwrap_or_default().to_string();
-            if keep.contains(meta.digest.as_str()) {
+            if keep.contains(&meta.digest) || now_secs().saturating_sub(meta.pulled_at) < grace {
                 used.insert(hex);
                 used.extend(digest_hex(&meta.config_digest).map(str::to_string));
-                used.extend(meta.layers.into_iter().map(|l| l.dir));
+                for l in meta.layers.iter().filter_map(|l| digest_hex(&l.digest)) {
+                    used.insert(l.to_string());
+                    used.insert(l[..LEGACY_LAYER_DIR_LEN].to_string());
+                }
             } else {
                 let path = self.meta_path(&hex);
                 std::fs::remove_file(&path)
@@ -521,17 +662,9 @@ impl Store {
                 report.images.push(meta.digest);
             }
         }
-        // Partial downloads and extractions of pulls not in flight (a crash, a failed pull).
-        let tmp_used: HashSet<String> = std::fs::read_dir(self.inner.root.join("tmp"))
-            .map_err(io_err("reading tmp"))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                used.iter()
-                    .any(|u| n.starts_with(&u[..u.len().min(LAYER_DIR_LEN)]))
-            })
-            .collect();
-        remove_unused(&self.inner.root.join("tmp"), &tmp_used)?;
+        // Partial downloads and extractions (`<hex>.partial`, `<hex>.x`) of pulls not in
+        // flight (a crash, a failed pull).
+        remove_unused(&self.inner.root.join("tmp"), &used)?;
         report.layers = remove_unused(&self.inner.root.join("layers"), &used)?;
         report.blobs = remove_unused(&self.inner.root.join("blobs/sha256"), &used)?;
         Ok(report)
@@ -580,23 +713,35 @@ impl Store {
     }
 }
 
-/// Removes the entries of `dir` whose names are not in `used`; returns how many went.
+/// Removes the entries of `dir` whose names, up to the first dot, are not in `used`; returns
+/// how many went, not counting layer markers. Markers go first, so that a layer whose
+/// removal is cut short is not trusted.
 fn remove_unused(dir: &Path, used: &HashSet<String>) -> Result<usize, Error> {
-    let mut removed = 0;
     let entries = std::fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if used.contains(&name) {
-            continue;
-        }
-        let path = e.path();
+    let mut doomed: Vec<(bool, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `.<name>.<pid>.<n>.tmp` is a write_atomic in progress (or a crash's leftover).
+            let stem = name
+                .trim_start_matches('.')
+                .split('.')
+                .next()
+                .unwrap_or_default();
+            let counted = !name.starts_with('.') && !name.ends_with(DONE);
+            (!used.contains(stem)).then(|| (counted, e.path()))
+        })
+        .collect();
+    doomed.sort();
+    let mut removed = 0;
+    for (counted, path) in doomed {
         let result = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
         };
         result.map_err(io_err(format!("removing {}", path.display())))?;
-        removed += 1;
+        removed += usize::from(counted);
     }
     Ok(removed)
 }
@@ -615,6 +760,6 @@ mod tests {
         let store = Store::open(dir.path(), vec![]).unwrap();
         let r = Reference::parse("busybox").unwrap();
         send(store.pull(&r, None, false));
-        send(crate::push_oci_layout(dir.path(), &r, None));
+        send(crate::push_oci_layout(dir.path(), &r, None, &[]));
     }
 }

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use dcos_image::{Credentials, Error, Reason, Reference, Store};
+use dcos_image::{Credentials, Error, Limits, Reason, Reference, Store};
 use dcos_testkit::images;
 use dcos_testkit::registry::Registry;
 
@@ -14,8 +14,29 @@ fn registry() -> Registry {
     Registry::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("docker-registry starts")
 }
 
+/// Limits whose gc removes what a pull returned at once.
+fn no_grace() -> Limits {
+    Limits {
+        gc_grace: std::time::Duration::ZERO,
+        ..Limits::default()
+    }
+}
+
 fn reference(reg: &Registry, repo_tag: &str) -> Reference {
     Reference::parse(&format!("{}/{repo_tag}", reg.host())).unwrap()
+}
+
+/// The digest of the only layer of `repo`'s latest manifest in `reg`.
+fn layout_digest_of(reg: &Registry, repo: &str) -> String {
+    let tag = reg
+        .storage_dir()
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_manifests/tags/latest/current/link");
+    let manifest = std::fs::read_to_string(tag).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.blob_data(&manifest)).unwrap()).unwrap();
+    body["layers"][0]["digest"].as_str().unwrap().to_string()
 }
 
 /// The layer digests of the first image of an OCI layout.
@@ -56,7 +77,10 @@ async fn pulls_a_pushed_oci_image_with_layers_and_config() {
     assert_eq!(image.digest, digest);
     assert_eq!(image.layers.len(), 1);
     let layer = &image.layers[0];
-    assert!(layer.starts_with(root.path().join("layers")));
+    // Named by the full digest, with its completion marker beside it.
+    let hex = &layout_digest_of(&reg, "busybox")[7..];
+    assert_eq!(layer, &root.path().join("layers").join(hex));
+    assert!(root.path().join(format!("layers/{hex}.done")).is_file());
     let busybox = std::fs::metadata(layer.join("bin/busybox")).unwrap();
     assert_eq!(busybox.permissions().mode() & 0o7777, 0o755);
     assert_eq!((busybox.uid(), busybox.gid()), (0, 0));
@@ -85,11 +109,11 @@ async fn pushes_and_pulls_a_docker_save_archive() {
     images::write_docker_archive(&tar, &images::whiteout_layers().unwrap(), &["httpd", "-f"])
         .unwrap();
     let target = reference(&reg, "team/archived:v1");
-    let digest = dcos_image::push_docker_archive(&tar, &target, None)
+    let digest = dcos_image::push_docker_archive(&tar, &target, None, &[])
         .await
         .unwrap();
     // Pushing again skips the blobs the registry has and gives the same manifest.
-    let again = dcos_image::push_docker_archive(&tar, &target, None)
+    let again = dcos_image::push_docker_archive(&tar, &target, None, &[])
         .await
         .unwrap();
     assert_eq!(digest, again);
@@ -277,6 +301,9 @@ async fn hold_release_and_gc() {
     std::fs::write(&stale, b"broken off").unwrap();
     reopened.release("container-1").unwrap();
     reopened.release("never-held").unwrap();
+    // Pulled moments ago: kept for the grace a caller of pull has to hold the image.
+    assert!(reopened.gc().unwrap().images.is_empty());
+    let reopened = Store::open_with(root.path(), vec![], no_grace()).unwrap();
     let report = reopened.gc().unwrap();
     assert_eq!(report.images, vec![old.clone()]);
     assert_eq!(report.layers, 1);
@@ -341,7 +368,7 @@ async fn basic_auth_wants_the_right_credentials() {
     let dir = tempfile::tempdir().unwrap();
     images::busybox_layout(dir.path()).unwrap();
     let r = reference(&reg, "private:latest");
-    let digest = dcos_image::push_oci_layout(dir.path(), &r, Some(&good))
+    let digest = dcos_image::push_oci_layout(dir.path(), &r, Some(&good), &[])
         .await
         .unwrap();
     let store = Store::open(dir.path().join("store").as_path(), vec![]).unwrap();
@@ -357,4 +384,22 @@ async fn basic_auth_wants_the_right_credentials() {
         store.pull(&r, Some(&good), false).await.unwrap().digest,
         digest
     );
+}
+
+#[tokio::test]
+async fn a_layer_without_its_marker_is_extracted_again() {
+    let reg = registry();
+    images::push_busybox(&reg, "busybox:latest").await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path(), vec![]).unwrap();
+    let r = reference(&reg, "busybox");
+    let layer = store.pull(&r, None, false).await.unwrap().layers.remove(0);
+    // What a crash mid-extraction leaves: a directory, no marker.
+    let marker = layer.with_extension("done");
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::remove_file(layer.join("bin/busybox")).unwrap();
+    let again = store.pull(&r, None, false).await.unwrap();
+    assert_eq!(again.layers[0], layer);
+    assert!(layer.join("bin/busybox").is_file() && marker.is_file());
+    assert_eq!(store.stats().blobs, 3, "config, layer, and the layer again");
 }

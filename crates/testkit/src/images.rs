@@ -326,7 +326,7 @@ pub async fn push_layout(
 ) -> Result<String, String> {
     let target = dcos_image::Reference::parse(&format!("{}/{repo_tag}", registry.host()))
         .map_err(|e| e.to_string())?;
-    dcos_image::push_oci_layout(layout, &target, None)
+    dcos_image::push_oci_layout(layout, &target, None, &[])
         .await
         .map_err(|e| e.to_string())
 }

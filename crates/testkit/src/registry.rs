@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 
 pub use dcos_registry::REGISTRY_BIN;
 
+/// What the registry's log says when its port is taken.
+const IN_USE: &str = "address already in use";
+
 /// How long the registry may take to answer `/v2/`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Ports tried when the registry is to pick a free one.
+const PORT_ATTEMPTS: usize = 5;
 
 /// A running registry.
 pub struct Registry {
@@ -33,12 +38,25 @@ impl Registry {
         Registry::start_inner(addr, Some((user, password)))
     }
 
+    /// A free port is found by binding it and letting it go, so another test can take it
+    /// before the registry binds it: the registry then exits, and another port is tried.
     fn start_inner(addr: SocketAddr, auth: Option<(&str, &str)>) -> std::io::Result<Registry> {
-        let addr = if addr.port() == 0 {
-            TcpListener::bind(addr)?.local_addr()?
-        } else {
-            addr
-        };
+        if addr.port() != 0 {
+            return Registry::start_on(addr, auth);
+        }
+        let mut attempt = 1;
+        loop {
+            let free = TcpListener::bind(addr)?.local_addr()?;
+            match Registry::start_on(free, auth) {
+                Err(e) if attempt < PORT_ATTEMPTS && e.to_string().contains(IN_USE) => {
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_on(addr: SocketAddr, auth: Option<(&str, &str)>) -> std::io::Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("dcos-registry-")
             .tempdir()?;
@@ -72,6 +90,8 @@ impl Registry {
         Ok(registry)
     }
 
+    /// Waits until this registry answers `/v2/`: its log must say it listens, as whatever
+    /// took the port (another test's registry) would answer too.
     fn wait_ready(&mut self) -> std::io::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -81,7 +101,12 @@ impl Registry {
                     crate::tail(&self.log_path(), 20)
                 )));
             }
-            if let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let listening = log.contains("listening on");
+            let connected = listening
+                .then(|| TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).ok())
+                .flatten();
+            if let Some(stream) = connected {
                 let host = self.host();
                 if let Ok(r) = crate::http::get(stream, &host, "/v2/") {
                     if r.status == 200 || r.status == 401 {
@@ -140,5 +165,23 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// A port taken after it was picked: the registry starts on another.
+    #[test]
+    fn a_taken_port_is_retried_with_another() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let err = Registry::start_on(taken.local_addr().unwrap(), None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains(IN_USE), "{err}");
+        let reg = Registry::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        assert_ne!(reg.addr(), taken.local_addr().unwrap());
     }
 }

@@ -195,6 +195,33 @@ struct Run {
 }
 
 impl Run {
+    /// A task about to start (TASK_STAGING) in `sandbox`.
+    fn staging(
+        framework: FrameworkInfo,
+        task: TaskInfo,
+        executor_id: String,
+        container_id: String,
+        sandbox: PathBuf,
+    ) -> Run {
+        Run {
+            framework,
+            task,
+            executor_id,
+            container_id,
+            sandbox,
+            pid: None,
+            process: None,
+            state: "TASK_STAGING".into(),
+            killing: false,
+            pending: VecDeque::new(),
+            last_status: None,
+            started: api::now_secs(),
+            custom: false,
+            health_killed: false,
+            last_sent: None,
+        }
+    }
+
     fn framework_id(&self) -> String {
         self.framework
             .id
@@ -250,6 +277,23 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records a new run unless its task already runs here (a duplicate launch), which is
+    /// logged with `duplicate` and left alone; whether it was recorded.
+    fn admit(&self, run: &Run, duplicate: &str) -> bool {
+        let key = run.key();
+        let mut st = self.lock();
+        if st
+            .runs
+            .get(&key)
+            .is_some_and(|r| !api::state::is_terminal(&r.state))
+        {
+            tracing::warn!(task = %key, "{duplicate}");
+            return false;
+        }
+        st.runs.insert(key, run.clone());
+        true
+    }
+
     fn new(config: Config) -> Shared {
         let client = reqwest::Client::builder()
             // A standby master's 307 names the leader, which `master_loop` registers with.
@@ -1024,35 +1068,10 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
         Ok(sandbox) => sandbox,
         Err(e) => return refuse(shared, framework, task, &executor_id, &e.to_string()),
     };
-    let run = Run {
-        framework,
-        task,
-        executor_id,
-        container_id,
-        sandbox,
-        pid: None,
-        process: None,
-        state: "TASK_STAGING".into(),
-        killing: false,
-        pending: VecDeque::new(),
-        last_status: None,
-        started: api::now_secs(),
-        custom: false,
-        health_killed: false,
-        last_sent: None,
-    };
+    let run = Run::staging(framework, task, executor_id, container_id, sandbox);
     let key = run.key();
-    {
-        let mut st = shared.lock();
-        if st
-            .runs
-            .get(&key)
-            .is_some_and(|r| !api::state::is_terminal(&r.state))
-        {
-            tracing::warn!(task = %key, "task already running; ignoring the duplicate launch");
-            return;
-        }
-        st.runs.insert(key.clone(), run.clone());
+    if !shared.admit(&run, "task already running; ignoring the duplicate launch") {
+        return;
     }
     shared.checkpoint(&run);
     let shared = shared.clone();
@@ -1081,39 +1100,16 @@ fn refuse(shared: &Shared, framework: FrameworkInfo, task: TaskInfo, executor_id
         tracing::warn!(framework_id, task_id = %task.task_id.value, why, "refused a task that cannot be reported");
         return;
     }
-    let run = Run {
-        // Its updates carry the executor id, which must itself be valid to be delivered.
-        executor_id: Some(executor_id)
-            .filter(|e| api::validate_id(e).is_ok())
-            .unwrap_or(&task.task_id.value)
-            .to_string(),
-        framework,
-        task,
-        container_id: uuid::Uuid::new_v4().to_string(),
-        sandbox: PathBuf::new(),
-        pid: None,
-        process: None,
-        state: "TASK_STAGING".into(),
-        killing: false,
-        pending: VecDeque::new(),
-        last_status: None,
-        started: api::now_secs(),
-        custom: false,
-        health_killed: false,
-        last_sent: None,
-    };
+    // Its updates carry the executor id, which must itself be valid to be delivered.
+    let executor_id = Some(executor_id)
+        .filter(|e| api::validate_id(e).is_ok())
+        .unwrap_or(&task.task_id.value)
+        .to_string();
+    let container_id = uuid::Uuid::new_v4().to_string();
+    let run = Run::staging(framework, task, executor_id, container_id, PathBuf::new());
     let key = run.key();
-    {
-        let mut st = shared.lock();
-        if st
-            .runs
-            .get(&key)
-            .is_some_and(|r| !api::state::is_terminal(&r.state))
-        {
-            tracing::warn!(task = %key, why, "refused a duplicate of a running task");
-            return;
-        }
-        st.runs.insert(key.clone(), run);
+    if !shared.admit(&run, "refused a duplicate of a running task") {
+        return;
     }
     tracing::warn!(task = %key, why, "task refused");
     shared.report(
