@@ -42,6 +42,11 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     fn hold(&self, digest: &str, container_id: &str) -> Result<(), String>;
     /// Lets go of what `container_id` held.
     fn release(&self, container_id: &str) -> Result<(), String>;
+    /// Removes what no container holds any more (unreferenced images and layers); a summary
+    /// for the log.
+    fn collect_garbage(&self) -> Result<String, String> {
+        Ok(String::new())
+    }
 }
 
 /// The image crate's store (the agent's is at `<work_dir>/images`).
@@ -76,6 +81,39 @@ impl ImageStore for RegistryImages {
 
     fn release(&self, container_id: &str) -> Result<(), String> {
         self.0.release(container_id).map_err(|e| e.to_string())
+    }
+
+    fn collect_garbage(&self) -> Result<String, String> {
+        self.0
+            .gc()
+            .map(|r| format!("{r:?}"))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How often the agent removes images and layers no container holds.
+pub(super) const IMAGE_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Collects the image store's garbage every [`IMAGE_GC_INTERVAL`] until `shutdown`, so
+/// pulled images do not fill the agent's disk.
+pub(super) async fn collect_images(
+    images: Option<Arc<dyn ImageStore>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(images) = images else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(IMAGE_GC_INTERVAL) => {}
+        }
+        let store = images.clone();
+        match tokio::task::spawn_blocking(move || store.collect_garbage()).await {
+            Ok(Ok(report)) => tracing::info!(%report, "image garbage collected"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "image garbage collection panicked"),
+        }
     }
 }
 

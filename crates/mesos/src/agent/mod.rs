@@ -486,7 +486,8 @@ pub async fn serve_on(
     });
     let master_loop = master_loop(shared.clone(), shutdown.clone());
     let sender = update_sender(shared.clone(), shutdown.clone());
-    tokio::join!(server, master_loop, sender);
+    let images = container::collect_images(shared.config.images.clone(), shutdown.clone());
+    tokio::join!(server, master_loop, sender, images);
     Ok(())
 }
 
