@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::container::{init, Container};
-use super::{checkpoint, launcher, sandbox, Run, Shared};
+use super::{checkpoint, launcher, Run, Shared};
 use crate::api::{self, CommandInfo, TaskStatus};
 
 /// The reason of every health update, as Mesos sets it.
@@ -370,18 +370,7 @@ fn on_host(shared: &Shared, run: &Run, argv: &[String]) -> Result<tokio::process
     let task_command = run.task.command.clone().unwrap_or_default();
     let user = launcher::requested_user(&run.framework, &task_command);
     let run_as = launcher::run_as(shared.config.switch_user, user).map_err(|e| e.to_string())?;
-    let agent_id = shared.lock().id.clone().unwrap_or_default();
-    let (framework_id, endpoint) = (run.framework_id(), shared.endpoint());
-    let env = sandbox::task_env(
-        &run.task,
-        &shared.place(
-            &agent_id,
-            &framework_id,
-            &run.executor_id,
-            &run.sandbox,
-            &endpoint,
-        ),
-    );
+    let env = shared.task_env(run);
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&run.sandbox)

@@ -277,6 +277,29 @@ struct Shared {
 }
 
 impl Shared {
+    /// The environment a run's task (and its command health checks) gets.
+    fn task_env(&self, run: &Run) -> Vec<(String, String)> {
+        let agent_id = self.lock().id.clone().unwrap_or_default();
+        let (framework_id, endpoint) = (run.framework_id(), self.endpoint());
+        let place = self.place(
+            &agent_id,
+            &framework_id,
+            &run.executor_id,
+            &run.sandbox,
+            &endpoint,
+        );
+        sandbox::task_env(&run.task, &place)
+    }
+
+    /// The container id of the run of `key` (empty if there is none).
+    fn container_id_of(&self, key: &str) -> String {
+        self.lock()
+            .runs
+            .get(key)
+            .map(|r| r.container_id.clone())
+            .unwrap_or_default()
+    }
+
     /// Records a new run unless its task already runs here (a duplicate launch), which is
     /// logged with `duplicate` and left alone; whether it was recorded.
     fn admit(&self, run: &Run, duplicate: &str) -> bool {
@@ -663,12 +686,7 @@ fn signal_name(sig: i32) -> String {
 
 async fn watch_recovered(shared: Shared, key: String, process: checkpoint::Process) {
     let health = health::start(&shared, &key);
-    let container_id = shared
-        .lock()
-        .runs
-        .get(&key)
-        .map(|r| r.container_id.clone())
-        .unwrap_or_default();
+    let container_id = shared.container_id_of(&key);
     let gone = async {
         while process.is_running() {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1210,19 +1228,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
         None => launcher::run_as(shared.config.switch_user, user)?,
     };
     fetcher::fetch_uris(shared, &command, &run.sandbox).await?;
-    let agent_id = shared.lock().id.clone().unwrap_or_default();
-    let endpoint = shared.endpoint();
-    let framework_id = run.framework_id();
-    let env = sandbox::task_env(
-        task,
-        &shared.place(
-            &agent_id,
-            &framework_id,
-            &run.executor_id,
-            &run.sandbox,
-            &endpoint,
-        ),
-    );
+    let env = shared.task_env(run);
     let mut child = match &image {
         Some(image) => {
             let init = match &shared.config.container_init {
@@ -1279,12 +1285,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
 
 async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child) {
     let health = health::start(&shared, &key);
-    let container_id = shared
-        .lock()
-        .runs
-        .get(&key)
-        .map(|r| r.container_id.clone())
-        .unwrap_or_default();
+    let container_id = shared.container_id_of(&key);
     let status = tokio::select! {
         status = child.wait() => status,
         () = container::memory_limit_hit(&shared.config.work_dir, &container_id) => {
