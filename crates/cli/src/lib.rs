@@ -82,6 +82,16 @@ enum Command {
     ContainerInit {
         /// The container's spec, written by the agent.
         spec: std::path::PathBuf,
+        /// Instead of starting the container, run ARGV in the running one whose init has this
+        /// pid (a task's command health check).
+        #[arg(long, requires = "parent")]
+        exec_in: Option<u32>,
+        /// The pid of that init's parent (its `unshare`), to tell it from a reused pid.
+        #[arg(long)]
+        parent: Option<u32>,
+        /// The command to run with --exec-in.
+        #[arg(last = true)]
+        argv: Vec<String>,
     },
 }
 
@@ -117,8 +127,18 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),
-        Command::ContainerInit { spec } => dcos_mesos::agent::container::init::run(&spec)
-            .map(|code| ExitCode::from(u8::try_from(code).unwrap_or(255))),
+        Command::ContainerInit {
+            spec,
+            exec_in,
+            parent,
+            argv,
+        } => match (exec_in, parent) {
+            (Some(init), Some(parent)) => {
+                dcos_mesos::agent::container::init::exec(&spec, init, parent, &argv)
+            }
+            _ => dcos_mesos::agent::container::init::run(&spec),
+        }
+        .map(|code| ExitCode::from(u8::try_from(code).unwrap_or(255))),
     };
     match result {
         Ok(code) => code,

@@ -1292,7 +1292,9 @@ impl Marathon {
 }
 
 /// A Mesos-side check's verdict from a status update, recorded as Marathon's own probes
-/// are. An app has at most one such check; its record is that check's.
+/// are. Mesos runs one check per task (the first Mesos-side one); its verdict stands for
+/// every Mesos-side check of the app (several COMMAND checks are valid), so none of them
+/// stays unprobed and holds the app unhealthy for ever.
 fn mesos_health(
     state: &State,
     inst: &mut Instance,
@@ -1303,9 +1305,9 @@ fn mesos_health(
     let Some(checks) = state.apps.get(&inst.app_id).map(|e| &e.app.health_checks) else {
         return;
     };
-    let Some(index) = checks.iter().position(crate::health::is_mesos_side) else {
-        return;
-    };
+    let indices: Vec<usize> = (0..checks.len())
+        .filter(|&i| crate::health::is_mesos_side(&checks[i]))
+        .collect();
     if inst.health.len() < checks.len() {
         inst.health.resize(checks.len(), Default::default());
     }
@@ -1316,8 +1318,10 @@ fn mesos_health(
     } else {
         Err(message.to_string())
     };
-    let changed = crate::health::apply(&mut inst.health[index], &result);
-    health_events(state, inst, index, changed, &result, emits);
+    for index in indices {
+        let changed = crate::health::apply(&mut inst.health[index], &result);
+        health_events(state, inst, index, changed, &result, emits);
+    }
 }
 
 /// The events a health result makes: a change of liveness, a failure.

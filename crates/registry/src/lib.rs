@@ -71,17 +71,34 @@ pub fn config_yaml(addr: SocketAddr, storage: &Path, auth: Option<Htpasswd<'_>>)
     let mut config = format!(
         "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-         http:\n  addr: {addr}\n  headers:\n    X-Content-Type-Options: [nosniff]\n",
-        storage.display()
+         http:\n  addr: {}\n  headers:\n    X-Content-Type-Options: [nosniff]\n",
+        quoted(&storage.to_string_lossy()),
+        quoted(&addr.to_string()),
     );
     if let Some(auth) = auth {
         config.push_str(&format!(
             "auth:\n  htpasswd:\n    realm: {}\n    path: {}\n",
-            auth.realm,
-            auth.path.display()
+            quoted(auth.realm),
+            quoted(&auth.path.to_string_lossy())
         ));
     }
     config
+}
+
+/// `text` as a YAML double-quoted scalar (a JSON string is one): an IPv6 address in
+/// brackets, or a path with `: ` or `#`, stays one value.
+fn quoted(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Runs the registry until `shutdown` (then stops it), or fails when it exits on its own
@@ -103,6 +120,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let mut child = tokio::process::Command::new(REGISTRY_BIN)
         .arg("serve")
         .arg(&config_path)
+        // `REGISTRY_*` variables would override the configuration written above.
+        .env_clear()
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
         .stderr(log)
@@ -135,14 +154,19 @@ mod tests {
     fn the_config_names_storage_address_and_auth() {
         let addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let yaml = config_yaml(addr, Path::new("/var/lib/r/data"), None);
-        assert!(yaml.contains("rootdirectory: /var/lib/r/data\n"));
-        assert!(yaml.contains("addr: 10.0.0.1:5000\n"));
+        assert!(yaml.contains("rootdirectory: \"/var/lib/r/data\"\n"));
+        assert!(yaml.contains("addr: \"10.0.0.1:5000\"\n"));
+        let v6 = config_yaml("[fd00::1]:5000".parse().unwrap(), Path::new("/a: #b"), None);
+        assert!(v6.contains("addr: \"[fd00::1]:5000\"\n"), "{v6}");
+        assert!(v6.contains("rootdirectory: \"/a: #b\"\n"), "{v6}");
         assert!(!yaml.contains("auth:"));
         let auth = Htpasswd {
             realm: "dcos",
             path: Path::new("/etc/htpasswd"),
         };
         let yaml = config_yaml(addr, Path::new("/d"), Some(auth));
-        assert!(yaml.contains("auth:\n  htpasswd:\n    realm: dcos\n    path: /etc/htpasswd\n"));
+        assert!(
+            yaml.contains("auth:\n  htpasswd:\n    realm: \"dcos\"\n    path: \"/etc/htpasswd\"\n")
+        );
     }
 }

@@ -96,3 +96,21 @@ async fn two_mesos_tcp_checks_are_refused() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_two_command_checks_becomes_healthy() {
+    let env = Env::start(1).await;
+    let check = |cmd: &str| {
+        json!({"protocol": "COMMAND", "command": {"value": cmd}, "delaySeconds": 0,
+            "intervalSeconds": 1, "gracePeriodSeconds": 30, "timeoutSeconds": 0})
+    };
+    let app = json!({
+        "id": "/two-checks", "cmd": "touch ready; exec sleep 100", "cpus": 0.1, "mem": 32,
+        "healthChecks": [check("test -e ready"), check("true")],
+    });
+    let app = until_counted(&env, app, "tasksHealthy").await;
+    let results = app["tasks"][0]["healthCheckResults"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{app}");
+    assert!(results.iter().all(|r| r["alive"] == true), "{app}");
+    env.stop().await;
+}

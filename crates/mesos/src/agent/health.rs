@@ -11,7 +11,6 @@
 //! container if it has one; HTTP and TCP checks go to 127.0.0.1, as the task shares the
 //! host's network.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::container::{init, Container};
+use super::container::{self, init, Container};
 use super::{checkpoint, launcher, Run, Shared};
 use crate::api::{self, CommandInfo, TaskStatus};
 
@@ -111,7 +110,10 @@ impl Check {
             probe,
             delay: seconds(check, "delay_seconds", 15.0),
             interval: seconds(check, "interval_seconds", 10.0).max(MIN_INTERVAL),
-            timeout: seconds(check, "timeout_seconds", 20.0),
+            // Mesos: a timeout of 0 is none.
+            timeout: Some(seconds(check, "timeout_seconds", 20.0))
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs_f64(MAX_SECONDS)),
             consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
             grace: seconds(check, "grace_period_seconds", 10.0),
         })
@@ -358,8 +360,11 @@ fn command_for(
         .iter()
         .flat_map(|e| e.variables.iter())
         .map(|v| (v.name.clone(), v.value.clone()));
+    // A task in an image is checked in its container or not at all, never on the host.
+    let in_image = container::image_of(&run.task).ok().flatten().is_some();
     let mut cmd = match Container::load(&shared.config.work_dir, &run.container_id) {
-        Some(container) => in_container(&run, &container, &argv)?,
+        Some(container) => in_container(shared, &run, &container, &argv)?,
+        None if in_image => return Err("the task's container is gone".into()),
         None => on_host(shared, &run, &argv)?,
     };
     cmd.envs(own_env);
@@ -386,10 +391,11 @@ fn on_host(shared: &Shared, run: &Run, argv: &[String]) -> Result<tokio::process
     Ok(cmd)
 }
 
-/// Runs `argv` in the container's mount, pid, uts and ipc namespaces (its rootfs is mounted
-/// only in its own mount namespace) from its sandbox, through util-linux `nsenter` at its
-/// init, with the task's environment.
+/// Runs `argv` in the task's container as its task runs there (its cgroups, namespaces,
+/// root, user, capabilities and environment, from its sandbox), through the container
+/// init's `exec` mode (`dcos container-init --exec-in <init> --parent <unshare>`).
 fn in_container(
+    shared: &Shared,
     run: &Run,
     container: &Container,
     argv: &[String],
@@ -400,18 +406,18 @@ fn in_container(
         .filter(|p| p.is_running())
         .ok_or("the container's process is gone")?;
     let init = child_of(unshare.pid).ok_or("the container has no init")?;
-    let spec: init::Spec = std::fs::read(container.dir.join("spec.json"))
-        .ok()
-        .and_then(|text| serde_json::from_slice(&text).ok())
-        .ok_or("the container's spec is unreadable")?;
-    let mut cmd = tokio::process::Command::new("nsenter");
-    cmd.arg(format!("--target={init}"))
-        .args(["--mount", "--pid", "--uts", "--ipc", "--root", "--"])
-        // `nsenter --wd=<dir>` would open the host's <dir>: change into the sandbox inside.
-        .args(["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", init::SANDBOX])
+    let binary = match &shared.config.container_init {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.arg("container-init")
+        .arg(container.dir.join("spec.json"))
+        .args(["--exec-in", &init.to_string()])
+        .args(["--parent", &unshare.pid.to_string()])
+        .arg("--")
         .args(argv)
-        .env_clear()
-        .envs(spec.env);
+        .env_clear();
     Ok(cmd)
 }
 
@@ -429,17 +435,7 @@ fn child_of(pid: u32) -> Option<u32> {
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|candidate| parent_of(*candidate) == Some(pid))
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/stat"))).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+        .find(|candidate| init::parent_of(*candidate) == Some(pid))
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ fn build_layers(root: &Path) -> Vec<PathBuf> {
     std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "cat", "sleep", "dd", "echo", "test", "tr", "ls", "id", "hostname", "touch", "pwd",
-        "grep", "mount",
+        "grep", "mount", "mknod",
     ] {
         symlink("busybox", base.join("bin").join(applet)).unwrap();
     }
@@ -550,6 +550,7 @@ async fn a_root_task_in_a_container_cannot_act_on_the_host() {
         mount -t tmpfs none /tmp 2>/dev/null && echo mounted > "$out/mount"
         echo x 2>/dev/null > /proc/sys/kernel/domainname && echo wrote > "$out/sysctl"
         test -s /proc/kcore && echo readable > "$out/kcore"
+        mknod /tmp/disk b 8 0 2>/dev/null && echo made > "$out/mknod"
         true"#;
     let t = image_task("confined", &offer, cmd, 64.0);
     assert_eq!(s.call(launch(&offer, vec![t])).await.0, 202);
@@ -557,16 +558,17 @@ async fn a_root_task_in_a_container_cannot_act_on_the_host() {
     s.until("confined", "TASK_FINISHED").await;
     let sandbox = sandbox(c.work_dir.path(), &running, &s.framework_id, "confined");
     let read = |f: &str| std::fs::read_to_string(sandbox.join(f)).unwrap_or_default();
-    // Docker's default set: chown, dac_override, fowner, fsetid, kill, setgid, setuid,
-    // setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap.
+    // Docker's default set without mknod and net_raw: chown, dac_override, fowner, fsetid,
+    // kill, setgid, setuid, setpcap, net_bind_service, sys_chroot, audit_write, setfcap.
     assert_eq!(
         read("capbnd").trim(),
-        "CapBnd:\t00000000a80425fb",
+        "CapBnd:\t00000000a00405fb",
         "stderr: {}",
         read("stderr")
     );
     assert_eq!(read("mount"), "", "a container mounted a filesystem");
     assert_eq!(read("sysctl"), "", "a container changed a kernel setting");
     assert_eq!(read("kcore"), "", "a container read the kernel's memory");
+    assert_eq!(read("mknod"), "", "a container made a block device");
     assert_nothing_left(c.work_dir.path(), &container_id(&running));
 }

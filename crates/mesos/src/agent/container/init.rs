@@ -95,16 +95,16 @@ pub fn run(spec_path: &Path) -> anyhow::Result<i32> {
 /// The file in a container's provisioner dir where its init records the task's exit status.
 pub(crate) const EXIT_STATUS: &str = "exit_status";
 
-/// The capabilities a container's processes may have at most: Docker's default set. The
-/// rest (mounting, loading modules, raw I/O, changing the clock, ...) would let a task in an
-/// image act on the host, since containers share the host's user ids.
-const KEPT_CAPABILITIES: [caps::Capability; 14] = [
+/// The capabilities a container's processes may have at most: Docker's default set without
+/// MKNOD (no devices cgroup stops a made block device) and NET_RAW (containers share the
+/// host's network, where raw sockets would see and forge its traffic). The rest (mounting,
+/// loading modules, raw I/O, changing the clock, ...) would let a task in an image act on
+/// the host, since containers share the host's user ids.
+const KEPT_CAPABILITIES: [caps::Capability; 12] = [
     caps::Capability::CAP_CHOWN,
     caps::Capability::CAP_DAC_OVERRIDE,
     caps::Capability::CAP_FSETID,
     caps::Capability::CAP_FOWNER,
-    caps::Capability::CAP_MKNOD,
-    caps::Capability::CAP_NET_RAW,
     caps::Capability::CAP_SETGID,
     caps::Capability::CAP_SETUID,
     caps::Capability::CAP_SETFCAP,
@@ -115,7 +115,8 @@ const KEPT_CAPABILITIES: [caps::Capability; 14] = [
     caps::Capability::CAP_AUDIT_WRITE,
 ];
 
-/// Drops every other capability from the bounding set, which the task inherits.
+/// Drops every other capability from the bounding set, which the task inherits, and
+/// clears the inheritable and ambient sets (which a root exec would add back).
 fn drop_capabilities() -> anyhow::Result<()> {
     for cap in caps::all() {
         if !KEPT_CAPABILITIES.contains(&cap) {
@@ -123,7 +124,81 @@ fn drop_capabilities() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot drop {cap}: {e}"))?;
         }
     }
+    for set in [caps::CapSet::Inheritable, caps::CapSet::Ambient] {
+        caps::clear(None, set).map_err(|e| anyhow::anyhow!("cannot clear {set:?}: {e}"))?;
+    }
     Ok(())
+}
+
+/// Runs `argv` in the running container whose init is `init` (a child of `parent`, its
+/// `unshare`), as its task runs: the init's cgroups and namespaces, its root, the task's
+/// environment, user and capabilities, from the sandbox; the command's exit status. This is
+/// how the agent runs a task's command health check in its container.
+pub fn exec(spec_path: &Path, init: u32, parent: u32, argv: &[String]) -> anyhow::Result<i32> {
+    use nix::sched::{setns, CloneFlags};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let text = fs_err::read(spec_path)?;
+    let spec: Spec = serde_json::from_slice(&text)
+        .with_context(|| format!("invalid container spec {}", spec_path.display()))?;
+    let namespace = |name: &str| fs_err::File::open(format!("/proc/{init}/ns/{name}"));
+    let joined = [
+        (namespace("ipc")?, CloneFlags::CLONE_NEWIPC),
+        (namespace("uts")?, CloneFlags::CLONE_NEWUTS),
+        (namespace("pid")?, CloneFlags::CLONE_NEWPID),
+        (namespace("mnt")?, CloneFlags::CLONE_NEWNS),
+    ];
+    // Checked after the namespaces are open: a pid reused since the init died must not be
+    // entered (the handles stay the init's even if it dies now).
+    anyhow::ensure!(
+        parent_of(init) == Some(parent),
+        "the container's init ({init}) is gone"
+    );
+    for cgroup in &spec.cgroups {
+        fs_err::write(cgroup.join("cgroup.procs"), "0")?;
+    }
+    for (file, kind) in joined {
+        setns(file, kind).with_context(|| format!("cannot enter the container's {kind:?}"))?;
+    }
+    // Entering the mount namespace put this process at its root: the container's rootfs.
+    std::env::set_current_dir("/")?;
+    drop_capabilities()?;
+    let user = match spec.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(user) => Some(resolve_user(user, &image_passwd(Path::new("/")))?),
+        None => None,
+    };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("nothing to run"))?;
+    let mut cmd = std::process::Command::new(program);
+    // The task's environment, then this process's own (the agent starts it with nothing
+    // but the check's variables).
+    cmd.args(args)
+        .env_clear()
+        .envs(spec.env.iter().cloned())
+        .envs(std::env::vars())
+        .current_dir(SANDBOX)
+        .stdin(std::process::Stdio::null());
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    // A child: only children enter the joined pid namespace.
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Mounts the overlay rootfs and, inside it, what a task expects; gives the sandbox to the
@@ -160,6 +235,7 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<Option<(u32, u32)>> {
     protect_proc(&root)?;
     let sandbox = mount_point(&root, SANDBOX, true)?;
     bind(&spec.sandbox, &sandbox, false)?;
+    confine(&sandbox, false)?;
     let user = match spec.user.as_deref().filter(|u| !u.is_empty()) {
         Some(user) => Some(resolve_user(user, &image_passwd(&root))?),
         None => None,
@@ -177,6 +253,7 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<Option<(u32, u32)>> {
         };
         let target = mount_point(&root, &target, volume.host_path.is_dir())?;
         bind(&volume.host_path, &target, volume.read_only)
+            .and_then(|()| confine(&target, volume.read_only))
             .with_context(|| format!("cannot mount volume {}", volume.host_path.display()))?;
     }
     Ok(user)
@@ -185,14 +262,26 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<Option<(u32, u32)>> {
 /// What of `/proc` a container may not change or read, as Docker masks it: the kernel's
 /// settings and the sysrq trigger read-only, the kernel's memory and keys hidden.
 fn protect_proc(root: &Path) -> anyhow::Result<()> {
-    for path in ["proc/sys", "proc/sysrq-trigger"] {
+    for path in [
+        "proc/sys",
+        "proc/sysrq-trigger",
+        "proc/irq",
+        "proc/bus",
+        "proc/fs",
+    ] {
         let at = root.join(path);
         if at.exists() {
             bind(&at, &at, true)?;
         }
     }
     let null = root.join("dev/null");
-    for path in ["proc/kcore", "proc/keys", "proc/timer_list"] {
+    for path in [
+        "proc/kcore",
+        "proc/keys",
+        "proc/timer_list",
+        "proc/sched_debug",
+        "proc/latency_stats",
+    ] {
         let at = root.join(path);
         if at.exists() {
             bind(&null, &at, true)?;
@@ -227,7 +316,8 @@ fn mount_dev(root: &Path) -> anyhow::Result<()> {
         root,
         "dev",
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        // nodev: a node made here is no device; the few bound in keep their own mounts.
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
@@ -277,6 +367,22 @@ fn mount_fs(
     mount(Some(fstype), &target, Some(fstype), flags, data)
         .with_context(|| format!("cannot mount {fstype} at /{path}"))?;
     Ok(target)
+}
+
+/// Remounts a bind at `target` without devices or setuid (what a task writes there, or a
+/// host directory holds, must not become a device or a way to root).
+fn confine(target: &Path, read_only: bool) -> anyhow::Result<()> {
+    let mut flags = MsFlags::MS_BIND
+        | MsFlags::MS_REC
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOSUID;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("cannot confine the mount at {}", target.display()))?;
+    Ok(())
 }
 
 /// Binds `source` at `target`, read-only if asked (which takes a remount).
