@@ -6,6 +6,7 @@
 //! | [`offers`] | the master's allocation cycle against agents × frameworks |
 //! | [`launch`] | `POST /v2/apps` to every instance RUNNING on simulated agents, and `/master/state` at that size |
 //! | [`real_launch`] | LAUNCH to TASK_RUNNING of a real process, against fork+exec of the same command |
+//! | [`containers`] | LAUNCH to TASK_RUNNING in a cached image against fork+exec and `runc run`; image pull against `skopeo copy` |
 //! | [`dns`] | dnsperf against Mesos-DNS and dnsmasq serving the same records |
 //! | [`router`] | wrk through Admin Router and nginx on the same route |
 //! | [`failover`] | kill -9 of the leading Marathon and Mesos master, to the first acknowledged write |
@@ -21,6 +22,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 pub mod args;
+mod containers;
 mod dns;
 mod failover;
 mod footprint;
@@ -79,6 +81,7 @@ pub const SCENARIOS: &[Scenario] = &[
     offers::SCENARIO,
     launch::SCENARIO,
     real_launch::SCENARIO,
+    containers::SCENARIO,
     dns::SCENARIO,
     router::SCENARIO,
     failover::SCENARIO,
