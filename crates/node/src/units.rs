@@ -283,6 +283,13 @@ pub async fn run_unit(
             .map_err(|e| failed(e.into()))
         }
         "dcos-registry.service" => {
+            if !config.registry {
+                // Installed with every master's units, run only where enabled: a disabled
+                // registry binds nothing and waits, so systemd does not restart it in a loop.
+                tracing::info!("the image registry is not enabled on this node (registry: true)");
+                shutdown.cancelled().await;
+                return Ok(());
+            }
             let ip = config.node_ip().map_err(|e| failed(e.into()))?;
             dcos_registry::serve(
                 dcos_registry::Config {

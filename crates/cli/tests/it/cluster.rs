@@ -81,8 +81,14 @@ fn every_built_unit_runs_in_its_node_and_binds_as_the_contract_says() {
         for u in role_units(role) {
             let st = unit(&status, u.name);
             if st.state == UnitState::NotInUse {
-                // Exhibitor only runs with the ZooKeeper store; the default is embedded.
-                assert_eq!(u.name, "dcos-exhibitor.service", "{}", node.id);
+                // Exhibitor only runs with the ZooKeeper store (the default is embedded), the
+                // image registry only when asked for.
+                assert!(
+                    ["dcos-exhibitor.service", "dcos-registry.service"].contains(&u.name),
+                    "{} {}",
+                    node.id,
+                    u.name
+                );
                 assert_eq!(st.pid, None);
             } else if u.built {
                 assert_eq!(st.state, UnitState::Running, "{} {}", node.id, u.name);

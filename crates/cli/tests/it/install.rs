@@ -11,12 +11,14 @@ use dcos_testkit::Netns;
 
 use crate::DCOS;
 
-/// The OSS units of each role, from the DC/OS 1.11 ports page (enterprise rows left out).
+/// The OSS units of each role, from the DC/OS 1.11 ports page (enterprise rows left out),
+/// and the cluster-local image registry this project adds.
 const MASTER_UNITS: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
+    "dcos-registry.service",
     "dcos-marathon.service",
     "dcos-metronome.service",
     "dcos-cosmos.service",

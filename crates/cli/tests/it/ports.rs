@@ -9,11 +9,13 @@ fn ports_list_json_has_every_row_and_the_documented_keys() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        41,
-        "40 rows of the page plus ZooKeeper's quorum port"
+        42,
+        "40 rows of the page plus ZooKeeper's quorum port and the image registry"
     );
     let zk = rows.iter().find(|r| r["port"] == 2888).unwrap();
     assert_eq!(zk["in_spec"], false);
+    let registry = rows.iter().find(|r| r["port"] == 5000).unwrap();
+    assert_eq!(registry["in_spec"], false);
     let ar = rows.iter().find(|r| r["port"] == 80).unwrap();
     assert_eq!(ar["bind"], "any");
     assert_eq!(ar["roles"], serde_json::json!(["master"]));
