@@ -123,7 +123,8 @@ async fn image_apps_run_pass_health_checks_and_fail_clearly() {
         "img-forced",
         "img-hog",
     ] {
-        env.send("DELETE", &format!("/v2/apps/{app}"), None).await;
+        let (code, body) = env.send("DELETE", &format!("/v2/apps/{app}"), None).await;
+        assert_eq!(code, 200, "DELETE {app}: {body}");
     }
     env.eventually("every image app gone", Duration::from_secs(30), || async {
         let (_, v) = env.get("/v2/apps").await;
@@ -158,5 +159,54 @@ async fn a_python_image_serves_http() {
         .await;
     assert_eq!(served, "from-python\n");
     env.send("DELETE", "/v2/apps/py", None).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_that_does_not_match_its_digest_fails_the_task() {
+    let registry = Registry::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let host = registry.host();
+    let env = Env::start(1).await;
+    let _cleanup = KillContainers(env.dir.path().to_path_buf());
+    // A layer whose bytes do not match its digest (corrupted in the registry's storage): a
+    // layer of its own, since the agent already holds busybox's.
+    let layout = tempfile::tempdir().unwrap();
+    let mut layers = images::busybox_layers().unwrap();
+    layers.push(
+        images::tar_of(&[images::Item::File(
+            "only-here".into(),
+            0o644,
+            b"a layer no other image has\n".to_vec(),
+        )])
+        .unwrap(),
+    );
+    images::write_oci_layout(layout.path(), &layers, &["sh"]).unwrap();
+    images::push_layout(layout.path(), &registry, "corrupt:1")
+        .await
+        .unwrap();
+    let manifest: Value = reqwest::Client::new()
+        .get(format!("http://{host}/v2/corrupt/manifests/1"))
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap();
+    let data = registry.blob_data(layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let corrupt = json!({"id": "/img-corrupt", "cpus": 0.1, "mem": 32, "cmd": "sleep 100",
+        "container": {"type": "MESOS", "docker": {"image": format!("{host}/corrupt:1")}}});
+    env.send("POST", "/v2/apps", Some(corrupt)).await;
+    let message = failure(&env, "/img-corrupt").await;
+    assert!(message.contains("does not match its digest"), "{message}");
+
     env.stop().await;
 }
