@@ -207,6 +207,18 @@ async fn a_layer_that_does_not_match_its_digest_fails_the_task() {
     env.send("POST", "/v2/apps", Some(corrupt)).await;
     let message = failure(&env, "/img-corrupt").await;
     assert!(message.contains("does not match its digest"), "{message}");
-
+    let missing = json!({"id": "/img-missing", "cpus": 0.1, "mem": 32, "cmd": "sleep 100",
+        "container": {"type": "MESOS", "docker": {"image": format!("{host}/nope:1")}}});
+    env.send("POST", "/v2/apps", Some(missing)).await;
+    failure(&env, "/img-missing").await;
+    for app in ["img-missing", "img-corrupt"] {
+        let (code, body) = env.send("DELETE", &format!("/v2/apps/{app}"), None).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    env.eventually("the app gone", Duration::from_secs(15), || async {
+        let (_, v) = env.get("/v2/apps").await;
+        (v["apps"] == json!([])).then_some(())
+    })
+    .await;
     env.stop().await;
 }
