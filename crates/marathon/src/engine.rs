@@ -363,6 +363,13 @@ impl Marathon {
         force: bool,
     ) -> Result<(Deployment, bool), ApiError> {
         let mut state = self.lock().await;
+        // An app being deleted is not created again under its feet: its StopApplication
+        // deployment would be replaced and the app left half-removed.
+        if state.apps.get(id).is_some_and(|e| e.deleting) {
+            return Err(ApiError::Conflict(format!(
+                "App '{id}' is being deleted; wait for its deployment to finish"
+            )));
+        }
         // The path names the app; an id in the body is replaced by it, as in Marathon.
         spec.id = Some(id.to_string());
         let existing = state

@@ -43,8 +43,26 @@ pub fn router(m: Marathon) -> Router {
         .route("/v2/groups/{*rest}", get(groups))
         .route("/v2/events", get(events))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(to_completion))
         .layer(axum::middleware::map_response(no_cache))
         .with_state(m)
+}
+
+/// A request that changes state runs to its end even if its client goes away first: its
+/// store write and its change in memory then always happen together (a handler dropped
+/// between the two would leave them apart). Reads, and the event stream, stay tied to their
+/// client.
+async fn to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "a Marathon API request failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Marathon marks every API answer uncacheable.

@@ -554,3 +554,25 @@ async fn idle_connections_and_large_bodies_do_not_stop_marathon() {
     drop(idle);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn an_app_being_deleted_is_not_recreated_by_a_put() {
+    let env = Env::start(1).await;
+    // A PUT sent as soon as the DELETE is answered meets the app while its task is still
+    // being killed (the kill goes to the agent and its end comes back through the master).
+    let app = json!({"id": "/slow-stop", "cmd": "trap '' TERM; while true; do sleep 0.1; done", "cpus": 0.1,
+        "mem": 16, "taskKillGracePeriodSeconds": 5});
+    let (code, body) = env.send("POST", "/v2/apps", Some(app.clone())).await;
+    assert_eq!(code, 201, "{body}");
+    env.settled("/slow-stop", 1).await;
+    let (code, body) = env.send("DELETE", "/v2/apps/slow-stop", None).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = env.send("PUT", "/v2/apps/slow-stop", Some(app)).await;
+    assert_eq!(code, 409, "{body}");
+    env.eventually("the app gone", Duration::from_secs(20), || async {
+        let (_, v) = env.get("/v2/apps").await;
+        (v["apps"] == json!([])).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
