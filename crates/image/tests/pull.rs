@@ -153,8 +153,8 @@ async fn whiteouts_become_overlay_whiteouts() {
     assert_eq!(std::fs::read(top.join("data/new")).unwrap(), b"new\n");
 }
 
-#[tokio::test]
-async fn a_corrupt_blob_fails_with_the_digest_error_and_leaves_nothing() {
+/// A registry holding busybox as `busybox:latest`, and the digest of its one layer.
+async fn pushed_busybox() -> (Registry, String) {
     let reg = registry();
     let layout = tempfile::tempdir().unwrap();
     images::busybox_layout(layout.path()).unwrap();
@@ -162,6 +162,12 @@ async fn a_corrupt_blob_fails_with_the_digest_error_and_leaves_nothing() {
         .await
         .unwrap();
     let layer = layout_layers(layout.path()).remove(0);
+    (reg, layer)
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_fails_with_the_digest_error_and_leaves_nothing() {
+    let (reg, layer) = pushed_busybox().await;
     let data = reg.blob_data(&layer);
     let mut bytes = std::fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
@@ -318,13 +324,7 @@ async fn hold_release_and_gc() {
 
 #[tokio::test]
 async fn a_partial_blob_is_resumed_and_a_bad_one_discarded() {
-    let reg = registry();
-    let layout = tempfile::tempdir().unwrap();
-    images::busybox_layout(layout.path()).unwrap();
-    images::push_layout(layout.path(), &reg, "busybox:latest")
-        .await
-        .unwrap();
-    let layer = layout_layers(layout.path()).remove(0);
+    let (reg, layer) = pushed_busybox().await;
     let blob = std::fs::read(reg.blob_data(&layer)).unwrap();
     let root = tempfile::tempdir().unwrap();
     let partial = root

@@ -86,15 +86,7 @@ async fn terminal(s: &mut Scheduler, tasks: &[&str]) -> HashMap<String, Value> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let terminal = [
-            "TASK_FINISHED",
-            "TASK_FAILED",
-            "TASK_KILLED",
-            "TASK_ERROR",
-            "TASK_LOST",
-            "TASK_DROPPED",
-        ];
-        if terminal.contains(&status["state"].as_str().unwrap_or_default()) {
+        if dcos_mesos::api::state::is_terminal(status["state"].as_str().unwrap_or_default()) {
             done.insert(id, status);
         }
     }
