@@ -64,12 +64,8 @@ impl ImageStore for RegistryImages {
         Box::pin(async move {
             let reference =
                 dcos_image::Reference::parse(&request.name).map_err(|e| e.to_string())?;
-            let credentials = request
-                .credential
-                .clone()
-                .map(|(username, password)| dcos_image::Credentials { username, password });
             self.0
-                .pull(&reference, credentials.as_ref(), request.force)
+                .pull(&reference, request.credential.as_ref(), request.force)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -126,8 +122,9 @@ pub struct ImageRequest {
     pub force: bool,
     /// Asked for as `type: DOCKER`: run by the Mesos containerizer all the same.
     pub docker: bool,
-    /// Registry credentials (`mesos.image.docker.credential`: principal, secret).
-    pub credential: Option<(String, String)>,
+    /// Registry credentials (`mesos.image.docker.credential`: principal, secret); their
+    /// Debug hides the secret.
+    pub credential: Option<dcos_image::Credentials>,
 }
 
 /// Note on the status of a `type: DOCKER` task (this agent has no Docker daemon).
@@ -191,10 +188,13 @@ pub(super) fn image_of(task: &TaskInfo) -> Result<Option<ImageRequest>, String> 
 }
 
 /// A Mesos `Credential` (`principal`, `secret`) as registry credentials.
-fn credential(value: Option<&Value>) -> Option<(String, String)> {
+fn credential(value: Option<&Value>) -> Option<dcos_image::Credentials> {
     let value = value?;
     let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
-    Some((field("principal")?, field("secret").unwrap_or_default()))
+    Some(dcos_image::Credentials {
+        username: field("principal")?,
+        password: field("secret").unwrap_or_default(),
+    })
 }
 
 /// What the agent checkpoints of a container: all that destroying it needs.
@@ -591,7 +591,10 @@ mod tests {
                 name: "busybox".into(),
                 force: true,
                 docker: false,
-                credential: Some(("u".into(), "p".into())),
+                credential: Some(dcos_image::Credentials {
+                    username: "u".into(),
+                    password: "p".into()
+                }),
             })
         );
         let docker =
