@@ -29,7 +29,8 @@ enum ImageCommand {
         /// Registry user name (the password from --password or $DCOS_REGISTRY_PASSWORD).
         #[arg(long)]
         username: Option<String>,
-        #[arg(long)]
+        /// The registry password (or $DCOS_REGISTRY_PASSWORD); needs --username.
+        #[arg(long, requires = "username")]
         password: Option<String>,
         /// A registry (host[:port]) spoken to over http; loopback ones always are.
         #[arg(long = "insecure-registry")]
@@ -37,9 +38,10 @@ enum ImageCommand {
     },
     /// The images in an agent's image store.
     List {
-        /// The agent's work dir (the store is its `images` dir).
-        #[arg(long, default_value = "/var/lib/dcos-rs/mesos-agent")]
-        work_dir: PathBuf,
+        /// The agent's work dir (the store is its `images` dir); default: the agent's of a
+        /// node with the default work dir.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -75,7 +77,11 @@ pub(crate) fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
             println!("pushed {target} {digest}");
             Ok(ExitCode::SUCCESS)
         }
-        ImageCommand::List { work_dir, output } => list(work_dir.join("images"), output),
+        ImageCommand::List { work_dir, output } => {
+            let work_dir = work_dir
+                .unwrap_or_else(|| dcos_node::config::NodeConfig::default().agent_work_dir());
+            list(work_dir.join("images"), output)
+        }
     }
 }
 

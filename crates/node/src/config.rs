@@ -186,7 +186,15 @@ impl Default for NodeConfig {
     }
 }
 
+/// The Mesos agent's work dir under a node's work dir (sandboxes, checkpoints, images).
+pub const AGENT_DIR: &str = "mesos-agent";
+
 impl NodeConfig {
+    /// Where this node's Mesos agent keeps its state.
+    pub fn agent_work_dir(&self) -> PathBuf {
+        self.work_dir.join(AGENT_DIR)
+    }
+
     /// Reads and validates a node config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -321,7 +321,7 @@ pub async fn run_unit(
         }
         "dcos-mesos-slave.service" => {
             let ip = config.node_ip().map_err(|e| failed(e.into()))?;
-            let agent_dir = config.work_dir.join("mesos-agent");
+            let agent_dir = config.agent_work_dir();
             fs_err::create_dir_all(&agent_dir).map_err(|e| failed(e.into()))?;
             let (cpus, mem, disk) = dcos_mesos::agent::Config::host_resources(&agent_dir);
             let mut attributes = config.agent.attributes.clone();

@@ -127,7 +127,10 @@ pub async fn agent_of(master: SocketAddr, n: u16) -> (Running, String) {
 /// built: scripts/test builds every binary before the tests run.
 pub fn dcos_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
+    // `target/<profile>/deps/<test>`: the binary is one or two levels up, never further.
     exe.ancestors()
+        .skip(1)
+        .take(2)
         .map(|d| d.join("dcos"))
         .find(|p| p.is_file())
 }

@@ -71,10 +71,17 @@ fn stat(pid: u32) -> Option<(char, u64)> {
     Some((state, start_time))
 }
 
+/// This boot's id, read once: it changes only with a reboot, and recovered processes are
+/// checked against it every half second.
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .clone()
 }
 
 impl Process {

@@ -406,10 +406,7 @@ fn in_container(
         .filter(|p| p.is_running())
         .ok_or("the container's process is gone")?;
     let init = child_of(unshare.pid).ok_or("the container has no init")?;
-    let binary = match &shared.config.container_init {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().map_err(|e| e.to_string())?,
-    };
+    let binary = shared.init_binary().map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(binary);
     cmd.arg("container-init")
         .arg(container.dir.join("spec.json"))

@@ -277,6 +277,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// The `dcos` binary whose `container-init` runs containers (and checks inside them).
+    fn init_binary(&self) -> std::io::Result<PathBuf> {
+        match &self.config.container_init {
+            Some(path) => Ok(path.clone()),
+            None => std::env::current_exe(),
+        }
+    }
+
     /// The environment a run's task (and its command health checks) gets.
     fn task_env(&self, run: &Run) -> Vec<(String, String)> {
         let agent_id = self.lock().id.clone().unwrap_or_default();
@@ -1231,10 +1239,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
     let env = shared.task_env(run);
     let mut child = match &image {
         Some(image) => {
-            let init = match &shared.config.container_init {
-                Some(path) => path.clone(),
-                None => std::env::current_exe()?,
-            };
+            let init = shared.init_binary()?;
             let launch = container::Launch {
                 work_dir: &shared.config.work_dir,
                 images: shared.config.images.as_ref(),
