@@ -54,7 +54,7 @@ struct TaskV0<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     discovery: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<&'a Value>,
+    container: Option<std::borrow::Cow<'a, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health_check: Option<&'a Value>,
 }
@@ -93,7 +93,7 @@ impl<'a> TaskV0<'a> {
             // v0 renders labels as the list itself.
             labels: info.labels.as_ref().map(|l| l.get("labels").unwrap_or(l)),
             discovery: info.discovery.as_ref(),
-            container: info.container.as_ref(),
+            container: info.container.as_ref().map(without_secrets),
             health_check: info.health_check.as_ref(),
         }
     }
@@ -121,13 +121,34 @@ pub fn task_v1(task: &Task) -> Value {
     for (key, field) in [
         ("labels", &task.info.labels),
         ("discovery", &task.info.discovery),
-        ("container", &task.info.container),
     ] {
         if let Some(val) = field {
             v[key] = val.clone();
         }
     }
+    if let Some(container) = &task.info.container {
+        v["container"] = without_secrets(container).into_owned();
+    }
     v
+}
+
+/// Where a task's container holds its registry password (`mesos.image.docker.credential`).
+const IMAGE_SECRET: &str = "/mesos/image/docker/credential/secret";
+
+/// A task's container as the state shows it: the image's registry password is the agent's
+/// to use, never an answer to whoever reads the master's state.
+fn without_secrets(container: &Value) -> std::borrow::Cow<'_, Value> {
+    if container.pointer(IMAGE_SECRET).is_none() {
+        return std::borrow::Cow::Borrowed(container);
+    }
+    let mut shown = container.clone();
+    if let Some(credential) = shown
+        .pointer_mut("/mesos/image/docker/credential")
+        .and_then(Value::as_object_mut)
+    {
+        credential.remove("secret");
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// An agent in v0 form.

@@ -152,3 +152,37 @@ async fn an_agent_with_5000_tasks_re_registers() {
     drop(stream);
     master.stop().await;
 }
+
+#[tokio::test]
+async fn an_images_registry_password_never_shows_in_the_masters_state() {
+    let master = loopback::master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = crate::harness::agent(master.addr, dir.path().into()).await;
+    let mut s = Scheduler::subscribe(master.addr, framework("secret-image")).await;
+    let offer = s.offer().await;
+    let mut t = crate::harness::task("private", &offer, "true", 0.1, &[]);
+    // A registry on a closed loopback port: the pull fails here, on this machine.
+    t["container"] = json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER",
+        "docker": {"name": "127.0.0.1:1/private:1",
+                   "credential": {"principal": "deployer", "secret": "hunter2-secret"}}}}});
+    assert_eq!(s.call(crate::harness::launch(&offer, vec![t])).await.0, 202);
+    s.until("private", "TASK_FAILED").await;
+    for path in ["/master/state", "/master/tasks"] {
+        let text = reqwest::get(format!("http://{}{path}", master.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("deployer"),
+            "{path} lost the credential's principal"
+        );
+        assert!(
+            !text.contains("hunter2-secret"),
+            "{path} shows the registry password"
+        );
+    }
+    agent.stop().await;
+    master.stop().await;
+}
