@@ -133,13 +133,15 @@ impl Snapshot {
     /// router's own node). The Mesos master's and agent's own ports are never a service:
     /// they carry agent registration and the executor API, which the router refuses.
     pub fn allows(&self, addr: &SocketAddr, nodes: &[IpAddr]) -> bool {
-        let mesos = mesos_ports();
-        !mesos.contains(addr.port())
+        !MESOS_PORTS.contains(addr.port())
             && (self.cluster_ips.contains(&addr.ip()) || nodes.contains(&addr.ip()))
     }
 }
 
-/// The ports of the Mesos master and agent units, from the port contract.
+/// The ports of the Mesos master and agent units, from the port contract (built once).
+static MESOS_PORTS: std::sync::LazyLock<dcos_ports::RangeSet> =
+    std::sync::LazyLock::new(mesos_ports);
+
 fn mesos_ports() -> dcos_ports::RangeSet {
     use dcos_ports::contract::{rows_of_unit, NodeRole};
     rows_of_unit(NodeRole::Master, "dcos-mesos-master.service")

@@ -68,9 +68,13 @@ const INTERNAL_MESOS_PATHS: [&str; 2] = ["/api/v1/agent", "/api/v1/executor"];
 /// Whether a path (with its query) as a Mesos master or agent sees it is internal.
 fn internal_mesos(path_and_query: &str) -> bool {
     let path = path_and_query.split('?').next().unwrap_or("");
-    INTERNAL_MESOS_PATHS
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    INTERNAL_MESOS_PATHS.iter().any(|p| at_or_below(path, p))
+}
+
+/// Whether `path` is `prefix` or a path below it.
+fn at_or_below(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// `route`, unless it reaches an internal Mesos path (see [`INTERNAL_MESOS_PATHS`]).
@@ -172,9 +176,7 @@ fn location(role: Role, path_and_query: &str) -> Route {
     if role == Role::Agent {
         // The agent's own Mesos endpoints, reachable from other nodes only this way in
         // dcos-rs; anything else is 404, as on a DC/OS agent.
-        let mesos = AGENT_MESOS_PREFIXES
-            .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+        let mesos = AGENT_MESOS_PREFIXES.iter().any(|p| at_or_below(path, p));
         return if mesos {
             Route::Fixed(Fixed::LocalAgent, path_and_query.to_string())
         } else {

@@ -168,16 +168,6 @@ impl<S: Store> Persist<S> {
         }
     }
 
-    /// Stores an app with its versions.
-    pub async fn save_app(&self, app: &StoredApp) -> Result<(), Error> {
-        self.apply(vec![Self::app_write(app)?]).await
-    }
-
-    /// Forgets an app.
-    pub async fn delete_app(&self, id: &str) -> Result<(), Error> {
-        self.apply(vec![Self::app_removal(id)]).await
-    }
-
     /// The write that stores an instance.
     pub fn instance_write(i: &Instance) -> Result<Write, Error> {
         let data = serde_json::to_vec(i).map_err(|source| Error::Corrupt {
@@ -197,16 +187,6 @@ impl<S: Store> Persist<S> {
         }
     }
 
-    /// Stores an instance.
-    pub async fn save_instance(&self, i: &Instance) -> Result<(), Error> {
-        self.apply(vec![Self::instance_write(i)?]).await
-    }
-
-    /// Forgets an instance.
-    pub async fn delete_instance(&self, task_id: &str) -> Result<(), Error> {
-        self.apply(vec![Self::instance_removal(task_id)]).await
-    }
-
     /// The write that stores a deployment.
     pub fn deployment_write(d: &Deployment) -> Result<Write, Error> {
         let data = serde_json::to_vec(d).map_err(|source| Error::Corrupt {
@@ -224,11 +204,6 @@ impl<S: Store> Persist<S> {
         Write::Remove {
             path: format!("{DEPLOYMENTS}/{id}"),
         }
-    }
-
-    /// Stores a deployment.
-    pub async fn save_deployment(&self, d: &Deployment) -> Result<(), Error> {
-        self.apply(vec![Self::deployment_write(d)?]).await
     }
 
     /// Forgets a deployment.

@@ -511,9 +511,6 @@ fn check_health_checks(app: &App, r: &mut Report) {
     }
 }
 
-/// Fetched artifacts: Marathon's string bounds, and a `destPath` that stays in the sandbox.
-/// The agent confines fetches too; refusing here tells the client at once, with a 422,
-/// instead of a task that fails on every agent.
 /// Containers run on the Mesos containerizer (UCR), with or without an image: `DOCKER`
 /// containers too, since no Docker daemon runs on dcos-rs agents; what only the Docker
 /// daemon could do is refused rather than ignored.
@@ -583,6 +580,9 @@ fn check_container(c: &Value, r: &mut Report) {
     }
 }
 
+/// Fetched artifacts: Marathon's string bounds, and a `destPath` that stays in the sandbox.
+/// The agent confines fetches too; refusing here tells the client at once, with a 422,
+/// instead of a task that fails on every agent.
 fn check_fetch(app: &App, r: &mut Report) {
     for (i, f) in app.fetch.iter().enumerate() {
         let path = format!("/fetch({i})");

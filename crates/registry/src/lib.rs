@@ -70,9 +70,12 @@ pub struct Htpasswd<'a> {
 pub fn config_yaml(addr: SocketAddr, storage: &Path, auth: Option<Htpasswd<'_>>) -> String {
     let mut config = format!(
         "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {}\n\
          http:\n  addr: {}\n  headers:\n    X-Content-Type-Options: [nosniff]\n",
         quoted(&storage.to_string_lossy()),
+        // Deleting images only where clients must authenticate: an open registry on the
+        // node's network must not let anyone remove what agents run.
+        auth.is_some(),
         quoted(&addr.to_string()),
     );
     if let Some(auth) = auth {
@@ -116,7 +119,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let config_path = config.dir.join("config.yml");
     fs_err::write(&config_path, config_yaml(config.listen, &data, None)).map_err(io)?;
     let log_path = config.dir.join("registry.log");
-    let log = fs_err::File::create(&log_path).map_err(io)?.into_parts().0;
+    // Appended, not truncated: the log of a registry that exited is what says why, and the
+    // supervisor starts the unit again at once.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io)?;
     let mut child = tokio::process::Command::new(REGISTRY_BIN)
         .arg("serve")
         .arg(&config_path)
