@@ -61,6 +61,8 @@ pub struct Args {
     pub size: Size,
     /// `--out`, if given.
     pub out: Option<PathBuf>,
+    /// `--dir`, if given: the results directory `--out` defaults into.
+    pub dir: Option<PathBuf>,
 }
 
 fn parse_num(text: &str) -> Option<usize> {
@@ -80,10 +82,10 @@ fn check(kind: Kind, value: &str) -> bool {
 }
 
 impl Args {
-    /// Parses `--size full|tiny`, `--out FILE` and `--<param> value` pairs.
+    /// Parses `--size full|tiny`, `--out FILE`, `--dir DIR` and `--<param> value` pairs.
     pub fn parse(params: &[Param], argv: &[String]) -> Result<Args, String> {
         let mut size = Size::Full;
-        let mut out = None;
+        let (mut out, mut dir) = (None, None);
         let mut given = BTreeMap::new();
         let mut overrides = Vec::new();
         let mut it = argv.iter();
@@ -101,12 +103,13 @@ impl Args {
                     }
                 }
                 "out" => out = Some(PathBuf::from(value)),
+                "dir" => dir = Some(PathBuf::from(value)),
                 _ => {
                     let param = params.iter().find(|p| p.key == key).ok_or_else(|| {
                         let keys: Vec<String> =
                             params.iter().map(|p| format!("--{}", p.key)).collect();
                         format!(
-                            "unknown option --{key}; the options are {}, --size and --out",
+                            "unknown option --{key}; the options are {}, --size, --out and --dir",
                             keys.join(", ")
                         )
                     })?;
@@ -138,6 +141,7 @@ impl Args {
             given: overrides,
             size,
             out,
+            dir,
         })
     }
 
@@ -185,7 +189,7 @@ impl Args {
 
     /// The command line that repeats this run.
     pub fn command(&self, scenario: &str) -> String {
-        let mut cmd = format!("dcos bench {scenario}");
+        let mut cmd = format!("dcos-bench {scenario}");
         if self.size == Size::Tiny {
             cmd.push_str(" --size tiny");
         }
@@ -234,13 +238,24 @@ mod tests {
         let full = parse(&[]).unwrap();
         assert_eq!(full.list("agents"), vec![100, 1000]);
         assert_eq!(full.pairs("runs"), vec![(1, 2)]);
-        let tiny = parse(&["--size", "tiny", "--seconds", "3", "--out", "x.json"]).unwrap();
+        let tiny = parse(&[
+            "--size",
+            "tiny",
+            "--seconds",
+            "3",
+            "--out",
+            "x.json",
+            "--dir",
+            "d",
+        ])
+        .unwrap();
         assert_eq!(tiny.list("agents"), vec![10]);
         assert_eq!(tiny.num("seconds"), 3);
         assert_eq!(tiny.out, Some(PathBuf::from("x.json")));
+        assert_eq!(tiny.dir, Some(PathBuf::from("d")));
         assert_eq!(
             tiny.command("offers"),
-            "dcos bench offers --size tiny --seconds 3"
+            "dcos-bench offers --size tiny --seconds 3"
         );
     }
 

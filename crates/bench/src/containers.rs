@@ -72,7 +72,8 @@ fn require_tools() -> anyhow::Result<()> {
     }
     anyhow::ensure!(
         loopback::dcos_binary().is_some(),
-        "no dcos binary beside this one for the containers' init: run the built `dcos bench`"
+        "no dcos binary beside this one for the containers' init: build it (`cargo build`) \
+         and run the built `dcos-bench`"
     );
     Ok(())
 }
@@ -604,7 +605,7 @@ mod tests {
     #[test]
     fn the_section_sets_each_figure_against_its_peers() {
         let ms = |median: f64| json!({"median": median, "p90": median * 1.5});
-        let doc = json!({"date": "2026-12-07", "command": "dcos bench containers", "wall_seconds": 9,
+        let doc = json!({"date": "2026-12-07", "command": "dcos-bench containers", "wall_seconds": 9,
             "figures": {
                 "start": {"launches": 3, "image": BUSYBOX, "command": SLEEP.join(" "), "build": "release",
                     "task": {"cpus": 0.1, "mem_mb": 64.0}, "first_launch_with_pull_ms": 150.0,

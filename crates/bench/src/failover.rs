@@ -120,7 +120,7 @@ fn run_blocking(args: Args) -> anyhow::Result<Value> {
     let cluster = Cluster::builder()
         .masters(3)
         .agents(1)
-        .binary(std::env::current_exe()?)
+        .binary(crate::rig::dcos_exe()?)
         .timeout(Duration::from_secs(180))
         .start()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

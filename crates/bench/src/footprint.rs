@@ -18,7 +18,7 @@ use crate::rig::Rig;
 use crate::{Args, Kind, Param, Scenario};
 
 /// The simulator's row: it is not a unit, but it shares the machine.
-const SIMULATOR: &str = "dcos agent simulate (not a unit)";
+const SIMULATOR: &str = "dcos-bench simulate-agents (not a unit)";
 
 fn processes(rig: &Rig) -> Vec<(String, u32)> {
     let mut all = rig.unit_pids();

@@ -2,8 +2,8 @@
 //!
 //! For each `AGENTSxINSTANCES` run: a fresh master node (`dcos node run --role master`,
 //! every unit its own process) on its own loopback address, and that many simulated agents
-//! (`dcos agent simulate`, tasks RUNNING at once). Two launches of the same size, one after
-//! the other on the same node:
+//! (`dcos-bench simulate-agents`, tasks RUNNING at once). Two launches of the same size,
+//! one after the other on the same node:
 //!
 //! 1. The peer in the same run: a minimal framework in this process, with no state of its
 //!    own, that launches the instances as fast as offers come (as many per offer as fit).
@@ -314,14 +314,13 @@ fn section(doc: &Value) -> String {
     let mut out = heading("Launch: POST /v2/apps to every instance RUNNING", doc);
     out.push_str(
         "Each run: a fresh master node (`dcos node run --role master`, every unit its own \
-         process) on 127.0.90.1 and simulated agents (`dcos agent simulate`, tasks RUNNING at \
-         once). The peer in the same run is a minimal framework with no state of its own \
-         launching the same number of tasks on the same master and agents as fast as offers \
-         come; it is torn down before Marathon deploys one app of that many instances \
-         (`sleep 3600`, 0.01 CPU, 1 MB). Latency is from the POST to each instance's \
-         `startedAt`. Published peer figures for scale: HashiCorp Nomad placed 1,000,000 \
-         containers on 5,000 hosts in under 5 minutes (about 3,300 per second, on a large \
-         cluster of machines, not measured here).\n\n",
+         process) on 127.0.90.1 and simulated agents (`dcos-bench simulate-agents`, tasks RUNNING \
+         at once). The peer in the same run is a minimal framework with no state of its own \
+         launching the same number of tasks on the same master and agents as fast as offers come; \
+         it is torn down before Marathon deploys one app of that many instances (`sleep 3600`, \
+         0.01 CPU, 1 MB). Latency is from the POST to each instance's `startedAt`. Published peer \
+         figures for scale: HashiCorp Nomad placed 1,000,000 containers on 5,000 hosts in under 5 \
+         minutes (about 3,300 per second, on a large cluster of machines, not measured here).\n\n",
     );
     let rows: Vec<Vec<String>> = runs
         .iter()

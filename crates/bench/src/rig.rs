@@ -1,6 +1,9 @@
 //! A master node and simulated agents for the launch and footprint scenarios: the real
 //! `dcos node run --role master` (every master unit its own process, as in a cluster) on a
-//! loopback address of its own, and `dcos agent simulate` in another process.
+//! loopback address of its own, and `dcos-bench simulate-agents` in another process.
+//!
+//! Both binaries are found beside the running one: `cargo build` puts `dcos` and `dcos-bench`
+//! in the same `target/<profile>/`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -38,6 +41,36 @@ fn spawn_logged(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> 
         .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))
 }
 
+/// `name` beside the running executable: the executable itself when it is `name`, else in
+/// its directory or the one above (a test binary runs from `target/<profile>/deps/`).
+fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.file_name() == Some(name.as_ref()) {
+        return Ok(exe);
+    }
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no `{name}` binary beside {}: build it (`cargo build` builds every binary)",
+                exe.display()
+            )
+        })
+}
+
+/// The product binary `dcos`, which the scenarios run as nodes.
+pub fn dcos_exe() -> anyhow::Result<PathBuf> {
+    beside_me("dcos")
+}
+
+/// This suite's binary `dcos-bench`, which runs the simulated agents.
+pub fn bench_exe() -> anyhow::Result<PathBuf> {
+    beside_me("dcos-bench")
+}
+
 fn tail(path: &Path) -> String {
     let text = fs_err::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -51,7 +84,7 @@ impl Rig {
             nix::unistd::geteuid().is_root(),
             "this scenario needs root: its master node binds DC/OS' privileged ports (53, 80, 443)"
         );
-        let exe = std::env::current_exe()?;
+        let exe = dcos_exe()?;
         let mut dir = tempfile::tempdir()?;
         // To read the node's and the simulator's logs after a run.
         if std::env::var_os("DCOS_BENCH_KEEP").is_some() {
@@ -156,8 +189,8 @@ impl Rig {
     }
 }
 
-/// Starts `count` simulated agents of `master` in their own process (`dcos agent simulate`,
-/// its output in `log`) and waits until the master counts them active. Returns the process
+/// Starts `count` simulated agents of `master` in their own process
+/// (`dcos-bench simulate-agents`, its output in `log`) and waits until the master counts them active. Returns the process
 /// and the seconds registration took.
 pub async fn simulate(
     client: &reqwest::Client,
@@ -165,14 +198,13 @@ pub async fn simulate(
     count: usize,
     log: &Path,
 ) -> anyhow::Result<(Simulator, f64)> {
-    let exe = std::env::current_exe()?;
+    let exe = bench_exe()?;
     let (master_arg, count_arg) = (master.to_string(), count.to_string());
     let started = Instant::now();
     let mut sims = Simulator(spawn_logged(
         &exe,
         &[
-            "agent",
-            "simulate",
+            "simulate-agents",
             "--count",
             &count_arg,
             "--master",
@@ -180,11 +212,14 @@ pub async fn simulate(
         ],
         log,
     )?);
-    let deadline = dcos_mesos::simulate::registration_deadline(count);
+    let deadline = crate::simulate::registration_deadline(count);
     let metrics = format!("http://{master}/metrics/snapshot");
     loop {
         if let Some(status) = sims.0.try_wait()? {
-            anyhow::bail!("dcos agent simulate exited ({status}):\n{}", tail(log));
+            anyhow::bail!(
+                "dcos-bench simulate-agents exited ({status}):\n{}",
+                tail(log)
+            );
         }
         let active = async { client.get(&metrics).send().await?.json::<Value>().await };
         let active = active

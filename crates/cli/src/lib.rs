@@ -4,8 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod agent;
-mod bench;
 mod cluster;
 mod image;
 mod install;
@@ -71,10 +69,6 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Marathon apps (a client of Marathon's REST API).
     Marathon(marathon::MarathonArgs),
-    /// Simulated agents, for scale tests.
-    Agent(agent::AgentArgs),
-    /// The benchmark suite: `dcos bench list` shows its scenarios.
-    Bench(bench::BenchArgs),
     /// Container images: push to a registry, list an agent's store.
     Image(image::ImageArgs),
     /// PID 1 of a task's container, started by the agent (not for people).
@@ -106,12 +100,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// The open-file limit now.
-pub(crate) fn fd_limit() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft)
-}
-
 /// Parses arguments, runs the command, renders errors, picks the exit code.
 pub fn main() -> ExitCode {
     raise_fd_limit();
@@ -124,8 +112,6 @@ pub fn main() -> ExitCode {
         Command::Install(args) => install::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Marathon(args) => marathon::run(args),
-        Command::Agent(args) => agent::run(args),
-        Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),
         Command::ContainerInit {
             spec,

@@ -7,7 +7,7 @@
 //! - [`api`]: v1 wire types; [`recordio`]: stream framing; [`resources`]: resource arithmetic.
 //! - [`master`]: the master (5050); [`agent`]: the agent (5051).
 //! - [`protocol`]: how agents and the master talk; [`scheduler`]: the v1 scheduler client
-//!   that Marathon and Metronome use; [`simulate`]: many simulated agents in one process.
+//!   that Marathon and Metronome use.
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -18,7 +18,6 @@ pub mod protocol;
 pub mod recordio;
 pub mod resources;
 pub mod scheduler;
-pub mod simulate;
 
 /// The Mesos version dcos-rs speaks (DC/OS 1.11 shipped Mesos 1.5).
 pub const MESOS_VERSION: &str = "1.5.0";

@@ -337,7 +337,7 @@ impl Runner {
         // glibc gives each thread that allocates concurrently an arena of its own, up to 8
         // per core, and a busy unit's freed memory stays spread over them: two keep the
         // master's and Marathon's resident memory 15-20% lower under a 10,000-task launch
-        // (`dcos bench launch`), at the same speed. A value set for the node is inherited.
+        // (`dcos-bench launch`), at the same speed. A value set for the node is inherited.
         if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
             cmd.env("MALLOC_ARENA_MAX", "2");
         }

@@ -1,4 +1,5 @@
-//! Simulated agents: many agents in one process, for benchmarks and scale tests.
+//! Simulated agents: many agents in one process, for benchmarks and scale tests
+//! (`dcos-bench simulate-agents`, and the launch, footprint and offers scenarios).
 //!
 //! Each simulated agent speaks exactly the agent protocol a real agent speaks (SUBSCRIBE to
 //! `/api/v1/agent`, a RecordIO event stream, UPDATE calls for its tasks), with
@@ -16,10 +17,10 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, Id, TaskStatus};
-use crate::protocol::{AgentCall, AgentEvent, AgentInfo, AGENT_API_PATH};
-use crate::recordio;
-use crate::resources::Resources;
+use dcos_mesos::api::{self, Id, TaskStatus};
+use dcos_mesos::protocol::{AgentCall, AgentEvent, AgentInfo, AGENT_API_PATH};
+use dcos_mesos::recordio;
+use dcos_mesos::resources::Resources;
 
 /// What the simulated agents look like.
 #[derive(Clone, Debug)]
@@ -184,7 +185,7 @@ impl Agent {
                 port: 5051,
                 resources: spec.resources.to_api(None),
                 attributes: Default::default(),
-                version: crate::MESOS_VERSION.into(),
+                version: dcos_mesos::MESOS_VERSION.into(),
             },
             tasks: Vec::new(),
         };
