@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use dcos_mesos::api::{self, Id, TaskStatus};
+use dcos_mesos::api::{self, Id, Reason, Source, TaskState, TaskStatus};
 use dcos_mesos::protocol::{AgentCall, AgentEvent, AgentInfo, AGENT_API_PATH};
 use dcos_mesos::recordio;
 use dcos_mesos::resources::Resources;
@@ -219,21 +219,21 @@ impl Agent {
                             let Ok(_permit) = sending.acquire().await else {
                                 return;
                             };
-                            let last = if fails { "TASK_FAILED" } else { "TASK_RUNNING" };
-                            for state in ["TASK_STARTING", last] {
+                            let last = if fails { TaskState::Failed } else { TaskState::Running };
+                            for state in [TaskState::Starting, last] {
                                 let mut status = TaskStatus {
                                     task_id: task.task_id.clone(),
                                     state: state.into(),
-                                    source: Some("SOURCE_EXECUTOR".into()),
+                                    source: Some(Source::Executor),
                                     agent_id: Some(agent_id.clone()),
                                     executor_id: Some(task.task_id.clone()),
                                     timestamp: Some(api::now_secs()),
                                     uuid: Some(api::new_update_uuid()),
                                     ..TaskStatus::default()
                                 };
-                                if state == "TASK_FAILED" {
+                                if state == TaskState::Failed {
                                     status.message = Some("simulated failure".into());
-                                    status.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+                                    status.reason = Some(Reason::CommandExecutorFailed);
                                 }
                                 send_update(&client, &url, &agent_id, &fw, status).await;
                             }
@@ -255,8 +255,8 @@ impl Agent {
                         };
                         let status = TaskStatus {
                             task_id,
-                            state: "TASK_KILLED".into(),
-                            source: Some("SOURCE_EXECUTOR".into()),
+                            state: TaskState::Killed,
+                            source: Some(Source::Executor),
                             agent_id: Some(agent_id.clone()),
                             timestamp: Some(api::now_secs()),
                             uuid: Some(api::new_update_uuid()),

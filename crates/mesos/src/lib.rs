@@ -11,13 +11,13 @@
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod api;
 mod http;
 pub mod master;
 pub mod protocol;
-pub mod recordio;
-pub mod resources;
-pub mod scheduler;
+
+// The wire protocol lives in its own crate (frameworks depend on it alone); re-exported so the
+// master and agent name it as before.
+pub use dcos_mesos_api::{api, recordio, resources, scheduler};
 
 /// The Mesos version dcos-rs speaks (DC/OS 1.11 shipped Mesos 1.5).
 pub const MESOS_VERSION: &str = "1.5.0";

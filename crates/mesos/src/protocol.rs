@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{FrameworkInfo, Id, Resource, TaskInfo, TaskStatus};
+use crate::api::{FrameworkInfo, Id, Resource, TaskInfo, TaskState, TaskStatus};
 
 /// The master path agents use.
 pub const AGENT_API_PATH: &str = "/api/v1/agent";
@@ -41,7 +41,7 @@ pub struct TaskReport {
     /// The task.
     pub task: TaskInfo,
     /// Its latest state.
-    pub state: String,
+    pub state: TaskState,
     /// Its latest status.
     pub status: Option<TaskStatus>,
 }

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{checkpoint, fetcher, launcher, sandbox, Run, Shared};
-use crate::api::{self, ExecutorInfo, FrameworkInfo, Id, TaskInfo, TaskStatus};
+use crate::api::{self, ExecutorInfo, FrameworkInfo, Id, Reason, Source, TaskInfo, TaskState, TaskStatus};
 use crate::http::{check_json, stream_response, text};
 use crate::protocol::{AgentCall, AGENT_API_PATH};
 use crate::recordio;
@@ -147,7 +147,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
     if st
         .runs
         .get(&task_key)
-        .is_some_and(|r| !api::state::is_terminal(&r.state))
+        .is_some_and(|r| !TaskState::is_terminal(r.state))
     {
         tracing::warn!(task = %task_key, "task already running; ignoring the duplicate launch");
         return;
@@ -197,7 +197,7 @@ pub(super) fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) 
         sandbox: executor.sandbox.clone(),
         pid: executor.pid,
         process: executor.process.clone(),
-        state: "TASK_STAGING".into(),
+        state: TaskState::Staging,
         killing: false,
         pending: Default::default(),
         last_status: None,
@@ -251,7 +251,7 @@ async fn start(shared: Shared, executor: Executor) {
                 &ekey,
                 &container_id,
                 format!("Failed to launch container: {e}"),
-                "REASON_CONTAINER_LAUNCH_FAILED",
+                Reason::ContainerLaunchFailed,
             );
             return;
         }
@@ -298,7 +298,7 @@ async fn start(shared: Shared, executor: Executor) {
         &ekey,
         &container_id,
         message,
-        "REASON_EXECUTOR_TERMINATED",
+        Reason::ExecutorTerminated,
     );
 }
 
@@ -319,7 +319,7 @@ async fn registration_deadline(shared: Shared, ekey: String, container_id: Strin
 }
 
 /// The executor is gone: its unfinished tasks end with it.
-fn terminated(shared: &Shared, ekey: &str, container_id: &str, message: String, reason: &str) {
+fn terminated(shared: &Shared, ekey: &str, container_id: &str, message: String, reason: Reason) {
     let keys: Vec<(String, bool)> = {
         let mut st = shared.lock();
         if st
@@ -334,7 +334,7 @@ fn terminated(shared: &Shared, ekey: &str, container_id: &str, message: String, 
             .filter(|(k, r)| {
                 !k.starts_with("completed::")
                     && r.container_id == container_id
-                    && !api::state::is_terminal(&r.state)
+                    && !TaskState::is_terminal(r.state)
             })
             .map(|(k, r)| (k.clone(), r.killing))
             .collect()
@@ -345,18 +345,18 @@ fn terminated(shared: &Shared, ekey: &str, container_id: &str, message: String, 
         if killing {
             shared.report(
                 &key,
-                "TASK_KILLED",
+                TaskState::Killed,
                 Some(message.clone()),
                 None,
-                "SOURCE_AGENT",
+                Source::Agent,
             );
         } else {
             shared.report(
                 &key,
-                "TASK_FAILED",
+                TaskState::Failed,
                 Some(message.clone()),
                 Some(reason),
-                "SOURCE_AGENT",
+                Source::Agent,
             );
         }
     }
@@ -400,7 +400,7 @@ pub(super) fn recover(shared: &Shared) {
                         &ekey,
                         &container_id,
                         "Executor terminated".into(),
-                        "REASON_EXECUTOR_TERMINATED",
+                        Reason::ExecutorTerminated,
                     );
                 });
             }
@@ -409,7 +409,7 @@ pub(super) fn recover(shared: &Shared) {
                 &ekey,
                 &container_id,
                 "Executor terminated while the agent was down".into(),
-                "REASON_EXECUTOR_TERMINATED",
+                Reason::ExecutorTerminated,
             ),
         }
     }
@@ -422,7 +422,7 @@ pub(super) fn kill_task(shared: &Shared, task_key: &str, grace: Option<Duration>
         let Some(run) = st.runs.get_mut(task_key) else {
             return;
         };
-        if api::state::is_terminal(&run.state) {
+        if TaskState::is_terminal(run.state) {
             return;
         }
         run.killing = true;
@@ -454,17 +454,17 @@ pub(super) fn kill_task(shared: &Shared, task_key: &str, grace: Option<Duration>
     if never_sent {
         shared.report(
             task_key,
-            "TASK_KILLED",
+            TaskState::Killed,
             Some("Killed before delivery to the executor".into()),
             None,
-            "SOURCE_AGENT",
+            Source::Agent,
         );
     }
 }
 
 /// The scheduler acknowledged an update the executor sent: tell the executor.
 pub(super) fn acknowledged(shared: &Shared, run: &Run, status: TaskStatus) {
-    if status.source.as_deref() != Some("SOURCE_EXECUTOR") {
+    if status.source != Some(Source::Executor) {
         return;
     }
     let ekey = key(&run.framework_id(), &run.executor_id);
@@ -661,7 +661,7 @@ fn update(shared: &Shared, fw: &str, ex: &str, call: &Value) -> Result<Response,
             "Failed to validate executor::Call: Expecting 'uuid' to be present",
         ));
     }
-    if status.state == "TASK_STAGING" {
+    if status.state == TaskState::Staging {
         return Err(bad(
             "Failed to validate executor::Call: Received TASK_STAGING from executor, which is reserved for the agent",
         ));
@@ -680,7 +680,7 @@ fn update(shared: &Shared, fw: &str, ex: &str, call: &Value) -> Result<Response,
     }
     let task_id = status.task_id.value.clone();
     let status = TaskStatus {
-        source: Some("SOURCE_EXECUTOR".into()),
+        source: Some(Source::Executor),
         ..status
     };
     if !shared.enqueue(&task_key, status) {

@@ -20,10 +20,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::container::{self, init, Container};
 use super::{checkpoint, launcher, Run, Shared};
-use crate::api::{self, CommandInfo, TaskStatus};
+use crate::api::{self, CommandInfo, Reason, Source, TaskState, TaskStatus};
 
 /// The reason of every health update, as Mesos sets it.
-pub(super) const REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
+pub(super) const REASON: Reason = Reason::TaskHealthCheckStatusUpdated;
 /// The longest any of a check's durations may be; longer ones are cut to it.
 const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 /// The shortest interval: a zero one would run checks without pause.
@@ -192,7 +192,7 @@ fn checking(shared: &Shared, key: &str) -> bool {
         .lock()
         .runs
         .get(key)
-        .is_some_and(|r| !r.killing && !api::state::is_terminal(&r.state))
+        .is_some_and(|r| !r.killing && !TaskState::is_terminal(r.state))
 }
 
 async fn run(shared: Shared, key: String, check: Check, stop: CancellationToken) {
@@ -236,9 +236,9 @@ async fn run(shared: Shared, key: String, check: Check, stop: CancellationToken)
         shared.enqueue(
             &key,
             TaskStatus {
-                state: "TASK_RUNNING".into(),
-                source: Some("SOURCE_EXECUTOR".into()),
-                reason: Some(REASON.into()),
+                state: TaskState::Running,
+                source: Some(Source::Executor),
+                reason: Some(REASON),
                 healthy: Some(report.healthy),
                 uuid: Some(api::new_update_uuid()),
                 ..TaskStatus::default()

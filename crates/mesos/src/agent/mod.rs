@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, FrameworkInfo, Id, TaskInfo, TaskStatus};
+use crate::api::{self, FrameworkInfo, Id, Reason, Source, TaskInfo, TaskState, TaskStatus};
 use crate::protocol::{AgentCall, AgentEvent, AgentInfo, TaskReport, AGENT_API_PATH};
 use crate::recordio;
 use crate::resources::Resources;
@@ -177,7 +177,7 @@ struct Run {
     /// process for it (absent in checkpoints that predate it: then it is never signalled).
     #[serde(default)]
     process: Option<checkpoint::Process>,
-    state: String,
+    state: TaskState,
     killing: bool,
     /// Updates not yet acknowledged, oldest first; the head is the one in flight.
     pending: VecDeque<TaskStatus>,
@@ -211,7 +211,7 @@ impl Run {
             sandbox,
             pid: None,
             process: None,
-            state: "TASK_STAGING".into(),
+            state: TaskState::Staging,
             killing: false,
             pending: VecDeque::new(),
             last_status: None,
@@ -316,7 +316,7 @@ impl Shared {
         if st
             .runs
             .get(&key)
-            .is_some_and(|r| !api::state::is_terminal(&r.state))
+            .is_some_and(|r| !TaskState::is_terminal(r.state))
         {
             tracing::warn!(task = %key, "{duplicate}");
             return false;
@@ -386,13 +386,13 @@ impl Shared {
                 .cloned()
         };
         // A run no longer held (trimmed from the history) is only ever removed.
-        let finished = || api::state::is_terminal(&run.state) && run.pending.is_empty();
+        let finished = || TaskState::is_terminal(run.state) && run.pending.is_empty();
         let Some(run) = current.or_else(|| finished().then(|| run.clone())) else {
             return;
         };
         let dir = self.meta_dir().join("tasks");
         let path = dir.join(format!("{key}.json"));
-        let result = if api::state::is_terminal(&run.state) && run.pending.is_empty() {
+        let result = if TaskState::is_terminal(run.state) && run.pending.is_empty() {
             checkpoint::remove(&path)
         } else {
             serde_json::to_vec(&run)
@@ -408,26 +408,26 @@ impl Shared {
     }
 
     /// Queues a status update for a run from its executor (the built-in command executor).
-    fn update(&self, key: &str, state: &str, message: Option<String>, reason: Option<&str>) {
-        self.report(key, state, message, reason, "SOURCE_EXECUTOR");
+    fn update(&self, key: &str, state: TaskState, message: Option<String>, reason: Option<Reason>) {
+        self.report(key, state, message, reason, Source::Executor);
     }
 
     /// Queues a status update for a run, made by the agent on behalf of `source`.
     fn report(
         &self,
         key: &str,
-        state: &str,
+        state: TaskState,
         message: Option<String>,
-        reason: Option<&str>,
-        source: &str,
+        reason: Option<Reason>,
+        source: Source,
     ) {
         self.enqueue(
             key,
             TaskStatus {
-                state: state.into(),
+                state,
                 message,
-                source: Some(source.into()),
-                reason: reason.map(str::to_string),
+                source: Some(source),
+                reason,
                 uuid: Some(api::new_update_uuid()),
                 ..TaskStatus::default()
             },
@@ -443,15 +443,15 @@ impl Shared {
             return false;
         };
         // A finished task stays finished: no later update may bring it back.
-        if api::state::is_terminal(&run.state) {
+        if TaskState::is_terminal(run.state) {
             return false;
         }
         status.task_id = run.task.task_id.clone();
         status.agent_id = agent_id.map(Id::new);
         status.executor_id = Some(Id::new(&run.executor_id));
         status.timestamp.get_or_insert_with(api::now_secs);
-        let state = status.state.as_str();
-        if (state == "TASK_RUNNING" || state == "TASK_STARTING")
+        let state = status.state;
+        if (state == TaskState::Running || state == TaskState::Starting)
             && status.container_status.is_none()
         {
             status.container_status = Some(json!({
@@ -461,10 +461,10 @@ impl Shared {
             }));
         }
         // As Mesos' command executor: a kill for failed health checks ends unhealthy.
-        if state == "TASK_KILLED" && run.health_killed {
+        if state == TaskState::Killed && run.health_killed {
             status.healthy = Some(false);
         }
-        run.state = status.state.clone();
+        run.state = status.state;
         run.last_status = Some(status.clone());
         run.pending.push_back(status);
         let run = run.clone();
@@ -595,7 +595,7 @@ fn recover(shared: &Shared) {
     executor::recover(shared);
     let live: Vec<&str> = runs
         .iter()
-        .filter(|r| !api::state::is_terminal(&r.state))
+        .filter(|r| !TaskState::is_terminal(r.state))
         .map(|r| r.container_id.as_str())
         .collect();
     container::destroy_orphans(
@@ -605,7 +605,7 @@ fn recover(shared: &Shared) {
     );
     for run in runs {
         // A custom executor's tasks live and die with their executor, recovered above.
-        if api::state::is_terminal(&run.state) || run.custom {
+        if TaskState::is_terminal(run.state) || run.custom {
             continue;
         }
         let key = run.key();
@@ -621,7 +621,7 @@ fn recover(shared: &Shared) {
                     shared.config.images.as_ref(),
                 );
                 let (state, message, reason) = ended(&run.sandbox, run.killing, limitation, exit);
-                tracing::info!(task = %key, state, "task ended while the agent was down");
+                tracing::info!(task = %key, %state, "task ended while the agent was down");
                 shared.update(&key, state, Some(message), reason);
             }
         }
@@ -635,38 +635,38 @@ fn ended(
     killing: bool,
     limitation: Option<String>,
     container_exit: Option<i32>,
-) -> (&'static str, String, Option<&'static str>) {
+) -> (TaskState, String, Option<Reason>) {
     if let Some(message) = limitation.filter(|_| !killing) {
         return (
-            "TASK_FAILED",
+            TaskState::Failed,
             message,
-            Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+            Some(Reason::ContainerLimitationMemory),
         );
     }
     let recorded = container_exit.or_else(|| recorded_exit(sandbox));
     let (state, message) = exit_status(recorded, killing);
-    let reason = Some("REASON_COMMAND_EXECUTOR_FAILED").filter(|_| state == "TASK_FAILED");
+    let reason = Some(Reason::CommandExecutorFailed).filter(|_| state == TaskState::Failed);
     (state, message, reason)
 }
 
 /// What a recorded exit status (the command executor's wrapper's file, or a container's
 /// init's) says of how the task ended.
-fn exit_status(recorded: Option<i32>, killing: bool) -> (&'static str, String) {
+fn exit_status(recorded: Option<i32>, killing: bool) -> (TaskState, String) {
     if killing {
         return (
-            "TASK_KILLED",
+            TaskState::Killed,
             "Command terminated with signal Terminated".into(),
         );
     }
     match recorded {
-        Some(0) => ("TASK_FINISHED", "Command exited with status 0".into()),
+        Some(0) => (TaskState::Finished, "Command exited with status 0".into()),
         Some(code) if code > 128 => (
-            "TASK_FAILED",
+            TaskState::Failed,
             format!("Command terminated with signal {}", signal_name(code - 128)),
         ),
-        Some(code) => ("TASK_FAILED", format!("Command exited with status {code}")),
+        Some(code) => (TaskState::Failed, format!("Command exited with status {code}")),
         None => (
-            "TASK_FAILED",
+            TaskState::Failed,
             "Command terminated while the agent was down; its exit status is unknown".into(),
         ),
     }
@@ -742,7 +742,7 @@ fn reports(shared: &Shared) -> Vec<TaskReport> {
         .lock()
         .runs
         .values()
-        .filter(|r| !api::state::is_terminal(&r.state))
+        .filter(|r| !TaskState::is_terminal(r.state))
         .map(|r| TaskReport {
             framework: r.framework.clone(),
             task: r.task.clone(),
@@ -759,7 +759,7 @@ fn advertised(shared: &Shared) -> Resources {
         .lock()
         .runs
         .values()
-        .filter(|r| !api::state::is_terminal(&r.state))
+        .filter(|r| !TaskState::is_terminal(r.state))
         .fold(RangeSet::new(), |acc, r| {
             acc.union(&RangeSet::from_ranges(
                 sandbox::task_ports(&r.task.resources)
@@ -962,7 +962,7 @@ fn handle_event(shared: &Shared, master: SocketAddr, event: AgentEvent) {
                 }
                 let acked = run.pending.pop_front();
                 let run = run.clone();
-                if api::state::is_terminal(&run.state) && run.pending.is_empty() {
+                if TaskState::is_terminal(run.state) && run.pending.is_empty() {
                     st.runs.remove(&key);
                     completed(&mut st, run.clone());
                 }
@@ -1109,9 +1109,9 @@ fn launch(shared: &Shared, framework: FrameworkInfo, task: TaskInfo) {
                 tracing::warn!(task = %key, error = %e, "task failed to start");
                 shared.update(
                     &key,
-                    "TASK_FAILED",
+                    TaskState::Failed,
                     Some(format!("Failed to launch container: {e}")),
-                    Some("REASON_CONTAINER_LAUNCH_FAILED"),
+                    Some(Reason::ContainerLaunchFailed),
                 );
             }
         }
@@ -1141,10 +1141,10 @@ fn refuse(shared: &Shared, framework: FrameworkInfo, task: TaskInfo, executor_id
     tracing::warn!(task = %key, why, "task refused");
     shared.report(
         &key,
-        "TASK_ERROR",
+        TaskState::Error,
         Some(format!("Task refused by the agent: {why}")),
-        Some("REASON_TASK_INVALID"),
-        "SOURCE_AGENT",
+        Some(Reason::TaskInvalid),
+        Source::Agent,
     );
 }
 
@@ -1262,7 +1262,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
         // Killed (or gone) while its URIs were fetched: the process must not outlive that.
         st.runs
             .get_mut(&key)
-            .filter(|r| !api::state::is_terminal(&r.state) && !r.killing)
+            .filter(|r| !TaskState::is_terminal(r.state) && !r.killing)
             .map(|run| {
                 run.pid = pid;
                 run.process = process.clone();
@@ -1282,8 +1282,8 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<tokio::process::Chi
     let note = image
         .filter(|i| i.docker)
         .map(|_| container::DOCKER_ON_UCR.to_string());
-    shared.update(&key, "TASK_STARTING", None, None);
-    shared.update(&key, "TASK_RUNNING", note, None);
+    shared.update(&key, TaskState::Starting, None, None);
+    shared.update(&key, TaskState::Running, note, None);
     tracing::info!(task = %key, pid, user = user.unwrap_or_default(), "task running");
     Ok(child)
 }
@@ -1316,28 +1316,28 @@ async fn supervise(shared: Shared, key: String, mut child: tokio::process::Child
     let (limitation, _) = finish_container(&shared, container_id).await;
     let (state, message, reason) = match status {
         _ if killing => (
-            "TASK_KILLED",
+            TaskState::Killed,
             "Command terminated with signal Terminated".to_string(),
             None,
         ),
         _ if limitation.is_some() => (
-            "TASK_FAILED",
+            TaskState::Failed,
             limitation.unwrap_or_default(),
-            Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+            Some(Reason::ContainerLimitationMemory),
         ),
-        Ok(s) if s.success() => ("TASK_FINISHED", "Command exited with status 0".into(), None),
+        Ok(s) if s.success() => (TaskState::Finished, "Command exited with status 0".into(), None),
         Ok(s) => (
-            "TASK_FAILED",
+            TaskState::Failed,
             launcher::describe_exit(s, recorded_exit(&sandbox)),
-            Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            Some(Reason::CommandExecutorFailed),
         ),
         Err(e) => (
-            "TASK_FAILED",
+            TaskState::Failed,
             format!("Failed to wait for the task: {e}"),
-            Some("REASON_EXECUTOR_TERMINATED"),
+            Some(Reason::ExecutorTerminated),
         ),
     };
-    tracing::info!(task = %key, state, %message, "task ended");
+    tracing::info!(task = %key, %state, %message, "task ended");
     shared.update(&key, state, Some(message), reason);
 }
 
@@ -1348,7 +1348,7 @@ fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
             tracing::warn!(task = %key, "kill for an unknown task");
             return;
         };
-        if api::state::is_terminal(&run.state) {
+        if TaskState::is_terminal(run.state) {
             return;
         }
         run.killing = true;
@@ -1365,7 +1365,7 @@ fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
         };
         (target, grace.or(policy).unwrap_or(DEFAULT_KILL_GRACE))
     };
-    shared.update(key, "TASK_KILLING", None, None);
+    shared.update(key, TaskState::Killing, None, None);
     let process = match target {
         Some(Some(process)) => process,
         Some(None) => {
@@ -1376,7 +1376,7 @@ fn kill(shared: &Shared, key: &str, grace: Option<Duration>) {
         None => {
             shared.update(
                 key,
-                "TASK_KILLED",
+                TaskState::Killed,
                 Some("Task killed before it started".into()),
                 None,
             );
@@ -1463,7 +1463,7 @@ async fn state(State(shared): State<Shared>) -> Response {
                 let first = runs[0];
                 let (tasks, completed): (Vec<&Run>, Vec<&Run>) = runs
                     .iter()
-                    .partition(|r| !api::state::is_terminal(&r.state));
+                    .partition(|r| !TaskState::is_terminal(r.state));
                 let name = match (&first.task.executor, first.custom) {
                     (Some(e), true) => e.name.clone().unwrap_or_default(),
                     _ => format!(
@@ -1549,7 +1549,7 @@ fn proc_stats(pid: u32) -> Value {
 fn live_runs(st: &AgentState) -> Vec<&Run> {
     st.runs
         .iter()
-        .filter(|(k, r)| !k.starts_with("completed::") && !api::state::is_terminal(&r.state))
+        .filter(|(k, r)| !k.starts_with("completed::") && !TaskState::is_terminal(r.state))
         .map(|(_, r)| r)
         .collect()
 }
@@ -1657,7 +1657,7 @@ mod tests {
             sandbox,
             pid: Some(process.pid),
             process: Some(process),
-            state: "TASK_RUNNING".into(),
+            state: TaskState::Running,
             killing: false,
             pending: VecDeque::new(),
             last_status: None,
@@ -1691,7 +1691,7 @@ mod tests {
         let (shared, key) = checkpointed(dir.path(), identity);
         recover(&shared);
         let state = shared.lock().runs.get(&key).map(|r| r.state.clone());
-        assert_eq!(state.as_deref(), Some("TASK_FAILED"));
+        assert_eq!(state.as_deref(), Some(TaskState::Failed));
         kill(&shared, &key, Some(Duration::ZERO));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
@@ -1710,7 +1710,7 @@ mod tests {
         let (shared, key) = checkpointed(dir.path(), identity);
         recover(&shared);
         let state = shared.lock().runs.get(&key).map(|r| r.state.clone());
-        assert_eq!(state.as_deref(), Some("TASK_RUNNING"));
+        assert_eq!(state.as_deref(), Some(TaskState::Running));
         kill(&shared, &key, Some(Duration::ZERO));
         let status = tokio::task::spawn_blocking(move || task.wait().unwrap())
             .await

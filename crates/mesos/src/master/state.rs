@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::api::{self, FrameworkInfo, Id, TaskInfo, TaskStatus};
+use crate::api::{self, FrameworkInfo, Id, Reason, Source, TaskInfo, TaskState, TaskStatus};
 use crate::protocol::{AgentEvent, AgentInfo, TaskReport};
 use crate::recordio;
 use crate::resources::Resources;
@@ -42,7 +42,7 @@ pub struct Task {
     /// Its framework.
     pub framework_id: String,
     /// Its current state.
-    pub state: String,
+    pub state: TaskState,
     /// Its resources.
     pub resources: Resources,
     /// Every status seen, oldest first.
@@ -306,16 +306,16 @@ fn dns_name(name: &str) -> bool {
 fn master_status(
     task_id: &Id,
     agent_id: Option<&str>,
-    state: &str,
-    reason: &str,
+    state: TaskState,
+    reason: Reason,
     message: String,
 ) -> TaskStatus {
     TaskStatus {
         task_id: task_id.clone(),
-        state: state.into(),
+        state,
         message: Some(message),
-        source: Some("SOURCE_MASTER".into()),
-        reason: Some(reason.into()),
+        source: Some(Source::Master),
+        reason: Some(reason),
         agent_id: agent_id.map(Id::new),
         timestamp: Some(api::now_secs()),
         ..TaskStatus::default()
@@ -560,7 +560,7 @@ impl Master {
             if let Some(agent) = self.agents.get_mut(&task.info.agent_id.value) {
                 agent.used = agent.used.sub(&task.resources);
             }
-            task.state = "TASK_KILLED".into();
+            task.state = TaskState::Killed;
             fw.completed_tasks.push_back(task);
             if fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
                 fw.completed_tasks.pop_front();
@@ -788,8 +788,8 @@ impl Master {
                             master_status(
                                 &Id::new(task_id),
                                 None,
-                                "TASK_ERROR",
-                                "REASON_TASK_INVALID",
+                                TaskState::Error,
+                                Reason::TaskInvalid,
                                 format!("Task is invalid: {err}"),
                             ),
                         );
@@ -833,8 +833,8 @@ impl Master {
                     master_status(
                         &task.task_id,
                         Some(&task.agent_id.value),
-                        "TASK_LOST",
-                        "REASON_INVALID_OFFERS",
+                        TaskState::Lost,
+                        Reason::InvalidOffers,
                         message.clone(),
                     ),
                 );
@@ -860,8 +860,8 @@ impl Master {
                         master_status(
                             &task.task_id,
                             Some(&agent_id),
-                            "TASK_ERROR",
-                            "REASON_TASK_INVALID",
+                            TaskState::Error,
+                            Reason::TaskInvalid,
                             message,
                         ),
                     );
@@ -935,15 +935,15 @@ impl Master {
         }
         let status = TaskStatus {
             task_id: task.task_id.clone(),
-            state: "TASK_STAGING".into(),
-            source: Some("SOURCE_MASTER".into()),
+            state: TaskState::Staging,
+            source: Some(Source::Master),
             agent_id: Some(Id::new(agent_id)),
             timestamp: Some(api::now_secs()),
             ..TaskStatus::default()
         };
         let record = Task {
             framework_id: framework_id.to_string(),
-            state: "TASK_STAGING".into(),
+            state: TaskState::Staging,
             resources: resources.clone(),
             statuses: vec![status],
             executor_id: task.executor.as_ref().map(|e| e.executor_id.value.clone()),
@@ -1016,8 +1016,8 @@ impl Master {
                     master_status(
                         task_id,
                         agent.as_deref(),
-                        "TASK_LOST",
-                        "REASON_RECONCILIATION",
+                        TaskState::Lost,
+                        Reason::Reconciliation,
                         "Attempted to kill an unknown task".into(),
                     ),
                 );
@@ -1035,7 +1035,7 @@ impl Master {
             for t in fw.tasks.values() {
                 let mut st = t.latest_status(&t.info.agent_id.value);
                 st.uuid = None;
-                st.reason = Some("REASON_RECONCILIATION".into());
+                st.reason = Some(Reason::Reconciliation);
                 updates.push(st);
             }
         } else {
@@ -1044,7 +1044,7 @@ impl Master {
                     Some(t) => {
                         let mut st = t.latest_status(&t.info.agent_id.value);
                         st.uuid = None;
-                        st.reason = Some("REASON_RECONCILIATION".into());
+                        st.reason = Some(Reason::Reconciliation);
                         updates.push(st);
                     }
                     None => {
@@ -1067,14 +1067,14 @@ impl Master {
                             Some(t) => {
                                 let mut st = t.latest_status(&t.info.agent_id.value);
                                 st.uuid = None;
-                                st.reason = Some("REASON_RECONCILIATION".into());
+                                st.reason = Some(Reason::Reconciliation);
                                 st
                             }
                             None => master_status(
                                 task_id,
                                 agent_id.as_ref().map(|a| a.value.as_str()),
-                                "TASK_LOST",
-                                "REASON_RECONCILIATION",
+                                TaskState::Lost,
+                                Reason::Reconciliation,
                                 "Reconciliation: Task is unknown".into(),
                             ),
                         };
@@ -1303,8 +1303,8 @@ impl Master {
             let st = master_status(
                 &task_id,
                 Some(agent_id),
-                "TASK_LOST",
-                "REASON_SLAVE_REMOVED",
+                TaskState::Lost,
+                Reason::AgentRemoved,
                 "Task was not found on the re-registered agent".into(),
             );
             self.apply_update(&fw, st);
@@ -1314,7 +1314,7 @@ impl Master {
             let Some(fw_id) = report.framework.id.clone().map(|i| i.value) else {
                 continue;
             };
-            if api::state::is_terminal(&report.state) {
+            if TaskState::is_terminal(report.state) {
                 continue;
             }
             let resources = Resources::from_api(&report.task.resources).unwrap_or_default();
@@ -1416,15 +1416,15 @@ impl Master {
                     .collect();
             for (fw, task_id, aware) in tasks {
                 let state = if aware {
-                    "TASK_UNREACHABLE"
+                    TaskState::Unreachable
                 } else {
-                    "TASK_LOST"
+                    TaskState::Lost
                 };
                 let st = master_status(
                     &task_id,
                     Some(&agent_id),
                     state,
-                    "REASON_SLAVE_REMOVED",
+                    Reason::AgentRemoved,
                     "Agent is unreachable".into(),
                 );
                 self.apply_update(&fw, st);
@@ -1448,7 +1448,7 @@ impl Master {
                 if task.statuses.len() > 20 {
                     task.statuses.remove(0);
                 }
-                if api::state::is_terminal(&status.state) {
+                if TaskState::is_terminal(status.state) {
                     if let Some(done) = fw.tasks.remove(&task_key) {
                         fw.used = fw.used.sub(&done.resources);
                         if let Some(agent) = agent_id.as_ref().and_then(|a| self.agents.get_mut(a))
@@ -1463,13 +1463,13 @@ impl Master {
                 }
             }
         }
-        let key = match status.state.as_str() {
-            "TASK_FINISHED" => "master/tasks_finished",
-            "TASK_FAILED" => "master/tasks_failed",
-            "TASK_KILLED" => "master/tasks_killed",
-            "TASK_LOST" => "master/tasks_lost",
-            "TASK_ERROR" => "master/tasks_error",
-            "TASK_UNREACHABLE" => "master/tasks_unreachable",
+        let key = match status.state {
+            TaskState::Finished => "master/tasks_finished",
+            TaskState::Failed => "master/tasks_failed",
+            TaskState::Killed => "master/tasks_killed",
+            TaskState::Lost => "master/tasks_lost",
+            TaskState::Error => "master/tasks_error",
+            TaskState::Unreachable => "master/tasks_unreachable",
             _ => "master/status_updates",
         };
         self.count(key);

@@ -8,22 +8,22 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::api;
+use crate::api::{self, TaskState};
 
 use super::state::{Agent, Framework, Master, Task};
 
 /// Every task state Mesos counts in `state-summary`.
-const COUNTED_STATES: &[&str] = &[
-    "TASK_STAGING",
-    "TASK_STARTING",
-    "TASK_RUNNING",
-    "TASK_KILLING",
-    "TASK_FINISHED",
-    "TASK_KILLED",
-    "TASK_FAILED",
-    "TASK_LOST",
-    "TASK_ERROR",
-    "TASK_UNREACHABLE",
+const COUNTED_STATES: &[TaskState] = &[
+    TaskState::Staging,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Killing,
+    TaskState::Finished,
+    TaskState::Killed,
+    TaskState::Failed,
+    TaskState::Lost,
+    TaskState::Error,
+    TaskState::Unreachable,
 ];
 
 fn attributes(agent: &Agent) -> Value {
@@ -46,7 +46,7 @@ struct TaskV0<'a> {
     framework_id: &'a str,
     executor_id: &'a str,
     slave_id: &'a str,
-    state: &'a str,
+    state: TaskState,
     resources: Value,
     statuses: Vec<StatusV0<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ struct TaskV0<'a> {
 
 #[derive(Serialize)]
 struct StatusV0<'a> {
-    state: &'a str,
+    state: TaskState,
     timestamp: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_status: Option<&'a Value>,
@@ -78,13 +78,13 @@ impl<'a> TaskV0<'a> {
             framework_id: &task.framework_id,
             executor_id: task.executor_id.as_deref().unwrap_or_default(),
             slave_id: &info.agent_id.value,
-            state: &task.state,
+            state: task.state,
             resources: task.resources.to_state_json(),
             statuses: task
                 .statuses
                 .iter()
                 .map(|s| StatusV0 {
-                    state: &s.state,
+                    state: s.state,
                     timestamp: s.timestamp.unwrap_or(0.0),
                     container_status: s.container_status.as_ref(),
                     healthy: s.healthy,
@@ -446,9 +446,9 @@ fn count_states<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value>
         .map(|s| (s.to_string(), json!(0)))
         .collect();
     for t in tasks {
-        if let Some(Value::Number(n)) = counts.get(&t.state) {
+        if let Some(Value::Number(n)) = counts.get(t.state.as_str()) {
             let n = n.as_u64().unwrap_or(0) + 1;
-            counts.insert(t.state.clone(), json!(n));
+            counts.insert(t.state.to_string(), json!(n));
         }
     }
     counts
@@ -485,7 +485,7 @@ pub fn write_state_summary(
             .map(|(agent, tasks)| {
                 let mut fws: Vec<&str> = tasks
                     .iter()
-                    .filter(|t| !api::state::is_terminal(&t.state))
+                    .filter(|t| !TaskState::is_terminal(t.state))
                     .map(|t| t.framework_id.as_str())
                     .collect();
                 fws.sort_unstable();
@@ -571,7 +571,7 @@ pub fn metrics(master: &Master) -> Value {
             acc.add(&a.used)
         });
     let tasks = || master.frameworks.values().flat_map(|f| f.tasks.values());
-    let count = |state: &str| tasks().filter(|t| t.state == state).count();
+    let count = |state: TaskState| tasks().filter(|t| t.state == state).count();
     let mut v = json!({
         "master/elected": 1,
         "master/uptime_secs": api::now_secs() - master.start_time,
@@ -585,10 +585,10 @@ pub fn metrics(master: &Master) -> Value {
         "master/frameworks_disconnected": master.frameworks.values().filter(|f| !f.connected()).count(),
         "master/frameworks_inactive": master.completed_frameworks.len(),
         "master/outstanding_offers": master.offers.len(),
-        "master/tasks_staging": count("TASK_STAGING"),
-        "master/tasks_starting": count("TASK_STARTING"),
-        "master/tasks_running": count("TASK_RUNNING"),
-        "master/tasks_killing": count("TASK_KILLING"),
+        "master/tasks_staging": count(TaskState::Staging),
+        "master/tasks_starting": count(TaskState::Starting),
+        "master/tasks_running": count(TaskState::Running),
+        "master/tasks_killing": count(TaskState::Killing),
         "master/cpus_total": total.cpus, "master/cpus_used": used.cpus,
         "master/cpus_percent": if total.cpus > 0.0 { used.cpus / total.cpus } else { 0.0 },
         "master/mem_total": total.mem, "master/mem_used": used.mem,

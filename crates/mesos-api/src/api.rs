@@ -364,23 +364,195 @@ pub struct TaskInfo {
     pub discovery: Option<Value>,
 }
 
-/// Mesos task states.
-pub mod state {
-    /// Every terminal state.
-    pub const TERMINAL: &[&str] = &[
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_ERROR",
-        "TASK_LOST",
-        "TASK_DROPPED",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-    ];
+/// An enum of the wire protocol: written and read as its protobuf name (`TASK_RUNNING`), and a
+/// name the protocol does not have is refused when a message is parsed, as protobuf's JSON
+/// parser refuses it.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal $(| $alias:literal)*,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $wire $(, alias = $alias)*)] $variant,)*
+        }
 
-    /// Whether `state` is terminal.
-    pub fn is_terminal(state: &str) -> bool {
-        TERMINAL.contains(&state)
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The protobuf name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::api::UnknownName;
+
+            fn from_str(s: &str) -> Result<$name, $crate::api::UnknownName> {
+                match s {
+                    $($wire $(| $alias)* => Ok($name::$variant),)*
+                    other => Err($crate::api::UnknownName(other.escape_debug().to_string())),
+                }
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
+/// A name that is not one of an enum's protobuf names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Failed to find enum for '{0}'")]
+pub struct UnknownName(pub String);
+
+wire_enum! {
+    /// A task's state (`mesos.proto`'s `TaskState`).
+    #[derive(Default)]
+    TaskState {
+        /// Accepted by the master, not yet started by the agent.
+        #[default]
+        Staging = "TASK_STAGING",
+        /// The executor is starting it.
+        Starting = "TASK_STARTING",
+        /// Running.
+        Running = "TASK_RUNNING",
+        /// Being killed (frameworks with the TASK_KILLING_STATE capability).
+        Killing = "TASK_KILLING",
+        /// Ended on its own with status 0.
+        Finished = "TASK_FINISHED",
+        /// Ended with a failure.
+        Failed = "TASK_FAILED",
+        /// Killed.
+        Killed = "TASK_KILLED",
+        /// Its description was invalid.
+        Error = "TASK_ERROR",
+        /// Lost (frameworks that are not partition aware).
+        Lost = "TASK_LOST",
+        /// Never started for a transient reason.
+        Dropped = "TASK_DROPPED",
+        /// Its agent is out of contact; it may still run.
+        Unreachable = "TASK_UNREACHABLE",
+        /// Its agent is gone for good.
+        Gone = "TASK_GONE",
+        /// An operator marked its agent gone.
+        GoneByOperator = "TASK_GONE_BY_OPERATOR",
+        /// The master knows nothing of it.
+        Unknown = "TASK_UNKNOWN",
+    }
+}
+
+impl TaskState {
+    /// Whether the task has ended: its resources are free and it never runs again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished
+                | TaskState::Failed
+                | TaskState::Killed
+                | TaskState::Error
+                | TaskState::Lost
+                | TaskState::Dropped
+                | TaskState::Gone
+                | TaskState::GoneByOperator
+        )
+    }
+}
+
+wire_enum! {
+    /// Who sent a status update.
+    Source {
+        /// The master.
+        Master = "SOURCE_MASTER",
+        /// The agent.
+        Agent = "SOURCE_AGENT" | "SOURCE_SLAVE",
+        /// The executor.
+        Executor = "SOURCE_EXECUTOR",
+    }
+}
+
+wire_enum! {
+    /// Why a task is in its state (`TaskStatus.Reason` of Mesos 1.5's v1 API; the v0 `SLAVE`
+    /// names are read as their `AGENT` equivalents).
+    Reason {
+        /// The command executor failed.
+        CommandExecutorFailed = "REASON_COMMAND_EXECUTOR_FAILED",
+        /// The container could not be launched.
+        ContainerLaunchFailed = "REASON_CONTAINER_LAUNCH_FAILED",
+        /// The container hit a limit.
+        ContainerLimitation = "REASON_CONTAINER_LIMITATION",
+        /// The container hit its disk limit.
+        ContainerLimitationDisk = "REASON_CONTAINER_LIMITATION_DISK",
+        /// The container hit its memory limit.
+        ContainerLimitationMemory = "REASON_CONTAINER_LIMITATION_MEMORY",
+        /// The container was preempted.
+        ContainerPreempted = "REASON_CONTAINER_PREEMPTED",
+        /// The container could not be updated.
+        ContainerUpdateFailed = "REASON_CONTAINER_UPDATE_FAILED",
+        /// The executor did not register in time.
+        ExecutorRegistrationTimeout = "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+        /// The executor did not re-register in time.
+        ExecutorReregistrationTimeout = "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+        /// The executor ended.
+        ExecutorTerminated = "REASON_EXECUTOR_TERMINATED",
+        /// The executor never registered.
+        ExecutorUnregistered = "REASON_EXECUTOR_UNREGISTERED",
+        /// The framework was removed.
+        FrameworkRemoved = "REASON_FRAMEWORK_REMOVED",
+        /// Garbage collection failed.
+        GcError = "REASON_GC_ERROR",
+        /// The framework id is invalid.
+        InvalidFrameworkid = "REASON_INVALID_FRAMEWORKID",
+        /// The offers used were invalid.
+        InvalidOffers = "REASON_INVALID_OFFERS",
+        /// The IO switchboard exited.
+        IoSwitchboardExited = "REASON_IO_SWITCHBOARD_EXITED",
+        /// The master disconnected.
+        MasterDisconnected = "REASON_MASTER_DISCONNECTED",
+        /// An answer to reconciliation.
+        Reconciliation = "REASON_RECONCILIATION",
+        /// The resources are unknown.
+        ResourcesUnknown = "REASON_RESOURCES_UNKNOWN",
+        /// The agent disconnected.
+        AgentDisconnected = "REASON_AGENT_DISCONNECTED" | "REASON_SLAVE_DISCONNECTED",
+        /// The agent was removed.
+        AgentRemoved = "REASON_AGENT_REMOVED" | "REASON_SLAVE_REMOVED",
+        /// An operator removed the agent.
+        AgentRemovedByOperator = "REASON_AGENT_REMOVED_BY_OPERATOR",
+        /// The agent re-registered.
+        AgentReregistered = "REASON_AGENT_REREGISTERED",
+        /// The agent restarted.
+        AgentRestarted = "REASON_AGENT_RESTARTED" | "REASON_SLAVE_RESTARTED",
+        /// The agent is unknown.
+        AgentUnknown = "REASON_AGENT_UNKNOWN" | "REASON_SLAVE_UNKNOWN",
+        /// Killed while launching.
+        TaskKilledDuringLaunch = "REASON_TASK_KILLED_DURING_LAUNCH",
+        /// A check's status changed.
+        TaskCheckStatusUpdated = "REASON_TASK_CHECK_STATUS_UPDATED",
+        /// A health check's status changed.
+        TaskHealthCheckStatusUpdated = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+        /// The task group is invalid.
+        TaskGroupInvalid = "REASON_TASK_GROUP_INVALID",
+        /// The task group is not authorized.
+        TaskGroupUnauthorized = "REASON_TASK_GROUP_UNAUTHORIZED",
+        /// The task is invalid.
+        TaskInvalid = "REASON_TASK_INVALID",
+        /// The task is not authorized.
+        TaskUnauthorized = "REASON_TASK_UNAUTHORIZED",
+        /// The task is unknown.
+        TaskUnknown = "REASON_TASK_UNKNOWN",
     }
 }
 
@@ -389,17 +561,17 @@ pub mod state {
 pub struct TaskStatus {
     /// The task.
     pub task_id: Id,
-    /// `TASK_RUNNING`, ...
-    pub state: String,
+    /// Its state.
+    pub state: TaskState,
     /// A human-readable message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// `SOURCE_MASTER`, `SOURCE_AGENT` or `SOURCE_EXECUTOR`.
+    /// Who sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// `REASON_...`.
+    pub source: Option<Source>,
+    /// Why the task is in its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Opaque data (base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,

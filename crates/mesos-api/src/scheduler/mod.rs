@@ -1,5 +1,6 @@
-//! A client for the v1 scheduler API: what Marathon and Metronome use to be frameworks of
-//! the master, over the same HTTP API any other framework speaks.
+//! The v1 scheduler API: its [`Call`]s and [`Event`]s, typed, and a client for it, what
+//! Marathon and Metronome use to be frameworks of the master, over the same HTTP API any
+//! other framework speaks.
 //!
 //! [`subscribe`] opens the event stream (following a non-leading master's redirect) and
 //! returns a [`Connection`] for calls and the [`Events`] of the stream. The stream is the
@@ -12,10 +13,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde_json::{json, Value};
-
-use crate::api::FrameworkInfo;
+use crate::api::{FrameworkInfo, Id};
 use crate::recordio;
+
+mod call;
+mod event;
+
+pub use call::{
+    Accept, Acknowledge, Call, CallBody, CallError, CallType, Decline, InverseOffers, Kill,
+    Launch, LaunchGroup, Message, Operation, OperationType, Reconcile, ReconcileTask, Request,
+    Resources, Shutdown, Subscribe, TaskGroupInfo, Volumes,
+};
+pub use event::{
+    Address, Event, EventType, Failure, Offer, Offers, Rescind, Subscribed, Update, Url,
+};
+/// `error` and `message` of events, named apart from the calls' `Message`.
+pub mod events {
+    pub use super::event::{Error, Message};
+}
 
 /// How long a call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,13 +77,13 @@ pub struct Connection {
     /// `Mesos-Stream-Id`.
     pub stream_id: String,
     /// The framework id.
-    pub framework_id: String,
+    pub framework_id: Id,
 }
 
 impl Connection {
-    /// Sends a call (its `framework_id` is filled in); Mesos answers 202 to every accepted one.
-    pub async fn call(&self, mut call: Value) -> Result<(), Error> {
-        call["framework_id"] = json!({"value": self.framework_id});
+    /// Sends a call as this framework; Mesos answers 202 to every accepted one.
+    pub async fn call(&self, body: CallBody) -> Result<(), Error> {
+        let call = Call::new(Some(self.framework_id.clone()), body);
         let resp = self
             .client
             .post(format!("http://{}/api/v1/scheduler", self.master))
@@ -105,7 +120,7 @@ pub struct Events {
 
 impl Events {
     /// The next event; an error when the stream ends, breaks or goes silent.
-    pub async fn next(&mut self) -> Result<Value, Error> {
+    pub async fn next(&mut self) -> Result<Event, Error> {
         let fail = |reason: String| Error::Stream {
             master: self.master.clone(),
             reason,
@@ -113,8 +128,8 @@ impl Events {
         loop {
             match self.decoder.next_record() {
                 Ok(Some(record)) => {
-                    return serde_json::from_slice(&record)
-                        .map_err(|e| fail(format!("an event is not JSON: {e}")));
+                    return Event::parse(&record)
+                        .map_err(|e| fail(format!("an event is not a scheduler event: {e}")));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(fail(e.to_string())),
@@ -138,12 +153,14 @@ pub async fn subscribe(
     client: &reqwest::Client,
     master: SocketAddr,
     info: &FrameworkInfo,
-) -> Result<(Connection, Events, Value), Error> {
+) -> Result<(Connection, Events, Subscribed), Error> {
     let mut target = master.to_string();
-    let mut call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
-    if let Some(id) = &info.id {
-        call["framework_id"] = json!({"value": id.value});
-    }
+    let call = Call::new(
+        info.id.clone(),
+        CallBody::Subscribe(Subscribe {
+            framework_info: info.clone(),
+        }),
+    );
     for _ in 0..2 {
         let resp = client
             .post(format!("http://{target}/api/v1/scheduler"))
@@ -195,18 +212,17 @@ pub async fn subscribe(
             decoder: recordio::Decoder::new(),
             silence: Duration::from_secs(30),
         };
-        let first = events.next().await?;
-        if first["type"] != "SUBSCRIBED" {
-            return Err(Error::Stream {
-                master: target,
-                reason: format!("expected SUBSCRIBED first, got {first}"),
-            });
-        }
-        let framework_id = first["subscribed"]["framework_id"]["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if let Some(beat) = first["subscribed"]["heartbeat_interval_seconds"].as_f64() {
+        let first = match events.next().await? {
+            Event::Subscribed(subscribed) => subscribed,
+            other => {
+                return Err(Error::Stream {
+                    master: target,
+                    reason: format!("expected SUBSCRIBED first, got {}", other.kind()),
+                })
+            }
+        };
+        let framework_id = first.framework_id.clone();
+        if let Some(beat) = first.heartbeat_interval_seconds {
             // A master's number is input too: one too large for a Duration keeps the default.
             if let Ok(silence) = Duration::try_from_secs_f64(beat * 3.0) {
                 if beat > 0.0 {
