@@ -1,23 +1,32 @@
 //! What Admin Router must know of the cluster to route: the leading Mesos master, the agents
-//! (by id), the frameworks, and the Marathon apps that are services. Read from the masters'
-//! `/master/state` and Marathon's `/v2/apps`, each cached for [`FRESH`]; a miss (an agent id
-//! or a service not in the cache) reads again before answering 404, but never more often than
-//! every [`REREAD`], so unknown names cannot turn requests into reads.
+//! (by id), the frameworks, and the Marathon apps that are services. The Mesos side comes from
+//! the one follower of the leading master's state ([`dcos_mesos_api::follow`]), kept current
+//! by the master's event stream, and is derived again only when a new state arrives; Marathon's
+//! `/v2/apps` is cached for [`FRESH`]. A miss (an agent id or a service not known) reads again
+//! before answering 404, but never more often than every [`REREAD`] and never more often than
+//! the follower reads on changes, so unknown names cannot turn requests into reads.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use dcos_mesos_api::follow::{self, Follower};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 /// The most leading segments of a `/service/…` path tried as a service's name.
 pub const MAX_SERVICE_SEGMENTS: usize = 16;
-/// How long a reading of the cluster is used.
+/// How long a reading of Marathon's apps is used.
 pub const FRESH: Duration = Duration::from_secs(2);
 /// The least age of a reading that a miss may replace.
 pub const REREAD: Duration = Duration::from_millis(250);
+/// How long a request waits for the first reading of the Mesos state, or for a newer one
+/// after a miss.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// The longest time between two reads of the Mesos state, and how long a reading outlives
+/// the last master that answered (the event stream keeps it current in between).
+pub const REFRESH: Duration = Duration::from_secs(30);
 
 /// One value read from elsewhere, with when it was read.
 struct Cached<T> {
@@ -82,7 +91,9 @@ pub struct Snapshot {
     /// point the router at any other host.
     pub cluster_ips: HashSet<IpAddr>,
     /// The state itself, for the status page.
-    pub state: Value,
+    pub state: Arc<Value>,
+    /// Which of the follower's readings this is, and when it was read.
+    reading: Option<(u64, Instant)>,
 }
 
 fn pid_addr(pid: &str) -> Option<SocketAddr> {
@@ -90,7 +101,9 @@ fn pid_addr(pid: &str) -> Option<SocketAddr> {
 }
 
 impl Snapshot {
-    fn from_state(state: Value) -> Snapshot {
+    /// The records Admin Router routes by, from one reading.
+    fn from_reading(reading: &follow::Snapshot) -> Snapshot {
+        let state = &*reading.state;
         let agents: HashMap<String, Agent> = state["slaves"]
             .as_array()
             .into_iter()
@@ -115,7 +128,7 @@ impl Snapshot {
             })
             .collect();
         let leader = state["leader"].as_str().and_then(pid_addr);
-        let cluster_ips = task_ips(&state)
+        let cluster_ips = task_ips(state)
             .chain(agents.values().map(|a| a.addr.ip()))
             .chain(leader.map(|l| l.ip()))
             .collect();
@@ -124,7 +137,8 @@ impl Snapshot {
             agents,
             webuis,
             cluster_ips,
-            state,
+            state: reading.state.clone(),
+            reading: Some((reading.seq, reading.read_at.into_std())),
         }
     }
 
@@ -190,7 +204,7 @@ fn task_ips(state: &Value) -> impl Iterator<Item = IpAddr> + '_ {
         .filter(container_address)
 }
 
-/// Reads and caches the cluster's state.
+/// Follows the leading master's state and reads Marathon's apps.
 pub struct Discovery {
     client: reqwest::Client,
     masters: Vec<SocketAddr>,
@@ -198,7 +212,10 @@ pub struct Discovery {
     nodes: Vec<IpAddr>,
     marathon: SocketAddr,
     mesos_dns: SocketAddr,
-    mesos: Cached<Snapshot>,
+    /// The follower of the leading master, started on first use (it runs on the runtime).
+    follower: OnceLock<Follower>,
+    /// The records of the latest reading routed by.
+    mesos: std::sync::Mutex<Arc<Snapshot>>,
     services: Cached<HashMap<String, Service>>,
 }
 
@@ -223,7 +240,8 @@ impl Discovery {
             nodes,
             marathon,
             mesos_dns,
-            mesos: Cached::new(),
+            follower: OnceLock::new(),
+            mesos: std::sync::Mutex::default(),
             services: Cached::new(),
         }
     }
@@ -239,38 +257,50 @@ impl Discovery {
             .await?)
     }
 
-    /// The leader's state: asks each master, then the leader it names.
-    async fn read(&self) -> anyhow::Result<Snapshot> {
-        let mut last = anyhow::anyhow!("no masters configured");
-        for m in &self.masters {
-            match self.get(format!("http://{m}/master/state")).await {
-                Ok(state) => match state["leader"].as_str().and_then(pid_addr) {
-                    Some(leader) if leader != *m => {
-                        let state = self.get(format!("http://{leader}/master/state")).await?;
-                        return Ok(Snapshot::from_state(state));
-                    }
-                    Some(_) => return Ok(Snapshot::from_state(state)),
-                    None => last = anyhow::anyhow!("master {m} knows no leader"),
-                },
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+    fn follower(&self) -> &Follower {
+        self.follower
+            .get_or_init(|| Follower::spawn(follow::Config::state(self.masters.clone(), REFRESH)))
     }
 
-    /// The cluster as last read (read again if older than [`FRESH`]).
+    /// The records of `reading`, derived once per reading.
+    fn records(&self, reading: &follow::Snapshot) -> Arc<Snapshot> {
+        let mut latest = self.mesos.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.reading.is_some_and(|(seq, _)| seq == reading.seq) {
+            return latest.clone();
+        }
+        let records = Arc::new(Snapshot::from_reading(reading));
+        *latest = records.clone();
+        records
+    }
+
+    /// The cluster as the follower last read it (its first reading, while it starts).
     pub async fn snapshot(&self) -> anyhow::Result<Arc<Snapshot>> {
-        self.mesos.get(false, self.read()).await
+        let reading =
+            self.follower().ready(WAIT).await.ok_or_else(|| {
+                anyhow::anyhow!("no Mesos master answers (of {:?})", self.masters)
+            })?;
+        Ok(self.records(&reading))
+    }
+
+    /// After a miss in `seen`: a newer reading, unless `seen` is younger than [`REREAD`].
+    async fn after_miss(&self, seen: &Snapshot) -> Option<Arc<Snapshot>> {
+        if seen.reading.is_some_and(|(_, at)| at.elapsed() < REREAD) {
+            return None;
+        }
+        let reading = self.follower().reread(WAIT).await?;
+        Some(self.records(&reading))
     }
 
     /// The agent with `id`, reading again once if it is not known.
     pub async fn agent(&self, id: &str) -> anyhow::Result<Option<Agent>> {
-        for missed in [false, true] {
-            if let Some(a) = self.mesos.get(missed, self.read()).await?.agents.get(id) {
-                return Ok(Some(a.clone()));
-            }
+        let snap = self.snapshot().await?;
+        if let Some(a) = snap.agents.get(id) {
+            return Ok(Some(a.clone()));
         }
-        Ok(None)
+        Ok(self
+            .after_miss(&snap)
+            .await
+            .and_then(|s| s.agents.get(id).cloned()))
     }
 
     /// The Marathon apps that are services: `DCOS_SERVICE_NAME` (or the app id) to where
@@ -313,29 +343,28 @@ impl Discovery {
     }
 
     /// The service a `/service/…` path names, and how many of its segments the name takes.
-    /// Reads again once if nothing matches in the cached readings.
+    /// Reads again once if nothing matches in the latest readings.
     pub async fn service(&self, segments: &[String]) -> anyhow::Result<Option<(Service, usize)>> {
         // A service name is a Marathon group path: a few segments. Trying every prefix of
         // a path of thousands would cost the square of its length.
         let segments = &segments[..segments.len().min(MAX_SERVICE_SEGMENTS)];
-        for missed in [false, true] {
-            let found = self.find_service(segments, missed).await?;
-            if found.is_some() {
-                return Ok(found);
-            }
+        let snap = self.snapshot().await?;
+        if let Some(found) = self.find_service(segments, false, &snap).await? {
+            return Ok(Some(found));
         }
-        Ok(None)
+        let snap = self.after_miss(&snap).await.unwrap_or(snap);
+        self.find_service(segments, true, &snap).await
     }
 
     /// The longest leading run of segments that is a Marathon service (except for Marathon
-    /// and Metronome themselves), else a framework with a web UI.
+    /// and Metronome themselves), else a framework with a web UI in `snap`.
     async fn find_service(
         &self,
         segments: &[String],
         missed: bool,
+        snap: &Snapshot,
     ) -> anyhow::Result<Option<(Service, usize)>> {
         let services = self.services.get(missed, self.read_services()).await?;
-        let snap = self.mesos.get(missed, self.read()).await?;
         for n in (1..=segments.len()).rev() {
             let name = segments[..n].join("/");
             let framework_only = name == "marathon" || name == "metronome";

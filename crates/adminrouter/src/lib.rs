@@ -223,7 +223,7 @@ impl Router {
                 respond(
                     StatusCode::OK,
                     "text/html; charset=utf-8",
-                    pages::index(&c.cluster_name, snap.as_ref().map(|s| &s.state)),
+                    pages::index(&c.cluster_name, snap.as_ref().map(|s| &*s.state)),
                 )
             }
         };

@@ -1,230 +1,53 @@
-//! Forwarding one request to an upstream and its answer back, streaming both bodies:
-//! TCP upstreams through a keep-alive pool, unix-socket upstreams on a fresh connection,
-//! WebSocket (any `Upgrade`) passed through byte for byte once the upstream agrees (101).
-//!
-//! As nginx does: hop-by-hop headers are dropped, `Host` is kept as the client sent it,
-//! `X-Real-IP`, `X-Forwarded-For` and `X-Forwarded-Proto` tell the upstream who asked.
+//! Forwarding one request to an upstream and its answer back: dcos-serve's reverse proxy
+//! ([`dcos_serve::proxy`]: both bodies streamed, hop-by-hop headers dropped, `Host` kept as
+//! the client sent it, `X-Real-IP`, `X-Forwarded-For` and `X-Forwarded-Proto` added,
+//! WebSocket upgrades passed through), with the client's address and scheme as the router's
+//! listeners know them, and `Location` headers moved under the router's prefixes as nginx's
+//! `proxy_redirect` does.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, Response};
 
-/// Every response body Admin Router sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// A body of bytes known up front.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// Where a request is forwarded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Upstream {
-    /// `host:port` over TCP.
-    Tcp(SocketAddr),
-    /// A unix socket.
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Upstream::Tcp(a) => write!(f, "http://{a}"),
-            Upstream::Unix(p) => write!(f, "http://{}", p.display()),
-        }
-    }
-}
-
-/// Why an upstream gave no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// It could not be reached, or broke the exchange.
-    #[error("upstream {0} failed: {1}")]
-    Failed(String, String),
-    /// It did not answer in time.
-    #[error("upstream {0} timed out")]
-    TimedOut(String),
-}
-
-impl ProxyError {
-    /// The status the client gets: 504 for a timeout, 502 otherwise.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ProxyError::Failed(..) => StatusCode::BAD_GATEWAY,
-            ProxyError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-        }
-    }
-}
-
-/// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers the `Connection` header names are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
+pub use dcos_serve::proxy::{full, Body, ProxyError, Upstream};
+use dcos_serve::proxy::{Origin, Settings};
 
 /// The forwarding engine, shared by every connection.
 #[derive(Clone)]
 pub struct Proxy {
-    pool: Client<HttpConnector, Incoming>,
+    inner: dcos_serve::proxy::Proxy,
     /// How long an upstream may take to start its answer.
     pub timeout: Duration,
 }
 
 impl Proxy {
-    /// A proxy whose upstreams must start answering within `timeout`.
+    /// A proxy whose upstreams must start answering within `timeout`; request bodies are
+    /// passed on whole, the upstream's own limit applies.
     pub fn new(timeout: Duration) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_nodelay(true);
-        let pool = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
-        Proxy { pool, timeout }
+        Proxy {
+            inner: dcos_serve::proxy::Proxy::new(Settings::new(timeout)),
+            timeout,
+        }
     }
 
     /// Forwards `req` to `upstream` as `path` (with its query), from client `peer` over
     /// `scheme`.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         upstream: &Upstream,
         path: &str,
         peer: SocketAddr,
         scheme: &str,
     ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = req
-            .headers()
-            .get(hyper::header::UPGRADE)
-            .cloned()
-            .filter(|_| {
-                req.headers()
-                    .get(hyper::header::CONNECTION)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
-            });
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        headers.remove(hyper::header::UPGRADE);
-        let ip = peer.ip().to_string();
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {ip}"),
-            None => ip.clone(),
+        let origin = Origin {
+            peer: Some(peer.ip()),
+            scheme: Some(scheme),
         };
-        for (name, value) in [
-            ("x-real-ip", ip.as_str()),
-            ("x-forwarded-for", forwarded_for.as_str()),
-            ("x-forwarded-proto", scheme),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(name, v);
-            }
-        }
-        if let Some(up) = &upgrade {
-            headers.insert(
-                hyper::header::CONNECTION,
-                HeaderValue::from_static("upgrade"),
-            );
-            headers.insert(hyper::header::UPGRADE, up.clone());
-        }
-        let name = upstream.to_string();
-        let failed = |e: &dyn std::fmt::Display| ProxyError::Failed(name.clone(), e.to_string());
-
-        if upgrade.is_some() || matches!(upstream, Upstream::Unix(_)) {
-            let uri: hyper::Uri = path.parse().map_err(|e| failed(&e))?;
-            let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-            *req.uri_mut() = uri;
-            let exchange = async {
-                let mut sender = match upstream {
-                    Upstream::Tcp(addr) => {
-                        let stream = tokio::net::TcpStream::connect(addr).await?;
-                        handshake(stream).await?
-                    }
-                    Upstream::Unix(p) => {
-                        let stream = tokio::net::UnixStream::connect(p).await?;
-                        handshake(stream).await?
-                    }
-                };
-                anyhow::Ok(sender.send_request(req).await?)
-            };
-            let mut resp = tokio::time::timeout(self.timeout, exchange)
-                .await
-                .map_err(|_| ProxyError::TimedOut(name.clone()))?
-                .map_err(|e| failed(&e))?;
-            if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status())
-            {
-                let server = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(c), Ok(s)) = (client.await, server.await) {
-                        let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
-                    }
-                });
-                return Ok(resp.map(|b| b.boxed()));
-            }
-            strip_hop_by_hop(resp.headers_mut());
-            return Ok(resp.map(|b| b.boxed()));
-        }
-
-        let Upstream::Tcp(addr) = upstream else {
-            unreachable!("unix upstreams are handled above")
-        };
-        let uri: hyper::Uri = format!("http://{addr}{path}")
-            .parse()
-            .map_err(|e| failed(&e))?;
-        *req.uri_mut() = uri;
-        let mut resp = tokio::time::timeout(self.timeout, self.pool.request(req))
-            .await
-            .map_err(|_| ProxyError::TimedOut(name.clone()))?
-            .map_err(|e| failed(&e))?;
-        strip_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(|b| b.boxed()))
+        self.inner.forward(req, upstream, path, origin).await
     }
-}
-
-async fn handshake<S>(
-    stream: S,
-) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Incoming>>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(sender)
 }
 
 /// A `Location` the upstream sent, as the client must see it: relative locations made

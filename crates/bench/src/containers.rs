@@ -21,7 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
-use dcos_mesos::scheduler;
+use dcos_mesos::api::{Filters, Id, TaskState, TaskStatus};
+use dcos_mesos::scheduler::{self, Accept, Acknowledge, CallBody, Event, Kill, Offer, Operation};
 use dcos_testkit::images::{self, Item};
 use dcos_testkit::loopback;
 use dcos_testkit::registry::Registry;
@@ -99,43 +100,33 @@ async fn run(args: Args) -> anyhow::Result<Value> {
 struct Framework {
     conn: scheduler::Connection,
     events: scheduler::Events,
-    offers: VecDeque<Value>,
+    offers: VecDeque<Offer>,
 }
 
 impl Framework {
     /// The next event, keeping offers and acknowledging updates.
-    async fn next(&mut self) -> anyhow::Result<Value> {
-        let ev = self.events.next().await?;
-        match ev["type"].as_str() {
-            Some("OFFERS") => {
-                let offers = ev["offers"]["offers"].as_array().cloned();
-                self.offers.extend(offers.unwrap_or_default());
-            }
-            Some("RESCIND") => {
-                let id = &ev["rescind"]["offer_id"];
-                self.offers.retain(|o| &o["id"] != id);
-            }
-            Some("UPDATE") => {
-                let status = &ev["update"]["status"];
-                if let Some(uuid) = status.get("uuid") {
-                    self.conn.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {
-                        "agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}}))
-                        .await?;
+    async fn next(&mut self) -> anyhow::Result<Option<TaskStatus>> {
+        match self.events.next().await? {
+            Event::Offers(offers) => self.offers.extend(offers.offers),
+            Event::Rescind(rescind) => self.offers.retain(|o| o.id != rescind.offer_id),
+            Event::Update(update) => {
+                if let Some(ack) = Acknowledge::of(&update.status) {
+                    self.conn.call(CallBody::Acknowledge(ack)).await?;
                 }
+                return Ok(Some(update.status));
             }
             _ => {}
         }
-        Ok(ev)
+        Ok(None)
     }
 
     /// The state of the next update of `task_id`, with its message.
-    async fn update_of(&mut self, task_id: &str) -> anyhow::Result<(String, String)> {
+    async fn update_of(&mut self, task_id: &str) -> anyhow::Result<(TaskState, String)> {
         loop {
-            let ev = self.next().await?;
-            let status = &ev["update"]["status"];
-            if ev["type"] == "UPDATE" && status["task_id"]["value"] == task_id {
-                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                return Ok((text(&status["state"]), text(&status["message"])));
+            if let Some(status) = self.next().await? {
+                if status.task_id.value == task_id {
+                    return Ok((status.state, status.message.unwrap_or_default()));
+                }
             }
         }
     }
@@ -147,35 +138,36 @@ impl Framework {
         let offer = loop {
             match self.offers.pop_front() {
                 Some(offer) => break offer,
-                None => self.next().await.map(drop)?,
+                None => drop(self.next().await?),
             }
         };
         task["name"] = json!(task_id);
         task["task_id"] = json!({"value": task_id});
-        task["agent_id"] = offer["agent_id"].clone();
+        task["agent_id"] = json!(offer.agent_id);
         // Refusing the rest for 0 s has it offered again at the next allocation, rather
         // than after Mesos' default 5 s.
-        let accept = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
-            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
-            "filters": {"refuse_seconds": 0}}});
+        let accept = CallBody::Accept(Accept {
+            offer_ids: vec![offer.id],
+            operations: vec![Operation::launch(vec![serde_json::from_value(task)?])],
+            filters: Some(Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        });
         let start = Instant::now();
         self.conn.call(accept).await?;
         let elapsed = loop {
             match self.update_of(task_id).await? {
-                (state, _) if state == "TASK_RUNNING" => break ms_since(start),
-                (state, _) if state == "TASK_STARTING" || state == "TASK_STAGING" => {}
+                (TaskState::Running, _) => break ms_since(start),
+                (TaskState::Starting | TaskState::Staging, _) => {}
                 (state, message) => anyhow::bail!("task {task_id} ended {state}: {message}"),
             }
         };
-        let kill = json!({"type": "KILL", "kill": {"task_id": {"value": task_id}}});
+        let kill = CallBody::Kill(Kill {
+            task_id: Id::new(task_id),
+            ..Kill::default()
+        });
         self.conn.call(kill).await?;
-        let live = [
-            "TASK_STAGING",
-            "TASK_STARTING",
-            "TASK_RUNNING",
-            "TASK_KILLING",
-        ];
-        while live.contains(&self.update_of(task_id).await?.0.as_str()) {}
+        while !self.update_of(task_id).await?.0.is_terminal() {}
         Ok(elapsed)
     }
 }

@@ -18,7 +18,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use dcos_mesos::scheduler;
+use dcos_mesos::api::{CommandInfo, Filters, Id, Resource, Scalar, TaskInfo, TaskState};
+use dcos_mesos::resources::Resources;
+use dcos_mesos::scheduler::{self, Accept, Acknowledge, CallBody, Decline, Event, Operation};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -56,34 +58,31 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
             "the minimal framework saw {running} of {instances} running within {GIVE_UP:?}"
         );
         let ev = tokio::time::timeout(Duration::from_secs(30), events.next()).await??;
-        match ev["type"].as_str() {
-            Some("OFFERS") => {
+        match ev {
+            Event::Offers(offers) => {
                 let mut calls = Vec::new();
-                for offer in ev["offers"]["offers"].as_array().into_iter().flatten() {
-                    let cpus = offer["resources"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|r| r["name"] == "cpus")
-                        .and_then(|r| r["scalar"]["value"].as_f64())
+                for offer in offers.offers {
+                    let cpus = Resources::from_api(&offer.resources)
+                        .map(|r| r.cpus)
                         .unwrap_or(0.0);
                     let fit = ((cpus / TASK_CPUS).floor() as usize).min(instances - launched);
-                    let tasks: Vec<Value> = (launched..launched + fit)
-                        .map(|i| {
-                            json!({"name": format!("bare-{i}"), "task_id": {"value": format!("bare-{i}")},
-                                "agent_id": offer["agent_id"],
-                                "resources": [
-                                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": TASK_CPUS}},
-                                    {"name": "mem", "type": "SCALAR", "scalar": {"value": TASK_MEM}}],
-                                "command": {"value": "sleep 3600"}})
-                        })
+                    let tasks: Vec<TaskInfo> = (launched..launched + fit)
+                        .map(|i| bare_task(i, &offer.agent_id))
                         .collect();
                     launched += fit;
                     let call = if tasks.is_empty() {
-                        json!({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]], "filters": {"refuse_seconds": 3600}}})
+                        CallBody::Decline(Decline {
+                            offer_ids: vec![offer.id],
+                            filters: Some(Filters {
+                                refuse_seconds: Some(3600.0),
+                            }),
+                        })
                     } else {
-                        json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
-                            "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}]}})
+                        CallBody::Accept(Accept {
+                            offer_ids: vec![offer.id],
+                            operations: vec![Operation::launch(tasks)],
+                            filters: None,
+                        })
                     };
                     calls.push(call);
                 }
@@ -95,18 +94,16 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
                     .into_iter()
                     .collect::<Result<(), _>>()?;
             }
-            Some("UPDATE") => {
-                let status = &ev["update"]["status"];
-                if status["state"] == "TASK_RUNNING" {
+            Event::Update(update) => {
+                if update.status.state == TaskState::Running {
                     running += 1;
                 }
-                if let Some(uuid) = status.get("uuid") {
-                    let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
+                if let Some(ack) = Acknowledge::of(&update.status) {
                     let permit = acks.clone().acquire_owned().await?;
                     let c = conn.clone();
                     tokio::spawn(async move {
                         let _permit = permit;
-                        c.call(ack).await
+                        c.call(CallBody::Acknowledge(ack)).await
                     });
                 }
             }
@@ -114,8 +111,29 @@ async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
         }
     }
     let took = started.elapsed().as_secs_f64();
-    conn.call(json!({"type": "TEARDOWN"})).await?;
+    conn.call(CallBody::Teardown).await?;
     Ok(took)
+}
+
+/// One of the minimal framework's tasks.
+fn bare_task(i: usize, agent_id: &Id) -> TaskInfo {
+    let scalar = |name: &str, value: f64| Resource {
+        name: name.into(),
+        kind: "SCALAR".into(),
+        scalar: Some(Scalar { value }),
+        ..Resource::default()
+    };
+    TaskInfo {
+        name: format!("bare-{i}"),
+        task_id: Id::new(format!("bare-{i}")),
+        agent_id: agent_id.clone(),
+        resources: vec![scalar("cpus", TASK_CPUS), scalar("mem", TASK_MEM)],
+        command: Some(CommandInfo {
+            value: Some("sleep 3600".into()),
+            ..CommandInfo::default()
+        }),
+        ..TaskInfo::default()
+    }
 }
 
 /// Waits until the master counts no running task.

@@ -11,6 +11,7 @@
 //! | [`dns`] | dnsperf against Mesos-DNS and dnsmasq serving the same records |
 //! | [`router`] | wrk through Admin Router and nginx on the same route |
 //! | [`failover`] | kill -9 of the leading Marathon and Mesos master, to the first acknowledged write |
+//! | [`jobs`] | Metronome: one-off runs to ACTIVE per second on simulated agents; schedule fire-time lag |
 //! | [`footprint`] | resident memory and CPU of every master unit, idle and under launch load |
 //!
 //! Each writes one JSON document (the date, the machine, the command, its parameters and
@@ -27,6 +28,7 @@ mod containers;
 mod dns;
 mod failover;
 mod footprint;
+mod jobs;
 mod launch;
 mod machine;
 mod offers;
@@ -87,6 +89,7 @@ pub const SCENARIOS: &[Scenario] = &[
     dns::SCENARIO,
     router::SCENARIO,
     failover::SCENARIO,
+    jobs::SCENARIO,
     footprint::SCENARIO,
 ];
 

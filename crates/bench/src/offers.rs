@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dcos_mesos::scheduler;
+use dcos_mesos::api::Filters;
+use dcos_mesos::scheduler::{self, CallBody, Decline, Event};
 use dcos_testkit::loopback;
 use serde_json::{json, Value};
 
@@ -44,17 +45,19 @@ impl Decliners {
             let (counted, counting) = (counted.clone(), counting.clone());
             loops.push(tokio::spawn(async move {
                 while let Ok(ev) = events.next().await {
-                    if ev["type"] != "OFFERS" {
+                    let Event::Offers(offers) = ev else {
                         continue;
-                    }
-                    let ids: Vec<Value> = ev["offers"]["offers"]
-                        .as_array()
-                        .map(|o| o.iter().map(|o| o["id"].clone()).collect())
-                        .unwrap_or_default();
+                    };
+                    let ids: Vec<_> = offers.offers.into_iter().map(|o| o.id).collect();
                     if counting.load(Ordering::Relaxed) {
                         counted.fetch_add(ids.len() as u64, Ordering::Relaxed);
                     }
-                    let decline = json!({"type": "DECLINE", "decline": {"offer_ids": ids, "filters": {"refuse_seconds": 0}}});
+                    let decline = CallBody::Decline(Decline {
+                        offer_ids: ids,
+                        filters: Some(Filters {
+                            refuse_seconds: Some(0.0),
+                        }),
+                    });
                     let _ = conn.call(decline).await;
                 }
             }));
@@ -72,7 +75,7 @@ impl Decliners {
             l.abort();
         }
         for c in self.conns {
-            let _ = c.call(json!({"type": "TEARDOWN"})).await;
+            let _ = c.call(CallBody::Teardown).await;
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use dcos_mesos::scheduler;
+use dcos_mesos::api::{Id, TaskInfo, TaskState};
+use dcos_mesos::scheduler::{self, Accept, Acknowledge, CallBody, Event, Kill, Operation};
 use dcos_testkit::loopback;
 use serde_json::{json, Value};
 
@@ -29,33 +30,41 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     let mut to_running = Vec::new();
     for i in 0..launches {
         let offer = loop {
-            let ev = events.next().await?;
-            if ev["type"] == "OFFERS" {
-                break ev["offers"]["offers"][0].clone();
+            if let Event::Offers(offers) = events.next().await? {
+                if let Some(offer) = offers.offers.into_iter().next() {
+                    break offer;
+                }
             }
         };
         let task_id = format!("launch-{i}");
-        let task = json!({"name": task_id, "task_id": {"value": task_id}, "agent_id": offer["agent_id"],
+        let task: TaskInfo = serde_json::from_value(json!({"name": task_id, "task_id": {"value": task_id}, "agent_id": offer.agent_id,
             "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 16}}],
-            "command": {"value": COMMAND}});
+            "command": {"value": COMMAND}}))?;
         let start = Instant::now();
-        conn.call(json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}})).await?;
+        conn.call(CallBody::Accept(Accept {
+            offer_ids: vec![offer.id],
+            operations: vec![Operation::launch(vec![task])],
+            filters: None,
+        }))
+        .await?;
         loop {
-            let ev = events.next().await?;
-            if ev["type"] != "UPDATE" {
+            let Event::Update(update) = events.next().await? else {
                 continue;
+            };
+            let status = update.status;
+            if let Some(ack) = Acknowledge::of(&status) {
+                conn.call(CallBody::Acknowledge(ack)).await?;
             }
-            let status = &ev["update"]["status"];
-            if let Some(uuid) = status.get("uuid") {
-                conn.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}})).await?;
-            }
-            if status["task_id"]["value"] == task_id.as_str() && status["state"] == "TASK_RUNNING" {
+            if status.task_id.value == task_id && status.state == TaskState::Running {
                 to_running.push(start.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
         }
-        conn.call(json!({"type": "KILL", "kill": {"task_id": {"value": task_id}}}))
-            .await?;
+        conn.call(CallBody::Kill(Kill {
+            task_id: Id::new(task_id),
+            ..Kill::default()
+        }))
+        .await?;
     }
     let mut fork_exec = Vec::new();
     for _ in 0..launches {

@@ -223,7 +223,7 @@ impl Agent {
                             for state in [TaskState::Starting, last] {
                                 let mut status = TaskStatus {
                                     task_id: task.task_id.clone(),
-                                    state: state.into(),
+                                    state,
                                     source: Some(Source::Executor),
                                     agent_id: Some(agent_id.clone()),
                                     executor_id: Some(task.task_id.clone()),

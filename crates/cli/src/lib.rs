@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cluster;
 mod image;
 mod install;
+mod job;
 mod marathon;
 mod node;
 mod ports;
@@ -71,6 +72,8 @@ enum Command {
     Marathon(marathon::MarathonArgs),
     /// Container images: push to a registry, list an agent's store.
     Image(image::ImageArgs),
+    /// DC/OS Jobs (a client of Metronome's REST API).
+    Job(job::JobArgs),
     /// PID 1 of a task's container, started by the agent (not for people).
     #[command(hide = true)]
     ContainerInit {
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args),
         Command::Marathon(args) => marathon::run(args),
         Command::Image(args) => image::run(args),
+        Command::Job(args) => job::run(args),
         Command::ContainerInit {
             spec,
             exec_in,

@@ -1,8 +1,9 @@
 //! DC/OS History service (`dcos-history-service.service`, 127.0.0.1:15055).
 //!
-//! Every 2 s it fetches the leading Mesos master's `/master/state-summary` and keeps three
-//! buffers, as the DC/OS service does: `last` (the newest), `minute` (30 entries, one per
-//! 2 s) and `hour` (60 entries, one per minute). A failed fetch stores `{}` so gaps show.
+//! Every 2 s it takes the leading Mesos master's `/master/state-summary`, as the one follower
+//! of the master's state ([`dcos_mesos_api::follow`]) last read it, and keeps three buffers,
+//! as the DC/OS service does: `last` (the newest), `minute` (30 entries, one per 2 s) and
+//! `hour` (60 entries, one per minute). While no master answers, `{}` is stored so gaps show.
 //! The minute and hour buffers are persisted under the work dir and reloaded on start, so a
 //! restart keeps the history. The UI reads it through Admin Router's `/dcos-history-service/`.
 
@@ -17,10 +18,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use dcos_mesos_api::follow::{self, Follower};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// How often the state-summary is fetched.
+/// How often the state-summary is read and stored.
 pub const FETCH_PERIOD: Duration = Duration::from_secs(2);
 
 /// The service's configuration.
@@ -28,7 +30,7 @@ pub const FETCH_PERIOD: Duration = Duration::from_secs(2);
 pub struct Config {
     /// Where to listen (the contract: 127.0.0.1:15055).
     pub listen: SocketAddr,
-    /// The Mesos masters (`ip:5050`); the first that answers is used.
+    /// The Mesos masters (`ip:5050`); the leader among them is read.
     pub masters: Vec<SocketAddr>,
     /// Where the minute and hour buffers are persisted.
     pub buffer_dir: PathBuf,
@@ -236,22 +238,26 @@ fn json(body: String) -> impl IntoResponse {
     )
 }
 
-/// Fetches the state-summary from the first master that answers, `{}` when none does.
-async fn fetch(client: &reqwest::Client, masters: &[SocketAddr]) -> String {
-    for master in masters {
-        let url = format!("http://{master}/master/state-summary");
-        match client.get(&url).send().await {
-            Ok(resp) if resp.status().is_success() => match resp.text().await {
-                Ok(text) if serde_json::from_str::<serde_json::Value>(&text).is_ok() => {
-                    return text
-                }
-                _ => tracing::warn!(%url, "state-summary is not JSON"),
-            },
-            Ok(resp) => tracing::warn!(%url, status = %resp.status(), "could not fetch state"),
-            Err(e) => tracing::debug!(%url, error = %e, "could not fetch state"),
+/// The newest state-summary as a document to store, made once per reading; `{}` when no
+/// master answers.
+#[derive(Default)]
+struct Summary {
+    seq: u64,
+    text: Arc<str>,
+}
+
+impl Summary {
+    fn of(&mut self, reading: Option<&follow::Snapshot>) -> Arc<str> {
+        match reading {
+            None => "{}".into(),
+            Some(r) if r.seq == self.seq => self.text.clone(),
+            Some(r) => {
+                self.seq = r.seq;
+                self.text = r.state.to_string().into();
+                self.text.clone()
+            }
         }
     }
-    "{}".into()
 }
 
 /// Binds the configured address and serves until `shutdown` is cancelled.
@@ -287,28 +293,32 @@ pub async fn serve_on(
     }));
     tracing::info!(%addr, "listening for history requests");
 
+    // Read as often as stored: the summary is sampled on a clock, changes between two
+    // samples do not matter.
+    let follower = Follower::spawn(follow::Config::summary(
+        config.masters.clone(),
+        config.fetch_period,
+    ));
     let fetcher = {
         let state = state.clone();
         let shutdown = shutdown.clone();
         let period = config.fetch_period;
-        let masters = config.masters.clone();
         async move {
-            let client = reqwest::Client::builder()
-                .timeout(period.mul_f32(0.9))
-                .build()
-                .unwrap_or_default();
             let mut tick = tokio::time::interval(period);
+            let mut summary = Summary::default();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 let at = now_ms();
-                let summary = fetch(&client, &masters).await;
+                // The first reading may still be on its way when the service starts.
+                let reading = follower.ready(period.mul_f32(0.9)).await;
+                let text = summary.of(reading.as_deref());
                 let mut b = lock(&state);
-                b.minute.add(at, &summary);
-                b.hour.add(at, &summary);
-                b.last = summary;
+                b.minute.add(at, &text);
+                b.hour.add(at, &text);
+                b.last = text.to_string();
             }
         }
     };
@@ -352,5 +362,100 @@ mod tests {
             "{}",
             reloaded.dump()
         );
+    }
+
+    /// Polls `f` every 50 ms until it returns `Some`, for at most 10 s.
+    async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_leaders_summary_is_kept_and_gaps_show_once_it_is_gone() {
+        // A leading master and a standby that redirects to it, as Mesos' do.
+        let summary = serde_json::json!({"hostname": "m1", "slaves": [], "frameworks": []});
+        let doc = summary.clone();
+        let master = axum::Router::new().route(
+            "/master/state-summary",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        );
+        let leader = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader_addr = leader.local_addr().unwrap();
+        let master_stop = CancellationToken::new();
+        let serving = axum::serve(leader, master)
+            .with_graceful_shutdown(master_stop.clone().cancelled_owned());
+        tokio::spawn(async move { serving.await });
+        let standby = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(
+                    header::LOCATION,
+                    format!("//{leader_addr}/master/state-summary"),
+                )],
+            )
+        });
+        let standby_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let standby_addr = standby_listener.local_addr().unwrap();
+        let serving = axum::serve(standby_listener, standby)
+            .with_graceful_shutdown(master_stop.clone().cancelled_owned());
+        tokio::spawn(async move { serving.await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config {
+            listen: addr,
+            masters: vec![standby_addr],
+            buffer_dir: dir.path().to_path_buf(),
+            fetch_period: Duration::from_millis(200),
+        };
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(serve_on(listener, config, stop.clone()));
+        let last = || async move {
+            let v: serde_json::Value = reqwest::get(format!("http://{addr}/history/last"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(v)
+        };
+        let want = summary.clone();
+        eventually("the leader's summary", || {
+            let want = want.clone();
+            async move { (last().await? == want).then_some(()) }
+        })
+        .await;
+        let minute: serde_json::Value = reqwest::get(format!("http://{addr}/history/minute"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(minute.as_array().unwrap().contains(&summary), "{minute}");
+
+        master_stop.cancel();
+        eventually("an empty entry once no master answers", || async move {
+            (last().await? == serde_json::json!({})).then_some(())
+        })
+        .await;
+        stop.cancel();
+        serving.await.unwrap().unwrap();
     }
 }

@@ -12,9 +12,11 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use dcos_mesos_api::api::TaskState;
+
 use crate::api::HealthCheck;
-use crate::engine::{isolated, Marathon};
-use crate::state::{later, Health, State, MAX_DELAY};
+use crate::engine::{isolated, Emits, Marathon};
+use crate::state::{later, Health, Instance, State, MAX_DELAY};
 
 /// Whether the agent runs `hc` (Mesos-side), not Marathon.
 pub(crate) fn is_mesos_side(hc: &HealthCheck) -> bool {
@@ -81,6 +83,50 @@ pub(crate) fn apply(h: &mut Health, result: &Result<(), String>) -> bool {
         }
     }
     was != Some(h.alive)
+}
+
+/// The events a health result makes: a change of liveness, a failure.
+pub(crate) fn events(
+    state: &State,
+    inst: &Instance,
+    check: usize,
+    changed: bool,
+    result: &Result<(), String>,
+    emits: &mut Emits,
+) {
+    let (app_id, task_id, version) = (&inst.app_id, &inst.task_id, &inst.version);
+    if changed {
+        let alive = result.is_ok();
+        emits.push(("health_status_changed_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "version": version, "alive": alive})));
+    }
+    if let Err(cause) = result {
+        let hc = state
+            .apps
+            .get(app_id)
+            .and_then(|e| e.app.health_checks.get(check));
+        emits.push(("failed_health_check_event", json!({"appId": app_id, "taskId": task_id, "instanceId": task_id, "healthCheck": hc, "cause": cause})));
+    }
+}
+
+impl Marathon {
+    /// Applies a health probe's result (health is not stored: it is re-learnt after a
+    /// restart).
+    pub async fn record_health(&self, task_id: &str, check: usize, result: Result<(), String>) {
+        let mut emits = Vec::new();
+        {
+            let mut state = self.lock().await;
+            let Some(inst) = state.instances.get_mut(task_id) else {
+                return;
+            };
+            if inst.health.len() <= check {
+                inst.health.resize(check + 1, Health::default());
+            }
+            let changed = apply(&mut inst.health[check], &result);
+            let inst = inst.clone();
+            events(&state, &inst, check, changed, &result, &mut emits);
+        }
+        self.emit_all(emits);
+    }
 }
 
 /// How often due probes are looked for.
@@ -151,7 +197,7 @@ fn due_for_app(state: &mut State, app_id: &str, hcs: &[HealthCheck], now: Instan
     for inst in state
         .instances
         .values_mut()
-        .filter(|i| i.app_id == app_id && i.state == "TASK_RUNNING")
+        .filter(|i| i.app_id == app_id && i.state == TaskState::Running)
     {
         if inst.health.len() < hcs.len() {
             inst.health.resize(hcs.len(), Default::default());

@@ -436,10 +436,7 @@ fn app_json(s: &State, e: &AppEntry, embed: Embed) -> Value {
         .filter(|i| i.app_id == e.app.id)
         .collect();
     if embed.counts {
-        let staged = mine
-            .iter()
-            .filter(|i| i.state == "TASK_STAGING" || i.state.is_empty())
-            .count();
+        let staged = mine.iter().filter(|i| i.state == "TASK_STAGING").count();
         let running = mine.iter().filter(|i| i.state == "TASK_RUNNING").count();
         let probed = |i: &&&Instance| !i.health.is_empty() && i.health.iter().all(|h| h.probed);
         let healthy = mine
@@ -768,7 +765,7 @@ async fn list_tasks(AxState(m): AxState<Marathon>, RawQuery(q): RawQuery) -> Res
     let tasks: Vec<Value> = s
         .instances
         .values()
-        .filter(|i| wanted.is_empty() || wanted.contains(&i.state))
+        .filter(|i| wanted.is_empty() || wanted.contains(i.state.as_str()))
         .map(|i| instance_json(&s, i, true))
         .collect();
     Json(json!({"tasks": tasks})).into_response()
@@ -835,7 +832,7 @@ async fn delete_deployment(
 
 async fn queue(AxState(m): AxState<Marathon>) -> Response {
     let now = Instant::now();
-    let now_secs = dcos_mesos::api::now_secs();
+    let now_secs = dcos_mesos_api::api::now_secs();
     let s = m.lock().await;
     let items: Vec<Value> = s
         .apps

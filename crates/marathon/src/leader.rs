@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use dcos_serve::proxy::{Origin, Proxy, ProxyError, Settings, Upstream};
 use dcos_store::{AnyStore, Candidate, LeaderElection, Standing};
-use futures::TryStreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -35,6 +35,11 @@ pub const ELECTION_DIR: &str = "/marathon/leader-curator";
 const LEADER_WAIT: Duration = Duration::from_millis(2500);
 /// The largest request body a follower passes on.
 const MAX_PROXIED_BODY: usize = 16 << 20;
+/// How a follower reaches the leader: connected within 5 s, its answer started within 60 s
+/// (a large group's deployment plan takes a while), bodies of [`MAX_PROXIED_BODY`].
+const PROXY: Settings = Settings::new(Duration::from_secs(60)).request_body(MAX_PROXIED_BODY);
+/// The hops a proxied request took, to catch a loop between two Marathons.
+const VIA: HeaderName = HeaderName::from_static("x-marathon-via");
 
 /// What this Marathon is, as the front door routes by it.
 #[derive(Clone, Default)]
@@ -137,24 +142,15 @@ fn current(role: &SharedRole) -> Role {
 
 /// The REST front door: the leader's routes when leading, the proxy when following.
 pub fn front_door(role: SharedRole, me: String) -> Router {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("a proxy client");
+    let proxy = Proxy::new(PROXY);
     let me: Arc<str> = me.into();
     Router::new().fallback(move |request: Request| {
-        let (role, me, client) = (role.clone(), me.clone(), client.clone());
-        async move { dispatch(&role, &me, &client, request).await }
+        let (role, me, proxy) = (role.clone(), me.clone(), proxy.clone());
+        async move { dispatch(&role, &me, &proxy, request).await }
     })
 }
 
-async fn dispatch(
-    role: &SharedRole,
-    me: &str,
-    client: &reqwest::Client,
-    request: Request,
-) -> Response {
+async fn dispatch(role: &SharedRole, me: &str, proxy: &Proxy, request: Request) -> Response {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
         match current(role) {
@@ -169,7 +165,7 @@ async fn dispatch(
                 return resp;
             }
             Role::Following(leader) if leader != me => {
-                return proxy(client, me, &leader, request).await;
+                return forward(proxy, me, &leader, request).await;
             }
             // Not known yet, or the stale record of this Marathon itself: wait for the news.
             _ if tokio::time::Instant::now() < deadline => {
@@ -183,87 +179,188 @@ async fn dispatch(
     }
 }
 
-/// Headers that belong to one connection, not to the request or answer.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
-
-async fn proxy(client: &reqwest::Client, me: &str, leader: &str, request: Request) -> Response {
+/// Passes `request` on to the leading Marathon (`host:port`) through dcos-serve's proxy,
+/// both bodies streamed (`/v2/events` never ends), as Marathon's `LeaderProxyFilter` does:
+/// `X-Marathon-Via` on the request and the answer, `Host` the leader's.
+async fn forward(proxy: &Proxy, me: &str, leader: &str, mut request: Request) -> Response {
     let via = format!("1.1 {me}");
-    let looped = request.headers().get_all("x-marathon-via").iter().any(|v| {
+    let looped = request.headers().get_all(VIA).iter().any(|v| {
         v.to_str()
             .is_ok_and(|v| v.split(',').any(|hop| hop.trim() == via))
     });
     if looped {
         return (StatusCode::BAD_GATEWAY, "Detected proxying loop.").into_response();
     }
+    let addr = match leader.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => tokio::net::lookup_host(leader)
+            .await
+            .ok()
+            .and_then(|mut a| a.next()),
+    };
+    let Some(addr) = addr else {
+        let message = format!("cannot reach the leading Marathon {leader}: no such address");
+        return (StatusCode::BAD_GATEWAY, message).into_response();
+    };
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_PROXIED_BODY).await {
-        Ok(body) => body,
-        Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response(),
-    };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut forward = client
-        .request(parts.method, format!("http://{leader}{path}"))
-        .body(body);
-    for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
-        forward = forward.header(name, value);
+        .map(|c| c.0.ip());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let headers = request.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&via) {
+        headers.append(VIA, v);
     }
-    forward = forward.header("x-marathon-via", &via);
-    if let Some(peer) = peer {
-        forward = forward.header("x-forwarded-for", peer);
+    if let Ok(v) = HeaderValue::from_str(leader) {
+        headers.insert(header::HOST, v);
     }
-    let answer = match forward.send().await {
-        Ok(answer) => answer,
-        Err(e) if e.is_timeout() => {
-            return (
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("leader {leader} timed out"),
-            )
-                .into_response()
+    // The front door serves plain HTTP and TLS alike: the scheme is left as the client said.
+    let origin = Origin { peer, scheme: None };
+    match proxy
+        .forward(request, &Upstream::Tcp(addr), &path, origin)
+        .await
+    {
+        Ok(mut resp) => {
+            if let Ok(v) = HeaderValue::from_str(&via) {
+                resp.headers_mut().append(VIA, v);
+            }
+            resp.map(Body::new)
+        }
+        Err(e @ ProxyError::TimedOut { .. }) => {
+            tracing::warn!(error = %e, "the leading Marathon did not answer");
+            let message = format!("leader {leader} timed out");
+            (StatusCode::GATEWAY_TIMEOUT, message).into_response()
+        }
+        Err(e @ ProxyError::TooLarge { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response()
         }
         Err(e) => {
             let message = format!("cannot reach the leading Marathon {leader}: {e}");
-            return (StatusCode::BAD_GATEWAY, message).into_response();
+            (StatusCode::BAD_GATEWAY, message).into_response()
         }
-    };
-    let mut resp = Response::builder().status(answer.status().as_u16());
-    for (name, value) in answer.headers().iter().filter(|(n, _)| !hop_by_hop(n)) {
-        resp = resp.header(name, value);
     }
-    resp = resp.header("x-marathon-via", via);
-    // Streamed, not buffered: `/v2/events` never ends.
-    let body = Body::from_stream(answer.bytes_stream().map_err(std::io::Error::other));
-    resp.body(body)
-        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::header;
+    use axum::routing::{get, post};
 
-    #[test]
-    fn connection_headers_are_not_forwarded() {
-        assert!(hop_by_hop(&header::CONNECTION));
-        assert!(hop_by_hop(&header::HOST));
-        assert!(!hop_by_hop(&header::CONTENT_TYPE));
-        assert!(!hop_by_hop(&HeaderName::from_static("x-marathon-leader")));
+    /// A leading Marathon stand-in: `/v2/info` reports the headers it saw (and names itself
+    /// leader, as Marathon does), `/v2/echo` returns the body.
+    async fn leader() -> (SocketAddr, CancellationToken) {
+        let app = Router::new()
+            .route(
+                "/v2/info",
+                get(|req: Request| async move {
+                    let seen: serde_json::Map<String, serde_json::Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                        .collect();
+                    ([("x-marathon-leader", "http://leader")], Json(seen))
+                }),
+            )
+            .route(
+                "/v2/echo",
+                post(|body: axum::body::Bytes| async move { body }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let serving =
+            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        tokio::spawn(async move { serving.await });
+        (addr, stop)
+    }
+
+    /// The front door of a Marathon at `me` that follows `leader`.
+    fn follower(me: &str, leader: &str) -> Router {
+        let role = SharedRole::default();
+        set(&role, Role::Following(leader.to_string()));
+        front_door(role, me.to_string())
+    }
+
+    async fn ask(
+        door: Router,
+        request: axum::http::Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = door.oneshot(request).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_follower_passes_requests_to_the_leader_and_its_answers_back() {
+        let (addr, stop) = leader().await;
+        let door = follower("127.0.0.1:1", &addr.to_string());
+        let mut request = axum::http::Request::get("/v2/info")
+            .header("connection", "close, x-secret")
+            .header("x-secret", "hop")
+            .header("host", "marathon.mesos:8080")
+            .body(Body::empty())
+            .unwrap();
+        let client: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(client));
+        let (status, headers, body) = ask(door.clone(), request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["x-marathon-via"], "1.1 127.0.0.1:1");
+        assert_eq!(seen["host"], addr.to_string());
+        assert_eq!(seen["x-forwarded-for"], "192.0.2.9");
+        assert!(seen.get("x-secret").is_none(), "{seen}");
+        assert_eq!(headers["x-marathon-leader"], "http://leader");
+        assert_eq!(headers[VIA], "1.1 127.0.0.1:1");
+
+        let body = "x".repeat(100_000);
+        let request = axum::http::Request::post("/v2/echo")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let (status, _, echoed) = ask(door.clone(), request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, body);
+
+        let too_large = axum::http::Request::post("/v2/echo")
+            .header("content-length", (MAX_PROXIED_BODY + 1).to_string())
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, _) = ask(door, too_large).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn loops_and_unreachable_leaders_are_502() {
+        let door = follower("127.0.0.1:1", "127.0.0.1:2");
+        let request = axum::http::Request::get("/v2/apps")
+            .header("x-marathon-via", "1.1 127.0.0.1:3, 1.1 127.0.0.1:1")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = ask(door.clone(), request).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body, "Detected proxying loop.");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        let door = follower("127.0.0.1:1", &gone.to_string());
+        let request = axum::http::Request::get("/v2/apps")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = ask(door, request).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(
+            body.starts_with(&format!("cannot reach the leading Marathon {gone}")),
+            "{body}"
+        );
     }
 }

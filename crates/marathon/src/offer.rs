@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use dcos_mesos::resources::Resources;
+use dcos_mesos_api::resources::Resources;
+use dcos_mesos_api::scheduler::Offer;
 use dcos_ports::RangeSet;
 use serde_json::{json, Value};
 
@@ -150,23 +151,16 @@ impl Place {
     }
 }
 
-/// Reads an offer's agent attributes (text and scalar ones, as strings).
-pub fn place_of(offer: &Value) -> Place {
-    let mut attributes = BTreeMap::new();
-    for a in offer["attributes"].as_array().into_iter().flatten() {
-        let Some(name) = a["name"].as_str() else {
-            continue;
-        };
-        let value = a["text"]["value"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| a["scalar"]["value"].as_f64().map(|v| v.to_string()));
-        if let Some(v) = value {
-            attributes.insert(name.to_string(), v);
-        }
-    }
+/// Where an offer's agent is: its hostname and its text and scalar attributes (the kinds
+/// Marathon's constraints read).
+pub fn place_of(offer: &Offer) -> Place {
+    let attributes = offer
+        .attributes
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), a.value_text()?)))
+        .collect();
     Place {
-        hostname: offer["hostname"].as_str().unwrap_or_default().to_string(),
+        hostname: offer.hostname.clone(),
         attributes,
     }
 }

@@ -1,6 +1,9 @@
 //! Marathon's state in the `store`, under `/marathon`: every app with its kept versions, every
 //! instance, every deployment, and the framework id. A change is written here before it is
 //! acknowledged to the client, so a restarted Marathon resumes exactly where it stopped.
+//!
+//! The records' writes are built here (`*_write`, `*_removal`); the engine plans a change's
+//! writes under its state lock and stores them with one [`Persist::apply`] without it.
 
 use std::collections::BTreeMap;
 
@@ -204,11 +207,6 @@ impl<S: Store> Persist<S> {
         Write::Remove {
             path: format!("{DEPLOYMENTS}/{id}"),
         }
-    }
-
-    /// Forgets a deployment.
-    pub async fn delete_deployment(&self, id: &str) -> Result<(), Error> {
-        self.apply(vec![Self::deployment_removal(id)]).await
     }
 
     /// Stores the framework id.

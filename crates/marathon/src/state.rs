@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use dcos_mesos_api::api::TaskState;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::api::App;
@@ -33,7 +34,8 @@ pub struct Instance {
     /// Host ports, one per port definition.
     pub ports: Vec<u16>,
     /// The Mesos state (`TASK_STAGING`, `TASK_RUNNING`, ...).
-    pub state: String,
+    #[serde(deserialize_with = "stored_state")]
+    pub state: TaskState,
     /// When it was launched.
     pub staged_at: String,
     /// When it reached TASK_RUNNING.
@@ -69,10 +71,21 @@ pub struct Health {
     pub probed: bool,
 }
 
+/// A stored instance's state. A record is not refused for it (one bad record must not stop
+/// Marathon from loading): an empty state, from an instance stored before its first update,
+/// reads as `TASK_STAGING`, a name Mesos does not have as `TASK_UNKNOWN` (live, as it was).
+fn stored_state<'de, D: Deserializer<'de>>(d: D) -> Result<TaskState, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.is_empty() {
+        return Ok(TaskState::Staging);
+    }
+    Ok(name.parse().unwrap_or(TaskState::Unknown))
+}
+
 impl Instance {
     /// Counts toward the app's instances (not terminal, not given up as unreachable).
     pub fn is_live(&self, app: &App, now_secs: f64) -> bool {
-        if dcos_mesos::api::state::is_terminal(&self.state) {
+        if self.state.is_terminal() {
             return false;
         }
         match self.unreachable_since {
@@ -86,7 +99,7 @@ impl Instance {
 
     /// Running and, when the app has health checks, passing all of them.
     pub fn is_healthy(&self, app: &App) -> bool {
-        self.state == "TASK_RUNNING"
+        self.state == TaskState::Running
             && (app.health_checks.is_empty()
                 || (self.health.len() == app.health_checks.len()
                     && self.health.iter().all(|h| h.probed && h.alive)))
@@ -303,7 +316,7 @@ pub struct State {
     /// The framework id, once subscribed.
     pub framework_id: Option<String>,
     /// Recent terminal task states (for `/v2/tasks` callers that race a kill), newest last.
-    pub recent_terminal: VecDeque<(String, String)>,
+    pub recent_terminal: VecDeque<(String, TaskState)>,
 }
 
 impl State {
@@ -424,11 +437,11 @@ fn kill_order(instances: &[&Instance], selection: &str) -> Vec<String> {
             .then(a.task_id.cmp(&b.task_id))
     });
     // Instances not yet running go first whatever the selection: they serve nobody.
-    sorted.sort_by_key(|i| i.state == "TASK_RUNNING");
+    sorted.sort_by_key(|i| i.state == TaskState::Running);
     let mut ids: Vec<String> = sorted.iter().map(|i| i.task_id.clone()).collect();
     if selection != "OLDEST_FIRST" {
         let (pending, running): (Vec<&Instance>, Vec<&Instance>) =
-            sorted.iter().partition(|i| i.state != "TASK_RUNNING");
+            sorted.iter().partition(|i| i.state != TaskState::Running);
         ids = pending
             .iter()
             .chain(running.iter().rev())
@@ -451,7 +464,7 @@ mod tests {
         a
     }
 
-    fn inst(n: u32, config: &str, state: &str) -> Instance {
+    fn inst(n: u32, config: &str, state: TaskState) -> Instance {
         Instance {
             task_id: format!("web.{n}"),
             app_id: "/web".into(),
@@ -460,7 +473,7 @@ mod tests {
             agent_id: "a".into(),
             host: "h".into(),
             ports: vec![],
-            state: state.into(),
+            state,
             staged_at: format!("2020-01-01T00:00:0{n}.000Z"),
             started_at: None,
             killing: false,
@@ -481,16 +494,16 @@ mod tests {
     #[test]
     fn scaling_up_launches_the_difference_and_down_kills_the_youngest() {
         let a = app(3, 1.0, 1.0);
-        let (s, e) = state_with(&a, vec![inst(1, "v2", "TASK_RUNNING")]);
+        let (s, e) = state_with(&a, vec![inst(1, "v2", TaskState::Running)]);
         let p = s.plan(&e, Instant::now(), 0.0);
         assert_eq!((p.launch, p.done), (2, false));
         let a = app(1, 1.0, 1.0);
         let (s, e) = state_with(
             &a,
             vec![
-                inst(1, "v2", "TASK_RUNNING"),
-                inst(2, "v2", "TASK_RUNNING"),
-                inst(3, "v2", "TASK_RUNNING"),
+                inst(1, "v2", TaskState::Running),
+                inst(2, "v2", TaskState::Running),
+                inst(3, "v2", TaskState::Running),
             ],
         );
         let p = s.plan(&e, Instant::now(), 0.0);
@@ -503,7 +516,10 @@ mod tests {
         let a = app(2, 1.0, 0.5);
         let (s, e) = state_with(
             &a,
-            vec![inst(1, "v1", "TASK_RUNNING"), inst(2, "v1", "TASK_RUNNING")],
+            vec![
+                inst(1, "v1", TaskState::Running),
+                inst(2, "v1", TaskState::Running),
+            ],
         );
         let p = s.plan(&e, Instant::now(), 0.0);
         assert_eq!(p.launch, 1);
@@ -512,9 +528,9 @@ mod tests {
         let (s, e) = state_with(
             &a,
             vec![
-                inst(1, "v1", "TASK_RUNNING"),
-                inst(2, "v1", "TASK_RUNNING"),
-                inst(3, "v2", "TASK_RUNNING"),
+                inst(1, "v1", TaskState::Running),
+                inst(2, "v1", TaskState::Running),
+                inst(3, "v2", TaskState::Running),
             ],
         );
         let p = s.plan(&e, Instant::now(), 0.0);
@@ -527,10 +543,32 @@ mod tests {
         let a = app(2, 1.0, 0.0);
         let (s, e) = state_with(
             &a,
-            vec![inst(1, "v1", "TASK_RUNNING"), inst(2, "v1", "TASK_RUNNING")],
+            vec![
+                inst(1, "v1", TaskState::Running),
+                inst(2, "v1", TaskState::Running),
+            ],
         );
         let p = s.plan(&e, Instant::now(), 0.0);
         assert_eq!((p.launch, p.kill.len()), (0, 1));
+    }
+
+    #[test]
+    fn stored_states_read_leniently_and_write_mesos_names() {
+        let i = inst(1, "v1", TaskState::Running);
+        let mut stored = serde_json::to_value(&i).unwrap();
+        assert_eq!(stored["state"], "TASK_RUNNING");
+        assert_eq!(
+            serde_json::from_value::<Instance>(stored.clone()).unwrap(),
+            i
+        );
+        for (name, state) in [
+            ("", TaskState::Staging),
+            ("TASK_NAPPING", TaskState::Unknown),
+        ] {
+            stored["state"] = json!(name);
+            let read: Instance = serde_json::from_value(stored.clone()).unwrap();
+            assert_eq!(read.state, state, "{name:?}");
+        }
     }
 
     #[test]

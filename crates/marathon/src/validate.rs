@@ -81,48 +81,57 @@ impl Report {
 
 /// Applies `spec` over `base` (the stored app, or defaults for `id`) and validates the result.
 /// `version` and `versionInfo` in the spec are ignored: Marathon sets them.
-pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
+pub fn resolve(mut spec: AppSpec, base: App) -> Result<App, Rejected> {
     let mut r = Report::default();
     let mut app = base;
-    if let Some(id) = spec.id {
+    overlay_task(&mut app, &mut r, &mut spec);
+    overlay_policies(&mut app, &mut r, &mut spec);
+    overlay_ports(&mut app, &mut r, &mut spec);
+    check(&app, &mut r);
+    r.finish().map(|()| app)
+}
+
+/// The spec's id, what runs, its resources and what is fetched for it.
+fn overlay_task(app: &mut App, r: &mut Report, spec: &mut AppSpec) {
+    if let Some(id) = spec.id.take() {
         app.id = canonical_id(&id, "/");
     }
-    if let Some(v) = spec.cmd {
+    if let Some(v) = spec.cmd.take() {
         app.cmd = v.filter(|c| !c.is_empty());
     }
-    if let Some(v) = spec.args {
+    if let Some(v) = spec.args.take() {
         app.args = v.filter(|a| !a.is_empty());
     }
-    if let Some(v) = spec.user {
+    if let Some(v) = spec.user.take() {
         app.user = v;
     }
-    if let Some(v) = spec.env {
+    if let Some(v) = spec.env.take() {
         app.env = v;
     }
-    if let Some(v) = spec.instances {
-        int32(&mut r, "/instances", v);
+    if let Some(v) = spec.instances.take() {
+        int32(r, "/instances", v);
         app.instances = u32::try_from(v.max(0)).unwrap_or(u32::MAX);
     }
-    if let Some(v) = spec.cpus {
+    if let Some(v) = spec.cpus.take() {
         app.cpus = v;
     }
-    if let Some(v) = spec.mem {
+    if let Some(v) = spec.mem.take() {
         app.mem = v;
     }
-    if let Some(v) = spec.disk {
+    if let Some(v) = spec.disk.take() {
         app.disk = v;
     }
-    if let Some(v) = spec.gpus {
-        int32(&mut r, "/gpus", v);
+    if let Some(v) = spec.gpus.take() {
+        int32(r, "/gpus", v);
         app.gpus = u32::try_from(v.max(0)).unwrap_or(u32::MAX);
     }
-    if let Some(v) = spec.executor {
+    if let Some(v) = spec.executor.take() {
         app.executor = v;
     }
-    if let Some(v) = spec.constraints {
+    if let Some(v) = spec.constraints.take() {
         app.constraints = v;
     }
-    if let Some(v) = spec.uris {
+    if let Some(v) = spec.uris.take() {
         // Marathon turns the deprecated `uris` into `fetch` entries (replacing them, so an
         // update that repeats `uris` does not pile them up).
         app.fetch = v
@@ -136,58 +145,62 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
             })
             .collect();
     }
-    if let Some(v) = spec.fetch {
+    if let Some(v) = spec.fetch.take() {
         app.fetch = v;
     }
-    if let Some(v) = spec.store_urls {
+    if let Some(v) = spec.store_urls.take() {
         app.store_urls = v;
     }
-    if let Some(v) = spec.backoff_seconds {
+}
+
+/// The spec's launch, health, upgrade and placement policies.
+fn overlay_policies(app: &mut App, r: &mut Report, spec: &mut AppSpec) {
+    if let Some(v) = spec.backoff_seconds.take() {
         app.backoff_seconds = v;
     }
-    if let Some(v) = spec.backoff_factor {
+    if let Some(v) = spec.backoff_factor.take() {
         app.backoff_factor = v;
     }
-    if let Some(v) = spec.max_launch_delay_seconds {
+    if let Some(v) = spec.max_launch_delay_seconds.take() {
         app.max_launch_delay_seconds = v;
     }
-    if let Some(v) = spec.container {
+    if let Some(v) = spec.container.take() {
         app.container = v;
     }
-    if let Some(v) = spec.health_checks {
+    if let Some(v) = spec.health_checks.take() {
         app.health_checks = v;
     }
-    if let Some(v) = spec.readiness_checks {
+    if let Some(v) = spec.readiness_checks.take() {
         app.readiness_checks = v;
     }
-    if let Some(v) = spec.dependencies {
+    if let Some(v) = spec.dependencies.take() {
         app.dependencies = v
             .iter()
             .map(|d| canonical_id(d, &crate::api::parent_of(&app.id)))
             .collect();
     }
-    if let Some(v) = spec.upgrade_strategy {
+    if let Some(v) = spec.upgrade_strategy.take() {
         app.upgrade_strategy = v;
     }
-    if let Some(v) = spec.labels {
+    if let Some(v) = spec.labels.take() {
         app.labels = v;
     }
-    if let Some(v) = spec.accepted_resource_roles {
+    if let Some(v) = spec.accepted_resource_roles.take() {
         app.accepted_resource_roles = v;
     }
-    if let Some(v) = spec.ip_address {
+    if let Some(v) = spec.ip_address.take() {
         app.ip_address = v;
     }
-    if let Some(v) = spec.residency {
+    if let Some(v) = spec.residency.take() {
         app.residency = v;
     }
-    if let Some(v) = spec.secrets {
+    if let Some(v) = spec.secrets.take() {
         app.secrets = v;
     }
-    if let Some(v) = spec.task_kill_grace_period_seconds {
+    if let Some(v) = spec.task_kill_grace_period_seconds.take() {
         app.task_kill_grace_period_seconds = v;
     }
-    if let Some(v) = spec.unreachable_strategy {
+    if let Some(v) = spec.unreachable_strategy.take() {
         match v {
             // `"disabled"` is Marathon's way of saying: never replace unreachable tasks.
             Value::String(s) if s == "disabled" => {
@@ -200,19 +213,23 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
             },
         }
     }
-    if let Some(v) = spec.kill_selection {
+    if let Some(v) = spec.kill_selection.take() {
         app.kill_selection = v;
     }
-    if let Some(v) = spec.networks {
+    if let Some(v) = spec.networks.take() {
         app.networks = v;
     }
-    if let Some(v) = spec.tty {
+    if let Some(v) = spec.tty.take() {
         app.tty = v;
     }
-    if let Some(v) = spec.require_ports {
+    if let Some(v) = spec.require_ports.take() {
         app.require_ports = v;
     }
-    match (spec.ports, spec.port_definitions) {
+}
+
+/// The spec's ports or port definitions (not both).
+fn overlay_ports(app: &mut App, r: &mut Report, spec: &mut AppSpec) {
+    match (spec.ports.take(), spec.port_definitions.take()) {
         (Some(_), Some(_)) => r.add("/", "You cannot specify both ports and port definitions"),
         (Some(ports), None) => {
             app.port_definitions = ports
@@ -235,9 +252,10 @@ pub fn resolve(spec: AppSpec, base: App) -> Result<App, Rejected> {
         (None, Some(defs)) => app.port_definitions = defs,
         (None, None) => {}
     }
-    check(&app, &mut r);
-    r.finish().map(|()| app)
 }
+
+/// What a task id adds to its app's prefix: `.` and a UUID.
+const TASK_ID_SUFFIX: usize = 1 + 36;
 
 fn check(app: &App, r: &mut Report) {
     let segment = regex::Regex::new(ID_SEGMENT).expect("the id pattern is a valid regex");
@@ -250,6 +268,16 @@ fn check(app: &App, r: &mut Report) {
         .all(|s| segment.is_match(s))
     {
         r.raml("/id", "error.pattern");
+    } else if app.task_id_prefix().len() + TASK_ID_SUFFIX > dcos_mesos_api::api::MAX_ID_LEN {
+        // Its tasks' ids would be longer than Mesos takes: refused here rather than
+        // launching tasks the master can only refuse.
+        r.add(
+            "/id",
+            format!(
+                "is too long: its task ids would exceed Mesos' {} characters",
+                dcos_mesos_api::api::MAX_ID_LEN
+            ),
+        );
     }
     if app.cmd.is_some() == app.args.is_some() && app.container.is_none()
         || app.cmd.is_some() && app.args.is_some()

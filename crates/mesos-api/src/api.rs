@@ -44,6 +44,19 @@ impl Id {
     }
 }
 
+impl Id {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
 /// The longest id Mesos accepts (`NAME_MAX`: an id is a directory name).
 pub const MAX_ID_LEN: usize = 255;
 
@@ -159,6 +172,26 @@ pub struct Attribute {
     /// For `TEXT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<Text>,
+    /// For `SCALAR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalar: Option<Scalar>,
+    /// For `RANGES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Ranges>,
+    /// For `SET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Set>,
+}
+
+impl Attribute {
+    /// The value as constraints compare it: the text, or a scalar's number as Marathon
+    /// prints it (`2` for 2.0, `1.5`); ranges and sets have none.
+    pub fn value_text(&self) -> Option<String> {
+        if let Some(t) = &self.text {
+            return Some(t.value.clone());
+        }
+        self.scalar.as_ref().map(|s| s.value.to_string())
+    }
 }
 
 /// `{"value": "..."}` for text attributes.
@@ -530,9 +563,9 @@ wire_enum! {
         /// The agent was removed.
         AgentRemoved = "REASON_AGENT_REMOVED" | "REASON_SLAVE_REMOVED",
         /// An operator removed the agent.
-        AgentRemovedByOperator = "REASON_AGENT_REMOVED_BY_OPERATOR",
+        AgentRemovedByOperator = "REASON_AGENT_REMOVED_BY_OPERATOR" | "REASON_SLAVE_REMOVED_BY_OPERATOR",
         /// The agent re-registered.
-        AgentReregistered = "REASON_AGENT_REREGISTERED",
+        AgentReregistered = "REASON_AGENT_REREGISTERED" | "REASON_SLAVE_REREGISTERED",
         /// The agent restarted.
         AgentRestarted = "REASON_AGENT_RESTARTED" | "REASON_SLAVE_RESTARTED",
         /// The agent is unknown.

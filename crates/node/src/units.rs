@@ -43,6 +43,7 @@ const BUILT: &[&str] = &[
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
     "dcos-marathon.service",
+    "dcos-metronome.service",
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-mesos-slave.service",
@@ -312,6 +313,24 @@ pub async fn run_unit(
                     work_dir: config.work_dir.join("marathon"),
                     store: config.store_location("marathon/marathon.redb"),
                     framework_name: "marathon".into(),
+                    ca_dir: config.ca_dir.clone(),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-metronome.service" => {
+            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            dcos_metronome::serve(
+                dcos_metronome::Config {
+                    listen: SocketAddr::new(ip, dcos_metronome::ports::HTTP),
+                    https: Some(SocketAddr::new(ip, dcos_metronome::ports::HTTPS)),
+                    libprocess: Some(SocketAddr::new(ip, dcos_metronome::ports::LIBPROCESS)),
+                    masters: config.master_addrs(),
+                    work_dir: config.work_dir.join("metronome"),
+                    store: config.store_location("metronome/metronome.redb"),
+                    framework_name: "metronome".into(),
                     ca_dir: config.ca_dir.clone(),
                 },
                 shutdown,

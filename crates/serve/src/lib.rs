@@ -12,6 +12,9 @@
 //! - request bodies read by handlers are limited to `body_limit` (413 beyond);
 //! - accept errors (out of file descriptors) back off instead of spinning;
 //! - handlers can read the peer's address as axum's `ConnectInfo<SocketAddr>`.
+//!
+//! [`proxy`] is the one reverse proxy (Admin Router, a standby Marathon): streaming both ways,
+//! hop-by-hop headers dropped, `X-Forwarded-*` added, upgrades passed through, 413/502/504.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,6 +35,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+pub mod proxy;
 
 /// What one listener allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -46,17 +46,18 @@ pub async fn dig(server: SocketAddr, args: &[&str]) -> String {
 ///
 /// When it never does; the message shows the last output.
 pub async fn eventually_dig(server: SocketAddr, args: &[&str], want: &str) -> String {
-    for _ in 0..100 {
+    let found = crate::poll_until(Duration::from_secs(10), || async {
         let out = dig(server, args).await;
-        if out.contains(want) {
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        out.contains(want).then_some(out)
+    })
+    .await;
+    match found {
+        Some(out) => out,
+        None => panic!(
+            "dig {args:?} never showed {want:?}; last:\n{}",
+            dig(server, args).await
+        ),
     }
-    panic!(
-        "dig {args:?} never showed {want:?}; last:\n{}",
-        dig(server, args).await
-    );
 }
 
 /// A UDP socket and a TCP listener on the same free port of `ip`, as a DNS server needs;

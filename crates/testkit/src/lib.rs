@@ -12,7 +12,8 @@
 //!   frameworks' tests that need offers and real tasks but no namespaces.
 //! - [`registry`]: a real image registry (Debian's `docker-registry`) on a loopback address;
 //!   [`images`]: busybox and whiteout test images built from Debian's `busybox-static`.
-//! - [`eventually`] polls a condition until a deadline: tests never sleep on a guess.
+//! - [`eventually_async`] (async tests) and [`eventually`] (blocking tests) poll a condition
+//!   until a deadline: tests never sleep on a guess.
 //!
 //! Everything here needs root (namespaces and bridges). A test process killed before its
 //! `Drop` runs (a nextest timeout) leaves its cluster behind; the next test process that
@@ -36,10 +37,47 @@ pub use dcos_node::cluster::Node;
 pub use http::HttpResponse;
 pub use netns::{in_netns, Held, Netns};
 
-/// How often [`eventually`] asks again.
+/// How often [`eventually`] and [`eventually_async`] ask again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Polls `f` until it returns `Some`, and returns that value.
+/// Polls `f` until it returns `Some`, and returns that value; `None` once `within` has
+/// passed. For waits that say more than [`eventually_async`]'s message when they fail.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `f` until it returns `Some`, and returns that value: the one wait of async tests
+/// (`eventually_async(secs(5), "the agent back", || async { .. })`).
+///
+/// # Panics
+///
+/// When `within` passes first: "timed out after {within} waiting for {what}".
+pub async fn eventually_async<T, F, Fut>(within: Duration, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(within, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {within:?} waiting for {what}"),
+    }
+}
+
+/// Polls `f` until it returns `Some`, and returns that value: [`eventually_async`] for
+/// blocking tests (the clusters of namespaces, whose calls block).
 ///
 /// # Panics
 ///
@@ -150,6 +188,37 @@ mod tests {
     #[should_panic(expected = "condition not met within")]
     fn eventually_panics_at_the_deadline() {
         eventually(Duration::from_millis(100), || None::<()>);
+    }
+
+    #[tokio::test]
+    async fn eventually_async_returns_the_first_value() {
+        let mut calls = 0;
+        let v = eventually_async(Duration::from_secs(5), "the third call", || {
+            calls += 1;
+            let n = calls;
+            async move { (n == 3).then_some(n) }
+        })
+        .await;
+        assert_eq!(v, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for nothing that comes")]
+    async fn eventually_async_panics_at_the_deadline_naming_what() {
+        eventually_async(Duration::from_millis(100), "nothing that comes", || async {
+            None::<()>
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn poll_until_gives_up_with_none() {
+        let started = Instant::now();
+        assert_eq!(
+            poll_until(Duration::from_millis(100), || async { None::<()> }).await,
+            None
+        );
+        assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
     #[test]

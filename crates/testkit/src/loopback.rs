@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dcos_mesos::api::Id;
 use dcos_mesos::resources::Resources;
+use dcos_mesos::scheduler::{Accept, Acknowledge, CallBody, Event, Kill, Operation};
 use dcos_mesos::{agent, master};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -212,8 +214,10 @@ impl LaunchedTask {
     ///
     /// When the master refuses the call.
     pub async fn kill(&self) {
-        let kill =
-            serde_json::json!({"type": "KILL", "kill": {"task_id": {"value": self.task_id}}});
+        let kill = CallBody::Kill(Kill {
+            task_id: Id::new(&self.task_id),
+            ..Kill::default()
+        });
         self.conn.call(kill).await.expect("KILL accepted");
     }
 }
@@ -245,28 +249,33 @@ pub async fn launch_task(
             .await
             .expect("framework subscribes");
     let offer = loop {
-        let ev = events.next().await.expect("an offer");
-        if ev["type"] == "OFFERS" {
-            break ev["offers"]["offers"][0].clone();
+        if let Event::Offers(offers) = events.next().await.expect("an offer") {
+            if let Some(offer) = offers.offers.into_iter().next() {
+                break offer;
+            }
         }
     };
     let scalar = |name: &str, value: f64| json!({"name": name, "type": "SCALAR", "scalar": {"value": value}});
-    let task = json!({"name": name, "task_id": {"value": task_id}, "agent_id": offer["agent_id"],
+    let task = json!({"name": name, "task_id": {"value": task_id}, "agent_id": offer.agent_id,
         "resources": [scalar("cpus", 0.1), scalar("mem", 16.0),
             {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": port, "end": port}]}}],
         "command": {"value": "exec sleep 60"}});
-    let launch = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
-        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}});
+    let launch = CallBody::Accept(Accept {
+        offer_ids: vec![offer.id],
+        operations: vec![Operation::launch(vec![
+            serde_json::from_value(task).expect("a task")
+        ])],
+        filters: None,
+    });
     conn.call(launch).await.expect("ACCEPT accepted");
     let acker = {
         let conn = conn.clone();
         tokio::spawn(async move {
             while let Ok(ev) = events.next().await {
-                let status = &ev["update"]["status"];
-                if let Some(uuid) = status.get("uuid") {
-                    let ack = json!({"type": "ACKNOWLEDGE", "acknowledge": {
-                        "agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}});
-                    let _ = conn.call(ack).await;
+                if let Event::Update(update) = ev {
+                    if let Some(ack) = Acknowledge::of(&update.status) {
+                        let _ = conn.call(CallBody::Acknowledge(ack)).await;
+                    }
                 }
             }
         })

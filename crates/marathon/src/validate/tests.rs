@@ -92,7 +92,7 @@ fn image_containers_run_on_the_mesos_containerizer() {
     ] {
         let app = format!(r#"{{"id": "img", "container": {container}}}"#);
         let app = resolve(spec(&app), base()).unwrap();
-        let info = crate::engine::container_info(app.container.as_ref().unwrap());
+        let info = crate::engine::launch::container_info(app.container.as_ref().unwrap());
         match info["type"].as_str() {
             Some("DOCKER") => {
                 assert_eq!(info["docker"]["image"], "nginx:1.13");
@@ -512,4 +512,14 @@ proptest! {
     fn no_arbitrary_bytes_panic(body in prop::collection::vec(any::<u8>(), 0..64)) {
         through_the_api(&body);
     }
+}
+
+#[test]
+fn an_id_whose_task_ids_mesos_would_refuse_is_refused() {
+    let long = format!("/{}", "a".repeat(230));
+    let err = resolve(spec(&format!(r#"{{"id": "{long}", "cmd": "x"}}"#)), base()).unwrap_err();
+    let paths: Vec<&str> = err.details.iter().map(|v| v.path.as_str()).collect();
+    assert_eq!(paths, vec!["/id"], "{err:?}");
+    let fits = format!("/{}", "a".repeat(200));
+    resolve(spec(&format!(r#"{{"id": "{fits}", "cmd": "x"}}"#)), base()).unwrap();
 }

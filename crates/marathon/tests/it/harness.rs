@@ -119,22 +119,21 @@ impl Env {
         (code, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, mut f: F) -> T
+    /// testkit's wait, that shows Marathon's apps and queue when it times out.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, f: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let end = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            if tokio::time::Instant::now() >= end {
+        match dcos_testkit::poll_until(within, f).await {
+            Some(v) => v,
+            None => {
                 let (_, apps) = self.get("/v2/apps?embed=apps.tasks").await;
                 let (_, queue) = self.get("/v2/queue").await;
-                panic!("timed out waiting for {what}\napps: {apps}\nqueue: {queue}");
+                panic!(
+                    "timed out after {within:?} waiting for {what}\napps: {apps}\nqueue: {queue}"
+                );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -155,6 +155,17 @@ pub struct Acknowledge {
     pub uuid: String,
 }
 
+impl Acknowledge {
+    /// The acknowledgement a status update needs: one with a uuid, from an agent.
+    pub fn of(status: &crate::api::TaskStatus) -> Option<Acknowledge> {
+        Some(Acknowledge {
+            agent_id: status.agent_id.clone()?,
+            task_id: status.task_id.clone(),
+            uuid: status.uuid.clone()?,
+        })
+    }
+}
+
 /// `reconcile`: no tasks asks for every task of the framework (implicit reconciliation).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reconcile {
@@ -211,6 +222,10 @@ wire_enum! {
 }
 
 /// What an ACCEPT does with its offers.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an operation is parsed once and moved; LAUNCH, the common one, is the small one"
+)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operation {
     /// LAUNCH.

@@ -116,10 +116,17 @@ pub struct Events {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     decoder: recordio::Decoder,
     silence: Duration,
+    /// When the master last sent anything: silence is measured from here, so a caller that
+    /// drops `next()` (a `select!` with a tick) does not restart the clock.
+    heard: tokio::time::Instant,
+    /// Records that were not events this dcos-rs knows, skipped.
+    skipped: u64,
 }
 
 impl Events {
-    /// The next event; an error when the stream ends, breaks or goes silent.
+    /// The next event; an error when the stream ends, breaks or goes silent. A record that
+    /// is not a known event (a newer master's type, state or reason) is skipped, not fatal:
+    /// ending the stream would only have the framework subscribe again into the same record.
     pub async fn next(&mut self) -> Result<Event, Error> {
         let fail = |reason: String| Error::Stream {
             master: self.master.clone(),
@@ -127,22 +134,34 @@ impl Events {
         };
         loop {
             match self.decoder.next_record() {
-                Ok(Some(record)) => {
-                    return Event::parse(&record)
-                        .map_err(|e| fail(format!("an event is not a scheduler event: {e}")));
-                }
+                Ok(Some(record)) => match Event::parse(&record) {
+                    Ok(event) => return Ok(event),
+                    Err(e) => {
+                        self.skipped += 1;
+                        tracing::warn!(master = %self.master, error = %e, "skipped an event this framework cannot read");
+                        continue;
+                    }
+                },
                 Ok(None) => {}
                 Err(e) => return Err(fail(e.to_string())),
             }
-            let chunk = tokio::time::timeout(self.silence, self.body.next())
+            let chunk = tokio::time::timeout_at(self.heard + self.silence, self.body.next())
                 .await
                 .map_err(|_| fail(format!("no heartbeat for {:?}", self.silence)))?;
+            self.heard = tokio::time::Instant::now();
             match chunk {
                 Some(Ok(bytes)) => self.decoder.feed(&bytes),
                 Some(Err(e)) => return Err(fail(e.to_string())),
                 None => return Err(fail("the master closed it".into())),
             }
         }
+    }
+}
+
+impl Events {
+    /// How many records were skipped as unreadable.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 }
 
@@ -211,6 +230,8 @@ pub async fn subscribe(
             body: resp.bytes_stream().boxed(),
             decoder: recordio::Decoder::new(),
             silence: Duration::from_secs(30),
+            heard: tokio::time::Instant::now(),
+            skipped: 0,
         };
         let first = match events.next().await? {
             Event::Subscribed(subscribed) => subscribed,

@@ -18,12 +18,14 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::container::{self, init, Container};
-use super::{checkpoint, launcher, Run, Shared};
+use super::checkpoint;
+use super::containerizer::{CheckCommand, CheckTarget};
+use super::state::Shared;
+use super::tasks;
 use crate::api::{self, CommandInfo, Reason, Source, TaskState, TaskStatus};
 
 /// The reason of every health update, as Mesos sets it.
-pub(super) const REASON: Reason = Reason::TaskHealthCheckStatusUpdated;
+pub(crate) const REASON: Reason = Reason::TaskHealthCheckStatusUpdated;
 /// The longest any of a check's durations may be; longer ones are cut to it.
 const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 /// The shortest interval: a zero one would run checks without pause.
@@ -172,7 +174,7 @@ impl Verdict {
 /// Starts checking a run's health if its task has a health check; checking (and any check
 /// in flight) stops when the guard is dropped, which the run's supervisor does once the
 /// task's process is gone.
-pub(super) fn start(shared: &Shared, key: &str) -> Option<DropGuard> {
+pub(crate) fn start(shared: &Shared, key: &str) -> Option<DropGuard> {
     let value = shared.lock().runs.get(key)?.task.health_check.clone()?;
     let check = match Check::parse(&value) {
         Ok(check) => check,
@@ -203,6 +205,8 @@ async fn run(shared: Shared, key: String, check: Check, stop: CancellationToken)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default();
+    // How command checks run, worked out at the first attempt that can.
+    let mut prepared: Option<CheckCommand> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -215,7 +219,7 @@ async fn run(shared: Shared, key: String, check: Check, stop: CancellationToken)
         // Dropping an attempt (when checking stops) kills what it started.
         let result = tokio::select! {
             () = stop.cancelled() => return,
-            r = attempt(&shared, &key, &check, &http) => r,
+            r = attempt(&shared, &key, &check, &http, &mut prepared) => r,
         };
         if let Err(e) = &result {
             tracing::debug!(task = %key, error = %e, "health check failed");
@@ -246,7 +250,7 @@ async fn run(shared: Shared, key: String, check: Check, stop: CancellationToken)
         );
         if report.kill {
             tracing::info!(task = %key, failures = check.consecutive_failures, "killing the task after failed health checks");
-            super::kill(&shared, &key, None);
+            tasks::kill(&shared, &key, None);
             return;
         }
     }
@@ -258,10 +262,17 @@ async fn attempt(
     key: &str,
     check: &Check,
     http: &reqwest::Client,
+    prepared: &mut Option<CheckCommand>,
 ) -> Result<(), String> {
     let timeout = check.timeout;
     match &check.probe {
-        Probe::Command(command) => run_command(shared, key, command, timeout).await,
+        Probe::Command(command) => {
+            let exec = match prepared {
+                Some(exec) => exec,
+                None => prepared.insert(prepare(shared, key)?),
+            };
+            run_command(exec, command, timeout).await
+        }
         Probe::Http { scheme, port, path } if scheme == "http" => {
             let url = format!("http://127.0.0.1:{port}{path}");
             let resp = http
@@ -301,14 +312,37 @@ impl Drop for Group {
     }
 }
 
+/// How the task's command checks run (in its container, as its user, with its environment),
+/// worked out once for all its checks.
+fn prepare(shared: &Shared, key: &str) -> Result<CheckCommand, String> {
+    let run = shared
+        .lock()
+        .runs
+        .get(key)
+        .cloned()
+        .ok_or("the task is gone")?;
+    shared.containerizer.check_command(CheckTarget {
+        container: &run.handle(),
+        framework: &run.framework,
+        task: &run.task,
+        sandbox: &run.sandbox,
+        env: shared.task_env(&run),
+    })
+}
+
 async fn run_command(
-    shared: &Shared,
-    key: &str,
+    exec: &CheckCommand,
     command: &CommandInfo,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut cmd = command_for(shared, key, command)?;
-    cmd.stdin(Stdio::null())
+    let own_env = command
+        .environment
+        .iter()
+        .flat_map(|e| e.variables.iter())
+        .map(|v| (v.name.clone(), v.value.clone()));
+    let mut cmd = exec.command(&argv(command)?)?;
+    cmd.envs(own_env)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
@@ -339,100 +373,6 @@ fn argv(command: &CommandInfo) -> Result<Vec<String>, String> {
     let mut argv = vec![value];
     argv.extend(command.arguments.iter().skip(1).cloned());
     Ok(argv)
-}
-
-/// The process that runs a check's command: in the task's container (its namespaces, with
-/// the environment its init gave the task) or on the host as the task's user in its sandbox.
-fn command_for(
-    shared: &Shared,
-    key: &str,
-    command: &CommandInfo,
-) -> Result<tokio::process::Command, String> {
-    let run = shared
-        .lock()
-        .runs
-        .get(key)
-        .cloned()
-        .ok_or("the task is gone")?;
-    let argv = argv(command)?;
-    let own_env = command
-        .environment
-        .iter()
-        .flat_map(|e| e.variables.iter())
-        .map(|v| (v.name.clone(), v.value.clone()));
-    // A task in an image is checked in its container or not at all, never on the host.
-    let in_image = container::image_of(&run.task).ok().flatten().is_some();
-    let mut cmd = match Container::load(&shared.config.work_dir, &run.container_id) {
-        Some(container) => in_container(shared, &run, &container, &argv)?,
-        None if in_image => return Err("the task's container is gone".into()),
-        None => on_host(shared, &run, &argv)?,
-    };
-    cmd.envs(own_env);
-    Ok(cmd)
-}
-
-fn on_host(shared: &Shared, run: &Run, argv: &[String]) -> Result<tokio::process::Command, String> {
-    let task_command = run.task.command.clone().unwrap_or_default();
-    let user = launcher::requested_user(&run.framework, &task_command);
-    let run_as = launcher::run_as(shared.config.switch_user, user).map_err(|e| e.to_string())?;
-    let env = shared.task_env(run);
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(&run.sandbox)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
-        .envs(env);
-    if let Some(user) = run_as {
-        cmd.uid(user.uid).gid(user.gid);
-    }
-    Ok(cmd)
-}
-
-/// Runs `argv` in the task's container as its task runs there (its cgroups, namespaces,
-/// root, user, capabilities and environment, from its sandbox), through the container
-/// init's `exec` mode (`dcos container-init --exec-in <init> --parent <unshare>`).
-fn in_container(
-    shared: &Shared,
-    run: &Run,
-    container: &Container,
-    argv: &[String],
-) -> Result<tokio::process::Command, String> {
-    let unshare = run
-        .process
-        .as_ref()
-        .filter(|p| p.is_running())
-        .ok_or("the container's process is gone")?;
-    let init = child_of(unshare.pid).ok_or("the container has no init")?;
-    let binary = shared.init_binary().map_err(|e| e.to_string())?;
-    let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("container-init")
-        .arg(container.dir.join("spec.json"))
-        .args(["--exec-in", &init.to_string()])
-        .args(["--parent", &unshare.pid.to_string()])
-        .arg("--")
-        .args(argv)
-        .env_clear();
-    Ok(cmd)
-}
-
-/// The container's init: the one child of its `unshare`.
-fn child_of(pid: u32) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
-    if let Some(child) = children
-        .ok()
-        .and_then(|c| c.split_whitespace().next()?.parse().ok())
-    {
-        return Some(child);
-    }
-    // Kernels without the `children` file: the process whose parent it is.
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|candidate| init::parent_of(*candidate) == Some(pid))
 }
 
 #[cfg(test)]

@@ -13,20 +13,33 @@ use crate::resources::Resources;
 
 use super::state::Master;
 
-/// One cycle: which framework gets which agent's free resources.
-pub fn allocate(master: &Master, now: Instant) -> Vec<(String, String, Resources)> {
+#[cfg(test)]
+mod harness;
+
+/// One decision of a cycle: `framework_id` is offered `resources` of `agent_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Allocation {
+    /// The framework.
+    pub framework_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Its free resources, all of them.
+    pub resources: Resources,
+}
+
+/// One cycle at `now` (for filters): which framework gets which agent's free resources.
+pub fn allocate(master: &Master, now: Instant) -> Vec<Allocation> {
     let cluster_total = master
-        .agents
-        .values()
+        .agents()
         .filter(|a| a.active())
         .fold(Resources::default(), |acc, a| acc.add(&a.total));
     let mut fw_alloc: HashMap<&str, Resources> = HashMap::new();
-    let mut role_alloc: HashMap<String, Resources> = HashMap::new();
-    let mut eligible: Vec<(&str, String)> = Vec::new();
-    for fw in master.frameworks.values() {
+    let mut role_alloc: HashMap<&str, Resources> = HashMap::new();
+    let mut eligible: Vec<(&str, &str)> = Vec::new();
+    for fw in master.frameworks() {
         let alloc = fw.used.add(&fw.offered);
         let role = fw.role();
-        let entry = role_alloc.entry(role.clone()).or_default();
+        let entry = role_alloc.entry(role).or_default();
         *entry = entry.add(&alloc);
         fw_alloc.insert(fw.id(), alloc);
         if fw.active && fw.connected() && !fw.suppressed {
@@ -36,23 +49,18 @@ pub fn allocate(master: &Master, now: Instant) -> Vec<(String, String, Resources
     if eligible.is_empty() {
         return Vec::new();
     }
-    let mut agents: Vec<_> = master.agents.values().filter(|a| a.active()).collect();
+    let mut agents: Vec<_> = master.agents().filter(|a| a.active()).collect();
     agents.sort_by(|a, b| a.id.cmp(&b.id));
+    let weight = |role: &str| master.weight(role).max(1e-6);
     let mut decisions = Vec::new();
     for agent in agents {
         let free = agent.total.sub(&agent.used).sub(&agent.offered);
         if !free.is_offerable() {
             continue;
         }
-        let weight = |role: &str| master.weights.get(role).copied().unwrap_or(1.0).max(1e-6);
         let pick = eligible
             .iter()
-            .filter(|(fw, _)| {
-                master
-                    .filters
-                    .get(&(fw.to_string(), agent.id.clone()))
-                    .is_none_or(|until| *until <= now)
-            })
+            .filter(|(fw, _)| !master.is_filtered(fw, &agent.id, now))
             .min_by(|(fa, ra), (fb, rb)| {
                 let key = |fw: &str, role: &str| {
                     let rs = role_alloc
@@ -69,12 +77,16 @@ pub fn allocate(master: &Master, now: Instant) -> Vec<(String, String, Resources
                     .unwrap_or(std::cmp::Ordering::Equal)
                     .then_with(|| fa.cmp(fb))
             });
-        let Some((fw, role)) = pick else { continue };
+        let Some(&(fw, role)) = pick else { continue };
         let entry = fw_alloc.entry(fw).or_default();
         *entry = entry.add(&free);
-        let r = role_alloc.entry(role.clone()).or_default();
+        let r = role_alloc.entry(role).or_default();
         *r = r.add(&free);
-        decisions.push((fw.to_string(), agent.id.clone(), free));
+        decisions.push(Allocation {
+            framework_id: fw.to_string(),
+            agent_id: agent.id.clone(),
+            resources: free,
+        });
     }
     decisions
 }

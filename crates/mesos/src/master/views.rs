@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use dcos_mesos_api::operator;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::{self, TaskState};
+use crate::api::{self, Id, TaskState};
 
+use super::delivery::Core;
 use super::state::{Agent, Framework, Master, Task};
 
 /// Every task state Mesos counts in `state-summary`.
@@ -105,31 +107,24 @@ pub fn task_v0(task: &Task) -> Value {
 }
 
 /// A task in v1 form (operator API and events).
-pub fn task_v1(task: &Task) -> Value {
-    let mut v = json!({
-        "name": task.info.name,
-        "task_id": task.info.task_id,
-        "framework_id": {"value": task.framework_id},
-        "agent_id": task.info.agent_id,
-        "state": task.state,
-        "resources": task.info.resources,
-        "statuses": task.statuses,
-    });
-    if let Some(e) = &task.executor_id {
-        v["executor_id"] = json!({"value": e});
+pub fn task_v1(task: &Task) -> operator::Task {
+    operator::Task {
+        name: task.info.name.clone(),
+        task_id: task.info.task_id.clone(),
+        framework_id: Id::new(&task.framework_id),
+        agent_id: task.info.agent_id.clone(),
+        executor_id: task.executor_id.as_ref().map(Id::new),
+        state: task.state,
+        resources: task.info.resources.clone(),
+        statuses: task.statuses.clone(),
+        labels: task.info.labels.clone(),
+        discovery: task.info.discovery.clone(),
+        container: task
+            .info
+            .container
+            .as_ref()
+            .map(|c| without_secrets(c).into_owned()),
     }
-    for (key, field) in [
-        ("labels", &task.info.labels),
-        ("discovery", &task.info.discovery),
-    ] {
-        if let Some(val) = field {
-            v[key] = val.clone();
-        }
-    }
-    if let Some(container) = &task.info.container {
-        v["container"] = without_secrets(container).into_owned();
-    }
-    v
 }
 
 /// Where a task's container holds its registry password (`mesos.image.docker.credential`).
@@ -176,23 +171,69 @@ pub fn agent_v0(agent: &Agent) -> Value {
 }
 
 /// An agent in v1 form.
-pub fn agent_v1(agent: &Agent) -> Value {
-    json!({
-        "agent_info": {
-            "hostname": agent.info.hostname,
-            "port": agent.info.port,
-            "id": {"value": agent.id},
-            "resources": agent.total.to_api(None),
-            "attributes": agent.info.attributes.iter().map(|(k, v)| json!({"name": k, "type": "TEXT", "text": {"value": v}})).collect::<Vec<_>>(),
+pub fn agent_v1(agent: &Agent) -> operator::Agent {
+    operator::Agent {
+        agent_info: operator::AgentInfo {
+            hostname: agent.info.hostname.clone(),
+            port: agent.info.port,
+            id: Id::new(&agent.id),
+            resources: agent.total.to_api(None),
+            attributes: agent.attributes_v1(),
         },
-        "active": agent.active(),
-        "version": agent.info.version,
-        "pid": agent.pid(),
-        "registered_time": {"nanoseconds": (agent.registered_time * 1e9) as i64},
-        "total_resources": agent.total.to_api(None),
-        "allocated_resources": agent.used.to_api(None),
-        "offered_resources": agent.offered.to_api(None),
-    })
+        active: agent.active(),
+        version: agent.info.version.clone(),
+        pid: agent.pid(),
+        registered_time: operator::TimeInfo::from_secs(agent.registered_time),
+        total_resources: agent.total.to_api(None),
+        allocated_resources: agent.used.to_api(None),
+        offered_resources: agent.offered.to_api(None),
+    }
+}
+
+/// `get_tasks`: every task of the frameworks not torn down.
+pub fn get_tasks(master: &Master) -> operator::GetTasks {
+    let frameworks = || master.frameworks();
+    operator::GetTasks {
+        tasks: frameworks()
+            .flat_map(|f| f.tasks.values())
+            .map(task_v1)
+            .collect(),
+        completed_tasks: frameworks()
+            .flat_map(|f| f.completed_tasks.iter())
+            .map(task_v1)
+            .collect(),
+        ..operator::GetTasks::default()
+    }
+}
+
+/// `get_agents`.
+pub fn get_agents(master: &Master) -> operator::GetAgents {
+    operator::GetAgents {
+        agents: master.agents().map(agent_v1).collect(),
+        recovered_agents: Vec::new(),
+    }
+}
+
+/// `get_frameworks`.
+pub fn get_frameworks(master: &Master) -> operator::GetFrameworks {
+    let done = |f: &Framework| operator::Framework {
+        framework_info: f.info.clone(),
+        ..operator::Framework::default()
+    };
+    operator::GetFrameworks {
+        frameworks: master.frameworks().map(Framework::to_operator).collect(),
+        completed_frameworks: master.completed_frameworks().iter().map(done).collect(),
+    }
+}
+
+/// `get_state`.
+pub fn get_state(master: &Master) -> operator::GetState {
+    operator::GetState {
+        get_tasks: get_tasks(master),
+        get_executors: operator::GetExecutors::default(),
+        get_frameworks: get_frameworks(master),
+        get_agents: get_agents(master),
+    }
 }
 
 /// A framework in v0 form.
@@ -208,9 +249,10 @@ fn framework_head(master: &Master, fw: &Framework) -> Value {
     let offers: Vec<Value> = fw
         .offers
         .iter()
-        .filter_map(|id| master.offers.get(id))
+        .filter_map(|id| master.offer(id))
         .map(|o| json!({"id": o.id, "framework_id": o.framework_id, "slave_id": o.agent_id, "resources": o.resources.to_state_json()}))
         .collect();
+    let (used, offered) = (fw.used_resources(), fw.offered_resources(master));
     let mut v = json!({
         "id": fw.id(),
         "name": fw.info.name,
@@ -229,9 +271,9 @@ fn framework_head(master: &Master, fw: &Framework) -> Value {
         "capabilities": fw.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
         "registered_time": fw.registered_time,
         "unregistered_time": 0,
-        "resources": fw.used.add(&fw.offered).to_state_json(),
-        "used_resources": fw.used.to_state_json(),
-        "offered_resources": fw.offered.to_state_json(),
+        "resources": used.add(&offered).to_state_json(),
+        "used_resources": used.to_state_json(),
+        "offered_resources": offered.to_state_json(),
         "unreachable_tasks": [],
         "offers": offers,
         "executors": [],
@@ -257,22 +299,22 @@ pub fn version() -> Value {
 
 /// `/master/state` without its long lists (`slaves`, `frameworks`, `completed_frameworks`).
 fn state_head(master: &Master, flags: &Value) -> Value {
-    let agents = || master.agents.values();
+    let agents = || master.agents();
     let mut v = version();
     let extra = json!({
-        "start_time": master.start_time,
-        "elected_time": master.elected_time,
-        "id": master.id,
+        "start_time": master.start_time(),
+        "elected_time": master.elected_time(),
+        "id": master.id(),
         "pid": master.pid(),
-        "hostname": master.ip,
+        "hostname": master.ip(),
         "activated_slaves": agents().filter(|a| a.active()).count(),
         "deactivated_slaves": agents().filter(|a| !a.active() && !a.unreachable).count(),
         "unreachable_slaves": agents().filter(|a| a.unreachable).count(),
-        "cluster": master.cluster,
+        "cluster": master.cluster(),
         "leader": master.pid(),
         "leader_info": master.master_info(),
         "flags": flags,
-        "recovered_slaves": master.recovered_agents.iter().map(|(id, info)| json!({"id": id, "hostname": info.hostname, "port": info.port})).collect::<Vec<_>>(),
+        "recovered_slaves": master.recovered_agents().map(|(id, info)| json!({"id": id, "hostname": info.hostname, "port": info.port})).collect::<Vec<_>>(),
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
@@ -292,7 +334,7 @@ const PIECE: usize = 500;
 /// read at slightly different moments, as if the cluster changed while it was read (each
 /// agent, framework and task is consistent in itself).
 pub fn write_state(
-    master: &Mutex<Master>,
+    master: &Mutex<Core>,
     flags: &Value,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
@@ -301,22 +343,21 @@ pub fn write_state(
     let (agent_ids, framework_ids, completed) = {
         let m = lock();
         piece.open_object(&state_head(&m, flags))?;
-        let mut agents: Vec<String> = m.agents.keys().cloned().collect();
+        let mut agents: Vec<String> = m.agents().map(|a| a.id.clone()).collect();
         agents.sort();
         let mut frameworks: Vec<String> = m
-            .frameworks
-            .values()
+            .frameworks()
             .filter(|f| f.active)
             .map(|f| f.id().to_string())
             .collect();
         frameworks.sort();
-        (agents, frameworks, m.completed_frameworks.len())
+        (agents, frameworks, m.completed_frameworks().len())
     };
     piece.raw(",\"slaves\":[");
     for ids in agent_ids.chunks(PIECE) {
         {
             let m = lock();
-            for agent in ids.iter().filter_map(|id| m.agents.get(id)) {
+            for agent in ids.iter().filter_map(|id| m.agent(id)) {
                 piece.item(&agent_v0(agent))?;
             }
         }
@@ -324,11 +365,11 @@ pub fn write_state(
     }
     piece.raw("],\"frameworks\":[");
     for id in &framework_ids {
-        write_framework(&lock, |m| m.frameworks.get(id), &mut piece, out)?;
+        write_framework(&lock, |m| m.framework(id), &mut piece, out)?;
     }
     piece.raw("],\"completed_frameworks\":[");
     for i in 0..completed {
-        write_framework(&lock, |m| m.completed_frameworks.get(i), &mut piece, out)?;
+        write_framework(&lock, |m| m.completed_frameworks().get(i), &mut piece, out)?;
     }
     piece.raw("]}");
     piece.flush(out)
@@ -336,7 +377,7 @@ pub fn write_state(
 
 /// One framework of [`write_state`]: its fields, then its tasks piece by piece.
 fn write_framework<'m>(
-    lock: &impl Fn() -> MutexGuard<'m, Master>,
+    lock: &impl Fn() -> MutexGuard<'m, Core>,
     find: impl for<'a> Fn(&'a Master) -> Option<&'a Framework>,
     piece: &mut Piece,
     out: &mut impl std::io::Write,
@@ -460,18 +501,17 @@ fn count_states<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value>
 /// grouped by agent, and renders the frameworks; the agents follow a few hundred per hold.
 /// The summary stays linear in agents and tasks and never holds the master for long.
 pub fn write_state_summary(
-    master: &Mutex<Master>,
+    master: &Mutex<Core>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
     let lock = || master.lock().unwrap_or_else(PoisonError::into_inner);
     let mut piece = Piece::default();
     let (agent_ids, mut per_agent) = {
         let m = lock();
-        piece.open_object(&json!({"hostname": m.ip, "cluster": m.cluster}))?;
+        piece.open_object(&json!({"hostname": m.ip(), "cluster": m.cluster()}))?;
         let mut by_agent: HashMap<&str, Vec<&Task>> = HashMap::new();
         for t in m
-            .frameworks
-            .values()
+            .frameworks()
             .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
         {
             by_agent
@@ -495,13 +535,13 @@ pub fn write_state_summary(
                 (agent.to_string(), Value::Object(extra))
             })
             .collect();
-        let mut frameworks: Vec<&Framework> = m.frameworks.values().filter(|f| f.active).collect();
+        let mut frameworks: Vec<&Framework> = m.frameworks().filter(|f| f.active).collect();
         frameworks.sort_by_key(|f| f.id().to_string());
         piece.raw(",\"frameworks\":[");
         for f in frameworks {
-            piece.item(&framework_summary(f))?;
+            piece.item(&framework_summary(&m, f))?;
         }
-        let mut agents: Vec<String> = m.agents.keys().cloned().collect();
+        let mut agents: Vec<String> = m.agents().map(|a| a.id.clone()).collect();
         agents.sort();
         (agents, per_agent)
     };
@@ -509,7 +549,7 @@ pub fn write_state_summary(
     for ids in agent_ids.chunks(PIECE) {
         {
             let m = lock();
-            for agent in ids.iter().filter_map(|id| m.agents.get(id)) {
+            for agent in ids.iter().filter_map(|id| m.agent(id)) {
                 let mut v = agent_v0(agent);
                 let extra = per_agent.remove(&agent.id).unwrap_or_else(|| {
                     let mut none = count_states(std::iter::empty());
@@ -527,7 +567,7 @@ pub fn write_state_summary(
 }
 
 /// One framework of the state-summary.
-fn framework_summary(f: &Framework) -> Value {
+fn framework_summary(master: &Master, f: &Framework) -> Value {
     let mut agent_ids: Vec<&str> = f
         .tasks
         .values()
@@ -543,8 +583,8 @@ fn framework_summary(f: &Framework) -> Value {
         "webui_url": f.info.webui_url.clone().unwrap_or_default(),
         "active": f.active,
         "connected": f.connected(),
-        "used_resources": f.used.to_state_json(),
-        "offered_resources": f.offered.to_state_json(),
+        "used_resources": f.used_resources().to_state_json(),
+        "offered_resources": f.offered_resources(master).to_state_json(),
         "capabilities": f.info.capabilities.iter().filter_map(|c| c.get("type").cloned()).collect::<Vec<_>>(),
         "slave_ids": agent_ids,
     });
@@ -559,7 +599,7 @@ fn framework_summary(f: &Framework) -> Value {
 
 /// `/metrics/snapshot`, with Mesos's key names.
 pub fn metrics(master: &Master) -> Value {
-    let active: Vec<&Agent> = master.agents.values().filter(|a| a.active()).collect();
+    let active: Vec<&Agent> = master.agents().filter(|a| a.active()).collect();
     let total = active
         .iter()
         .fold(crate::resources::Resources::default(), |acc, a| {
@@ -570,21 +610,21 @@ pub fn metrics(master: &Master) -> Value {
         .fold(crate::resources::Resources::default(), |acc, a| {
             acc.add(&a.used)
         });
-    let tasks = || master.frameworks.values().flat_map(|f| f.tasks.values());
+    let tasks = || master.frameworks().flat_map(|f| f.tasks.values());
     let count = |state: TaskState| tasks().filter(|t| t.state == state).count();
     let mut v = json!({
         "master/elected": 1,
-        "master/uptime_secs": api::now_secs() - master.start_time,
+        "master/uptime_secs": api::now_secs() - master.start_time(),
         "master/slaves_active": active.len(),
         "master/slaves_connected": active.len(),
-        "master/slaves_disconnected": master.agents.values().filter(|a| a.tx.is_none()).count(),
-        "master/slaves_inactive": master.agents.len() - active.len(),
-        "master/slaves_unreachable": master.agents.values().filter(|a| a.unreachable).count(),
-        "master/frameworks_active": master.frameworks.values().filter(|f| f.active && f.connected()).count(),
-        "master/frameworks_connected": master.frameworks.values().filter(|f| f.connected()).count(),
-        "master/frameworks_disconnected": master.frameworks.values().filter(|f| !f.connected()).count(),
-        "master/frameworks_inactive": master.completed_frameworks.len(),
-        "master/outstanding_offers": master.offers.len(),
+        "master/slaves_disconnected": master.agents().filter(|a| !a.connected).count(),
+        "master/slaves_inactive": master.agents().count() - active.len(),
+        "master/slaves_unreachable": master.agents().filter(|a| a.unreachable).count(),
+        "master/frameworks_active": master.frameworks().filter(|f| f.active && f.connected()).count(),
+        "master/frameworks_connected": master.frameworks().filter(|f| f.connected()).count(),
+        "master/frameworks_disconnected": master.frameworks().filter(|f| !f.connected()).count(),
+        "master/frameworks_inactive": master.completed_frameworks().len(),
+        "master/outstanding_offers": master.offer_count(),
         "master/tasks_staging": count(TaskState::Staging),
         "master/tasks_starting": count(TaskState::Starting),
         "master/tasks_running": count(TaskState::Running),
@@ -606,11 +646,11 @@ pub fn metrics(master: &Master) -> Value {
     ] {
         v[key] = json!(0);
     }
-    for (k, n) in &master.counters {
+    for (k, n) in master.counters() {
         v[*k] = json!(n);
     }
     master
-        .allocation_runs
+        .allocation_runs()
         .to_metrics("allocator/mesos/allocation_run_ms", &mut v);
     v
 }

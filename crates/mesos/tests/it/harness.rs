@@ -48,24 +48,8 @@ pub fn framework(name: &str) -> Value {
     json!({"user": "root", "name": name, "failover_timeout": 60.0})
 }
 
-/// Polls `f` until it returns Some, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// The one wait of async tests.
+pub use dcos_testkit::eventually_async as eventually;
 
 /// A scheduler speaking the v1 scheduler API.
 pub struct Scheduler {

@@ -191,14 +191,8 @@ pub fn exec(spec_path: &Path, init: u32, parent: u32, argv: &[String]) -> anyhow
 }
 
 /// The parent of process `pid`, from `/proc/<pid>/stat`.
-pub(crate) fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+fn parent_of(pid: u32) -> Option<u32> {
+    crate::agent::procfs::Stat::of(pid).map(|s| s.ppid)
 }
 
 /// Mounts the overlay rootfs and, inside it, what a task expects; gives the sandbox to the
@@ -242,7 +236,7 @@ fn mount_rootfs(spec: &Spec) -> anyhow::Result<Option<(u32, u32)>> {
     };
     if let Some((uid, gid)) = user.filter(|(uid, _)| *uid != 0) {
         // The sandbox is the task's, as Mesos hands it to the task's user.
-        super::super::launcher::chown_tree(&spec.sandbox, uid, gid)
+        crate::agent::containerizer::launcher::chown_tree(&spec.sandbox, uid, gid)
             .context("cannot give the sandbox to the task's user")?;
     }
     for volume in &spec.volumes {

@@ -6,29 +6,32 @@
 //! `switch_user` off, every task runs as the agent's user, as Mesos' `--switch_user=false`.
 
 use std::ffi::CString;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, User};
 
+use crate::agent::beneath;
 use crate::api::{CommandInfo, FrameworkInfo};
+
+/// The file in the sandbox where the wrapper shell records the command's exit status.
+const EXIT_STATUS: &str = ".exit_status";
 
 /// A user other than the agent's that a command runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct RunAs {
+pub(crate) struct RunAs {
     /// The name asked for.
-    pub(super) name: String,
+    pub(crate) name: String,
     /// Its uid.
-    pub(super) uid: u32,
+    pub(crate) uid: u32,
     /// Its primary group.
-    pub(super) gid: u32,
+    pub(crate) gid: u32,
     /// Its supplementary groups (without the primary one).
-    pub(super) groups: Vec<u32>,
+    pub(crate) groups: Vec<u32>,
 }
 
 /// Why a command cannot run as the user it asks for.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum UserError {
+pub(crate) enum UserError {
     /// No such user here (Mesos' wording, which Marathon's users look for).
     #[error("Failed to get user information for '{0}': no such user on this agent")]
     Unknown(String),
@@ -51,7 +54,7 @@ pub(super) enum UserError {
 }
 
 /// The user a command asks to run as: its own, else its framework's; None if neither says.
-pub(super) fn requested_user<'a>(
+pub(crate) fn requested_user<'a>(
     framework: &'a FrameworkInfo,
     command: &'a CommandInfo,
 ) -> Option<&'a str> {
@@ -63,7 +66,7 @@ pub(super) fn requested_user<'a>(
 }
 
 /// Who a command runs as: None for the agent's own user (no switch needed or wanted).
-pub(super) fn run_as(switch_user: bool, user: Option<&str>) -> Result<Option<RunAs>, UserError> {
+pub(crate) fn run_as(switch_user: bool, user: Option<&str>) -> Result<Option<RunAs>, UserError> {
     let Some(name) = user.filter(|_| switch_user) else {
         return Ok(None);
     };
@@ -101,7 +104,7 @@ pub(super) fn run_as(switch_user: bool, user: Option<&str>) -> Result<Option<Run
 
 /// Gives a directory tree to a user (what the agent made there: fetched files, stdout,
 /// stderr), symlinks themselves rather than their targets.
-pub(super) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let device = std::fs::symlink_metadata(path)?.dev();
     chown_within(path, device, uid, gid)
@@ -162,7 +165,7 @@ fn shell_as(run_as: Option<&RunAs>) -> tokio::process::Command {
 ///
 /// A wrapper shell runs it and records its exit status in the sandbox, so an agent restarted
 /// meanwhile still learns how it ended.
-pub(super) fn spawn_command(
+pub(crate) fn spawn_command(
     command: &CommandInfo,
     sandbox: &Path,
     env: Vec<(String, String)>,
@@ -196,7 +199,7 @@ pub(super) fn spawn_command(
     }
     let child = shell_as(run_as)
         .arg("-c")
-        .arg("\"$@\"; s=$?; echo $s > .exit_status; exit $s")
+        .arg(format!("\"$@\"; s=$?; echo $s > {EXIT_STATUS}; exit $s"))
         .arg("mesos-executor")
         .args(&argv)
         .current_dir(sandbox)
@@ -216,19 +219,18 @@ pub(super) fn spawn_command(
     Ok(child)
 }
 
-/// How a command's exit status reads in a status update.
-pub(super) fn describe_exit(status: std::process::ExitStatus, recorded: Option<i32>) -> String {
-    match (recorded, status.signal()) {
-        (Some(c), _) if c > 128 => {
-            format!(
-                "Command terminated with signal {}",
-                super::signal_name(c - 128)
-            )
-        }
-        (Some(c), _) => format!("Command exited with status {c}"),
-        (None, Some(sig)) => format!("Command terminated with signal {}", super::signal_name(sig)),
-        (None, None) => format!("Command exited with status {}", status.code().unwrap_or(-1)),
+/// The exit status the wrapper shell recorded in the sandbox. The task owns the sandbox, so
+/// the file is opened without following a symlink and read only if it is a small regular
+/// file (a FIFO there must not block the agent).
+pub(crate) fn recorded_exit(sandbox: &Path) -> Option<i32> {
+    use std::io::Read;
+    let file = beneath::open(sandbox, Path::new(EXIT_STATUS)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
     }
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 #[cfg(test)]

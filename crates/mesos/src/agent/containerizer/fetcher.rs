@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{beneath, Shared};
+use crate::agent::beneath;
 use crate::api::{CommandInfo, Uri};
 
 /// A download that sends nothing for this long has failed.
@@ -24,7 +24,7 @@ const STALL: Duration = Duration::from_secs(60);
 
 /// Why a URI was not fetched.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum FetchError {
+pub(crate) enum FetchError {
     /// The output file would not be a file inside the sandbox.
     #[error("output file '{0}' must be a relative path inside the sandbox (no '..', not absolute, not empty)")]
     OutputPath(String),
@@ -56,13 +56,24 @@ pub(super) enum FetchError {
     Io(#[from] std::io::Error),
 }
 
+/// What the fetcher may fetch, and its HTTP client (which follows redirects, as Mesos'
+/// fetcher does).
+#[derive(Clone, Debug)]
+pub(crate) struct Fetcher {
+    client: reqwest::Client,
+    /// The only directories local URIs are read from.
+    allowed_dirs: Vec<PathBuf>,
+    /// The largest URI saved, in bytes.
+    max_bytes: u64,
+}
+
 fn is_http(value: &str) -> bool {
     value.starts_with("http://") || value.starts_with("https://")
 }
 
 /// Where in the sandbox a URI is saved: its `output_file`, else the last segment of the
 /// URI (without query or fragment); a relative path of names only, or refused.
-pub(super) fn output_path(uri: &Uri) -> Result<PathBuf, FetchError> {
+pub(crate) fn output_path(uri: &Uri) -> Result<PathBuf, FetchError> {
     let name = match &uri.output_file {
         Some(f) => f.as_str(),
         None => {
@@ -150,8 +161,13 @@ fn copy_local(path: &str, allowed: &[PathBuf], tmp: &Path, limit: u64) -> Result
 }
 
 /// Streams a download to `tmp`, at most `limit` bytes.
-async fn download(shared: &Shared, url: &str, tmp: &Path, limit: u64) -> Result<(), FetchError> {
-    let resp = tokio::time::timeout(STALL, shared.fetch_client.get(url).send())
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    tmp: &Path,
+    limit: u64,
+) -> Result<(), FetchError> {
+    let resp = tokio::time::timeout(STALL, client.get(url).send())
         .await
         .map_err(|_| FetchError::Stalled(STALL))??
         .error_for_status()?;
@@ -176,55 +192,70 @@ async fn download(shared: &Shared, url: &str, tmp: &Path, limit: u64) -> Result<
     Ok(())
 }
 
-/// Fetches one URI into the sandbox.
-async fn fetch(shared: &Shared, uri: &Uri, sandbox: &Path) -> Result<(), FetchError> {
-    let rel = output_path(uri)?;
-    let limit = shared.config.fetch_max_bytes;
-    let tmp = sandbox.join(format!(".fetch-{}.part", uuid::Uuid::new_v4().simple()));
-    let fetched = if is_http(&uri.value) {
-        download(shared, &uri.value, &tmp, limit).await
-    } else {
-        let path = local_path(&uri.value)
-            .ok_or(FetchError::Scheme)?
-            .to_string();
-        let allowed = shared.config.fetch_allowed_dirs.clone();
-        let tmp = tmp.clone();
-        tokio::task::spawn_blocking(move || copy_local(&path, &allowed, &tmp, limit))
-            .await
-            .map_err(std::io::Error::other)?
-    };
-    let target = sandbox.join(&rel);
-    let placed = fetched.and_then(|()| {
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+impl Fetcher {
+    /// A fetcher reading local URIs from `allowed_dirs` only, saving at most `max_bytes`.
+    pub(crate) fn new(allowed_dirs: Vec<PathBuf>, max_bytes: u64) -> Fetcher {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Fetcher {
+            client,
+            allowed_dirs,
+            max_bytes,
         }
-        std::fs::rename(&tmp, &target)?;
-        Ok(())
-    });
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    if uri.executable == Some(true) {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
-}
 
-/// Creates the sandbox and fetches a command's URIs into it.
-pub(super) async fn fetch_uris(
-    shared: &Shared,
-    command: &CommandInfo,
-    sandbox: &Path,
-) -> anyhow::Result<()> {
-    fs_err::create_dir_all(sandbox)?;
-    for uri in &command.uris {
-        fetch(shared, uri, sandbox)
-            .await
-            .map_err(|e| anyhow::anyhow!("Failed to fetch '{}': {e}", uri.value))?;
+    /// Fetches one URI into the sandbox.
+    async fn fetch(&self, uri: &Uri, sandbox: &Path) -> Result<(), FetchError> {
+        let rel = output_path(uri)?;
+        let limit = self.max_bytes;
+        let tmp = sandbox.join(format!(".fetch-{}.part", uuid::Uuid::new_v4().simple()));
+        let fetched = if is_http(&uri.value) {
+            download(&self.client, &uri.value, &tmp, limit).await
+        } else {
+            let path = local_path(&uri.value)
+                .ok_or(FetchError::Scheme)?
+                .to_string();
+            let allowed = self.allowed_dirs.clone();
+            let tmp = tmp.clone();
+            tokio::task::spawn_blocking(move || copy_local(&path, &allowed, &tmp, limit))
+                .await
+                .map_err(std::io::Error::other)?
+        };
+        let target = sandbox.join(&rel);
+        let placed = fetched.and_then(|()| {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&tmp, &target)?;
+            Ok(())
+        });
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if uri.executable == Some(true) {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Creates the sandbox and fetches a command's URIs into it.
+    pub(crate) async fn fetch_uris(
+        &self,
+        command: &CommandInfo,
+        sandbox: &Path,
+    ) -> anyhow::Result<()> {
+        fs_err::create_dir_all(sandbox)?;
+        for uri in &command.uris {
+            self.fetch(uri, sandbox)
+                .await
+                .map_err(|e| anyhow::anyhow!("Failed to fetch '{}': {e}", uri.value))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,90 @@
+//! `POST /api/v1/scheduler`: the body is parsed once into a typed [`Call`]; SUBSCRIBE opens
+//! the framework's event stream, every other call is one transition of the master.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::{check_json, stream_response, text};
+use crate::scheduler::{Call, CallBody, Subscribe};
+
+use super::state::CallError;
+use super::Shared;
+
+impl IntoResponse for CallError {
+    fn into_response(self) -> Response {
+        match self {
+            CallError::BadRequest(m) => text(StatusCode::BAD_REQUEST, m),
+            CallError::Forbidden(m) => text(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+/// `POST /api/v1/scheduler`.
+pub(super) async fn scheduler(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match scheduler_call(&shared, &headers, &body) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn scheduler_call(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    check_json(headers)?;
+    let call = Call::parse(body).map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let stream_id = headers.get("mesos-stream-id").map(|v| v.to_str());
+    let framework_id = match call.body {
+        CallBody::Subscribe(subscribe) => {
+            if stream_id.is_some() {
+                return Err(CallError::invalid(
+                    "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+                )
+                .into_response());
+            }
+            return subscribe_call(shared, call.framework_id, subscribe);
+        }
+        _ => call.framework_id.ok_or_else(|| {
+            CallError::invalid("Expecting 'framework_id' to be present").into_response()
+        })?,
+    };
+    let stream_id = stream_id.and_then(Result::ok);
+    shared
+        .apply(|m| m.scheduler_call(&framework_id, stream_id, call.body))
+        .map_err(IntoResponse::into_response)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// SUBSCRIBE: answered with the framework's event stream (`Mesos-Stream-Id` names it),
+/// which starts with SUBSCRIBED.
+fn subscribe_call(
+    shared: &Shared,
+    call_framework_id: Option<crate::api::Id>,
+    subscribe: Subscribe,
+) -> Result<Response, Response> {
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let (framework_id, rx) = {
+        let mut core = shared.lock();
+        let rx = core.framework_stream(&stream_id);
+        let subscribed = core.apply(|m| {
+            m.subscribe(
+                call_framework_id.as_ref(),
+                subscribe.framework_info,
+                stream_id.clone(),
+            )
+        });
+        (subscribed.map_err(IntoResponse::into_response)?, rx)
+    };
+    let on_close = {
+        let shared = shared.clone();
+        let stream_id = stream_id.clone();
+        move || shared.apply(|m| m.framework_disconnected(&framework_id, &stream_id))
+    };
+    Ok(stream_response(
+        rx,
+        on_close,
+        Some(("mesos-stream-id", stream_id)),
+    ))
+}
