@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dcos_ports::NodeRole;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
@@ -79,23 +80,105 @@ pub struct Config {
     pub header_timeout: Duration,
 }
 
+/// Admin Router's rows in the port contract on a node of one role.
+struct RouterRow {
+    /// Its unit.
+    unit: &'static str,
+    /// The role of the nodes that run it.
+    node_role: NodeRole,
+    /// Plain HTTP.
+    http: u16,
+    /// HTTPS.
+    https: u16,
+}
+
+fn router_row(role: Role) -> RouterRow {
+    match role {
+        Role::Master => RouterRow {
+            unit: "dcos-adminrouter.service",
+            node_role: NodeRole::Master,
+            http: 80,
+            https: 443,
+        },
+        Role::Agent => RouterRow {
+            unit: "dcos-adminrouter-agent",
+            node_role: NodeRole::Agent,
+            http: 61001,
+            https: 61002,
+        },
+    }
+}
+
+/// The unit, the role of a node that runs it, and the TCP port in the port contract of a
+/// fixed component; `None` for one reached over a unix socket or listed outside the contract.
+fn upstream_row(f: Fixed, role: Role) -> Option<(&'static str, NodeRole, u16)> {
+    let here = router_row(role).node_role;
+    Some(match f {
+        Fixed::Marathon => ("dcos-marathon.service", NodeRole::Master, 8080),
+        Fixed::MesosDns => ("dcos-mesos-dns.service", NodeRole::Master, 8123),
+        Fixed::Exhibitor => ("dcos-exhibitor.service", NodeRole::Master, 8181),
+        Fixed::History => ("dcos-history-service.service", NodeRole::Master, 15055),
+        Fixed::Net => ("dcos-net.service", here, 62080),
+        Fixed::Cosmos => ("dcos-cosmos.service", NodeRole::Master, 7070),
+        Fixed::Iam => ("dcos-bouncer.service", NodeRole::Master, 8101),
+        Fixed::LocalAgent => ("dcos-mesos-slave.service", NodeRole::Agent, 5051),
+        Fixed::Health | Fixed::Pkgpanda | Fixed::Logs | Fixed::Metrics => return None,
+    })
+}
+
+/// `unit`'s TCP `port` on a node of `role` at `ip`, as [`dcos_ports::bind_addrs`] binds it.
+/// The arguments are this module's constants, and the tests look every one of them up: a
+/// failed lookup is a bug, not an input error.
+fn contract_bind(unit: &str, role: NodeRole, ip: IpAddr, port: u16) -> dcos_ports::Bind {
+    dcos_ports::bind_addrs(unit, role, ip)
+        .and_then(|binds| binds.get(dcos_ports::Protocol::Tcp, port).copied())
+        .unwrap_or_else(|e| panic!("Admin Router's port contract lookup: {e}"))
+}
+
+/// Where `unit`'s TCP `port` on a node of `role` at `ip` is reached from that node: where
+/// the port contract binds it ([`dcos_ports::Bind::connect_addr`]).
+fn contract_addr(unit: &str, role: NodeRole, ip: IpAddr, port: u16) -> SocketAddr {
+    contract_bind(unit, role, ip, port).connect_addr()
+}
+
+/// Where the router of a `role` node at `ip` reaches the fixed component `f` of its node, as
+/// the port contract binds it; `None` for a component reached over a unix socket or not in the
+/// contract.
+pub fn contract_upstream(f: Fixed, role: Role, ip: IpAddr) -> Option<SocketAddr> {
+    let (unit, node_role, port) = upstream_row(f, role)?;
+    Some(contract_addr(unit, node_role, ip, port))
+}
+
 impl Config {
-    /// DC/OS' Admin Router on a node at `ip`, with its sockets under `run_dir`.
+    /// DC/OS' Admin Router on a node at `ip`, with its sockets under `run_dir`. Its listeners
+    /// and every TCP upstream are where the port contract binds them
+    /// ([`dcos_ports::bind_addrs`]).
     pub fn dcos(role: Role, ip: IpAddr, masters: Vec<IpAddr>, run_dir: PathBuf) -> Config {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let tcp = |ip: IpAddr, port: u16| Upstream::Tcp(SocketAddr::new(ip, port));
-        let fixed = HashMap::from([
-            (Fixed::Marathon, tcp(ip, 8080)),
-            (Fixed::MesosDns, tcp(lo, 8123)),
-            (Fixed::Exhibitor, tcp(ip, 8181)),
-            (Fixed::History, tcp(lo, 15055)),
-            (Fixed::Net, tcp(ip, 62080)),
-            (Fixed::Cosmos, tcp(lo, 7070)),
-            (Fixed::Iam, tcp(lo, 8101)),
+        let mut fixed: HashMap<Fixed, Upstream> = [
+            Fixed::Marathon,
+            Fixed::MesosDns,
+            Fixed::Exhibitor,
+            Fixed::History,
+            Fixed::Net,
+            Fixed::Cosmos,
+            Fixed::Iam,
+            Fixed::Health,
+            Fixed::Pkgpanda,
+            Fixed::Logs,
+            Fixed::Metrics,
+            Fixed::LocalAgent,
+        ]
+        .into_iter()
+        .filter_map(|f| Some((f, Upstream::Tcp(contract_upstream(f, role, ip)?))))
+        .collect();
+        fixed.extend([
             (
                 Fixed::Health,
                 match role {
-                    Role::Master => tcp(lo, 1050),
+                    // dcos-diagnostics' port on masters, which the 1.11 page does not list.
+                    Role::Master => {
+                        Upstream::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1050))
+                    }
                     Role::Agent => Upstream::Unix(run_dir.join("dcos-diagnostics.sock")),
                 },
             ),
@@ -111,28 +194,24 @@ impl Config {
                     Role::Agent => "dcos-metrics-agent.sock",
                 })),
             ),
-            (Fixed::LocalAgent, tcp(ip, 5051)),
         ]);
+        let router = router_row(role);
+        let bound = |port| contract_bind(router.unit, router.node_role, ip, port).addr;
         Config {
             role,
-            http_listen: match role {
-                Role::Master => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
-                Role::Agent => SocketAddr::new(ip, 61001),
-            },
-            https_listen: match role {
-                Role::Master => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443),
-                Role::Agent => SocketAddr::new(ip, 61002),
-            },
+            http_listen: bound(router.http),
+            https_listen: bound(router.https),
             cert_dir: run_dir.join("adminrouter"),
             ca_dir: None,
             node_ip: ip,
             masters: masters
                 .into_iter()
-                .map(|m| SocketAddr::new(m, 5050))
+                .map(|m| contract_addr("dcos-mesos-master.service", NodeRole::Master, m, 5050))
                 .collect(),
             fixed,
-            agent_router_port: 61001,
-            master_router_port: 80,
+            // Other nodes' routers, reached at their IPs (neither row is localhost-only).
+            agent_router_port: router_row(Role::Agent).http,
+            master_router_port: router_row(Role::Master).http,
             cluster_name: String::new(),
             cluster_id: String::new(),
             units: Vec::new(),
@@ -180,11 +259,12 @@ enum Target {
 impl Router {
     /// A router for `config`.
     pub fn new(config: Config) -> Router {
-        let tcp = |f: Fixed, default: u16| match config.fixed.get(&f) {
+        let tcp = |f: Fixed| match config.fixed.get(&f) {
             Some(Upstream::Tcp(a)) => *a,
-            _ => SocketAddr::new(config.node_ip, default),
+            _ => contract_upstream(f, config.role, config.node_ip)
+                .unwrap_or(SocketAddr::new(config.node_ip, 0)),
         };
-        let (marathon, mesos_dns) = (tcp(Fixed::Marathon, 8080), tcp(Fixed::MesosDns, 8123));
+        let (marathon, mesos_dns) = (tcp(Fixed::Marathon), tcp(Fixed::MesosDns));
         Router {
             proxy: Proxy::new(config.upstream_timeout),
             discovery: Discovery::new(config.node_ip, config.masters.clone(), marathon, mesos_dns),
@@ -536,4 +616,69 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let https = dcos_tls::TlsListener::new(https, acceptor);
     serve_on(http, https, Arc::new(Router::new(config)), shutdown).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn tcp(ip: IpAddr, port: u16) -> Upstream {
+        Upstream::Tcp(SocketAddr::new(ip, port))
+    }
+
+    #[test]
+    fn listeners_and_upstreams_are_where_the_contract_binds_them() {
+        let masters = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        for role in [Role::Master, Role::Agent] {
+            let c = Config::dcos(role, IP, masters.clone(), "/run".into());
+            let (http, https) = match role {
+                Role::Master => (
+                    SocketAddr::from(([0; 4], 80)),
+                    SocketAddr::from(([0; 4], 443)),
+                ),
+                Role::Agent => (SocketAddr::new(IP, 61001), SocketAddr::new(IP, 61002)),
+            };
+            assert_eq!((c.http_listen, c.https_listen), (http, https), "{role:?}");
+            assert_eq!(
+                c.masters,
+                vec![
+                    "10.0.0.1:5050".parse::<SocketAddr>().unwrap(),
+                    "10.0.0.2:5050".parse().unwrap()
+                ]
+            );
+            for (f, want) in [
+                (Fixed::Marathon, tcp(IP, 8080)),
+                (Fixed::MesosDns, tcp(LO, 8123)),
+                (Fixed::Exhibitor, tcp(IP, 8181)),
+                (Fixed::History, tcp(LO, 15055)),
+                (Fixed::Net, tcp(IP, 62080)),
+                (Fixed::Cosmos, tcp(LO, 7070)),
+                (Fixed::Iam, tcp(LO, 8101)),
+                (Fixed::LocalAgent, tcp(IP, 5051)),
+                (
+                    Fixed::Pkgpanda,
+                    Upstream::Unix("/run/pkgpanda-api.sock".into()),
+                ),
+            ] {
+                assert_eq!(c.fixed.get(&f), Some(&want), "{role:?} {f:?}");
+            }
+            assert_eq!(c.fixed.len(), 12, "{role:?}");
+            assert_eq!((c.agent_router_port, c.master_router_port), (61001, 80));
+        }
+    }
+
+    #[test]
+    fn other_nodes_routers_are_reachable_at_their_ips() {
+        for role in [Role::Master, Role::Agent] {
+            let row = router_row(role);
+            let binds = dcos_ports::bind_addrs(row.unit, row.node_role, IP).unwrap();
+            for port in [row.http, row.https] {
+                let bind = binds.iter().find(|b| b.port() == port).unwrap();
+                assert_ne!(bind.row.bind(), dcos_ports::BindScope::Localhost);
+            }
+        }
+    }
 }

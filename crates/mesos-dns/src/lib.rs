@@ -34,7 +34,7 @@ use crate::zone::{Records, Soa, Zone};
 /// The configuration, with DC/OS' values as defaults (see [`Config::dcos`]).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// DNS (UDP and TCP): the node's IP, port 61053.
+    /// DNS (UDP and TCP): the node's IP, port 61053 (the contract binds both protocols alike).
     pub dns_listen: SocketAddr,
     /// The HTTP API: 127.0.0.1:8123.
     pub http_listen: SocketAddr,
@@ -55,12 +55,26 @@ pub struct Config {
     pub rfc952: bool,
 }
 
+/// Mesos-DNS' unit in the port contract.
+pub const UNIT: &str = "dcos-mesos-dns.service";
+/// DNS, UDP and TCP.
+pub const DNS_PORT: u16 = 61053;
+/// The HTTP API.
+pub const HTTP_PORT: u16 = 8123;
+
 impl Config {
-    /// DC/OS' Mesos-DNS on a master at `ip`.
+    /// DC/OS' Mesos-DNS on a master at `ip`, listening where the port contract binds it
+    /// ([`dcos_ports::bind_addrs`]): DNS on `ip` (UDP and TCP alike), HTTP on 127.0.0.1.
     pub fn dcos(ip: IpAddr, masters: Vec<SocketAddr>, resolvers: Vec<SocketAddr>) -> Config {
+        // Constants of this crate, which the tests look up: a failed lookup is a bug.
+        let bound = |port, protocol| {
+            dcos_ports::bind_addrs(UNIT, dcos_ports::NodeRole::Master, ip)
+                .and_then(|b| b.get(protocol, port).map(|b| b.addr))
+                .unwrap_or_else(|e| panic!("Mesos-DNS' port contract lookup: {e}"))
+        };
         Config {
-            dns_listen: SocketAddr::new(ip, 61053),
-            http_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8123),
+            dns_listen: bound(DNS_PORT, dcos_ports::Protocol::Udp),
+            http_listen: bound(HTTP_PORT, dcos_ports::Protocol::Tcp),
             masters,
             resolvers,
             domain: "mesos".into(),
@@ -254,4 +268,21 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
         server::serve_tcp(listeners.tcp, dns, shutdown.clone()),
         http,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dcos_listens_where_the_contract_binds_it_udp_and_tcp() {
+        let ip: IpAddr = "10.0.0.5".parse().unwrap();
+        let c = Config::dcos(ip, vec![], vec![]);
+        assert_eq!(c.dns_listen, SocketAddr::new(ip, 61053));
+        assert_eq!(c.http_listen, "127.0.0.1:8123".parse().unwrap());
+        // One DNS address serves both protocols: the contract binds them alike.
+        let binds = dcos_ports::bind_addrs(UNIT, dcos_ports::NodeRole::Master, ip).unwrap();
+        assert_eq!(binds.tcp(DNS_PORT), Ok(c.dns_listen));
+        assert_eq!(binds.udp(DNS_PORT), Ok(c.dns_listen));
+    }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use dcos_mesos_dns::server::{self, Resolve};
 use dcos_mesos_dns::zone::{self, Zone};
 use dcos_mesos_dns::{follow, forward};
+use dcos_ports::{NodeRole, Protocol};
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -45,14 +46,26 @@ pub struct MasterPorts {
 }
 
 impl Default for MasterPorts {
+    /// The masters' ports in the port contract (a test checks each against it).
     fn default() -> Self {
         MasterPorts {
             mesos: 5050,
-            mesos_dns: 61053,
-            epmd: 61420,
+            mesos_dns: dcos_mesos_dns::DNS_PORT,
+            epmd: EPMD_PORT,
         }
     }
 }
+
+/// dcos-net's unit in the port contract.
+pub const UNIT: &str = "dcos-net.service";
+/// The node's resolver, UDP and TCP.
+pub const DNS_PORT: u16 = 53;
+/// The HTTP API.
+pub const HTTP_PORT: u16 = 62080;
+/// The port mapper.
+pub const EPMD_PORT: u16 = 61420;
+/// The gossip.
+pub const GOSSIP_PORT: u16 = 62501;
 
 /// The configuration; [`Config::dcos`] gives DC/OS' layout.
 #[derive(Clone, Debug)]
@@ -64,7 +77,8 @@ pub struct Config {
     /// Whether this node makes the cluster zones from the Mesos state (the masters) rather than
     /// receiving them from a master.
     pub makes_zones: bool,
-    /// DNS (UDP and TCP): port 53 on the node's IP and on loopback.
+    /// DNS (UDP and TCP): port 53 on the node's IP and on loopback (the contract binds both
+    /// protocols alike).
     pub dns_listen: Vec<SocketAddr>,
     /// The HTTP API (62080).
     pub http_listen: SocketAddr,
@@ -83,21 +97,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// DC/OS' dcos-net on a node at `ip`.
+    /// DC/OS' dcos-net on a node at `ip`, listening where the port contract binds it
+    /// ([`dcos_ports::bind_addrs`]): everything on `ip`, the resolver on loopback too.
     pub fn dcos(ip: IpAddr, role: &str, masters: Vec<IpAddr>, resolvers: Vec<IpAddr>) -> Config {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let mut dns_listen = vec![SocketAddr::new(ip, 53)];
-        if ip != lo {
-            dns_listen.push(SocketAddr::new(lo, 53));
-        }
+        // dcos-net runs on every node, with the same rows whatever the role.
+        let node_role = NodeRole::parse(role).unwrap_or(NodeRole::Agent);
+        // Constants of this crate, which the tests look up: a failed lookup is a bug.
+        let lookup =
+            |e: dcos_ports::BindError| -> ! { panic!("dcos-net's port contract lookup: {e}") };
+        let binds = dcos_ports::bind_addrs(UNIT, node_role, ip).unwrap_or_else(|e| lookup(e));
+        let tcp = |port| binds.tcp(port).unwrap_or_else(|e| lookup(e));
         Config {
             node_ip: ip,
             role: role.to_string(),
             makes_zones: role.starts_with("master"),
-            dns_listen,
-            http_listen: SocketAddr::new(ip, 62080),
-            epmd_listen: SocketAddr::new(ip, 61420),
-            gossip_listen: SocketAddr::new(ip, 62501),
+            dns_listen: binds
+                .addrs(Protocol::Udp, DNS_PORT)
+                .unwrap_or_else(|e| lookup(e)),
+            http_listen: tcp(HTTP_PORT),
+            epmd_listen: tcp(EPMD_PORT),
+            gossip_listen: tcp(GOSSIP_PORT),
             masters,
             master_ports: MasterPorts::default(),
             resolvers: resolvers
@@ -479,4 +498,46 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
         gossip::serve(listeners.gossip, net.clone(), shutdown.clone()),
         http,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn dcos_listens_where_the_contract_binds_it_udp_and_tcp() {
+        for role in ["master", "agent", "agent_public", "master+agent"] {
+            let c = Config::dcos(IP, role, vec![], vec![]);
+            let dns = vec![SocketAddr::new(IP, 53), SocketAddr::new(LO, 53)];
+            assert_eq!(c.dns_listen, dns, "{role}");
+            assert_eq!(c.http_listen, SocketAddr::new(IP, 62080));
+            assert_eq!(c.epmd_listen, SocketAddr::new(IP, 61420));
+            assert_eq!(c.gossip_listen, SocketAddr::new(IP, 62501));
+            // One list of DNS addresses serves both protocols: the contract binds them alike.
+            let binds = dcos_ports::bind_addrs(UNIT, NodeRole::parse(role).unwrap(), IP).unwrap();
+            assert_eq!(binds.addrs(Protocol::Tcp, DNS_PORT), Ok(dns.clone()));
+            assert_eq!(binds.addrs(Protocol::Udp, DNS_PORT), Ok(dns));
+        }
+        // A node on loopback binds the resolver once.
+        let c = Config::dcos(LO, "master+agent", vec![], vec![]);
+        assert_eq!(c.dns_listen, vec![SocketAddr::new(LO, 53)]);
+    }
+
+    #[test]
+    fn the_masters_ports_are_where_the_contract_binds_them_on_a_master() {
+        let ports = MasterPorts::default();
+        let master = |unit| dcos_ports::bind_addrs(unit, NodeRole::Master, IP).unwrap();
+        let at = |port| Ok(SocketAddr::new(IP, port));
+        assert_eq!(
+            master("dcos-mesos-master.service").connect_tcp(ports.mesos),
+            at(5050)
+        );
+        let mesos_dns = master(dcos_mesos_dns::UNIT);
+        assert_eq!(mesos_dns.udp(ports.mesos_dns), at(61053));
+        assert_eq!(mesos_dns.connect_tcp(ports.mesos_dns), at(61053));
+        assert_eq!(master(UNIT).connect_tcp(ports.epmd), at(61420));
+    }
 }

@@ -313,11 +313,15 @@ impl NodeConfig {
             .unwrap_or_else(|| dcos_ports::task_ranges(role))
     }
 
-    /// The Mesos master addresses (`ip:5050`) of `master_list`.
-    pub fn master_addrs(&self) -> Vec<SocketAddr> {
+    /// The Mesos master addresses (`ip:5050`) of `master_list`: where each master binds the
+    /// contract's Mesos master port ([`dcos_ports::bind_addrs`]).
+    pub fn master_addrs(&self) -> Result<Vec<SocketAddr>, dcos_ports::BindError> {
         self.master_list
             .iter()
-            .map(|ip| SocketAddr::new(*ip, 5050))
+            .map(|ip| {
+                dcos_ports::bind_addrs("dcos-mesos-master.service", NodeRole::Master, *ip)?
+                    .connect_tcp(5050)
+            })
             .collect()
     }
 }

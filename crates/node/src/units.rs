@@ -4,12 +4,13 @@
 //! built yet is left out of its role's set (and `dcos unit list` says so): no contract port
 //! is ever bound by a placeholder.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dcos_ports::preflight::bind_address;
-use dcos_ports::{rows_of_unit, units_for, NodeRole, PortRow, PortSpec};
+use dcos_ports::{
+    bind_addrs, rows_of_unit, units_for, Bind, BindError, NodeRole, PortRow, Protocol,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
@@ -58,35 +59,34 @@ pub struct Unit {
     pub name: &'static str,
     /// Whether its component is built (only built units are started).
     pub built: bool,
+    /// The role of the node it runs on.
+    pub role: NodeRole,
     /// The contract rows it binds on this role.
     pub rows: Vec<&'static PortRow>,
 }
 
 impl Unit {
+    /// Where its listeners are on a node at `ip`: its rows' addresses from
+    /// [`dcos_ports::bind_addrs`] (the enterprise rows left out).
+    pub fn binds(&self, ip: IpAddr) -> Result<Vec<Bind>, BindError> {
+        Ok(bind_addrs(self.name, self.role, ip)?
+            .iter()
+            .filter(|b| self.rows.contains(&b.row))
+            .copied()
+            .collect())
+    }
+
     /// The TCP addresses that accept connections once the unit is ready.
     pub fn tcp_addrs(&self, ip: IpAddr) -> Vec<SocketAddr> {
-        self.rows
+        // A unit of `role_units` is always one of its role's contract units.
+        self.binds(ip)
+            .unwrap_or_default()
             .iter()
-            .filter(|r| r.protocol == dcos_ports::Protocol::Tcp)
+            .filter(|b| b.protocol() == Protocol::Tcp)
             // Only the ensemble's leader listens on ZooKeeper's quorum port.
-            .filter(|r| r.port != PortSpec::Single(dcos_exhibitor::zookeeper::QUORUM_PORT))
-            .filter_map(|r| match r.port {
-                PortSpec::Single(p) => Some(SocketAddr::new(
-                    connect_address(bind_address(r.bind(), ip)),
-                    p,
-                )),
-                _ => None,
-            })
+            .filter(|b| b.port() != dcos_exhibitor::zookeeper::QUORUM_PORT)
+            .map(Bind::connect_addr)
             .collect()
-    }
-}
-
-/// Where to connect to reach a listener bound on `bound` (a wildcard is reached on loopback).
-fn connect_address(bound: IpAddr) -> IpAddr {
-    if bound.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        bound
     }
 }
 
@@ -107,6 +107,7 @@ pub fn role_units(role: NodeRole) -> Vec<Unit> {
         .map(|name| Unit {
             name,
             built: BUILT.contains(&name),
+            role,
             rows: rows_of_unit(role, name).filter(|r| !r.enterprise).collect(),
         })
         .collect()
@@ -178,38 +179,55 @@ pub async fn run_unit(
         unit: name.into(),
         source,
     };
+    let node_ip = || config.node_ip().map_err(|e| failed(e.into()));
+    // Where this unit listens on this node: the port contract's addresses for it. Mesos-DNS,
+    // dcos-net and Admin Router take theirs from it in their `Config::dcos`.
+    let binds = || {
+        let ip = node_ip()?;
+        bind_addrs(unit.name, role, ip)
+            .map(|binds| (ip, binds))
+            .map_err(|e| failed(e.into()))
+    };
+    // One of those addresses (a port the contract does not give the unit fails it).
+    let at = |addr: Result<SocketAddr, BindError>| addr.map_err(|e| failed(e.into()));
+    let masters = || config.master_addrs().map_err(|e| failed(e.into()));
     match unit.name {
         "dcos-pkgpanda-api.service" => crate::pkgpanda::serve(config, shutdown)
             .await
             .map_err(failed),
-        "dcos-history-service.service" => dcos_history::serve(
-            dcos_history::Config {
-                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15055),
-                masters: config.master_addrs(),
-                buffer_dir: config.work_dir.join("history"),
-                fetch_period: dcos_history::FETCH_PERIOD,
-            },
-            shutdown,
-        )
-        .await
-        .map_err(|e| failed(e.into())),
+        "dcos-history-service.service" => {
+            let (_, binds) = binds()?;
+            dcos_history::serve(
+                dcos_history::Config {
+                    listen: at(binds.tcp(15055))?,
+                    masters: masters()?,
+                    buffer_dir: config.work_dir.join("history"),
+                    fetch_period: dcos_history::FETCH_PERIOD,
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
         "dcos-exhibitor.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
-            let exhibitor = dcos_exhibitor::Config::dcos(
+            let (ip, binds) = binds()?;
+            let mut exhibitor = dcos_exhibitor::Config::dcos(
                 ip,
                 &config.master_list,
                 config.work_dir.join("exhibitor"),
             )
             .map_err(|e| failed(e.into()))?;
+            exhibitor.http = at(binds.tcp(dcos_exhibitor::HTTP_PORT))?;
+            exhibitor.server.client = at(binds.tcp(dcos_exhibitor::zookeeper::CLIENT_PORT))?;
             dcos_exhibitor::serve(exhibitor, shutdown)
                 .await
                 .map_err(|e| failed(e.into()))
         }
         "dcos-mesos-master.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let (_, binds) = binds()?;
             dcos_mesos::master::serve(
                 dcos_mesos::master::Config {
-                    listen: SocketAddr::new(ip, 5050),
+                    listen: at(binds.tcp(5050))?,
                     cluster: config.cluster_name.clone(),
                     allocation_interval: Duration::from_secs_f64(
                         config.mesos.allocation_interval_secs,
@@ -227,14 +245,15 @@ pub async fn run_unit(
             .map_err(|e| failed(e.into()))
         }
         "dcos-mesos-dns.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let ip = node_ip()?;
+            // The upstream resolvers' standard DNS port (they are outside the cluster).
             let resolvers = config
                 .resolvers
                 .iter()
                 .map(|r| SocketAddr::new(*r, 53))
                 .collect();
             dcos_mesos_dns::serve(
-                dcos_mesos_dns::Config::dcos(ip, config.master_addrs(), resolvers),
+                dcos_mesos_dns::Config::dcos(ip, masters()?, resolvers),
                 shutdown,
             )
             .await
@@ -242,7 +261,7 @@ pub async fn run_unit(
         }
         "dcos-adminrouter.service" | "dcos-adminrouter-agent" => {
             use dcos_adminrouter::routes::Role;
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let ip = node_ip()?;
             let ar_role = if unit.name == "dcos-adminrouter.service" {
                 Role::Master
             } else {
@@ -270,7 +289,7 @@ pub async fn run_unit(
                 .map_err(|e| failed(e.into()))
         }
         "dcos-net.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let ip = node_ip()?;
             dcos_net::serve(
                 dcos_net::Config::dcos(
                     ip,
@@ -291,10 +310,10 @@ pub async fn run_unit(
                 shutdown.cancelled().await;
                 return Ok(());
             }
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let (_, binds) = binds()?;
             dcos_registry::serve(
                 dcos_registry::Config {
-                    listen: SocketAddr::new(ip, dcos_registry::PORT),
+                    listen: at(binds.tcp(dcos_registry::PORT))?,
                     dir: config.work_dir.join("registry"),
                 },
                 shutdown,
@@ -303,13 +322,13 @@ pub async fn run_unit(
             .map_err(|e| failed(e.into()))
         }
         "dcos-marathon.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let (_, binds) = binds()?;
             dcos_marathon::serve(
                 dcos_marathon::Config {
-                    listen: SocketAddr::new(ip, 8080),
-                    https: Some(SocketAddr::new(ip, 8443)),
-                    libprocess: Some(SocketAddr::new(ip, 15101)),
-                    masters: config.master_addrs(),
+                    listen: at(binds.tcp(8080))?,
+                    https: Some(at(binds.tcp(8443))?),
+                    libprocess: Some(at(binds.tcp(15101))?),
+                    masters: masters()?,
                     work_dir: config.work_dir.join("marathon"),
                     store: config.store_location("marathon/marathon.redb"),
                     framework_name: "marathon".into(),
@@ -321,13 +340,13 @@ pub async fn run_unit(
             .map_err(|e| failed(e.into()))
         }
         "dcos-metronome.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let (_, binds) = binds()?;
             dcos_metronome::serve(
                 dcos_metronome::Config {
-                    listen: SocketAddr::new(ip, dcos_metronome::ports::HTTP),
-                    https: Some(SocketAddr::new(ip, dcos_metronome::ports::HTTPS)),
-                    libprocess: Some(SocketAddr::new(ip, dcos_metronome::ports::LIBPROCESS)),
-                    masters: config.master_addrs(),
+                    listen: at(binds.tcp(dcos_metronome::ports::HTTP))?,
+                    https: Some(at(binds.tcp(dcos_metronome::ports::HTTPS))?),
+                    libprocess: Some(at(binds.tcp(dcos_metronome::ports::LIBPROCESS))?),
+                    masters: masters()?,
                     work_dir: config.work_dir.join("metronome"),
                     store: config.store_location("metronome/metronome.redb"),
                     framework_name: "metronome".into(),
@@ -339,7 +358,7 @@ pub async fn run_unit(
             .map_err(|e| failed(e.into()))
         }
         "dcos-mesos-slave.service" => {
-            let ip = config.node_ip().map_err(|e| failed(e.into()))?;
+            let (_, binds) = binds()?;
             let agent_dir = config.agent_work_dir();
             fs_err::create_dir_all(&agent_dir).map_err(|e| failed(e.into()))?;
             let (cpus, mem, disk) = dcos_mesos::agent::Config::host_resources(&agent_dir);
@@ -349,8 +368,8 @@ pub async fn run_unit(
             }
             dcos_mesos::agent::serve(
                 dcos_mesos::agent::Config {
-                    listen: SocketAddr::new(ip, 5051),
-                    masters: config.master_addrs(),
+                    listen: at(binds.tcp(5051))?,
+                    masters: masters()?,
                     work_dir: agent_dir,
                     resources: dcos_mesos::resources::Resources {
                         cpus: config.agent.cpus.unwrap_or(cpus),
@@ -360,11 +379,17 @@ pub async fn run_unit(
                         ports: config.task_ranges(role),
                     },
                     attributes,
+                    // Each master's registry, where it listens.
                     insecure_registries: config
                         .master_list
                         .iter()
-                        .map(|m| SocketAddr::new(*m, dcos_registry::PORT).to_string())
-                        .collect(),
+                        .map(|m| {
+                            let registry =
+                                bind_addrs("dcos-registry.service", NodeRole::Master, *m);
+                            at(registry.and_then(|r| r.connect_tcp(dcos_registry::PORT)))
+                                .map(|a| a.to_string())
+                        })
+                        .collect::<Result<_, _>>()?,
                     ..dcos_mesos::agent::Config::default()
                 },
                 shutdown,
@@ -379,6 +404,104 @@ pub async fn run_unit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 5));
+
+    fn unit(role: NodeRole, name: &str) -> Unit {
+        role_units(role)
+            .into_iter()
+            .find(|u| u.name == name)
+            .unwrap()
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn units_are_reached_where_the_contract_binds_them() {
+        let master = |name| unit(NodeRole::Master, name).tcp_addrs(IP);
+        assert_eq!(
+            master("dcos-mesos-master.service"),
+            addrs(&["10.0.0.5:5050"])
+        );
+        assert_eq!(
+            master("dcos-marathon.service"),
+            addrs(&["10.0.0.5:8080", "10.0.0.5:8443", "10.0.0.5:15101"])
+        );
+        assert_eq!(
+            master("dcos-history-service.service"),
+            addrs(&["127.0.0.1:15055"])
+        );
+        assert_eq!(
+            master("dcos-mesos-dns.service"),
+            addrs(&["127.0.0.1:8123", "10.0.0.5:61053"])
+        );
+        // Every address: reached on loopback.
+        assert_eq!(
+            master("dcos-adminrouter.service"),
+            addrs(&["127.0.0.1:80", "127.0.0.1:443"])
+        );
+        // Not the quorum port, which only the leader holds.
+        assert_eq!(
+            master("dcos-exhibitor.service"),
+            addrs(&["10.0.0.5:2181", "10.0.0.5:3888", "10.0.0.5:8181"])
+        );
+        // The resolver on loopback too; not the enterprise networking API (61430).
+        assert_eq!(
+            master("dcos-net.service"),
+            addrs(&[
+                "10.0.0.5:53",
+                "127.0.0.1:53",
+                "10.0.0.5:61420",
+                "10.0.0.5:62080",
+                "10.0.0.5:62501"
+            ])
+        );
+        let agent = |name| unit(NodeRole::Agent, name).tcp_addrs(IP);
+        assert_eq!(agent("dcos-mesos-slave.service"), addrs(&["10.0.0.5:5051"]));
+        assert_eq!(
+            agent("dcos-adminrouter-agent"),
+            addrs(&["10.0.0.5:61001", "10.0.0.5:61002"])
+        );
+    }
+
+    #[test]
+    fn every_runnable_unit_has_its_contract_addresses() {
+        for role in [
+            NodeRole::Master,
+            NodeRole::Agent,
+            NodeRole::AgentPublic,
+            NodeRole::MasterAgent,
+        ] {
+            for u in runnable_units(role) {
+                let binds = u.binds(IP).unwrap();
+                assert!(binds.iter().all(|b| !b.row.enterprise), "{role} {}", u.name);
+                let udp: Vec<_> = binds
+                    .iter()
+                    .filter(|b| b.protocol() == Protocol::Udp)
+                    .map(|b| b.addr)
+                    .collect();
+                match u.name {
+                    "dcos-net.service" => assert_eq!(udp, addrs(&["10.0.0.5:53", "127.0.0.1:53"])),
+                    "dcos-mesos-dns.service" => assert_eq!(udp, addrs(&["10.0.0.5:61053"])),
+                    _ => assert!(udp.is_empty(), "{role} {}", u.name),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_masters_are_reached_at_their_ips() {
+        let config = NodeConfig {
+            master_list: vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            config.master_addrs().unwrap(),
+            addrs(&["10.0.0.1:5050", "10.0.0.2:5050"])
+        );
+    }
 
     #[test]
     fn master_units_start_pkgpanda_first_and_admin_router_last() {

@@ -2,7 +2,10 @@
 //!
 //! The table is the project's own copy of the page's facts. A row's bind scope is derived
 //! from its Source/Destination columns: localhost rows bind 127.0.0.1, `public IP` rows bind
-//! every address, the rest bind the node's cluster IP.
+//! every address, the rest bind the node's cluster IP. [`bind_addrs`] turns that into the
+//! socket addresses a unit listens on, for every unit and for whoever connects to one.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Serialize;
 
@@ -25,6 +28,12 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
         }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -126,6 +135,17 @@ pub enum BindScope {
     Any,
 }
 
+impl BindScope {
+    /// The address a listener of this scope binds on a node whose cluster IP is `node_ip`.
+    pub fn addr(self, node_ip: IpAddr) -> IpAddr {
+        match self {
+            BindScope::Localhost => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            BindScope::Cluster => node_ip,
+            BindScope::Any => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
 /// One row of the contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRow {
@@ -147,6 +167,10 @@ pub struct PortRow {
     pub enterprise: bool,
     /// False only for rows this project adds to the page.
     pub in_spec: bool,
+    /// Also bound on 127.0.0.1 beside its scope's address: only the node's resolver
+    /// (dcos-net's 53), which the node itself asks on loopback as DC/OS' does. Nothing
+    /// another node can reach is added.
+    pub loopback_too: bool,
 }
 
 impl PortRow {
@@ -161,6 +185,22 @@ impl PortRow {
             BindScope::Localhost
         } else {
             BindScope::Cluster
+        }
+    }
+
+    /// Every socket address the row binds on a node whose cluster IP is `node_ip`: its scope's
+    /// address first, then 127.0.0.1 for a row bound there too (once, when the node's IP is
+    /// loopback). Empty for a task range or an ephemeral row, which have no fixed port.
+    pub fn bind_addrs(&self, node_ip: IpAddr) -> Vec<SocketAddr> {
+        let PortSpec::Single(port) = self.port else {
+            return Vec::new();
+        };
+        let own = SocketAddr::new(self.bind().addr(node_ip), port);
+        let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        if self.loopback_too && own != lo {
+            vec![own, lo]
+        } else {
+            vec![own]
         }
     }
 
@@ -215,6 +255,7 @@ const fn row(
         destination,
         enterprise: false,
         in_spec: true,
+        loopback_too: false,
     }
 }
 
@@ -228,6 +269,12 @@ const fn added(mut r: PortRow) -> PortRow {
     r
 }
 
+/// The node's resolver: bound on loopback too (see [`PortRow::loopback_too`]).
+const fn resolver(mut r: PortRow) -> PortRow {
+    r.loopback_too = true;
+    r
+}
+
 use PortSpec::{Ephemeral, Range, Single};
 use Protocol::{Tcp, Udp};
 use Section::{Agent, All, Master};
@@ -235,7 +282,7 @@ use Section::{Agent, All, Master};
 /// Every row of the page, in the page's order, then the rows this project adds.
 pub static CONTRACT: &[PortRow] = &[
     // All nodes, TCP.
-    row(Single(53), Tcp, All, "DC/OS Net", NET, AM, AM),
+    resolver(row(Single(53), Tcp, All, "DC/OS Net", NET, AM, AM)),
     row(
         Single(61003),
         Tcp,
@@ -258,7 +305,7 @@ pub static CONTRACT: &[PortRow] = &[
     row(Single(62080), Tcp, All, "DC/OS Net", NET, AM, AM),
     row(Single(62501), Tcp, All, "DC/OS Net", NET, AM, AM),
     // All nodes, UDP.
-    row(Single(53), Udp, All, "DC/OS Net", NET, AM, AM),
+    resolver(row(Single(53), Udp, All, "DC/OS Net", NET, AM, AM)),
     // Master, TCP.
     row(
         Single(80),
@@ -636,6 +683,171 @@ fn unit_applies(role: NodeRole, unit: &str) -> bool {
     }
 }
 
+/// One socket a unit listens on: a row of the contract, bound where its scope says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The contract row (its port, protocol, scope, and whether it is enterprise-only).
+    pub row: &'static PortRow,
+    /// The address to bind.
+    pub addr: SocketAddr,
+}
+
+impl Bind {
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// TCP or UDP.
+    pub fn protocol(&self) -> Protocol {
+        self.row.protocol
+    }
+
+    /// Where a client on the same node reaches the listener: the bound address, or loopback
+    /// for a listener bound on every address.
+    pub fn connect_addr(&self) -> SocketAddr {
+        if self.addr.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.addr.port())
+        } else {
+            self.addr
+        }
+    }
+}
+
+/// Every socket one unit listens on, on one node: what [`bind_addrs`] gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binds {
+    unit: &'static str,
+    binds: Vec<Bind>,
+}
+
+impl Binds {
+    /// The unit, as the contract names it.
+    pub fn unit(&self) -> &'static str {
+        self.unit
+    }
+
+    /// Every socket, in the contract's row order (a row bound on loopback too gives two).
+    pub fn iter(&self) -> std::slice::Iter<'_, Bind> {
+        self.binds.iter()
+    }
+
+    /// Every address the unit binds `port` on for `protocol`: the row's own address first,
+    /// then 127.0.0.1 for a row bound there too.
+    pub fn addrs(&self, protocol: Protocol, port: u16) -> Result<Vec<SocketAddr>, BindError> {
+        let addrs: Vec<SocketAddr> = self
+            .binds
+            .iter()
+            .filter(|b| b.protocol() == protocol && b.port() == port)
+            .map(|b| b.addr)
+            .collect();
+        if addrs.is_empty() {
+            return Err(BindError::NoPort {
+                unit: self.unit,
+                protocol,
+                port,
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// The socket of the unit's `port` for `protocol` at the row's own address (see
+    /// [`Binds::addrs`]).
+    pub fn get(&self, protocol: Protocol, port: u16) -> Result<&Bind, BindError> {
+        self.binds
+            .iter()
+            .find(|b| b.protocol() == protocol && b.port() == port)
+            .ok_or(BindError::NoPort {
+                unit: self.unit,
+                protocol,
+                port,
+            })
+    }
+
+    /// The address the unit binds TCP `port` on (the row's own; see [`Binds::addrs`]).
+    pub fn tcp(&self, port: u16) -> Result<SocketAddr, BindError> {
+        self.get(Protocol::Tcp, port).map(|b| b.addr)
+    }
+
+    /// The address the unit binds UDP `port` on (the row's own; see [`Binds::addrs`]).
+    pub fn udp(&self, port: u16) -> Result<SocketAddr, BindError> {
+        self.get(Protocol::Udp, port).map(|b| b.addr)
+    }
+
+    /// Where a client on the same node connects to the unit's TCP `port`
+    /// ([`Bind::connect_addr`]): how Admin Router reaches its upstreams.
+    pub fn connect_tcp(&self, port: u16) -> Result<SocketAddr, BindError> {
+        self.get(Protocol::Tcp, port).map(Bind::connect_addr)
+    }
+}
+
+impl<'a> IntoIterator for &'a Binds {
+    type Item = &'a Bind;
+    type IntoIter = std::slice::Iter<'a, Bind>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.binds.iter()
+    }
+}
+
+/// A unit or port that the contract does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// No row of the contract names the unit.
+    #[error("{unit:?} is not a unit of the port contract; `dcos ports list` shows its units")]
+    UnknownUnit {
+        /// The name given.
+        unit: String,
+    },
+    /// The unit does not run on a node of this role.
+    #[error("{unit} does not run on a {role} node")]
+    NotOnRole {
+        /// The unit.
+        unit: &'static str,
+        /// The role.
+        role: NodeRole,
+    },
+    /// The unit has no such port in the contract.
+    #[error("{unit} has no port {port}/{protocol} in the port contract")]
+    NoPort {
+        /// The unit.
+        unit: &'static str,
+        /// The protocol asked for.
+        protocol: Protocol,
+        /// The port asked for.
+        port: u16,
+    },
+}
+
+/// Every socket `unit` listens on, on a node of `role` whose cluster IP is `node_ip`: each of
+/// its fixed-port rows (enterprise rows too; [`Bind::row`] says which) on the address its
+/// scope gives, `localhost` rows on 127.0.0.1, `agent/master` rows on `node_ip`, `public IP`
+/// rows on every address (0.0.0.0), and dcos-net's resolver on loopback as well. A unit whose
+/// rows have no fixed port (the Pkgpanda API, the tasks) has none.
+///
+/// Every unit takes its listen addresses from here, and whoever connects to a unit (Admin
+/// Router's upstreams, the supervisor's readiness check) reaches it where it listens.
+pub fn bind_addrs(unit: &str, role: NodeRole, node_ip: IpAddr) -> Result<Binds, BindError> {
+    let Some(name) = CONTRACT
+        .iter()
+        .flat_map(|r| r.units.iter().copied())
+        .find(|u| *u == unit)
+    else {
+        return Err(BindError::UnknownUnit { unit: unit.into() });
+    };
+    if !unit_applies(role, name) || rows_of_unit(role, name).next().is_none() {
+        return Err(BindError::NotOnRole { unit: name, role });
+    }
+    let binds = rows_of_unit(role, name)
+        .flat_map(|row| {
+            row.bind_addrs(node_ip)
+                .into_iter()
+                .map(move |addr| Bind { row, addr })
+        })
+        .collect();
+    Ok(Binds { unit: name, binds })
+}
+
 /// One row as `dcos ports list --output json` prints it.
 #[derive(Debug, Serialize)]
 pub struct PortRowJson {
@@ -683,5 +895,151 @@ impl From<&PortRow> for PortRowJson {
             in_spec: r.in_spec,
             bind: r.bind(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+    fn at(ip: IpAddr, port: u16) -> SocketAddr {
+        SocketAddr::new(ip, port)
+    }
+
+    fn all(binds: &Binds) -> Vec<(u16, Protocol, SocketAddr)> {
+        binds
+            .iter()
+            .map(|b| (b.port(), b.protocol(), b.addr))
+            .collect()
+    }
+
+    #[test]
+    fn a_localhost_row_binds_loopback_only() {
+        let history = bind_addrs("dcos-history-service.service", NodeRole::Master, IP).unwrap();
+        assert_eq!(history.unit(), "dcos-history-service.service");
+        assert_eq!(all(&history), vec![(15055, Protocol::Tcp, at(LO, 15055))]);
+        assert_eq!(history.connect_tcp(15055), Ok(at(LO, 15055)));
+    }
+
+    #[test]
+    fn cluster_rows_bind_the_nodes_ip_tcp_and_udp() {
+        let dns = bind_addrs("dcos-mesos-dns.service", NodeRole::Master, IP).unwrap();
+        assert_eq!(
+            all(&dns),
+            vec![
+                (8123, Protocol::Tcp, at(LO, 8123)),
+                (61053, Protocol::Tcp, at(IP, 61053)),
+                (61053, Protocol::Udp, at(IP, 61053)),
+            ]
+        );
+        assert_eq!(dns.udp(61053), Ok(at(IP, 61053)));
+        assert_eq!(dns.tcp(61053), Ok(at(IP, 61053)));
+        assert_eq!(dns.tcp(8123), Ok(at(LO, 8123)));
+        let marathon = bind_addrs("dcos-marathon.service", NodeRole::Master, IP).unwrap();
+        for port in [8080, 8443, 15101] {
+            assert_eq!(marathon.tcp(port), Ok(at(IP, port)));
+            assert_eq!(marathon.connect_tcp(port), Ok(at(IP, port)));
+        }
+    }
+
+    #[test]
+    fn public_rows_bind_every_address_and_are_reached_on_loopback() {
+        let ar = bind_addrs("dcos-adminrouter.service", NodeRole::Master, IP).unwrap();
+        assert_eq!(
+            all(&ar),
+            vec![
+                (80, Protocol::Tcp, at(ANY, 80)),
+                (443, Protocol::Tcp, at(ANY, 443))
+            ]
+        );
+        assert_eq!(ar.connect_tcp(80), Ok(at(LO, 80)));
+        assert!(ar.iter().all(|b| b.row.bind() == BindScope::Any));
+    }
+
+    #[test]
+    fn an_agents_units_bind_its_ip() {
+        let agent = bind_addrs("dcos-mesos-slave.service", NodeRole::Agent, IP).unwrap();
+        assert_eq!(all(&agent), vec![(5051, Protocol::Tcp, at(IP, 5051))]);
+        let ar = bind_addrs("dcos-adminrouter-agent", NodeRole::AgentPublic, IP).unwrap();
+        assert_eq!(ar.tcp(61001), Ok(at(IP, 61001)));
+        assert_eq!(ar.tcp(61002), Ok(at(IP, 61002)));
+        // A master that is also an agent runs both.
+        assert!(bind_addrs("dcos-mesos-slave.service", NodeRole::MasterAgent, IP).is_ok());
+        assert!(bind_addrs("dcos-mesos-master.service", NodeRole::MasterAgent, IP).is_ok());
+    }
+
+    #[test]
+    fn the_resolver_binds_loopback_too_udp_and_tcp() {
+        let net = bind_addrs("dcos-net.service", NodeRole::Agent, IP).unwrap();
+        for protocol in [Protocol::Udp, Protocol::Tcp] {
+            assert_eq!(
+                net.addrs(protocol, 53),
+                Ok(vec![at(IP, 53), at(LO, 53)]),
+                "{protocol}"
+            );
+        }
+        assert_eq!(net.udp(53), Ok(at(IP, 53)));
+        for port in [61420, 62080, 62501] {
+            assert_eq!(net.addrs(Protocol::Tcp, port), Ok(vec![at(IP, port)]));
+        }
+        // On a node whose IP is loopback, once.
+        let local = bind_addrs("dcos-net.service", NodeRole::MasterAgent, LO).unwrap();
+        assert_eq!(local.addrs(Protocol::Udp, 53), Ok(vec![at(LO, 53)]));
+        // Enterprise rows are there, marked.
+        let master = bind_addrs("dcos-net.service", NodeRole::Master, IP).unwrap();
+        assert!(master.iter().any(|b| b.port() == 61430 && b.row.enterprise));
+        assert!(!net.iter().any(|b| b.port() == 61430));
+    }
+
+    #[test]
+    fn an_unknown_unit_a_unit_of_another_role_and_an_unknown_port_are_errors() {
+        assert_eq!(
+            bind_addrs("dcos-nonesuch.service", NodeRole::Master, IP),
+            Err(BindError::UnknownUnit {
+                unit: "dcos-nonesuch.service".into()
+            })
+        );
+        assert_eq!(
+            bind_addrs("dcos-mesos-master.service", NodeRole::Agent, IP),
+            Err(BindError::NotOnRole {
+                unit: "dcos-mesos-master.service",
+                role: NodeRole::Agent
+            })
+        );
+        assert_eq!(
+            bind_addrs("dcos-mesos-slave.service", NodeRole::Master, IP),
+            Err(BindError::NotOnRole {
+                unit: "dcos-mesos-slave.service",
+                role: NodeRole::Master
+            })
+        );
+        // The metrics row names one unit per role.
+        assert!(bind_addrs("dcos-metrics-master.service", NodeRole::Agent, IP).is_err());
+        assert!(bind_addrs("dcos-metrics-agent.service", NodeRole::Agent, IP).is_ok());
+        let master = bind_addrs("dcos-mesos-master.service", NodeRole::Master, IP).unwrap();
+        let no_port = BindError::NoPort {
+            unit: "dcos-mesos-master.service",
+            protocol: Protocol::Udp,
+            port: 5050,
+        };
+        assert_eq!(master.udp(5050), Err(no_port.clone()));
+        assert_eq!(master.addrs(Protocol::Udp, 5050), Err(no_port.clone()));
+        assert_eq!(
+            no_port.to_string(),
+            "dcos-mesos-master.service has no port 5050/udp in the port contract"
+        );
+        assert!(master.tcp(5051).is_err());
+    }
+
+    #[test]
+    fn units_without_a_fixed_port_bind_nothing() {
+        let pkgpanda = bind_addrs("dcos-pkgpanda-api.service", NodeRole::Master, IP).unwrap();
+        assert_eq!(pkgpanda.iter().count(), 0);
+        let tasks = bind_addrs("Any Mesos task", NodeRole::Agent, IP).unwrap();
+        assert_eq!(tasks.iter().count(), 0);
     }
 }

@@ -1,7 +1,7 @@
 //! Preflight: every port a node's role needs must be free before anything starts.
 //!
-//! Each port is tried by binding it (TCP and UDP separately) on the address the contract
-//! says, then closing it at once. A taken port is reported with the processes that hold it,
+//! Each port is tried by binding it (TCP and UDP separately) on every address the contract
+//! says ([`PortRow::bind_addrs`], as the units bind them), then closing it at once. A taken port is reported with the processes that hold it,
 //! found through `/proc/net/{tcp,udp}{,6}` inodes and `/proc/<pid>/fd`. Nothing is killed.
 
 use std::collections::HashSet;
@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 use serde::Serialize;
 
-use crate::contract::{BindScope, NodeRole, PortRow, PortSpec, Protocol};
+use crate::contract::{NodeRole, PortRow, Protocol};
 use crate::range::RangeSet;
 
 /// A process holding a port.
@@ -92,15 +92,6 @@ impl Report {
     }
 }
 
-/// The address a row binds on a node whose cluster IP is `ip`.
-pub fn bind_address(scope: BindScope, ip: IpAddr) -> IpAddr {
-    match scope {
-        BindScope::Localhost => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        BindScope::Cluster => ip,
-        BindScope::Any => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    }
-}
-
 /// Tries every fixed port of `rows` on a node whose cluster IP is `ip`.
 pub fn check_rows<'a>(
     role: NodeRole,
@@ -112,28 +103,27 @@ pub fn check_rows<'a>(
     let mut checks = Vec::new();
     let mut seen = HashSet::new();
     for row in rows {
-        let PortSpec::Single(port) = row.port else {
-            continue;
-        };
-        if !seen.insert((port, row.protocol)) {
-            continue;
+        for addr in row.bind_addrs(ip) {
+            if !seen.insert((addr, row.protocol)) {
+                continue;
+            }
+            let port = addr.port();
+            let needs_root = port < unprivileged;
+            let state = if needs_root && !is_root {
+                PortState::NeedsRoot
+            } else {
+                try_bind(addr, row.protocol)
+            };
+            checks.push(PortCheck {
+                port,
+                protocol: row.protocol,
+                address: addr.ip(),
+                component: row.component,
+                units: row.units,
+                needs_root,
+                state,
+            });
         }
-        let address = bind_address(row.bind(), ip);
-        let needs_root = port < unprivileged;
-        let state = if needs_root && !is_root {
-            PortState::NeedsRoot
-        } else {
-            try_bind(SocketAddr::new(address, port), row.protocol)
-        };
-        checks.push(PortCheck {
-            port,
-            protocol: row.protocol,
-            address,
-            component: row.component,
-            units: row.units,
-            needs_root,
-            state,
-        });
     }
     let ports = checks.iter().fold(RangeSet::new(), |acc, c| {
         acc.union(&RangeSet::single(c.port))

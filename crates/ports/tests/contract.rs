@@ -2,9 +2,11 @@
 //! rest of the system relies on. The page is kept beside this test as data, so the test
 //! runs on a clone with nothing else around it.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use dcos_ports::{
-    component_ports, task_ranges, units_for, BindScope, NodeRole, PortRowJson, PortSpec, Protocol,
-    RangeSet, Section, CONTRACT,
+    bind_addrs, component_ports, rows_of_unit, task_ranges, units_for, BindScope, NodeRole,
+    PortRowJson, PortSpec, Protocol, RangeSet, Section, CONTRACT,
 };
 
 const PAGE: &str = include_str!("data/dcos-1.11-ports.md");
@@ -145,23 +147,123 @@ fn the_six_task_ranges_and_co_location() {
 
 #[test]
 fn bind_scopes_follow_source_and_destination() {
-    let scope = |port: u16, proto: Protocol| {
-        CONTRACT
-            .iter()
-            .find(|r| r.port == PortSpec::Single(port) && r.protocol == proto)
-            .unwrap()
-            .bind()
-    };
-    for p in [1337, 7070, 8101, 8123, 8200, 8888, 9990, 15055] {
-        assert_eq!(scope(p, Protocol::Tcp), BindScope::Localhost, "{p}");
+    use BindScope::{Any, Cluster, Localhost};
+    use Protocol::{Tcp, Udp};
+    // Every fixed-port row, TCP and UDP: localhost rows on loopback, public IP rows everywhere,
+    // the rest on the node's cluster IP.
+    let expected = [
+        (53, Tcp, Cluster),
+        (61003, Tcp, Cluster),
+        (61091, Tcp, Cluster),
+        (61420, Tcp, Cluster),
+        (62080, Tcp, Cluster),
+        (62501, Tcp, Cluster),
+        (53, Udp, Cluster),
+        (80, Tcp, Any),
+        (443, Tcp, Any),
+        (1337, Tcp, Localhost),
+        (2181, Tcp, Cluster),
+        (3888, Tcp, Cluster),
+        (5050, Tcp, Cluster),
+        (7070, Tcp, Localhost),
+        (8080, Tcp, Cluster),
+        (8101, Tcp, Localhost),
+        (8123, Tcp, Localhost),
+        (8181, Tcp, Cluster),
+        (8200, Tcp, Localhost),
+        (8443, Tcp, Cluster),
+        (8888, Tcp, Localhost),
+        (9090, Tcp, Cluster),
+        (9443, Tcp, Cluster),
+        (9990, Tcp, Localhost),
+        (15055, Tcp, Localhost),
+        (15101, Tcp, Cluster),
+        (15201, Tcp, Cluster),
+        (61053, Tcp, Cluster),
+        (61430, Tcp, Cluster),
+        (61053, Udp, Cluster),
+        (5051, Tcp, Cluster),
+        (61001, Tcp, Cluster),
+        (61002, Tcp, Cluster),
+        (2888, Tcp, Cluster),
+        (5000, Tcp, Cluster),
+    ];
+    let ours: Vec<(u16, Protocol, BindScope)> = CONTRACT
+        .iter()
+        .filter_map(|r| match r.port {
+            PortSpec::Single(p) => Some((p, r.protocol, r.bind())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ours, expected);
+    // Both UDP rows are there: DNS on every node (53) and Mesos-DNS on masters (61053).
+    let udp: Vec<_> = CONTRACT.iter().filter(|r| r.protocol == Udp).collect();
+    assert_eq!(udp.len(), 2);
+    // The tasks bind the agent's IP; the ephemeral Pkgpanda API is local.
+    for r in CONTRACT
+        .iter()
+        .filter(|r| !matches!(r.port, PortSpec::Single(_)))
+    {
+        let scope = if r.is_task_range() {
+            Cluster
+        } else {
+            Localhost
+        };
+        assert_eq!(r.bind(), scope, "{}", r.component);
     }
-    for p in [80, 443] {
-        assert_eq!(scope(p, Protocol::Tcp), BindScope::Any);
+    // Only the node's resolver (53, both protocols) binds loopback too.
+    let resolver: Vec<_> = CONTRACT
+        .iter()
+        .filter(|r| r.loopback_too)
+        .map(|r| (r.port, r.protocol, r.units))
+        .collect();
+    assert_eq!(
+        resolver,
+        vec![
+            (PortSpec::Single(53), Tcp, &["dcos-net.service"][..]),
+            (PortSpec::Single(53), Udp, &["dcos-net.service"][..]),
+        ]
+    );
+}
+
+#[test]
+fn every_unit_binds_each_of_its_rows_where_the_scope_says() {
+    let ip: IpAddr = "10.0.0.5".parse().unwrap();
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    for role in [
+        NodeRole::Master,
+        NodeRole::Agent,
+        NodeRole::AgentPublic,
+        NodeRole::MasterAgent,
+    ] {
+        for unit in units_for(role) {
+            let binds = bind_addrs(unit, role, ip).unwrap_or_else(|e| panic!("{role}: {e}"));
+            let mut rows = 0;
+            for row in rows_of_unit(role, unit) {
+                let PortSpec::Single(port) = row.port else {
+                    continue;
+                };
+                rows += 1;
+                let own = match row.bind() {
+                    BindScope::Localhost => lo,
+                    BindScope::Cluster => ip,
+                    BindScope::Any => any,
+                };
+                let mut want = vec![SocketAddr::new(own, port)];
+                if row.loopback_too {
+                    want.push(SocketAddr::new(lo, port));
+                }
+                assert_eq!(
+                    binds.addrs(row.protocol, port),
+                    Ok(want),
+                    "{role} {unit} {port}"
+                );
+            }
+            let extra = rows_of_unit(role, unit).filter(|r| r.loopback_too).count();
+            assert_eq!(binds.iter().count(), rows + extra, "{role} {unit}");
+        }
     }
-    for p in [53, 2181, 5050, 5051, 8080, 15101, 61001, 61053] {
-        assert_eq!(scope(p, Protocol::Tcp), BindScope::Cluster, "{p}");
-    }
-    assert_eq!(scope(61053, Protocol::Udp), BindScope::Cluster);
 }
 
 #[test]
