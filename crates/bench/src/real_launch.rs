@@ -37,9 +37,11 @@ async fn run(args: Args) -> anyhow::Result<Value> {
             }
         };
         let task_id = format!("launch-{i}");
-        let task: TaskInfo = serde_json::from_value(json!({"name": task_id, "task_id": {"value": task_id}, "agent_id": offer.agent_id,
+        let task: TaskInfo = serde_json::from_value(
+            json!({"name": task_id, "task_id": {"value": task_id}, "agent_id": offer.agent_id,
             "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 16}}],
-            "command": {"value": COMMAND}}))?;
+            "command": {"value": COMMAND}}),
+        )?;
         let start = Instant::now();
         conn.call(CallBody::Accept(Accept {
             offer_ids: vec![offer.id],

@@ -219,7 +219,11 @@ impl Agent {
                             let Ok(_permit) = sending.acquire().await else {
                                 return;
                             };
-                            let last = if fails { TaskState::Failed } else { TaskState::Running };
+                            let last = if fails {
+                                TaskState::Failed
+                            } else {
+                                TaskState::Running
+                            };
                             for state in [TaskState::Starting, last] {
                                 let mut status = TaskStatus {
                                     task_id: task.task_id.clone(),

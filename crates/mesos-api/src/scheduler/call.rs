@@ -538,20 +538,27 @@ mod tests {
     fn mesos_errors_for_bad_calls() {
         assert_eq!(
             parse(json!({"type": "ACCEPT"})),
-            Err(CallError::Invalid("Expecting 'accept' to be present".into()))
+            Err(CallError::Invalid(
+                "Expecting 'accept' to be present".into()
+            ))
         );
         assert_eq!(
             parse(json!({})),
             Err(CallError::Invalid("Expecting 'type' to be present".into()))
         );
-        assert!(matches!(parse(json!({"type": "FLY"})), Err(CallError::Parse(_))));
+        assert!(matches!(
+            parse(json!({"type": "FLY"})),
+            Err(CallError::Parse(_))
+        ));
         assert!(matches!(
             parse(json!({"type": "KILL", "kill": {"task_id": {"value": "../x"}}})),
             Err(CallError::Parse(_))
         ));
         assert!(matches!(Call::parse(b"[1]"), Err(CallError::Parse(_))));
         assert!(matches!(
-            parse(json!({"type": "ACCEPT", "accept": {"offer_ids": [], "operations": [{"type": "LAUNCH_GROUP"}]}})),
+            parse(
+                json!({"type": "ACCEPT", "accept": {"offer_ids": [], "operations": [{"type": "LAUNCH_GROUP"}]}})
+            ),
             Err(CallError::Parse(_))
         ));
     }
@@ -560,7 +567,10 @@ mod tests {
     fn payload_free_calls_round_trip() {
         for kind in ["TEARDOWN", "REVIVE", "SUPPRESS"] {
             let wire = json!({"type": kind, "framework_id": {"value": "fw"}});
-            assert_eq!(serde_json::to_value(parse(wire.clone()).unwrap()).unwrap(), wire);
+            assert_eq!(
+                serde_json::to_value(parse(wire.clone()).unwrap()).unwrap(),
+                wire
+            );
         }
     }
 }

@@ -10,19 +10,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::api::{FrameworkInfo, Id};
+use crate::recordio;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use crate::api::{FrameworkInfo, Id};
-use crate::recordio;
 
 mod call;
 mod event;
 
 pub use call::{
-    Accept, Acknowledge, Call, CallBody, CallError, CallType, Decline, InverseOffers, Kill,
-    Launch, LaunchGroup, Message, Operation, OperationType, Reconcile, ReconcileTask, Request,
-    Resources, Shutdown, Subscribe, TaskGroupInfo, Volumes,
+    Accept, Acknowledge, Call, CallBody, CallError, CallType, Decline, InverseOffers, Kill, Launch,
+    LaunchGroup, Message, Operation, OperationType, Reconcile, ReconcileTask, Request, Resources,
+    Shutdown, Subscribe, TaskGroupInfo, Volumes,
 };
 pub use event::{
     Address, Event, EventType, Failure, Offer, Offers, Rescind, Subscribed, Update, Url,

@@ -86,7 +86,11 @@ async fn terminal(s: &mut Scheduler, tasks: &[&str]) -> HashMap<String, Value> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if status["state"].as_str().and_then(|s| s.parse::<dcos_mesos::api::TaskState>().ok()).is_some_and(|s| s.is_terminal()) {
+        if status["state"]
+            .as_str()
+            .and_then(|s| s.parse::<dcos_mesos::api::TaskState>().ok())
+            .is_some_and(|s| s.is_terminal())
+        {
             done.insert(id, status);
         }
     }
