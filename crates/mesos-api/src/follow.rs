@@ -39,6 +39,8 @@ use crate::recordio::Decoder;
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Heartbeat intervals of silence after which a master is taken for gone.
 const MISSED_HEARTBEATS: u32 = 3;
+/// The longest heartbeat interval a master's SUBSCRIBED is believed.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 /// The shortest pause between a change and reading the state again.
 const MIN_GATHER: Duration = Duration::from_millis(20);
 /// Reads are spaced at least this many times the last read's duration apart.
@@ -550,7 +552,8 @@ impl Events {
                         .and_then(|s| Duration::try_from_secs_f64(s).ok())
                         .filter(|d| !d.is_zero())
                         .unwrap_or(HEARTBEAT);
-                    self.silence = every * MISSED_HEARTBEATS;
+                    // A master's number is input: a huge one is capped, not an overflow.
+                    self.silence = every.min(MAX_HEARTBEAT).saturating_mul(MISSED_HEARTBEATS);
                 }
                 _ => changed = true,
             }

@@ -224,9 +224,9 @@ impl Run {
     /// A task of the run failed: another one, or the run fails.
     fn failed_task(&mut self, now: DateTime<Utc>) -> Outcome {
         let restart = &self.spec.run.restart;
-        let in_time = restart.active_deadline_seconds.is_none_or(|d| {
-            self.created_at + Duration::seconds(i64::try_from(d).unwrap_or(i64::MAX / 1000)) > now
-        });
+        let in_time = restart
+            .active_deadline_seconds
+            .is_none_or(|d| deadline(self.created_at, d).is_none_or(|at| at > now));
         if restart.policy == RestartPolicy::OnFailure && in_time {
             self.queued = Some(now + self.backoff());
             return Outcome::Running;
@@ -248,10 +248,9 @@ impl Run {
     /// Whether its starting deadline passed before it became ACTIVE.
     pub fn past_starting_deadline(&self, now: DateTime<Utc>) -> bool {
         self.status == RunStatus::Starting
-            && self.starting_deadline.is_some_and(|d| {
-                self.created_at + Duration::seconds(i64::try_from(d).unwrap_or(i64::MAX / 1000))
-                    <= now
-            })
+            && self
+                .starting_deadline
+                .is_some_and(|d| deadline(self.created_at, d).is_some_and(|at| at <= now))
     }
 
     /// Ends it with `status`.
@@ -370,3 +369,10 @@ pub fn run_id(now: DateTime<Utc>, random: &[u8; 16]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `secs` after `from`; None when that is past what a date holds (a deadline that never
+/// passes: a spec's number is input, and chrono panics on overflow).
+fn deadline(from: DateTime<Utc>, secs: u64) -> Option<DateTime<Utc>> {
+    let delta = Duration::try_seconds(i64::try_from(secs).ok()?)?;
+    from.checked_add_signed(delta)
+}

@@ -32,6 +32,10 @@ pub mod events {
     pub use super::event::{Error, Message};
 }
 
+/// The longest silence believed from a master's heartbeat interval (a huge one is input,
+/// and `Instant + Duration` must not overflow).
+const MAX_SILENCE: Duration = Duration::from_secs(3 * 3600);
+
 /// How long a call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -181,13 +185,20 @@ pub async fn subscribe(
         }),
     );
     for _ in 0..2 {
-        let resp = client
+        let request = client
             .post(format!("http://{target}/api/v1/scheduler"))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json")
             .json(&call)
-            .send()
+            .send();
+        // The answer's head is bounded (a master that accepts and never answers must not
+        // hold the framework); the stream after it is watched by its heartbeats.
+        let resp = tokio::time::timeout(CALL_TIMEOUT, request)
             .await
+            .map_err(|_| Error::Stream {
+                master: target.clone(),
+                reason: format!("no answer to SUBSCRIBE within {CALL_TIMEOUT:?}"),
+            })?
             .map_err(|source| Error::Connect {
                 master: target.clone(),
                 source,
@@ -247,7 +258,7 @@ pub async fn subscribe(
             // A master's number is input too: one too large for a Duration keeps the default.
             if let Ok(silence) = Duration::try_from_secs_f64(beat * 3.0) {
                 if beat > 0.0 {
-                    events.silence = silence;
+                    events.silence = silence.min(MAX_SILENCE);
                 }
             }
         }

@@ -36,6 +36,7 @@ pub(crate) async fn follow(shared: Shared, shutdown: CancellationToken) {
     let mut i = 0usize;
     // The leader a standby master named, tried next without waiting.
     let mut redirected: Option<SocketAddr> = None;
+    let mut followed_redirect = false;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -55,11 +56,18 @@ pub(crate) async fn follow(shared: Shared, shutdown: CancellationToken) {
                 match result {
                     Ok(()) => backoff = MIN_BACKOFF,
                     Err(e) => match e.downcast::<Redirected>() {
-                        Ok(Redirected(leader)) => {
+                        // Straight to the leader a standby named, once: a redirect that
+                        // leads to another redirect (or to itself, while a dead leader's
+                        // session lingers) waits like any failure.
+                        Ok(Redirected(leader)) if !followed_redirect && leader != master => {
                             tracing::debug!(%master, %leader, "a standby master named the leader");
                             redirected = Some(leader);
+                            followed_redirect = true;
                             shared.lock().master = None;
                             continue;
+                        }
+                        Ok(Redirected(leader)) => {
+                            tracing::debug!(%master, %leader, "redirected again; waiting");
                         }
                         Err(e) => tracing::debug!(%master, error = %e, "master connection failed"),
                     },
@@ -67,6 +75,7 @@ pub(crate) async fn follow(shared: Shared, shutdown: CancellationToken) {
             }
         }
         shared.lock().master = None;
+        followed_redirect = false;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
