@@ -180,7 +180,7 @@ pub async fn serve_on(
         .map_err(|e| store_err(Box::new(e)))?;
     // The participant id Curator records: `host:port`.
     let me = addr.to_string();
-    let election = leader::Election::join(store.clone(), me.clone())
+    let election = leader::join(store.clone(), me.clone())
         .await
         .map_err(|e| store_err(Box::new(e)))?;
     let role = leader::SharedRole::default();
@@ -234,7 +234,10 @@ async fn lead(
     addr: SocketAddr,
     stop: &CancellationToken,
 ) -> Result<(), Error> {
-    if !election.until_leading(role, stop).await? {
+    if !election
+        .until_leading(stop, |l| leader::set(role, leader::Role::Following(l)))
+        .await?
+    {
         return Ok(());
     }
     tracing::info!("elected leading Marathon; loading the state");

@@ -192,7 +192,7 @@ pub async fn serve_with(
         None => None,
     };
     let me = addr.to_string();
-    let election = leader::Election::join(store.clone(), me.clone())
+    let election = leader::join(store.clone(), me.clone())
         .await
         .map_err(|e| store_err(Box::new(e)))?;
     let role = leader::SharedRole::default();
@@ -253,7 +253,10 @@ async fn lead(
     shared: &std::sync::Mutex<Option<Metronome>>,
     stop: &CancellationToken,
 ) -> Result<(), Error> {
-    if !election.until_leading(role, stop).await? {
+    if !election
+        .until_leading(stop, |l| leader::set(role, leader::Role::Following(l)))
+        .await?
+    {
         return Ok(());
     }
     tracing::info!("elected leading Metronome; loading the state");
@@ -271,7 +274,10 @@ async fn lead(
             source: Box::new(e),
         })?;
     *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(metronome.clone());
-    leader::set(role, leader::Role::Leading(http::router(metronome.clone())));
+    leader::set(
+        role,
+        leader::Role::Leading(http::router(metronome.clone()), ()),
+    );
     let framework = supervise("framework", stop, || {
         metronome.clone().run_framework(stop.clone())
     });

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use dcos_store::records::{put, RecordError, Records};
 use dcos_store::{Store, Write};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::state::{History, Job, Run, State};
 
@@ -18,40 +17,12 @@ const FIRED: &str = "/metronome/fired";
 const FRAMEWORK_ID: &str = "/metronome/framework-id";
 
 /// Persistence failures.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The store failed.
-    #[error("Metronome's store failed at {path}")]
-    Store {
-        /// The node.
-        path: String,
-        /// The cause.
-        #[source]
-        source: dcos_store::Error,
-    },
-    /// A record does not parse or serialize.
-    #[error("the record at {path} is not valid")]
-    Corrupt {
-        /// The node.
-        path: String,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-}
+pub type Error = RecordError;
 
 /// The store, under `/metronome`.
 #[derive(Clone)]
 pub struct Persist<S: Store> {
-    store: S,
-}
-
-fn put<T: Serialize>(path: String, value: &T) -> Result<Write, Error> {
-    let data = serde_json::to_vec(value).map_err(|source| Error::Corrupt {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Write::Put { path, data })
+    records: Records<S>,
 }
 
 /// Job ids are `[a-z0-9.-]` and run ids alphanumeric: `:` separates them in one node name.
@@ -62,20 +33,13 @@ fn run_node(job: &str, run: &str) -> String {
 impl<S: Store> Persist<S> {
     /// Wraps a store session.
     pub fn new(store: S) -> Self {
-        Persist { store }
+        let records = Records::new(store, "Metronome");
+        Persist { records }
     }
 
     /// Applies `writes` in one transaction.
     pub async fn apply(&self, writes: Vec<Write>) -> Result<(), Error> {
-        let path = match writes.as_slice() {
-            [] => return Ok(()),
-            [one] => one.path().to_string(),
-            [first, ..] => format!("{} and {} more", first.path(), writes.len() - 1),
-        };
-        self.store
-            .write_all(writes)
-            .await
-            .map_err(|source| Error::Store { path, source })
+        self.records.apply(writes).await
     }
 
     /// The write that stores a job.
@@ -129,64 +93,31 @@ impl<S: Store> Persist<S> {
         }
     }
 
-    async fn load_dir<T: DeserializeOwned>(&self, dir: &str) -> Result<Vec<(String, T)>, Error> {
-        let names = match self.store.children(dir).await {
-            Ok(n) => n,
-            Err(dcos_store::Error::NoNode { .. }) => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Store {
-                    path: dir.into(),
-                    source,
-                })
-            }
-        };
-        let mut out = Vec::new();
-        for name in names {
-            let path = format!("{dir}/{name}");
-            let got = self.store.get(&path).await.map_err(|source| Error::Store {
-                path: path.clone(),
-                source,
-            })?;
-            let Some((data, _)) = got else { continue };
-            let value = serde_json::from_slice(&data).map_err(|source| Error::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
-            out.push((name, value));
-        }
-        Ok(out)
-    }
-
     /// Loads everything.
     pub async fn load(&self) -> Result<State, Error> {
-        let framework_id = self
-            .store
-            .get(FRAMEWORK_ID)
-            .await
-            .map_err(|source| Error::Store {
-                path: FRAMEWORK_ID.into(),
-                source,
-            })?
-            .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())
-            .filter(|s| !s.is_empty());
+        let framework_id = self.records.text(FRAMEWORK_ID).await?;
         let jobs: BTreeMap<String, Job> = self
+            .records
             .load_dir::<Job>(JOBS)
             .await?
             .into_iter()
             .map(|(_, j)| (j.spec.id.clone(), j))
             .collect();
         let runs = self
+            .records
             .load_dir::<Run>(RUNS)
             .await?
             .into_iter()
             .map(|(_, r)| ((r.spec.id.clone(), r.id.clone()), r))
             .collect();
         let history = self
+            .records
             .load_dir::<History>(HISTORY)
             .await?
             .into_iter()
             .collect();
         let fired = self
+            .records
             .load_dir::<DateTime<Utc>>(FIRED)
             .await?
             .into_iter()

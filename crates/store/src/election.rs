@@ -10,6 +10,8 @@
 //! Every contender watches the directory rather than only its predecessor: an election has a
 //! handful of contenders (the masters), so the herd effect is negligible and the code simpler.
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{path, CreateMode, Error, Result, Store, Watch};
 
 /// The name prefix of Mesos' contender nodes (Mesos >= 0.24; older ones used `info_`).
@@ -213,5 +215,95 @@ impl<S: Store> Candidate<S> {
     /// Leaves the election, deleting this candidate's node.
     pub async fn withdraw(self) -> Result<()> {
         self.election.store.delete(&self.path, None).await
+    }
+}
+
+/// A named service's candidacy in a Curator election (Marathon's and Metronome's
+/// `/<service>/leader-curator`), holding its `host:port`: it follows the election, publishing
+/// who leads, until it leads itself, then holds on until its candidacy ends.
+#[derive(Debug)]
+pub struct Contender<S> {
+    candidate: Candidate<S>,
+    component: &'static str,
+    me: String,
+}
+
+/// A [`Contender`]'s candidacy ended: the store session closed or expired. The service stops
+/// (and its supervisor starts it again as a new contender), as on losing leadership.
+#[derive(Debug, thiserror::Error)]
+#[error("{component} {me} lost its candidacy in {dir}")]
+pub struct Lost {
+    /// The service (`Marathon`).
+    pub component: &'static str,
+    /// Its `host:port`.
+    pub me: String,
+    /// The election's directory.
+    pub dir: String,
+}
+
+// === impl Contender ===
+
+impl<S: Store> Contender<S> {
+    /// Enters the Curator election in `dir` as `component` at `me` (`host:port`).
+    pub async fn curator(store: S, dir: &str, component: &'static str, me: String) -> Result<Self> {
+        let candidate = LeaderElection::curator(store, dir)?
+            .join(me.as_bytes())
+            .await?;
+        Ok(Self {
+            candidate,
+            component,
+            me,
+        })
+    }
+
+    /// Follows the election, passing each leader's `host:port` to `follow`, until this
+    /// contender leads (`Ok(true)`) or `stop` is cancelled (`Ok(false)`).
+    pub async fn until_leading(
+        &self,
+        stop: &CancellationToken,
+        mut follow: impl FnMut(String),
+    ) -> Result<bool, Lost> {
+        loop {
+            let Some(mut standing) = self.standing(stop).await? else {
+                return Ok(false);
+            };
+            // By node, not by `host:port`: the node of this service's killed predecessor
+            // names the same address until its session expires.
+            if standing.leading {
+                return Ok(true);
+            }
+            if let Some((_, leader)) = standing.leader {
+                let leader = String::from_utf8_lossy(&leader).into_owned();
+                tracing::info!(%leader, "following the leading {}", self.component);
+                follow(leader);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(false),
+                _ = standing.changes.recv() => {}
+            }
+        }
+    }
+
+    /// Returns when this candidacy ends (an error) or `stop` is cancelled.
+    pub async fn while_leading(&self, stop: &CancellationToken) -> Result<(), Lost> {
+        while let Some(mut standing) = self.standing(stop).await? {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = standing.changes.recv() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The election now, `None` once `stop` is cancelled; its only error is the candidacy's end.
+    async fn standing(&self, stop: &CancellationToken) -> Result<Option<Standing>, Lost> {
+        tokio::select! {
+            _ = stop.cancelled() => Ok(None),
+            standing = self.candidate.standing() => standing.map(Some).map_err(|_| Lost {
+                component: self.component,
+                me: self.me.clone(),
+                dir: self.candidate.election.dir.clone(),
+            }),
+        }
     }
 }

@@ -22,9 +22,10 @@ pub mod election;
 pub mod embedded;
 pub mod file;
 pub mod path;
+pub mod records;
 pub mod zookeeper;
 
-pub use election::{Candidate, LeaderElection, Standing};
+pub use election::{Candidate, Contender, LeaderElection, Lost, Standing};
 pub use embedded::{Embedded, Session};
 pub use zookeeper::ZooKeeper;
 
