@@ -18,7 +18,7 @@ use super::{beneath, sandbox, Config};
 use crate::api::{self, FrameworkInfo, TaskInfo, TaskState, TaskStatus};
 
 /// The prefix of the keys of completed runs kept for `/state`.
-const COMPLETED: &str = "completed::";
+pub(crate) const COMPLETED: &str = "completed::";
 /// How many completed runs `/state` shows.
 const COMPLETED_KEPT: usize = 1000;
 
@@ -50,6 +50,10 @@ pub(crate) struct Run {
     /// The uuid of the update last sent and when, so the head is resent only on retry.
     #[serde(skip)]
     pub(crate) last_sent: Option<(String, std::time::Instant)>,
+    /// Uuids of queued updates not yet on disk: none is sent before it is, so the master
+    /// never sees (nor the framework acknowledges) an update a restarted agent would not know.
+    #[serde(skip)]
+    pub(crate) unsynced: Vec<String>,
 }
 
 impl Run {
@@ -77,6 +81,7 @@ impl Run {
             custom: false,
             health_killed: false,
             last_sent: None,
+            unsynced: Vec::new(),
         }
     }
 

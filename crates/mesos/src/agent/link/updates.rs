@@ -50,42 +50,60 @@ impl Shared {
     }
 
     /// Records a run's new status, checkpoints it, and queues it for the master (sent and
-    /// retried until acknowledged). False if the run is unknown or already terminal.
+    /// retried until acknowledged, never before it is on disk). False if the run is unknown
+    /// or already terminal. A status whose uuid the run already knows (still queued, or its
+    /// latest) is accepted as it is, not queued again: an executor may send an update twice,
+    /// and resends the unacknowledged ones when it subscribes again.
     pub(crate) fn enqueue(&self, key: &str, mut status: TaskStatus) -> bool {
         let host = self.host();
-        let mut st = self.lock();
-        let agent_id = st.id.clone();
-        let Some(run) = st.runs.get_mut(key) else {
-            return false;
+        let uuid = status.uuid.get_or_insert_with(api::new_update_uuid).clone();
+        let run = {
+            let mut st = self.lock();
+            let agent_id = st.id.clone();
+            let Some(run) = st.runs.get_mut(key) else {
+                return false;
+            };
+            let known = |s: &TaskStatus| s.uuid.as_deref() == Some(uuid.as_str());
+            if run.pending.iter().any(known) || run.last_status.as_ref().is_some_and(known) {
+                return true;
+            }
+            // A finished task stays finished: no later update may bring it back.
+            if TaskState::is_terminal(run.state) {
+                return false;
+            }
+            status.task_id = run.task.task_id.clone();
+            status.agent_id = agent_id.map(Id::new);
+            status.executor_id = Some(Id::new(&run.executor_id));
+            status.timestamp.get_or_insert_with(api::now_secs);
+            let state = status.state;
+            if (state == TaskState::Running || state == TaskState::Starting)
+                && status.container_status.is_none()
+            {
+                status.container_status = Some(json!({
+                    "container_id": {"value": run.container_id},
+                    "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": host}]}],
+                    "executor_pid": run.pid,
+                }));
+            }
+            // As Mesos' command executor: a kill for failed health checks ends unhealthy.
+            if state == TaskState::Killed && run.health_killed {
+                status.healthy = Some(false);
+            }
+            run.state = status.state;
+            run.last_status = Some(status.clone());
+            run.pending.push_back(status);
+            // Not sendable until checkpointed (see `due`).
+            run.unsynced.push(uuid.clone());
+            run.clone()
         };
-        // A finished task stays finished: no later update may bring it back.
-        if TaskState::is_terminal(run.state) {
-            return false;
-        }
-        status.task_id = run.task.task_id.clone();
-        status.agent_id = agent_id.map(Id::new);
-        status.executor_id = Some(Id::new(&run.executor_id));
-        status.timestamp.get_or_insert_with(api::now_secs);
-        let state = status.state;
-        if (state == TaskState::Running || state == TaskState::Starting)
-            && status.container_status.is_none()
-        {
-            status.container_status = Some(json!({
-                "container_id": {"value": run.container_id},
-                "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": host}]}],
-                "executor_pid": run.pid,
-            }));
-        }
-        // As Mesos' command executor: a kill for failed health checks ends unhealthy.
-        if state == TaskState::Killed && run.health_killed {
-            status.healthy = Some(false);
-        }
-        run.state = status.state;
-        run.last_status = Some(status.clone());
-        run.pending.push_back(status);
-        let run = run.clone();
-        drop(st);
+        // Writes the run as it is now, with this status (and any queued since).
         self.checkpoint(&run);
+        {
+            let mut st = self.lock();
+            if let Some(run) = st.runs.get_mut(key) {
+                run.unsynced.retain(|u| *u != uuid);
+            }
+        }
         self.updates.notify_one();
         true
     }
@@ -150,15 +168,16 @@ pub(crate) async fn sender(shared: Shared, shutdown: CancellationToken) {
     }
 }
 
-type Due = (
+pub(crate) type Due = (
     Option<std::net::SocketAddr>,
     Option<String>,
     Vec<(String, TaskStatus)>,
 );
 
-/// The master, the agent id, and the heads of the queues due now (never sent, replaced since
-/// sent, or sent a retry period ago), each with its framework, marked as sent.
-fn due(shared: &Shared) -> Due {
+/// The master, the agent id, and the heads of the queues due now (checkpointed, and never
+/// sent, replaced since sent, or sent a retry period ago), each with its framework, marked
+/// as sent.
+pub(crate) fn due(shared: &Shared) -> Due {
     let mut st = shared.lock();
     let now = Instant::now();
     let heads: Vec<(String, TaskStatus)> = st
@@ -168,6 +187,10 @@ fn due(shared: &Shared) -> Due {
         .filter_map(|(_, r)| {
             let head = r.pending.front()?.clone();
             let uuid = head.uuid.clone().unwrap_or_default();
+            // Only what is on disk may be sent.
+            if r.unsynced.contains(&uuid) {
+                return None;
+            }
             let due = match &r.last_sent {
                 Some((sent, at)) => *sent != uuid || now.duration_since(*at) >= UPDATE_RETRY,
                 None => true,
