@@ -14,10 +14,10 @@ use crate::{curl, curl_text, post_json, DCOS};
 
 /// How long a leader may take to be replaced: the 10 s ZooKeeper session timeout of the
 /// lost leader, re-registration, and slack for a loaded 2-core machine.
-const FAILOVER_BOUND: Duration = Duration::from_secs(60);
+pub(crate) const FAILOVER_BOUND: Duration = Duration::from_secs(60);
 
 /// `GET url` from `node`: status and JSON.
-fn get(cluster: &Cluster, node: &Node, url: &str) -> (u16, Value) {
+pub(crate) fn get(cluster: &Cluster, node: &Node, url: &str) -> (u16, Value) {
     curl(cluster, node, &["-m", "3", url])
 }
 
@@ -89,7 +89,7 @@ fn ensemble(cluster: &Cluster, from: &Node, via: IpAddr) -> (usize, usize) {
     (serving, leaders)
 }
 
-fn report(what: &str, since: Instant) {
+pub(crate) fn report(what: &str, since: Instant) {
     eprintln!("[ha] {what} in {:.1} s", since.elapsed().as_secs_f64());
 }
 

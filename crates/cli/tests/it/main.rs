@@ -7,6 +7,7 @@ mod config;
 mod dns;
 mod ha;
 mod install;
+mod jobs_ha;
 mod node_run;
 mod ports;
 mod preflight;
