@@ -45,6 +45,7 @@ const BUILT: &[&str] = &[
     "dcos-mesos-dns.service",
     "dcos-marathon.service",
     "dcos-metronome.service",
+    "dcos-cosmos.service",
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-mesos-slave.service",
@@ -195,6 +196,19 @@ pub async fn run_unit(
         "dcos-pkgpanda-api.service" => crate::pkgpanda::serve(config, shutdown)
             .await
             .map_err(failed),
+        // Only `/capabilities` so far; the package API is issue 23.
+        "dcos-cosmos.service" => {
+            let (_, binds) = binds()?;
+            dcos_cosmos::serve(
+                dcos_cosmos::Config {
+                    listen: at(binds.tcp(dcos_cosmos::API_PORT))?,
+                    admin: Some(at(binds.tcp(dcos_cosmos::ADMIN_PORT))?),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
         "dcos-history-service.service" => {
             let (_, binds) = binds()?;
             dcos_history::serve(

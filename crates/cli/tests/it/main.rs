@@ -2,6 +2,7 @@
 //! `dcos install`, and whole clusters in network namespaces (through `dcos-testkit`).
 
 mod adminrouter;
+mod capabilities;
 mod cluster;
 mod config;
 mod dns;
