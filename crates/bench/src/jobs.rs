@@ -16,18 +16,15 @@
 //!    run being seen ACTIVE through the API.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use dcos_mesos::api::{CommandInfo, Filters, Id, Resource, Scalar, TaskInfo, TaskState};
 use dcos_mesos::resources::Resources;
-use dcos_mesos::scheduler::{self, Accept, Acknowledge, CallBody, Decline, Event, Operation};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::{framework, percentile, Args, Kind, Param, Scenario};
+use crate::{percentile, Args, Kind, Param, Scenario};
 
 const TASK_CPUS: f64 = 0.01;
 const TASK_MEM: f64 = 32.0;
@@ -81,7 +78,8 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     let spec = crate::simulate::Spec::new(master.addr, resources, Duration::ZERO);
     let sim = crate::simulate::start(spec, agents).await?;
 
-    let peer = bare_framework(master.addr, runs).await?;
+    let peer = runs as f64
+        / crate::launch::bare_framework(&reqwest::Client::new(), master.addr, runs).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let dir = tempfile::tempdir()?;
@@ -309,91 +307,6 @@ fn ms(t: DateTime<Utc>, from: DateTime<Utc>) -> f64 {
         .num_microseconds()
         .unwrap_or(0) as f64
         / 1000.0
-}
-
-/// The minimal framework: `n` tasks launched as offers come; tasks per second from its
-/// subscription to the last TASK_RUNNING. Torn down afterwards.
-async fn bare_framework(master: SocketAddr, n: usize) -> anyhow::Result<f64> {
-    let client = reqwest::Client::new();
-    let (conn, mut events, _) =
-        scheduler::subscribe(&client, master, &framework("bench-bare")).await?;
-    let started = Instant::now();
-    let (mut launched, mut running) = (0usize, 0usize);
-    while running < n {
-        anyhow::ensure!(
-            started.elapsed() < GIVE_UP,
-            "the minimal framework saw {running} of {n} running"
-        );
-        let ev = tokio::time::timeout(Duration::from_secs(30), events.next()).await??;
-        match ev {
-            Event::Offers(offers) => {
-                let mut calls = Vec::new();
-                for offer in offers.offers {
-                    let r = Resources::from_api(&offer.resources).unwrap_or_default();
-                    let fit = ((r.cpus / TASK_CPUS).floor() as usize)
-                        .min((r.mem / TASK_MEM).floor() as usize)
-                        .min(n - launched);
-                    let tasks: Vec<TaskInfo> = (launched..launched + fit)
-                        .map(|i| bare_task(i, &offer.agent_id))
-                        .collect();
-                    launched += fit;
-                    calls.push(if tasks.is_empty() {
-                        CallBody::Decline(Decline {
-                            offer_ids: vec![offer.id],
-                            filters: Some(Filters {
-                                refuse_seconds: Some(3600.0),
-                            }),
-                        })
-                    } else {
-                        CallBody::Accept(Accept {
-                            offer_ids: vec![offer.id],
-                            operations: vec![Operation::launch(tasks)],
-                            filters: None,
-                        })
-                    });
-                }
-                futures::stream::iter(calls)
-                    .map(|call| conn.call(call))
-                    .buffer_unordered(CALLS_IN_FLIGHT)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<(), _>>()?;
-            }
-            Event::Update(update) => {
-                if update.status.state == TaskState::Running {
-                    running += 1;
-                }
-                if let Some(ack) = Acknowledge::of(&update.status) {
-                    conn.call(CallBody::Acknowledge(ack)).await?;
-                }
-            }
-            _ => {}
-        }
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    conn.call(CallBody::Teardown).await?;
-    Ok(rate)
-}
-
-fn bare_task(i: usize, agent_id: &Id) -> TaskInfo {
-    let scalar = |name: &str, value: f64| Resource {
-        name: name.into(),
-        kind: "SCALAR".into(),
-        scalar: Some(Scalar { value }),
-        ..Resource::default()
-    };
-    TaskInfo {
-        name: format!("bare-{i}"),
-        task_id: Id::new(format!("bare-{i}")),
-        agent_id: agent_id.clone(),
-        resources: vec![scalar("cpus", TASK_CPUS), scalar("mem", TASK_MEM)],
-        command: Some(CommandInfo {
-            value: Some("sleep 3600".into()),
-            ..CommandInfo::default()
-        }),
-        ..TaskInfo::default()
-    }
 }
 
 fn section(doc: &Value) -> String {

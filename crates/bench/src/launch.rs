@@ -41,12 +41,16 @@ const CALLS_IN_FLIGHT: usize = 32;
 /// The longest any one launch may take.
 const GIVE_UP: Duration = Duration::from_secs(540);
 
-/// The minimal framework: launches `instances` tasks as offers come, and returns the
-/// seconds from its first ACCEPT's decision to the last TASK_RUNNING.
-async fn bare_framework(rig: &Rig, instances: usize) -> anyhow::Result<f64> {
+/// The minimal framework, the same-run peer of the launch and jobs scenarios: launches
+/// `instances` tasks at `master` as offers come, and returns the seconds from its
+/// subscription to the last TASK_RUNNING. Torn down afterwards (the master kills its tasks).
+pub(crate) async fn bare_framework(
+    client: &reqwest::Client,
+    master: std::net::SocketAddr,
+    instances: usize,
+) -> anyhow::Result<f64> {
     let info = framework("bench-bare");
-    let master = format!("{}:5050", crate::rig::MASTER_IP).parse()?;
-    let (conn, mut events, _) = scheduler::subscribe(&rig.client, master, &info).await?;
+    let (conn, mut events, _) = scheduler::subscribe(client, master, &info).await?;
     let started = Instant::now();
     let (mut launched, mut running) = (0usize, 0usize);
     // Acknowledgements in flight at once, as Marathon bounds them: unbounded, 200,000 of
@@ -277,7 +281,8 @@ async fn one_run(agents: usize, instances: usize) -> anyhow::Result<Value> {
     let mut rig = Rig::start().await?;
     let registered = rig.simulate(agents).await?;
     tracing::info!(agents, registered, "agents registered");
-    let bare = bare_framework(&rig, instances).await?;
+    let master = format!("{}:5050", crate::rig::MASTER_IP).parse()?;
+    let bare = bare_framework(&rig.client, master, instances).await?;
     until_no_tasks(&rig).await?;
     tracing::info!(instances, bare, "minimal framework done");
     let marathon = marathon_launch(&rig, instances).await?;

@@ -63,7 +63,9 @@ pub(crate) fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         let base = args.url.trim_end_matches('/').to_string();
-        let call = |method, path: String, body| request(&client, &base, method, path, body);
+        let call = |method, path: String, body| {
+            crate::rest::request(&client, &COMPONENT, &base, method, path, body)
+        };
         match args.command {
             JobCommand::Add { file } => {
                 let text = if file.as_os_str() == "-" {
@@ -148,50 +150,12 @@ pub(crate) fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// One call to Metronome; a non-2xx answer becomes a user error with Metronome's message.
-async fn request(
-    client: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: String,
-    body: Option<Value>,
-) -> Result<Value, UserError> {
-    let mut req = client.request(method, format!("{base}{path}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.map_err(|e| {
-        UserError::new(format!("cannot reach Metronome at {base}: {e}"))
-            .hint("pass --url with Admin Router's address, e.g. http://10.0.0.2/service/metronome")
-    })?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(UserError::new(format!(
-            "Metronome answered {status}: {}",
-            body_message(&body)
-        )));
-    }
-    Ok(body)
-}
-
-fn body_message(body: &Value) -> String {
-    let mut text = body["message"].as_str().unwrap_or("").to_string();
-    for d in body["details"].as_array().into_iter().flatten() {
-        let errors: Vec<&str> = d["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        text.push_str(&format!(
-            "\n  {}: {}",
-            d["path"].as_str().unwrap_or(""),
-            errors.join("; ")
-        ));
-    }
-    text
-}
+/// The component this command talks to.
+const COMPONENT: crate::rest::Component = crate::rest::Component {
+    name: "Metronome",
+    unreachable_hint:
+        "pass --url with Admin Router's address, e.g. http://10.0.0.2/service/metronome",
+};
 
 fn jobs_table(jobs: &[JobInfo]) -> String {
     let mut table = Table::new();

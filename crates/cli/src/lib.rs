@@ -12,6 +12,7 @@ mod marathon;
 mod node;
 mod ports;
 mod preflight;
+mod rest;
 mod unit;
 
 /// A user error: the message says what is wrong; exit code 1.

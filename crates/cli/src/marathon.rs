@@ -48,7 +48,9 @@ pub(crate) fn run(args: MarathonArgs) -> anyhow::Result<ExitCode> {
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         let base = args.url.trim_end_matches('/').to_string();
-        let call = |method, path: String, body| request(&client, &base, method, path, body);
+        let call = |method, path: String, body| {
+            crate::rest::request(&client, &COMPONENT, &base, method, path, body)
+        };
         match args.command {
             MarathonCommand::App { command } => match command {
                 AppCommand::Add { file } => {
@@ -89,50 +91,11 @@ pub(crate) fn run(args: MarathonArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// One call to Marathon; a non-2xx answer becomes a user error with Marathon's message.
-async fn request(
-    client: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: String,
-    body: Option<Value>,
-) -> Result<Value, UserError> {
-    let mut req = client.request(method, format!("{base}{path}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.map_err(|e| {
-        UserError::new(format!("cannot reach Marathon at {base}: {e}"))
-            .hint("pass --url with a master's address, e.g. http://10.0.0.2:8080")
-    })?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(UserError::new(format!(
-            "Marathon answered {status}: {}",
-            body_message(&body)
-        )));
-    }
-    Ok(body)
-}
-
-fn body_message(body: &Value) -> String {
-    let mut text = body["message"].as_str().unwrap_or("").to_string();
-    // Invalid JSON carries the parser's line and column as a string.
-    if let Some(detail) = body["details"].as_str() {
-        text.push_str(&format!("\n  {detail}"));
-    }
-    if let Some(details) = body["details"].as_array() {
-        for d in details {
-            text.push_str(&format!(
-                "\n  {}: {}",
-                d["path"].as_str().unwrap_or(""),
-                d["errors"]
-            ));
-        }
-    }
-    text
-}
+/// The component this command talks to.
+const COMPONENT: crate::rest::Component = crate::rest::Component {
+    name: "Marathon",
+    unreachable_hint: "pass --url with a master's address, e.g. http://10.0.0.2:8080",
+};
 
 fn apps_table(apps: &Value) -> String {
     let mut table = Table::new();
@@ -211,14 +174,5 @@ mod tests {
             "{text}"
         );
         assert!(waiting(&queue, "/other").is_none());
-    }
-
-    #[test]
-    fn errors_show_marathon_details() {
-        let body = json!({"message": "Object is not valid", "details": [{"path": "/cpus", "errors": ["error.min"]}]});
-        assert_eq!(
-            body_message(&body),
-            "Object is not valid\n  /cpus: [\"error.min\"]"
-        );
     }
 }
