@@ -59,9 +59,7 @@ pub(crate) fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let client = crate::rest::client()?;
         let base = args.url.trim_end_matches('/').to_string();
         let call = |method, path: String, body| {
             crate::rest::request(&client, &COMPONENT, &base, method, path, body)

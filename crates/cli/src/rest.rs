@@ -14,6 +14,13 @@ pub(crate) struct Component {
     pub unreachable_hint: &'static str,
 }
 
+/// The client for these calls: none may take more than 30 s.
+pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+}
+
 /// One call: `method` on `base` + `path`, with `body` as JSON.
 pub(crate) async fn request(
     client: &reqwest::Client,

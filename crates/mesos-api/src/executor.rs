@@ -7,12 +7,12 @@
 //! Mesos answers with; [`Event`] reads and writes its own wire shape (the agent also keeps
 //! undelivered events in its checkpoints in that shape).
 
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::api::{wire_enum, ExecutorInfo, FrameworkInfo, Id, KillPolicy, Resource, TaskInfo};
 use crate::api::{TaskState, TaskStatus};
 use crate::scheduler::TaskGroupInfo;
+use crate::wire::tagged;
 
 wire_enum! {
     /// `executor::Call::Type`.
@@ -86,7 +86,7 @@ pub enum CallError {
 
 /// `Expecting '<field>' to be present`, Mesos' words for a missing field.
 fn expecting(field: &str) -> CallError {
-    CallError::Invalid(format!("Expecting '{field}' to be present"))
+    CallError::Invalid(crate::wire::expecting(field))
 }
 
 /// An id as sent: validated after parsing, so a missing and an invalid one are told apart.
@@ -185,17 +185,15 @@ impl CallBody {
 impl Serialize for Call {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.body.kind().as_str();
-        let field = kind.to_ascii_lowercase();
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("type", kind)?;
-        map.serialize_entry("framework_id", &self.framework_id)?;
-        map.serialize_entry("executor_id", &self.executor_id)?;
+        let ids = [
+            ("framework_id", &self.framework_id),
+            ("executor_id", &self.executor_id),
+        ];
         match &self.body {
-            CallBody::Subscribe(p) => map.serialize_entry(&field, p)?,
-            CallBody::Update(p) => map.serialize_entry(&field, p)?,
-            CallBody::Message(p) => map.serialize_entry(&field, p)?,
+            CallBody::Subscribe(p) => tagged(s, kind, &ids, Some(p)),
+            CallBody::Update(p) => tagged(s, kind, &ids, Some(p)),
+            CallBody::Message(p) => tagged(s, kind, &ids, Some(p)),
         }
-        map.end()
     }
 }
 
@@ -353,20 +351,16 @@ impl Event {
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind().as_str();
-        let field = kind.to_ascii_lowercase();
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("type", kind)?;
         match self {
-            Event::Subscribed(p) => map.serialize_entry(&field, p)?,
-            Event::Launch(p) => map.serialize_entry(&field, p)?,
-            Event::LaunchGroup(p) => map.serialize_entry(&field, p)?,
-            Event::Kill(p) => map.serialize_entry(&field, p)?,
-            Event::Acknowledged(p) => map.serialize_entry(&field, p)?,
-            Event::Message(p) => map.serialize_entry(&field, p)?,
-            Event::Error(p) => map.serialize_entry(&field, p)?,
-            Event::Shutdown | Event::Heartbeat => {}
+            Event::Subscribed(p) => tagged(s, kind, &[], Some(p)),
+            Event::Launch(p) => tagged(s, kind, &[], Some(p)),
+            Event::LaunchGroup(p) => tagged(s, kind, &[], Some(p)),
+            Event::Kill(p) => tagged(s, kind, &[], Some(p)),
+            Event::Acknowledged(p) => tagged(s, kind, &[], Some(p)),
+            Event::Message(p) => tagged(s, kind, &[], Some(p)),
+            Event::Error(p) => tagged(s, kind, &[], Some(p)),
+            Event::Shutdown | Event::Heartbeat => tagged::<S, ()>(s, kind, &[], None),
         }
-        map.end()
     }
 }
 

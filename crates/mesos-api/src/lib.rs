@@ -22,3 +22,4 @@ pub mod operator;
 pub mod recordio;
 pub mod resources;
 pub mod scheduler;
+mod wire;

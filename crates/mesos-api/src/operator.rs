@@ -2,11 +2,11 @@
 //! the [`Response`] it gets, and the [`Event`]s of its SUBSCRIBE stream. On the wire each is
 //! `{"type": "GET_STATE", "get_state": {..}}`, as the scheduler API's calls and events.
 
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::api::{wire_enum, Attribute, FrameworkInfo, Id, Resource, TaskState, TaskStatus};
+use crate::wire::tagged;
 
 wire_enum! {
     /// `master::Call::Type` (Mesos 1.5, and the later types so that they are told apart
@@ -132,22 +132,8 @@ impl Call {
 
 impl Serialize for Call {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        tagged::<S, ()>(s, self.kind.as_str(), None)
+        tagged::<S, ()>(s, self.kind.as_str(), &[], None)
     }
-}
-
-/// `{"type": kind, "<kind in lower case>": payload}`.
-fn tagged<S: Serializer, P: Serialize + ?Sized>(
-    s: S,
-    kind: &str,
-    payload: Option<&P>,
-) -> Result<S::Ok, S::Error> {
-    let mut map = s.serialize_map(None)?;
-    map.serialize_entry("type", kind)?;
-    if let Some(payload) = payload {
-        map.serialize_entry(&kind.to_ascii_lowercase(), payload)?;
-    }
-    map.end()
 }
 
 /// A point in time, in nanoseconds since the epoch.
@@ -402,14 +388,14 @@ impl Serialize for Response {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind().as_str();
         match self {
-            Response::GetHealth(p) => tagged(s, kind, Some(p)),
-            Response::GetFlags(p) => tagged(s, kind, Some(p)),
-            Response::GetVersion(p) => tagged(s, kind, Some(p)),
-            Response::GetState(p) => tagged(s, kind, Some(p)),
-            Response::GetAgents(p) => tagged(s, kind, Some(p)),
-            Response::GetFrameworks(p) => tagged(s, kind, Some(p)),
-            Response::GetTasks(p) => tagged(s, kind, Some(p)),
-            Response::GetMaster(p) => tagged(s, kind, Some(p)),
+            Response::GetHealth(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetFlags(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetVersion(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetState(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetAgents(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetFrameworks(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetTasks(p) => tagged(s, kind, &[], Some(p)),
+            Response::GetMaster(p) => tagged(s, kind, &[], Some(p)),
         }
     }
 }
@@ -580,14 +566,14 @@ impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind().as_str();
         match self {
-            Event::Subscribed(p) => tagged(s, kind, Some(p)),
-            Event::TaskAdded(p) => tagged(s, kind, Some(p)),
-            Event::TaskUpdated(p) => tagged(s, kind, Some(p)),
-            Event::AgentAdded(p) => tagged(s, kind, Some(p)),
-            Event::AgentRemoved(p) => tagged(s, kind, Some(p)),
-            Event::FrameworkAdded(p) | Event::FrameworkUpdated(p) => tagged(s, kind, Some(p)),
-            Event::FrameworkRemoved(p) => tagged(s, kind, Some(p)),
-            Event::Heartbeat => tagged::<S, ()>(s, kind, None),
+            Event::Subscribed(p) => tagged(s, kind, &[], Some(p)),
+            Event::TaskAdded(p) => tagged(s, kind, &[], Some(p)),
+            Event::TaskUpdated(p) => tagged(s, kind, &[], Some(p)),
+            Event::AgentAdded(p) => tagged(s, kind, &[], Some(p)),
+            Event::AgentRemoved(p) => tagged(s, kind, &[], Some(p)),
+            Event::FrameworkAdded(p) | Event::FrameworkUpdated(p) => tagged(s, kind, &[], Some(p)),
+            Event::FrameworkRemoved(p) => tagged(s, kind, &[], Some(p)),
+            Event::Heartbeat => tagged::<S, ()>(s, kind, &[], None),
         }
     }
 }

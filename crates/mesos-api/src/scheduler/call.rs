@@ -3,10 +3,10 @@
 //! intermediate tree) and refuses what the protocol does not have; [`Call`]'s `Serialize`
 //! writes the same shape.
 
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::api::{wire_enum, ExecutorInfo, Filters, FrameworkInfo, Id, Resource, TaskInfo};
+use crate::wire::{expecting, tagged};
 
 wire_enum! {
     /// `scheduler::Call::Type`.
@@ -302,24 +302,6 @@ impl Operation {
     }
 }
 
-/// `{"type": .., "<type>": payload}` for a payload-less or a payload variant.
-pub(super) fn tagged<S: Serializer, P: Serialize + ?Sized>(
-    s: S,
-    framework_id: Option<&Id>,
-    kind: &str,
-    payload: Option<(&str, &P)>,
-) -> Result<S::Ok, S::Error> {
-    let mut map = s.serialize_map(None)?;
-    map.serialize_entry("type", kind)?;
-    if let Some(id) = framework_id {
-        map.serialize_entry("framework_id", id)?;
-    }
-    if let Some((field, payload)) = payload {
-        map.serialize_entry(field, payload)?;
-    }
-    map.end()
-}
-
 /// The payload field a type carries: its name in lower case.
 fn field_of(kind: &'static str) -> String {
     kind.to_ascii_lowercase()
@@ -327,15 +309,14 @@ fn field_of(kind: &'static str) -> String {
 
 impl Serialize for Operation {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let field = field_of(self.kind().as_str());
         match self {
-            Operation::Launch(p) => tagged(s, None, self.kind().as_str(), Some((&field, p))),
-            Operation::LaunchGroup(p) => tagged(s, None, self.kind().as_str(), Some((&field, p))),
+            Operation::Launch(p) => tagged(s, self.kind().as_str(), &[], Some(p)),
+            Operation::LaunchGroup(p) => tagged(s, self.kind().as_str(), &[], Some(p)),
             Operation::Reserve(p) | Operation::Unreserve(p) => {
-                tagged(s, None, self.kind().as_str(), Some((&field, p)))
+                tagged(s, self.kind().as_str(), &[], Some(p))
             }
             Operation::Create(p) | Operation::Destroy(p) => {
-                tagged(s, None, self.kind().as_str(), Some((&field, p)))
+                tagged(s, self.kind().as_str(), &[], Some(p))
             }
         }
     }
@@ -351,11 +332,6 @@ struct RawOperation {
     unreserve: Option<Resources>,
     create: Option<Volumes>,
     destroy: Option<Volumes>,
-}
-
-/// `Expecting '<field>' to be present`, Mesos' words for a type without its payload.
-pub(super) fn expecting(field: &str) -> String {
-    format!("Expecting '{field}' to be present")
 }
 
 impl TryFrom<RawOperation> for Operation {
@@ -409,23 +385,24 @@ impl CallBody {
 impl Serialize for Call {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.body.kind().as_str();
-        let field = field_of(kind);
-        let id = self.framework_id.as_ref();
-        let none: Option<(&str, &())> = None;
+        let id = self.framework_id.as_ref().map(|i| ("framework_id", i));
+        let ids = id.as_slice();
         match &self.body {
-            CallBody::Subscribe(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Teardown | CallBody::Revive | CallBody::Suppress => tagged(s, id, kind, none),
-            CallBody::Accept(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Decline(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::AcceptInverseOffers(p) | CallBody::DeclineInverseOffers(p) => {
-                tagged(s, id, kind, Some((&field, p)))
+            CallBody::Subscribe(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Teardown | CallBody::Revive | CallBody::Suppress => {
+                tagged::<S, ()>(s, kind, ids, None)
             }
-            CallBody::Kill(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Shutdown(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Acknowledge(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Reconcile(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Message(p) => tagged(s, id, kind, Some((&field, p))),
-            CallBody::Request(p) => tagged(s, id, kind, Some((&field, p))),
+            CallBody::Accept(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Decline(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::AcceptInverseOffers(p) | CallBody::DeclineInverseOffers(p) => {
+                tagged(s, kind, ids, Some(p))
+            }
+            CallBody::Kill(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Shutdown(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Acknowledge(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Reconcile(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Message(p) => tagged(s, kind, ids, Some(p)),
+            CallBody::Request(p) => tagged(s, kind, ids, Some(p)),
         }
     }
 }

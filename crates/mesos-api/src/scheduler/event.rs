@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::api::{wire_enum, AllocationInfo, Attribute, Id, Resource, TaskStatus};
 
-use super::call::{expecting, tagged};
+use crate::wire::{expecting, tagged};
 
 wire_enum! {
     /// `scheduler::Event::Type`.
@@ -233,20 +233,18 @@ impl Event {
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind().as_str();
-        let field = kind.to_ascii_lowercase();
-        let none: Option<(&str, &())> = None;
         match self {
-            Event::Subscribed(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Offers(p) => tagged(s, None, kind, Some((&field, p))),
+            Event::Subscribed(p) => tagged(s, kind, &[], Some(p)),
+            Event::Offers(p) => tagged(s, kind, &[], Some(p)),
             Event::InverseOffers(p) | Event::RescindInverseOffer(p) => {
-                tagged(s, None, kind, Some((&field, p)))
+                tagged(s, kind, &[], Some(p))
             }
-            Event::Rescind(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Update(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Message(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Failure(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Error(p) => tagged(s, None, kind, Some((&field, p))),
-            Event::Heartbeat => tagged(s, None, kind, none),
+            Event::Rescind(p) => tagged(s, kind, &[], Some(p)),
+            Event::Update(p) => tagged(s, kind, &[], Some(p)),
+            Event::Message(p) => tagged(s, kind, &[], Some(p)),
+            Event::Failure(p) => tagged(s, kind, &[], Some(p)),
+            Event::Error(p) => tagged(s, kind, &[], Some(p)),
+            Event::Heartbeat => tagged::<S, ()>(s, kind, &[], None),
         }
     }
 }
