@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod discovery;
 pub mod pages;
 pub mod proxy;
@@ -78,6 +79,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// How long a client may take to send a request's head ([`HEADER_TIMEOUT`]).
     pub header_timeout: Duration,
+    /// Whether guarded routes ask a login ([`routes::guard`]).
+    pub security: dcos_iam::api::SecurityMode,
 }
 
 /// Admin Router's rows in the port contract on a node of one role.
@@ -122,6 +125,7 @@ fn upstream_row(f: Fixed, role: Role) -> Option<(&'static str, NodeRole, u16)> {
         Fixed::Cosmos => ("dcos-cosmos.service", NodeRole::Master, 7070),
         Fixed::Iam => ("dcos-bouncer.service", NodeRole::Master, 8101),
         Fixed::LocalAgent => ("dcos-mesos-slave.service", NodeRole::Agent, 5051),
+        Fixed::Ca => ("dcos-ca.service", NodeRole::Master, 8888),
         Fixed::Health | Fixed::Pkgpanda | Fixed::Logs | Fixed::Metrics => return None,
     })
 }
@@ -162,6 +166,7 @@ impl Config {
             Fixed::Net,
             Fixed::Cosmos,
             Fixed::Iam,
+            Fixed::Ca,
             Fixed::Health,
             Fixed::Pkgpanda,
             Fixed::Logs,
@@ -217,6 +222,7 @@ impl Config {
             units: Vec::new(),
             upstream_timeout: Duration::from_secs(60),
             header_timeout: HEADER_TIMEOUT,
+            security: dcos_iam::api::SecurityMode::default(),
         }
     }
 }
@@ -243,6 +249,8 @@ pub struct Router {
     config: Config,
     proxy: Proxy,
     discovery: Discovery,
+    /// The token checker, when logins are asked for.
+    auth: Option<auth::Auth>,
 }
 
 /// Where a routed request goes, once the cluster's state is consulted.
@@ -252,6 +260,8 @@ enum Target {
         path: String,
         /// The prefix `Location` headers are moved under, and whether always.
         location_prefix: Option<(String, bool)>,
+        /// The service's resource, for a service found by name.
+        service: Option<String>,
     },
     Answer(Response<Body>),
 }
@@ -265,7 +275,12 @@ impl Router {
                 .unwrap_or(SocketAddr::new(config.node_ip, 0)),
         };
         let (marathon, mesos_dns) = (tcp(Fixed::Marathon), tcp(Fixed::MesosDns));
+        let auth = config
+            .security
+            .enabled()
+            .then(|| auth::Auth::new(tcp(Fixed::Iam)));
         Router {
+            auth,
             proxy: Proxy::new(config.upstream_timeout),
             discovery: Discovery::new(config.node_ip, config.masters.clone(), marathon, mesos_dns),
             config,
@@ -294,10 +309,6 @@ impl Router {
             }
             Local::UiConfig => json_response(&pages::ui_config(&c.cluster_id)),
             Local::BuildInfo => no_cache(json_response(&pages::buildinfo(&c.units))),
-            // No login providers: the open cluster's IAM has no such route.
-            Local::AuthProviders => {
-                respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n")
-            }
             Local::Index => {
                 let snap = self.discovery.snapshot().await.ok();
                 respond(
@@ -320,6 +331,7 @@ impl Router {
             upstream,
             path,
             location_prefix: None,
+            service: None,
         };
         let unavailable =
             |detail: &str| Target::Answer(resolver_error(StatusCode::SERVICE_UNAVAILABLE, detail));
@@ -354,6 +366,7 @@ impl Router {
                     upstream: self.fixed(f),
                     path,
                     location_prefix: prefix,
+                    service: None,
                 }
             }
             Route::MesosLeader(path) => match self.discovery.snapshot().await {
@@ -415,6 +428,10 @@ impl Router {
                             upstream: Upstream::Tcp(service.addr),
                             path,
                             location_prefix: Some((prefix, false)),
+                            service: Some(format!(
+                                "dcos:adminrouter:service:{}",
+                                segments[..n].join("/")
+                            )),
                         }
                     }
                     Ok(None) => {
@@ -470,13 +487,26 @@ impl Router {
             Ok(path) => {
                 let route = routes::route(self.config.role, &path);
                 let label = route_label(&route);
+                let guard = routes::guard(self.config.role, &path, &route);
+                // Who calls is known before anything is looked up: an unknown service is a
+                // 404 only for a caller who has logged in.
+                let caller = match self.authenticate(&guard, req.headers()).await {
+                    Ok(c) => c,
+                    Err(resp) => return self.logged(peer, &method, &raw, label, "", started, resp),
+                };
+                let mut req = req;
+                auth::forward_headers(req.headers_mut(), caller.as_ref());
                 match self.target(route, &method).await {
                     Target::Answer(resp) => (label, String::new(), resp),
                     Target::Upstream {
                         upstream,
                         path,
                         location_prefix,
+                        service,
                     } => {
+                        if let Err(resp) = self.authorize(&guard, caller.as_ref(), service).await {
+                            return self.logged(peer, &method, &raw, label, "", started, resp);
+                        }
                         let name = upstream.to_string();
                         let resp = match self
                             .proxy
@@ -499,6 +529,21 @@ impl Router {
                 }
             }
         };
+        self.logged(peer, &method, &raw, label, &upstream_name, started, resp)
+    }
+
+    /// Logs a request's outcome (target `access`) and gives its response.
+    #[allow(clippy::too_many_arguments)]
+    fn logged(
+        &self,
+        peer: SocketAddr,
+        method: &Method,
+        raw: &str,
+        label: String,
+        upstream_name: &str,
+        started: Instant,
+        resp: Response<Body>,
+    ) -> Response<Body> {
         tracing::info!(
             target: "access",
             %peer, %method, path = %raw, route = %label, upstream = %upstream_name,
@@ -506,6 +551,57 @@ impl Router {
             "request"
         );
         resp
+    }
+
+    /// The caller of a guarded request, or the 401 (or 503) that answers it.
+    async fn authenticate(
+        &self,
+        guard: &routes::Guard,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Option<auth::Caller>, Response<Body>> {
+        let Some(checker) = &self.auth else {
+            return Ok(None);
+        };
+        if *guard == routes::Guard::Open {
+            // An open route still passes a caller's token on.
+            return Ok(checker.authenticate(headers).await.ok());
+        }
+        checker.authenticate(headers).await.map(Some).map_err(denied)
+    }
+
+    /// Lets an authenticated request through its guard's resource, or the 403.
+    async fn authorize(
+        &self,
+        guard: &routes::Guard,
+        caller: Option<&auth::Caller>,
+        service: Option<String>,
+    ) -> Result<(), Response<Body>> {
+        let (Some(checker), Some(caller)) = (&self.auth, caller) else {
+            return Ok(());
+        };
+        let rid = match guard {
+            routes::Guard::Open | routes::Guard::LoggedIn => return Ok(()),
+            routes::Guard::Resource(rid) => rid.to_string(),
+            routes::Guard::Service => match service {
+                Some(rid) => rid,
+                None => return Ok(()),
+            },
+            routes::Guard::OwnPermissions(uid) if *uid == caller.uid => return Ok(()),
+            routes::Guard::OwnPermissions(_) => routes::ACS.to_string(),
+        };
+        checker.authorize(&caller.uid, &rid).await.map_err(denied)
+    }
+}
+
+/// The answer to a request that is not let through.
+fn denied(why: auth::Denied) -> Response<Body> {
+    match why {
+        auth::Denied::Unauthenticated => pages::unauthorized(),
+        auth::Denied::Forbidden => pages::forbidden(),
+        auth::Denied::Unavailable => resolver_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the IAM cannot be reached to check this request.",
+        ),
     }
 }
 

@@ -43,6 +43,30 @@ pub fn nginx_page(status: StatusCode, title: &str) -> Response<Body> {
     respond(status, "text/html", body)
 }
 
+/// The 401 of a guarded route without a valid login: `WWW-Authenticate: acsjwt` and the web
+/// UI's page, which sends a browser to the login and back.
+pub fn unauthorized() -> Response<Body> {
+    let body = "<!DOCTYPE html>\n<html>\n<head><title>Unauthorized</title></head>\n<body>\n\
+        <p>Authentication is required to reach this page. Redirecting to the login page.</p>\n\
+        <script>window.location = '/#/login?redirect=' + \
+        encodeURIComponent(window.location.pathname + window.location.search);</script>\n\
+        </body>\n</html>\n";
+    let mut resp = respond(StatusCode::UNAUTHORIZED, "text/html; charset=UTF-8", body);
+    resp.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(dcos_iam::api::AUTH_SCHEME),
+    );
+    resp
+}
+
+/// The 403 of a logged-in caller without the permission a route needs.
+pub fn forbidden() -> Response<Body> {
+    let body = "<!DOCTYPE html>\n<html>\n<head><title>Access denied</title></head>\n<body>\n\
+        <h1>403 Forbidden</h1>\n<p>You do not have permission to access this resource. \
+        Ask your cluster administrator for it.</p>\n</body>\n</html>\n";
+    respond(StatusCode::FORBIDDEN, "text/html; charset=UTF-8", body)
+}
+
 /// An error from one of the router's resolvers: `"<code> <reason>: <detail>\n"`.
 pub fn resolver_error(status: StatusCode, detail: &str) -> Response<Body> {
     let body = format!(

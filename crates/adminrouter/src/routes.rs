@@ -30,6 +30,8 @@ pub enum Fixed {
     Metrics,
     /// The local Mesos agent (5051), on agents.
     LocalAgent,
+    /// The cluster CA's API (127.0.0.1:8888).
+    Ca,
 }
 
 /// Where a request goes.
@@ -105,8 +107,6 @@ pub enum Local {
     UiConfig,
     /// `/pkgpanda/active.buildinfo.full.json`.
     BuildInfo,
-    /// `/acs/api/v1/auth/providers`: no login providers in an open cluster.
-    AuthProviders,
 }
 
 /// The node role whose locations apply.
@@ -188,7 +188,7 @@ fn location(role: Role, path_and_query: &str) -> Route {
         "/" | "/index.html" => return local(Local::Index),
         "/metadata" => return local(Local::Metadata),
         "/dcos-metadata/ui-config.json" => return local(Local::UiConfig),
-        "/acs/api/v1/auth/providers" => return local(Local::AuthProviders),
+        "/ca/dcos-ca.crt" => return Route::Fixed(Fixed::Ca, path_and_query.into()),
         "/marathon" => return Route::Redirect(307, "/marathon/".into()),
         "/capabilities" => return Route::Fixed(Fixed::Cosmos, path_and_query.into()),
         _ => {}
@@ -208,8 +208,16 @@ fn location(role: Role, path_and_query: &str) -> Route {
             return Route::Fixed(fixed, rest);
         }
     }
+    // The IAM's internal API (the policy query) is for Admin Router alone.
+    if at_or_below(path, "/acs/api/v1/internal") {
+        return Route::NotFound;
+    }
     // Prefixes whose component sees the whole path.
-    for (prefix, fixed) in [("/package/", Fixed::Cosmos), ("/acs/api/v1/", Fixed::Iam)] {
+    for (prefix, fixed) in [
+        ("/package/", Fixed::Cosmos),
+        ("/acs/api/v1/", Fixed::Iam),
+        ("/ca/api/v2/", Fixed::Ca),
+    ] {
         if path.starts_with(prefix) {
             return Route::Fixed(fixed, path_and_query.to_string());
         }
@@ -279,6 +287,84 @@ fn location(role: Role, path_and_query: &str) -> Route {
         return Route::Service(segments, tail.ends_with('/'), query.to_string());
     }
     Route::NotFound
+}
+
+/// What a request must show before Admin Router passes it on, when logins are asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Nothing: the login itself, the version, the UI's files, the CA's certificate.
+    Open,
+    /// A valid token.
+    LoggedIn,
+    /// A valid token whose account has `full` on this resource.
+    Resource(&'static str),
+    /// A valid token whose account has `full` on `dcos:adminrouter:service:<name>`, the
+    /// name known once the service is found.
+    Service,
+    /// An account's own permissions: free for that account, else as [`Guard::Resource`] of
+    /// the IAM.
+    OwnPermissions(String),
+}
+
+/// The IAM's resource, which guards its management API.
+pub const ACS: &str = "dcos:adminrouter:acs";
+
+/// The guard of `route`, reached by the normalised `path_and_query`, as DC/OS Enterprise's
+/// Admin Router guards its locations. An agent's router asks nothing, as in open-source
+/// DC/OS: it is reached from the cluster's network only.
+pub fn guard(role: Role, path_and_query: &str, route: &Route) -> Guard {
+    use Guard::{LoggedIn, Open, Resource};
+    if role == Role::Agent {
+        return Open;
+    }
+    let path = path_and_query.split('?').next().unwrap_or("");
+    match route {
+        Route::Local(Local::Version | Local::UiConfig | Local::Index) => Open,
+        Route::Local(Local::Metadata) => LoggedIn,
+        Route::Local(Local::BuildInfo) => Resource("dcos:adminrouter:ops:metadata"),
+        Route::Redirect(..) | Route::NotFound | Route::Forbidden => Open,
+        Route::Service(..) => Guard::Service,
+        Route::MesosLeader(_) => Resource("dcos:adminrouter:ops:mesos"),
+        Route::Agent(..) | Route::Fixed(Fixed::LocalAgent, _) => {
+            Resource("dcos:adminrouter:ops:slave")
+        }
+        Route::AgentRouter(..) | Route::LeaderRouter(..) => LoggedIn,
+        Route::Fixed(fixed, _) => match fixed {
+            Fixed::Iam => {
+                if at_or_below(path, "/acs/api/v1/auth") {
+                    return Open;
+                }
+                let own = path
+                    .strip_prefix("/acs/api/v1/users/")
+                    .and_then(|rest| rest.strip_suffix("/permissions"))
+                    .filter(|uid| !uid.is_empty() && !uid.contains('/'));
+                match own {
+                    Some(uid) => Guard::OwnPermissions(uid.to_string()),
+                    None => Resource(ACS),
+                }
+            }
+            Fixed::Ca => match path {
+                "/ca/dcos-ca.crt" | "/ca/api/v2/info" => Open,
+                "/ca/api/v2/newcert" | "/ca/api/v2/newkey" | "/ca/api/v2/sign" => {
+                    Resource("dcos:adminrouter:ops:ca:rw")
+                }
+                _ => Resource("dcos:adminrouter:ops:ca:ro"),
+            },
+            Fixed::Cosmos if path == "/capabilities" => LoggedIn,
+            Fixed::Cosmos => Resource("dcos:adminrouter:package"),
+            Fixed::Marathon => Resource("dcos:adminrouter:service:marathon"),
+            Fixed::MesosDns => Resource("dcos:adminrouter:ops:mesos-dns"),
+            Fixed::Exhibitor if path == "/exhibitor/exhibitor/v1/cluster/status" => Open,
+            Fixed::Exhibitor => Resource("dcos:adminrouter:ops:exhibitor"),
+            Fixed::History => Resource("dcos:adminrouter:ops:historyservice"),
+            Fixed::Net => LoggedIn,
+            Fixed::Health => Resource("dcos:adminrouter:ops:system-health"),
+            Fixed::Pkgpanda => Resource("dcos:adminrouter:ops:pkgpanda"),
+            Fixed::Logs => Resource("dcos:adminrouter:ops:system-logs"),
+            Fixed::Metrics => Resource("dcos:adminrouter:ops:system-metrics"),
+            Fixed::LocalAgent => Resource("dcos:adminrouter:ops:slave"),
+        },
+    }
 }
 
 /// The path a service sees when its name took the first `n` of `segments`.
@@ -489,6 +575,52 @@ mod tests {
             route(Role::Master, "/agent/S1/api/v1"),
             Route::Agent("S1".into(), "/api/v1".into())
         );
+    }
+
+    #[test]
+    fn locations_are_guarded_as_dcos_enterprise_guards_them() {
+        let g = |p: &str| guard(Role::Master, p, &route(Role::Master, p));
+        for open in [
+            "/acs/api/v1/auth/login",
+            "/acs/api/v1/auth/jwks",
+            "/dcos-metadata/dcos-version.json",
+            "/dcos-metadata/ui-config.json",
+            "/",
+            "/ca/dcos-ca.crt",
+            "/exhibitor/exhibitor/v1/cluster/status",
+            "/mesos",
+        ] {
+            assert_eq!(g(open), Guard::Open, "{open}");
+        }
+        for (path, rid) in [
+            ("/mesos/master/state", "dcos:adminrouter:ops:mesos"),
+            ("/mesos_dns/v1/config", "dcos:adminrouter:ops:mesos-dns"),
+            ("/acs/api/v1/users", ACS),
+            ("/acs/api/v1/users/a/b/permissions", ACS),
+            ("/package/list", "dcos:adminrouter:package"),
+            ("/cosmos/service/describe", "dcos:adminrouter:package"),
+            ("/agent/S1/files/read", "dcos:adminrouter:ops:slave"),
+            ("/system/health/v1", "dcos:adminrouter:ops:system-health"),
+            ("/ca/api/v2/sign", "dcos:adminrouter:ops:ca:rw"),
+            ("/ca/api/v2/bundle", "dcos:adminrouter:ops:ca:ro"),
+            ("/pkgpanda/active.buildinfo.full.json", "dcos:adminrouter:ops:metadata"),
+        ] {
+            assert_eq!(g(path), Guard::Resource(rid), "{path}");
+        }
+        assert_eq!(g("/service/marathon/v2/apps"), Guard::Service);
+        assert_eq!(g("/marathon/v2/apps"), Guard::Service);
+        assert_eq!(g("/metadata"), Guard::LoggedIn);
+        assert_eq!(g("/capabilities"), Guard::LoggedIn);
+        assert_eq!(
+            g("/acs/api/v1/users/alice/permissions"),
+            Guard::OwnPermissions("alice".into())
+        );
+        // The policy query is Admin Router's own.
+        assert_eq!(
+            route(Role::Master, "/acs/api/v1/internal/policyquery?uid=a"),
+            Route::NotFound
+        );
+        assert_eq!(guard(Role::Agent, "/files/read", &route(Role::Agent, "/files/read")), Guard::Open);
     }
 
     #[test]

@@ -43,6 +43,10 @@ enum ClusterCommand {
         /// `dcos image push <dir|tar> <master-ip>:5000/<repo>:<tag>`.
         #[arg(long)]
         registry: bool,
+        /// What the cluster asks of its callers: `permissive` (Admin Router asks a login),
+        /// `strict` (the components' own APIs too) or `disabled` (no logins).
+        #[arg(long, default_value = "permissive", value_parser = ["disabled", "permissive", "strict"])]
+        security: String,
     },
     /// Stop a cluster and remove every process, namespace, bridge and veth it made.
     Down {
@@ -68,7 +72,10 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             name,
             timeout,
             registry,
+            security,
         } => {
+            let security = dcos_iam::api::SecurityMode::parse(&security)
+                .ok_or_else(|| UserError::new(format!("unknown security mode {security:?}")))?;
             let store = match store.as_deref() {
                 Some("zookeeper") => Some(StoreBackend::Zookeeper),
                 Some(_) => Some(StoreBackend::Embedded),
@@ -84,6 +91,7 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 state_dir: state_dir.clone(),
                 timeout: Duration::from_secs(timeout),
                 registry,
+                security,
             };
             let record = cluster::up(&spec, |line| eprintln!("{line}")).map_err(|e| match e {
                 cluster::Error::Invalid(m) => anyhow::Error::new(UserError::new(m)),
@@ -106,6 +114,20 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                     "node status:  dcos node status --config {}",
                     m.config.display()
                 );
+            }
+            if let Some(c) = cluster::superuser(&record) {
+                // Shown once; the file keeps it for the cluster's owner.
+                println!("superuser:    {} / {}", c.uid, c.password);
+                if let Some(base) = crate::iam::router_url(&record) {
+                    let body = serde_json::json!({"uid": c.uid, "password": c.password});
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    match runtime.block_on(crate::iam::login(&base, &state_dir, &record, body)) {
+                        Ok(uid) => println!("logged in as {uid} (`dcos auth logout` forgets it)"),
+                        Err(e) => eprintln!("could not log in as {}: {e:#}", c.uid),
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cluster;
 mod image;
 mod install;
+mod iam;
 mod job;
 mod marathon;
 mod node;
@@ -75,6 +76,14 @@ enum Command {
     Image(image::ImageArgs),
     /// DC/OS Jobs (a client of Metronome's REST API).
     Job(job::JobArgs),
+    /// Log in to a cluster, log out, and who you are.
+    Auth(iam::AuthArgs),
+    /// Users who log in with a password.
+    User(iam::UserArgs),
+    /// Service accounts, which log in with a key.
+    ServiceAccount(iam::ServiceAccountArgs),
+    /// Who may take which action on which resource.
+    Acl(iam::AclArgs),
     /// PID 1 of a task's container, started by the agent (not for people).
     #[command(hide = true)]
     ContainerInit {
@@ -118,6 +127,10 @@ pub fn main() -> ExitCode {
         Command::Marathon(args) => marathon::run(args),
         Command::Image(args) => image::run(args),
         Command::Job(args) => job::run(args),
+        Command::Auth(args) => iam::run_auth(args),
+        Command::User(args) => iam::run_user(args),
+        Command::ServiceAccount(args) => iam::run_service_account(args),
+        Command::Acl(args) => iam::run_acl(args),
         Command::ContainerInit {
             spec,
             exec_in,

@@ -27,7 +27,7 @@ pub(crate) struct PreflightArgs {
 
 pub(crate) fn run(args: PreflightArgs) -> anyhow::Result<ExitCode> {
     let ip = args.ip.unwrap_or_else(dcos_ports::preflight::detect_ip);
-    let rows = rows_for(args.role).filter(|r| args.enterprise || !r.enterprise);
+    let rows = rows_for(args.role).filter(|r| args.enterprise || r.served());
     let report = preflight::check_rows(args.role, ip, rows);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -14,10 +14,24 @@ pub(crate) struct Component {
     pub unreachable_hint: &'static str,
 }
 
-/// The client for these calls: none may take more than 30 s.
+/// The client for these calls: none may take more than 30 s; each sends the login's token
+/// (`DCOS_ACS_TOKEN`, else the current cluster's), as `Authorization: token=`.
 pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
+    client_with(crate::iam::stored_token(None))
+}
+
+/// The client for these calls, sending `token` if there is one.
+pub(crate) fn client_with(token: Option<String>) -> reqwest::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("token={token}")) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+    }
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
+        .default_headers(headers)
         .build()
 }
 
@@ -41,11 +55,18 @@ pub(crate) async fn request(
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        return Err(UserError::new(format!(
+        let error = UserError::new(format!(
             "{} answered {status}: {}",
             component.name,
             body_message(&body)
-        )));
+        ));
+        return Err(match status {
+            reqwest::StatusCode::UNAUTHORIZED => error.hint("log in with `dcos auth login`"),
+            reqwest::StatusCode::FORBIDDEN => {
+                error.hint("your account lacks the permission; a superuser can `dcos acl grant` it")
+            }
+            _ => error,
+        });
     }
     Ok(body)
 }
@@ -53,7 +74,12 @@ pub(crate) async fn request(
 /// The message of an error body, with each of its `details` (`path: errors`) on a line; a
 /// string `details` (invalid JSON: the parser's position) as it is.
 pub(crate) fn body_message(body: &Value) -> String {
-    let mut text = body["message"].as_str().unwrap_or("").to_string();
+    // Marathon and Metronome say `message`, the IAM `description`.
+    let mut text = body["message"]
+        .as_str()
+        .or_else(|| body["description"].as_str())
+        .unwrap_or("")
+        .to_string();
     if let Some(detail) = body["details"].as_str() {
         text.push_str(&format!("\n  {detail}"));
     }

@@ -40,6 +40,8 @@ pub struct Spec {
     pub timeout: Duration,
     /// Run the cluster-local image registry on every master.
     pub registry: bool,
+    /// What the cluster asks of its callers; unless `disabled`, a bootstrap superuser is made.
+    pub security: dcos_iam::api::SecurityMode,
 }
 
 /// A recorded cluster.
@@ -59,6 +61,9 @@ pub struct Record {
     /// The cluster's id.
     #[serde(default)]
     pub cluster_id: Option<String>,
+    /// The bootstrap superuser's credentials (readable by the cluster's owner only).
+    #[serde(default)]
+    pub superuser: Option<PathBuf>,
 }
 
 /// A recorded node.
@@ -237,6 +242,7 @@ pub fn up(spec: &Spec, mut progress: impl FnMut(&str)) -> Result<Record, Error> 
         nodes: Vec::new(),
         ca_cert: None,
         cluster_id: Some(uuid::Uuid::new_v4().to_string()),
+        superuser: None,
     };
     let mut roles: Vec<(String, &str)> = Vec::new();
     if isolated {
@@ -330,6 +336,18 @@ fn bring_up(
     let ca_cert = dcos_tls::create_ca(&ca_dir, &spec.name).map_err(std::io::Error::other)?;
     progress(&format!("cluster CA: {}", ca_cert.display()));
     record.ca_cert = Some(ca_cert);
+    let superuser = match spec.security.enabled() {
+        true => {
+            let (path, hash) = make_superuser(&spec.state_dir.join(&spec.name))?;
+            progress(&format!(
+                "bootstrap superuser {BOOTSTRAP_UID}: credentials in {} (root only)",
+                path.display()
+            ));
+            record.superuser = Some(path);
+            Some(hash)
+        }
+        false => None,
+    };
     for node in &mut record.nodes {
         fs_err::create_dir_all(&node.work_dir)?;
         let config = NodeConfig {
@@ -341,6 +359,9 @@ fn bring_up(
             ip: Some(node.ip),
             work_dir: node.work_dir.clone(),
             registry: spec.registry && node.role.contains("master"),
+            security: spec.security,
+            superuser_username: superuser.as_ref().map(|_| BOOTSTRAP_UID.to_string()),
+            superuser_password_hash: superuser.clone(),
             ..NodeConfig::default()
         };
         let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;
@@ -388,6 +409,45 @@ fn bring_up(
         ));
     }
     wait_healthy(spec, record, progress)
+}
+
+/// The bootstrap superuser's uid, as DC/OS names it.
+pub const BOOTSTRAP_UID: &str = "bootstrapuser";
+
+/// The bootstrap superuser's credentials as `dcos cluster up` keeps them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The uid.
+    pub uid: String,
+    /// The password.
+    pub password: String,
+}
+
+/// Makes the bootstrap superuser's password, keeps it readable by root only in `dir`, and
+/// gives its path and the password's hash (the only form the nodes get).
+fn make_superuser(dir: &Path) -> Result<(PathBuf, String), Error> {
+    // 40 hex digits from two v4 UUIDs' random bytes (at least 150 random bits).
+    let password: String = (0..2)
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .take(20)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hash = dcos_iam::password::hash(&password).map_err(|e| Error::Invalid(e.0))?;
+    let credentials = Credentials {
+        uid: BOOTSTRAP_UID.into(),
+        password,
+    };
+    fs_err::create_dir_all(dir)?;
+    let path = dir.join("superuser.json");
+    let text = serde_json::to_vec_pretty(&credentials).map_err(std::io::Error::other)?;
+    dcos_store::file::write_atomic(&path, &text, 0o600)?;
+    Ok((path, hash))
+}
+
+/// The bootstrap superuser's credentials of a cluster, if it has them.
+pub fn superuser(record: &Record) -> Option<Credentials> {
+    let text = fs_err::read(record.superuser.as_ref()?).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 fn tail(path: &Path, lines: usize) -> String {

@@ -83,6 +83,19 @@ pub struct NodeConfig {
     /// master; off by default. Agents always accept the masters' registries over http.
     #[serde(default)]
     pub registry: bool,
+    /// What the cluster asks of its callers (`dcos cluster up --security`): Admin Router asks
+    /// a login unless `disabled`.
+    #[serde(default)]
+    pub security: dcos_iam::api::SecurityMode,
+    /// The bootstrap superuser the IAM creates on a new cluster (DC/OS `superuser_username`).
+    #[serde(default)]
+    pub superuser_username: Option<String>,
+    /// Its password's Argon2id PHC string (DC/OS `superuser_password_hash`), never the password.
+    #[serde(default)]
+    pub superuser_password_hash: Option<String>,
+    /// OpenID Connect providers whose ID tokens log in the remote accounts they vouch for.
+    #[serde(default)]
+    pub oidc_providers: Vec<dcos_iam::oidc::ProviderConfig>,
 }
 
 /// The agent's advertised resources.
@@ -182,6 +195,10 @@ impl Default for NodeConfig {
             cluster_id: None,
             ca_dir: None,
             registry: false,
+            security: Default::default(),
+            superuser_username: None,
+            superuser_password_hash: None,
+            oidc_providers: Vec::new(),
         }
     }
 }
@@ -190,6 +207,26 @@ impl Default for NodeConfig {
 pub const AGENT_DIR: &str = "mesos-agent";
 
 impl NodeConfig {
+    /// The file whose bytes seal the IAM's signing key in the store: the cluster CA's
+    /// private key (every master has it, nothing else does), or, on a node without the
+    /// cluster's CA, a random secret of its own made at first start.
+    pub fn seal_secret(&self) -> std::io::Result<PathBuf> {
+        if let Some(key) = self.ca_dir.as_ref().map(|d| d.join("ca.key")) {
+            if key.exists() {
+                return Ok(key);
+            }
+        }
+        let path = self.work_dir.join("iam").join("seal.key");
+        if !path.exists() {
+            fs_err::create_dir_all(self.work_dir.join("iam"))?;
+            let secret: Vec<u8> = (0..2)
+                .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+                .collect();
+            dcos_store::file::write_atomic(&path, &secret, 0o600)?;
+        }
+        Ok(path)
+    }
+
     /// Where this node's Mesos agent keeps its state.
     pub fn agent_work_dir(&self) -> PathBuf {
         self.work_dir.join(AGENT_DIR)

@@ -20,6 +20,8 @@ use crate::config::NodeConfig;
 const START_ORDER: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
+    "dcos-bouncer.service",
+    "dcos-ca.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
     "dcos-registry.service",
@@ -40,6 +42,7 @@ const START_ORDER: &[&str] = &[
 const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
+    "dcos-bouncer.service",
     "dcos-registry.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
@@ -68,7 +71,7 @@ pub struct Unit {
 
 impl Unit {
     /// Where its listeners are on a node at `ip`: its rows' addresses from
-    /// [`dcos_ports::bind_addrs`] (the enterprise rows left out).
+    /// [`dcos_ports::bind_addrs`] (the Enterprise rows dcos-rs does not serve left out).
     pub fn binds(&self, ip: IpAddr) -> Result<Vec<Bind>, BindError> {
         Ok(bind_addrs(self.name, self.role, ip)?
             .iter()
@@ -95,7 +98,7 @@ impl Unit {
 pub fn role_units(role: NodeRole) -> Vec<Unit> {
     let mut names: Vec<&'static str> = units_for(role)
         .into_iter()
-        .filter(|u| rows_of_unit(role, u).any(|r| !r.enterprise))
+        .filter(|u| rows_of_unit(role, u).any(|r| r.served()))
         .collect();
     names.sort_by_key(|n| {
         START_ORDER
@@ -109,7 +112,7 @@ pub fn role_units(role: NodeRole) -> Vec<Unit> {
             name,
             built: BUILT.contains(&name),
             role,
-            rows: rows_of_unit(role, name).filter(|r| !r.enterprise).collect(),
+            rows: rows_of_unit(role, name).filter(|r| r.served()).collect(),
         })
         .collect()
 }
@@ -209,6 +212,29 @@ pub async fn run_unit(
             .await
             .map_err(|e| failed(e.into()))
         }
+        "dcos-bouncer.service" => {
+            let (_, binds) = binds()?;
+            let bootstrap = match (&config.superuser_username, &config.superuser_password_hash) {
+                (Some(uid), Some(hash)) => Some(dcos_iam::Bootstrap {
+                    uid: uid.clone(),
+                    password_hash: hash.clone(),
+                }),
+                _ => None,
+            };
+            dcos_iam::serve(
+                dcos_iam::Config {
+                    listen: at(binds.tcp(dcos_iam::PORT))?,
+                    store: config.store_location("iam/iam.redb"),
+                    bootstrap,
+                    seal_secret: config.seal_secret().map_err(|e| failed(e.into()))?,
+                    require_token: config.security.enabled(),
+                    oidc: config.oidc_providers.clone(),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
         "dcos-history-service.service" => {
             let (_, binds) = binds()?;
             dcos_history::serve(
@@ -298,6 +324,7 @@ pub async fn run_unit(
             c.cluster_name = config.cluster_name.clone();
             c.cluster_id = config.cluster_id.clone().unwrap_or_default();
             c.units = runnable_units(role).iter().map(|u| u.name).collect();
+            c.security = config.security;
             dcos_adminrouter::serve(c, shutdown)
                 .await
                 .map_err(|e| failed(e.into()))
@@ -490,7 +517,7 @@ mod tests {
         ] {
             for u in runnable_units(role) {
                 let binds = u.binds(IP).unwrap();
-                assert!(binds.iter().all(|b| !b.row.enterprise), "{role} {}", u.name);
+                assert!(binds.iter().all(|b| b.row.served()), "{role} {}", u.name);
                 let udp: Vec<_> = binds
                     .iter()
                     .filter(|b| b.protocol() == Protocol::Udp)

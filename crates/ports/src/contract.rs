@@ -222,7 +222,16 @@ impl PortRow {
     pub fn has_unit(&self, unit: &str) -> bool {
         self.units.contains(&unit)
     }
+
+    /// Whether dcos-rs serves the row: every open-source row, and the Enterprise rows whose
+    /// component it has ([`SERVED_ENTERPRISE_UNITS`]).
+    pub fn served(&self) -> bool {
+        !self.enterprise || self.units.iter().any(|u| SERVED_ENTERPRISE_UNITS.contains(u))
+    }
 }
+
+/// The units of Enterprise rows that dcos-rs serves: the IAM (8101) and the CA (8888).
+pub const SERVED_ENTERPRISE_UNITS: &[&str] = &["dcos-bouncer.service", "dcos-ca.service"];
 
 const NET: &[&str] = &["dcos-net.service"];
 const EXHIBITOR: &[&str] = &["dcos-exhibitor.service"];

@@ -41,7 +41,7 @@ fn allowed(row: &PortRow) -> Allowed {
 fn firewall_rows(role: NodeRole, enterprise: bool) -> Vec<&'static PortRow> {
     rows_for(role)
         .filter(|r| !matches!(r.port, PortSpec::Ephemeral))
-        .filter(|r| enterprise || !r.enterprise)
+        .filter(|r| enterprise || r.served())
         .collect()
 }
 

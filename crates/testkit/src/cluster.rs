@@ -87,9 +87,17 @@ pub struct Builder {
     binary: Option<PathBuf>,
     timeout: Duration,
     registry: bool,
+    security: dcos_iam::api::SecurityMode,
 }
 
 impl Builder {
+    /// What the cluster asks of its callers (default permissive, as `dcos cluster up`):
+    /// Admin Router wants [`Cluster::token`] on its guarded routes.
+    pub fn security(mut self, mode: dcos_iam::api::SecurityMode) -> Self {
+        self.security = mode;
+        self
+    }
+
     /// Run the cluster-local image registry on every master (default off).
     pub fn registry(mut self) -> Self {
         self.registry = true;
@@ -163,12 +171,14 @@ impl Builder {
             state_dir: state_dir.path().to_path_buf(),
             timeout: self.timeout,
             registry: self.registry,
+            security: self.security,
         };
         // The guard exists before `up` makes anything: a failed `up` is torn down by its drop.
         let mut cluster = Cluster {
             name: name.clone(),
             record: None,
             torn_down: false,
+            token: std::sync::OnceLock::new(),
             state_dir,
         };
         let record = node_cluster::up(&spec, |line| eprintln!("[{name}] {line}"))
@@ -184,6 +194,8 @@ pub struct Cluster {
     name: String,
     record: Option<Record>,
     torn_down: bool,
+    /// The bootstrap superuser's token, once asked for.
+    token: std::sync::OnceLock<String>,
     // Last: removed after the teardown that reads it.
     state_dir: tempfile::TempDir,
 }
@@ -199,7 +211,37 @@ impl Cluster {
             binary: None,
             timeout: START_TIMEOUT,
             registry: false,
+            security: dcos_iam::api::SecurityMode::Permissive,
         }
+    }
+
+    /// A token of the bootstrap superuser, from a login at the first master's Admin Router
+    /// (made once, then reused).
+    ///
+    /// # Panics
+    ///
+    /// When the cluster has no superuser (security disabled) or the login fails.
+    pub fn token(&self) -> &str {
+        self.token.get_or_init(|| {
+            let c = node_cluster::superuser(self.record())
+                .unwrap_or_else(|| panic!("cluster {} has no superuser", self.name));
+            let (status, body) = self.login(self.master(0), &c.uid, &c.password);
+            assert_eq!(status, 200, "superuser login: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("login answer");
+            v["token"].as_str().expect("a token").to_string()
+        })
+    }
+
+    /// `Authorization: token=<superuser token>`, for curl's `-H`.
+    pub fn auth_header(&self) -> String {
+        format!("Authorization: token={}", self.token())
+    }
+
+    /// A password login at `node`'s Admin Router: the status and the body.
+    pub fn login(&self, node: &Node, uid: &str, password: &str) -> (u16, String) {
+        let body = serde_json::json!({"uid": uid, "password": password}).to_string();
+        let url = format!("http://{}/acs/api/v1/auth/login", node.ip);
+        self.curl(node, &json_request_args("POST", &url, &body))
     }
 
     /// The cluster's name (`t<pid>-<n>`).

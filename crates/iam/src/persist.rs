@@ -1,0 +1,201 @@
+//! The IAM's state in the cluster's store: one JSON value at [`STATE_PATH`] changed by
+//! compare-and-set (so a change is whole, and masters that change it at once both land),
+//! and the sealed signing key at [`KEY_PATH`]. Every master keeps the newest state in memory,
+//! refreshed by a watch and a periodic read, and answers reads from it.
+//!
+//! The state is one node, so on ZooKeeper it is bounded by its 1 MiB node limit: about
+//! [`crate::model::MAX_ENTRIES`] accounts with password hashes fit.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use dcos_store::{AnyStore, CreateMode, Store};
+
+use crate::api::{Action, ApiError};
+use crate::keys::{self, SigningKey};
+use crate::model::{Account, Credential, Grantee, State};
+
+/// The IAM's state.
+pub const STATE_PATH: &str = "/dcos-iam/state";
+/// The sealed signing key.
+pub const KEY_PATH: &str = "/dcos-iam/signing-key";
+/// How often the state is read even without a watch event (a watch can be lost with a
+/// ZooKeeper session).
+const REFRESH: Duration = Duration::from_secs(5);
+/// How many times a change is retried when another master changed the state meanwhile.
+const CAS_ATTEMPTS: usize = 16;
+
+/// The state in memory and in the store.
+pub struct Persist {
+    store: AnyStore,
+    /// The newest state seen and its store version (-1 before the first write).
+    current: RwLock<(i64, Arc<State>)>,
+}
+
+/// The account `dcos cluster up` asks for, created when the IAM first starts.
+#[derive(Clone, Debug)]
+pub struct Bootstrap {
+    /// Its uid.
+    pub uid: String,
+    /// Its password's Argon2 PHC string.
+    pub password_hash: String,
+}
+
+fn store_failed(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "the IAM's store failed");
+    ApiError::unavailable("The IAM's store cannot be reached; try again.")
+}
+
+impl Persist {
+    /// Loads the state from `store`, creating it (with `bootstrap`'s superuser) if the
+    /// cluster has none yet.
+    pub async fn open(store: AnyStore, bootstrap: Option<Bootstrap>) -> Result<Persist, ApiError> {
+        let persist = Persist {
+            store,
+            current: RwLock::new((-1, Arc::new(State::default()))),
+        };
+        if persist.read().await?.is_none() {
+            let mut first = State::default();
+            if let Some(b) = bootstrap {
+                first.add_account(
+                    &b.uid,
+                    Account {
+                        description: "Bootstrap superuser".into(),
+                        credential: Credential::Password {
+                            hash: b.password_hash,
+                        },
+                    },
+                )?;
+                first.grant(crate::api::SUPERUSER, Grantee::User(&b.uid), Action::Full)?;
+                tracing::info!(uid = %b.uid, "created the bootstrap superuser");
+            }
+            let data = serde_json::to_vec(&first).map_err(store_failed)?;
+            match persist
+                .store
+                .create_all(STATE_PATH, &data, CreateMode::Persistent)
+                .await
+            {
+                // Another master made it first: its state is the cluster's.
+                Ok(_) | Err(dcos_store::Error::NodeExists { .. }) => {}
+                Err(e) => return Err(store_failed(e)),
+            }
+            persist.read().await?;
+        }
+        Ok(persist)
+    }
+
+    /// The newest state this master has seen.
+    pub fn state(&self) -> Arc<State> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    fn publish(&self, version: i64, state: Arc<State>) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if version > current.0 {
+            *current = (version, state);
+        }
+    }
+
+    /// Reads the state from the store into memory; `None` if the store has none yet.
+    async fn read(&self) -> Result<Option<(i64, State)>, ApiError> {
+        let Some((data, stat)) = self.store.get(STATE_PATH).await.map_err(store_failed)? else {
+            return Ok(None);
+        };
+        let state: State = serde_json::from_slice(&data).map_err(|e| {
+            tracing::error!(error = %e, "the IAM's state in the store is not valid");
+            ApiError::unavailable("The IAM's state in the store is not valid.")
+        })?;
+        self.publish(stat.version, Arc::new(state.clone()));
+        Ok(Some((stat.version, state)))
+    }
+
+    /// Applies `change` to the newest state in the store (compare-and-set, retried when
+    /// another master wrote meanwhile); its error leaves the state as it was.
+    pub async fn update<T>(
+        &self,
+        change: impl Fn(&mut State) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((version, mut state)) = self.read().await? else {
+                return Err(ApiError::unavailable("The IAM's state is missing."));
+            };
+            let out = change(&mut state)?;
+            let data = serde_json::to_vec(&state).map_err(store_failed)?;
+            match self.store.set(STATE_PATH, &data, Some(version)).await {
+                Ok(stat) => {
+                    self.publish(stat.version, Arc::new(state));
+                    return Ok(out);
+                }
+                Err(dcos_store::Error::BadVersion { .. }) => continue,
+                Err(e) => return Err(store_failed(e)),
+            }
+        }
+        Err(ApiError::unavailable(
+            "The IAM's state changed too often to apply this change; try again.",
+        ))
+    }
+
+    /// Keeps the state in memory fresh until `shutdown`: on every change the store reports,
+    /// and every [`REFRESH`].
+    pub async fn follow(&self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let mut watch = self.store.watch(STATE_PATH).await.ok();
+            loop {
+                let event = async {
+                    match watch.as_mut() {
+                        Some(w) => w.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let ended = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    e = event => e.is_none(),
+                    _ = tokio::time::sleep(REFRESH) => false,
+                };
+                if let Err(e) = self.read().await {
+                    tracing::debug!(error = %e, "IAM state refresh failed");
+                }
+                if ended {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The cluster's signing key: the one in the store, or a new one put there when there
+    /// is none. `secret` seals it.
+    pub async fn signing_key(&self, secret: &[u8]) -> Result<SigningKey, String> {
+        loop {
+            match self.store.get(KEY_PATH).await.map_err(|e| e.to_string())? {
+                Some((sealed, _)) => {
+                    let der = keys::open(secret, &sealed).map_err(|e| e.to_string())?;
+                    return SigningKey::from_pkcs8(&der).map_err(|e| e.to_string());
+                }
+                None => {
+                    let (key, der) = tokio::task::spawn_blocking(SigningKey::generate)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    let sealed = keys::seal(secret, &der).map_err(|e| e.to_string())?;
+                    match self
+                        .store
+                        .create_all(KEY_PATH, &sealed, CreateMode::Persistent)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(kid = ?key.public().kid, "made the cluster's token signing key");
+                            return Ok(key);
+                        }
+                        // Another master made one first: use that.
+                        Err(dcos_store::Error::NodeExists { .. }) => continue,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+}
