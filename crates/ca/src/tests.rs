@@ -181,6 +181,14 @@ async fn newkey_gives_a_sec1_key_and_a_csr_that_verifies() {
         "names": [{"C": "US", "O": "example"}], "key": {"algo": "ecdsa", "size": 384}});
     let answer = fx.post("/ca/api/v2/newkey", body).await;
     let result = answer.ok().clone();
+    // A Go struct: cfssl's field order, not sorted.
+    assert!(
+        answer
+            .text
+            .contains(r#""result":{"private_key":"-----BEGIN EC PRIVATE KEY"#),
+        "{}",
+        answer.text
+    );
     assert!(result.get("certificate").is_none());
     let keys: Vec<_> = result.as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, ["certificate_request", "private_key", "sums"]);
@@ -342,6 +350,26 @@ async fn a_csr_asking_for_a_ca_is_refused() {
 }
 
 #[tokio::test]
+async fn usages_come_from_the_profile_not_the_csr() {
+    let fx = Fixture::new();
+    let csr = openssl_csr(
+        &fx,
+        P256,
+        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    );
+    let answer = fx
+        .post("/ca/api/v2/sign", json!({"certificate_request": csr}))
+        .await;
+    let text = x509_text(&fx, answer.ok()["certificate"].as_str().unwrap());
+    assert!(
+        text.contains("Digital Signature, Key Encipherment"),
+        "{text}"
+    );
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    assert!(text.contains("CA:FALSE"), "{text}");
+}
+
+#[tokio::test]
 async fn bad_csrs_are_refused_with_cfssl_codes() {
     let fx = Fixture::new();
     let csr = openssl_csr(&fx, P256, &[]);
@@ -484,4 +512,56 @@ async fn serves_until_shutdown_and_names_a_missing_ca() {
     assert!(answer.contains("BEGIN CERTIFICATE"), "{answer}");
     shutdown.cancel();
     server.await.unwrap();
+}
+
+mod csr_parser {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ca() -> (tempfile::TempDir, Ca) {
+        let dir = tempfile::tempdir().unwrap();
+        dcos_tls::create_ca(dir.path(), "fuzz").unwrap();
+        let ca = Ca::load(dir.path()).unwrap();
+        (dir, ca)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a client puts in the PEM block, the answer is a refusal, never a panic.
+        #[test]
+        fn random_der_is_refused(der in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (_dir, ca) = ca();
+            let pem = ca::pem_encode("CERTIFICATE REQUEST", der);
+            prop_assert!(ca.sign(&pem, ca::SignOptions::default()).is_err());
+        }
+
+        /// A real CSR cut short or with one byte changed is refused, never signed.
+        #[test]
+        fn damaged_csrs_are_refused(cut in 0usize..200, flip in 0usize..200, bit in 0u8..8) {
+            let (_dir, ca) = ca();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, "a");
+            let der = params.serialize_request(&key).unwrap().der().to_vec();
+            let short = der[..cut.min(der.len() - 1)].to_vec();
+            prop_assert!(ca.sign(&ca::pem_encode("CERTIFICATE REQUEST", short), Default::default()).is_err());
+            let mut flipped = der.clone();
+            let at = flip % der.len();
+            flipped[at] ^= 1 << bit;
+            let pem = ca::pem_encode("CERTIFICATE REQUEST", flipped);
+            if let Ok(cert) = ca.sign(&pem, Default::default()) {
+                // x509-parser tolerates some damage outside the signed part (the outer
+                // SEQUENCE's tag); then what is issued must be exactly what was signed.
+                let (_, cert) = x509_parser::parse_x509_certificate(&cert).unwrap();
+                prop_assert_eq!(
+                    cert.public_key().subject_public_key.data.as_ref(),
+                    key.public_key_raw(),
+                    "byte {} bit {}", at, bit
+                );
+                let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
+                prop_assert_eq!(cn, vec!["a"]);
+            }
+        }
+    }
 }
