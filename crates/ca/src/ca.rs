@@ -195,14 +195,14 @@ impl Ca {
             .map_err(|e| Failure::internal(format!("certificate not signed: {e}")))?;
         tracing::info!(
             subject = %info.subject,
-            serial = %hex(params_serial(&cert)),
+            serial = %hex(serial_of(&cert)),
             "issued a certificate"
         );
         Ok(cert.der().to_vec())
     }
 }
 
-fn params_serial(cert: &rcgen::Certificate) -> Vec<u8> {
+fn serial_of(cert: &rcgen::Certificate) -> Vec<u8> {
     cert.params()
         .serial_number
         .as_ref()

@@ -157,7 +157,7 @@ fn only_post(route: MethodRouter<Arc<Ca>>) -> MethodRouter<Arc<Ca>> {
 
 /// The body as JSON of `T`, or cfssl's refusal with `bad_json`'s text.
 fn parse<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     bad_json: impl FnOnce(serde_json::Error) -> Failure,
 ) -> Result<T, Failure> {
     let body = body.map_err(|e| match e.status() {
@@ -180,31 +180,55 @@ fn sums(der: &[u8]) -> serde_json::Value {
     })
 }
 
-/// The CA certificate as `info` gives it: whitespace trimmed.
-fn ca_certificate(ca: &Ca) -> String {
-    ca.certificate_pem().trim().to_string()
+/// A result and its warnings, or cfssl's refusal.
+type Answer<T> = Result<(T, Vec<Message>), Failure>;
+
+/// The request body of a POST endpoint.
+type Body = Result<Bytes, BytesRejection>;
+
+/// Writes an answer in cfssl's envelope. Handlers sign inline: an ECDSA key or signature,
+/// or checking an RSA CSR, takes well under a millisecond, less than a hop to a blocking
+/// thread would.
+fn respond<T: serde::Serialize>(answer: Answer<T>) -> Response {
+    match answer {
+        Ok((result, messages)) => api::success(result, messages),
+        Err(f) => f.into_response(),
+    }
 }
 
-/// `POST info`: the CA certificate and the (default) profile.
-async fn info(State(ca): State<Arc<Ca>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let _req: api::InfoRequest = match parse(body, json_error) {
-        Ok(r) => r,
-        Err(f) => return f.into_response(),
+async fn info(State(ca): State<Arc<Ca>>, body: Body) -> Response {
+    respond(info_answer(&ca, body))
+}
+
+async fn newkey(State(ca): State<Arc<Ca>>, body: Body) -> Response {
+    respond(newkey_answer(&ca, body))
+}
+
+async fn newcert(State(ca): State<Arc<Ca>>, body: Body) -> Response {
+    respond(newcert_answer(&ca, body))
+}
+
+async fn sign(State(ca): State<Arc<Ca>>, body: Body) -> Response {
+    respond(sign_answer(&ca, body))
+}
+
+/// `info`'s result (a Go struct: cfssl's field order).
+#[derive(serde::Serialize)]
+struct Info {
+    certificate: String,
+    usages: &'static [&'static str],
+    expiry: &'static str,
+}
+
+/// `POST info`: the CA certificate (trimmed, as cfssl gives it) and the default profile.
+fn info_answer(ca: &Ca, body: Body) -> Answer<Info> {
+    let _req: api::InfoRequest = parse(body, json_error)?;
+    let info = Info {
+        certificate: ca.certificate_pem().trim().to_string(),
+        usages: ca::USAGES,
+        expiry: ca::EXPIRY,
     };
-    #[derive(serde::Serialize)]
-    struct Info<'a> {
-        certificate: String,
-        usages: &'a [&'a str],
-        expiry: &'a str,
-    }
-    api::success(
-        Info {
-            certificate: ca_certificate(&ca),
-            usages: ca::USAGES,
-            expiry: ca::EXPIRY,
-        },
-        Vec::new(),
-    )
+    Ok((info, Vec::new()))
 }
 
 fn check_request(req: &api::CertificateRequest) -> Result<(), Failure> {
@@ -214,110 +238,96 @@ fn check_request(req: &api::CertificateRequest) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `newkey`'s result (a Go struct: cfssl's field order).
+#[derive(serde::Serialize)]
+struct NewKey {
+    private_key: String,
+    certificate_request: String,
+    sums: serde_json::Value,
+}
+
 /// `POST newkey`: a key and its CSR; the key is made here and given to the caller only.
-async fn newkey(State(ca): State<Arc<Ca>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = (|| -> Result<_, Failure> {
-        let req: api::CertificateRequest = parse(body, json_error)?;
-        check_request(&req)?;
-        let new = ca.new_key(&req)?;
-        #[derive(serde::Serialize)]
-        struct NewKey {
-            private_key: String,
-            certificate_request: String,
-            sums: serde_json::Value,
-        }
-        Ok(NewKey {
-            certificate_request: ca::pem_encode("CERTIFICATE REQUEST", new.csr_der.clone()),
-            sums: serde_json::json!({"certificate_request": sums(&new.csr_der)}),
-            private_key: new.key_pem,
-        })
-    })();
-    match result {
-        Ok(r) => api::success(r, Vec::new()),
-        Err(f) => f.into_response(),
+fn newkey_answer(ca: &Ca, body: Body) -> Answer<NewKey> {
+    let req: api::CertificateRequest = parse(body, json_error)?;
+    check_request(&req)?;
+    let new = ca.new_key(&req)?;
+    let result = NewKey {
+        certificate_request: ca::pem_encode("CERTIFICATE REQUEST", new.csr_der.clone()),
+        sums: serde_json::json!({"certificate_request": sums(&new.csr_der)}),
+        private_key: new.key_pem,
+    };
+    Ok((result, Vec::new()))
+}
+
+fn no_bundler() -> Message {
+    Message {
+        code: 5300,
+        message: NO_BUNDLER_MESSAGE.into(),
     }
 }
 
 /// `POST newcert`: a key, its CSR and the certificate signed for it.
-async fn newcert(State(ca): State<Arc<Ca>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = (|| -> Result<_, Failure> {
-        let req: api::NewCertRequest = parse(body, json_error)?;
-        let Some(request) = req.request else {
-            return Err(Failure::bad_request("missing request section"));
-        };
-        check_request(&request)?;
-        let new = ca.new_key(&request)?;
-        let csr_pem = ca::pem_encode("CERTIFICATE REQUEST", new.csr_der.clone());
-        let cert = ca.sign(&csr_pem, ca::SignOptions::default())?;
-        let mut messages = Vec::new();
-        if request.hosts.as_ref().is_none_or(Vec::is_empty) {
-            messages.push(Message {
-                code: 5300,
-                message: NO_HOSTS_MESSAGE.into(),
-            });
-        }
-        if req.bundle {
-            messages.push(Message {
-                code: 5300,
-                message: NO_BUNDLER_MESSAGE.into(),
-            });
-        }
-        // cfssl answers a Go map here, so the keys come out sorted (serde_json's map is too).
-        let result = serde_json::json!({
-            "certificate": ca::pem_encode("CERTIFICATE", cert.clone()),
-            "certificate_request": csr_pem,
-            "private_key": new.key_pem,
-            "sums": {
-                "certificate": sums(&cert),
-                "certificate_request": sums(&new.csr_der),
-            },
+fn newcert_answer(ca: &Ca, body: Body) -> Answer<serde_json::Value> {
+    let req: api::NewCertRequest = parse(body, json_error)?;
+    let Some(request) = req.request else {
+        return Err(Failure::bad_request("missing request section"));
+    };
+    check_request(&request)?;
+    let new = ca.new_key(&request)?;
+    let csr_pem = ca::pem_encode("CERTIFICATE REQUEST", new.csr_der.clone());
+    // The request's hosts are already the CSR's SANs.
+    let cert = ca.sign(&csr_pem, ca::SignOptions::default())?;
+    let mut messages = Vec::new();
+    if request.hosts.as_ref().is_none_or(Vec::is_empty) {
+        messages.push(Message {
+            code: 5300,
+            message: NO_HOSTS_MESSAGE.into(),
         });
-        Ok((result, messages))
-    })();
-    match result {
-        Ok((r, messages)) => api::success(r, messages),
-        Err(f) => f.into_response(),
     }
+    if req.bundle {
+        messages.push(no_bundler());
+    }
+    // cfssl answers a Go map here, so the keys come out sorted (serde_json's map is too).
+    let result = serde_json::json!({
+        "certificate": ca::pem_encode("CERTIFICATE", cert.clone()),
+        "certificate_request": csr_pem,
+        "private_key": new.key_pem,
+        "sums": {
+            "certificate": sums(&cert),
+            "certificate_request": sums(&new.csr_der),
+        },
+    });
+    Ok((result, messages))
 }
 
 /// `POST sign`: a CSR made elsewhere, checked and signed.
-async fn sign(State(ca): State<Arc<Ca>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = (|| -> Result<_, Failure> {
-        let req: api::SignRequest = parse(body, |_| {
-            Failure::bad_request("Unable to parse sign request")
-        })?;
-        let csr = req.certificate_request.as_deref().unwrap_or_default();
-        if csr.is_empty() {
-            return Err(Failure::bad_request(
-                "missing parameter 'certificate_request'",
-            ));
-        }
-        let hosts = match req.hostname.as_deref() {
-            Some(h) if !h.is_empty() => Some(h.split(',').map(str::to_string).collect()),
-            _ => req.hosts,
-        };
-        let cert = ca.sign(
-            csr,
-            ca::SignOptions {
-                hosts,
-                subject: req.subject,
-            },
-        )?;
-        let messages = if req.bundle {
-            vec![Message {
-                code: 5300,
-                message: NO_BUNDLER_MESSAGE.into(),
-            }]
-        } else {
-            Vec::new()
-        };
-        let result = serde_json::json!({"certificate": ca::pem_encode("CERTIFICATE", cert)});
-        Ok((result, messages))
-    })();
-    match result {
-        Ok((r, messages)) => api::success(r, messages),
-        Err(f) => f.into_response(),
+fn sign_answer(ca: &Ca, body: Body) -> Answer<serde_json::Value> {
+    let req: api::SignRequest = parse(body, |_| {
+        Failure::bad_request("Unable to parse sign request")
+    })?;
+    let csr = req.certificate_request.as_deref().unwrap_or_default();
+    if csr.is_empty() {
+        return Err(Failure::bad_request(
+            "missing parameter 'certificate_request'",
+        ));
     }
+    // cfssl's signhandler: a non-empty `hostname` wins over `hosts`.
+    let hosts = match req.hostname.as_deref() {
+        Some(h) if !h.is_empty() => Some(h.split(',').map(str::to_string).collect()),
+        _ => req.hosts,
+    };
+    let options = ca::SignOptions {
+        hosts,
+        subject: req.subject,
+    };
+    let cert = ca.sign(csr, options)?;
+    let messages = if req.bundle {
+        vec![no_bundler()]
+    } else {
+        Vec::new()
+    };
+    let result = serde_json::json!({"certificate": ca::pem_encode("CERTIFICATE", cert)});
+    Ok((result, messages))
 }
 
 /// `GET /ca/dcos-ca.crt`: the CA certificate file, unauthenticated in Admin Router.
