@@ -43,6 +43,7 @@ const BUILT: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
     "dcos-bouncer.service",
+    "dcos-ca.service",
     "dcos-registry.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
@@ -229,6 +230,25 @@ pub async fn run_unit(
                     seal_secret: config.seal_secret().map_err(|e| failed(e.into()))?,
                     require_token: config.security.enabled(),
                     oidc: config.oidc_providers.clone(),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-ca.service" => {
+            let Some(ca_dir) = config.ca_dir.clone() else {
+                // A node installed alone has no cluster CA to serve: bind nothing and wait,
+                // so systemd does not restart it in a loop.
+                tracing::info!("no cluster CA on this node (ca_dir): the CA's API is not served");
+                shutdown.cancelled().await;
+                return Ok(());
+            };
+            let (_, binds) = binds()?;
+            dcos_ca::serve(
+                dcos_ca::Config {
+                    listen: at(binds.tcp(dcos_ca::PORT))?,
+                    ca_dir,
                 },
                 shutdown,
             )

@@ -86,6 +86,19 @@ pub fn create_ca(dir: &Path, cluster: &str) -> Result<PathBuf, Error> {
     Ok(cert_path)
 }
 
+/// The cluster CA in `ca_dir` as an issuer: its certificate rebuilt from `ca.name` and
+/// `ca.key` (same subject and key, so what it signs chains to `ca.crt`) and its key.
+pub fn issuer(ca_dir: &Path) -> Result<(rcgen::Certificate, KeyPair), Error> {
+    let f = fail(ca_dir);
+    let name = fs_err::read_to_string(ca_dir.join(CA_NAME)).map_err(|e| f(&e))?;
+    let ca_key = fs_err::read_to_string(ca_dir.join(CA_KEY)).map_err(|e| f(&e))?;
+    let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| f(&e))?;
+    let cert = ca_params(&name)
+        .and_then(|p| p.self_signed(&ca_key))
+        .map_err(|e| f(&e))?;
+    Ok((cert, ca_key))
+}
+
 /// Key files: readable by root only, written atomically and durably (a crash never leaves a
 /// half-written key, and a key is written before the certificate that names it).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -126,12 +139,7 @@ pub fn acceptor(
         let key = KeyPair::generate().map_err(|e| f(&e))?;
         let cert = match ca_dir {
             Some(ca) => {
-                let name = fs_err::read_to_string(ca.join(CA_NAME)).map_err(|e| f(&e))?;
-                let ca_key = fs_err::read_to_string(ca.join(CA_KEY)).map_err(|e| f(&e))?;
-                let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| f(&e))?;
-                let issuer = ca_params(&name)
-                    .and_then(|p| p.self_signed(&ca_key))
-                    .map_err(|e| f(&e))?;
+                let (issuer, ca_key) = issuer(ca)?;
                 params
                     .signed_by(&key, &issuer, &ca_key)
                     .map_err(|e| f(&e))?
