@@ -78,7 +78,12 @@ impl Auth {
             .filter_map(|v| v.to_str().ok());
         let token = api::request_token(authorization, cookies).ok_or(Denied::Unauthenticated)?;
         let now = api::now_secs();
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).0.clone();
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone();
         let claims = match api::verify(token, &keys, now) {
             Ok(c) => c,
             // Perhaps signed by a key fetched after ours (a new cluster key).
@@ -116,7 +121,8 @@ impl Auth {
             return Err(Denied::Unavailable);
         };
         let keys = api::keys_of(&jwks);
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = (keys.clone(), Some(Instant::now()));
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
+            (keys.clone(), Some(Instant::now()));
         Ok(keys)
     }
 

@@ -566,7 +566,11 @@ impl Router {
             // An open route still passes a caller's token on.
             return Ok(checker.authenticate(headers).await.ok());
         }
-        checker.authenticate(headers).await.map(Some).map_err(denied)
+        checker
+            .authenticate(headers)
+            .await
+            .map(Some)
+            .map_err(denied)
     }
 
     /// Lets an authenticated request through its guard's resource, or the 403.
@@ -753,6 +757,7 @@ mod tests {
                 (Fixed::Net, tcp(IP, 62080)),
                 (Fixed::Cosmos, tcp(LO, 7070)),
                 (Fixed::Iam, tcp(LO, 8101)),
+                (Fixed::Ca, tcp(LO, 8888)),
                 (Fixed::LocalAgent, tcp(IP, 5051)),
                 (
                     Fixed::Pkgpanda,
@@ -761,7 +766,7 @@ mod tests {
             ] {
                 assert_eq!(c.fixed.get(&f), Some(&want), "{role:?} {f:?}");
             }
-            assert_eq!(c.fixed.len(), 12, "{role:?}");
+            assert_eq!(c.fixed.len(), 13, "{role:?}");
             assert_eq!((c.agent_router_port, c.master_router_port), (61001, 80));
         }
     }

@@ -603,7 +603,10 @@ mod tests {
             ("/system/health/v1", "dcos:adminrouter:ops:system-health"),
             ("/ca/api/v2/sign", "dcos:adminrouter:ops:ca:rw"),
             ("/ca/api/v2/bundle", "dcos:adminrouter:ops:ca:ro"),
-            ("/pkgpanda/active.buildinfo.full.json", "dcos:adminrouter:ops:metadata"),
+            (
+                "/pkgpanda/active.buildinfo.full.json",
+                "dcos:adminrouter:ops:metadata",
+            ),
         ] {
             assert_eq!(g(path), Guard::Resource(rid), "{path}");
         }
@@ -620,7 +623,14 @@ mod tests {
             route(Role::Master, "/acs/api/v1/internal/policyquery?uid=a"),
             Route::NotFound
         );
-        assert_eq!(guard(Role::Agent, "/files/read", &route(Role::Agent, "/files/read")), Guard::Open);
+        assert_eq!(
+            guard(
+                Role::Agent,
+                "/files/read",
+                &route(Role::Agent, "/files/read")
+            ),
+            Guard::Open
+        );
     }
 
     #[test]

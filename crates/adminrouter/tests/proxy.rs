@@ -98,6 +98,8 @@ async fn upgrading_upstream() -> SocketAddr {
 async fn router(fixed: &[(Fixed, SocketAddr)], stop: &CancellationToken) -> SocketAddr {
     let dir = std::env::temp_dir();
     let mut c = Config::dcos(Role::Master, "127.0.0.1".parse().unwrap(), vec![], dir);
+    // Proxying alone: logins are tested against a real IAM (crates/cli/tests/it/iam.rs).
+    c.security = dcos_iam::api::SecurityMode::Disabled;
     for (f, addr) in fixed {
         c.fixed.insert(*f, Upstream::Tcp(*addr));
     }

@@ -58,7 +58,8 @@ impl Target {
             return Ok(u.trim_end_matches('/').to_string());
         }
         let record = current(&self.state_dir()).ok_or_else(|| {
-            UserError::new("no current cluster").hint("pass --url, or start one with `dcos cluster up`")
+            UserError::new("no current cluster")
+                .hint("pass --url, or start one with `dcos cluster up`")
         })?;
         router_url(&record).ok_or_else(|| UserError::new("the current cluster has no master"))
     }
@@ -91,9 +92,16 @@ pub(crate) async fn login(
 ) -> anyhow::Result<String> {
     let uid = body["uid"].as_str().unwrap_or_default().to_string();
     let client = crate::rest::client_with(None)?;
-    let resp = crate::rest::request(&client, &IAM, base, reqwest::Method::POST, "/acs/api/v1/auth/login".into(), Some(body))
-        .await
-        .map_err(|e| e.hint("check the uid and password (or key) and that the cluster is up"))?;
+    let resp = crate::rest::request(
+        &client,
+        &IAM,
+        base,
+        reqwest::Method::POST,
+        "/acs/api/v1/auth/login".into(),
+        Some(body),
+    )
+    .await
+    .map_err(|e| e.hint("check the uid and password (or key) and that the cluster is up"))?;
     let token = resp["token"]
         .as_str()
         .ok_or_else(|| UserError::new("the IAM answered a login without a token"))?
@@ -175,7 +183,10 @@ pub(crate) struct ServiceAccountArgs {
 #[derive(Subcommand)]
 enum ServiceAccountCommand {
     /// Write a new RSA key pair (private and public PEM) for a service account.
-    Keypair { private_key: PathBuf, public_key: PathBuf },
+    Keypair {
+        private_key: PathBuf,
+        public_key: PathBuf,
+    },
     /// Add a service account with its public key (PEM file).
     Add {
         uid: String,
@@ -232,7 +243,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// One call to the IAM through Admin Router, with the stored token.
-async fn call(target: &Target, method: reqwest::Method, path: String, body: Option<Value>) -> Result<Value, UserError> {
+async fn call(
+    target: &Target,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+) -> Result<Value, UserError> {
     let base = target.base()?;
     let client = crate::rest::client_with(stored_token(Some(&target.state_dir())))
         .map_err(|e| UserError::new(e.to_string()))?;
@@ -254,7 +270,8 @@ pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
             private_key,
         } => {
             let record = record.ok_or_else(|| {
-                UserError::new("no current cluster to log in to").hint("start one with `dcos cluster up`")
+                UserError::new("no current cluster to log in to")
+                    .hint("start one with `dcos cluster up`")
             })?;
             let body = match (username, password, private_key) {
                 (Some(uid), None, Some(key)) => {
@@ -271,7 +288,11 @@ pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
                     })?;
                     json!({"uid": c.uid, "password": c.password})
                 }
-                _ => return Err(UserError::new("give --username with --password or --private-key").into()),
+                _ => {
+                    return Err(
+                        UserError::new("give --username with --password or --private-key").into(),
+                    )
+                }
             };
             let base = args.target.base()?;
             let uid = runtime()?.block_on(login(&base, &state_dir, &record, body))?;
@@ -292,7 +313,9 @@ pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|r| fs_err::read(login_file(&state_dir, &r)).ok())
                 .and_then(|t| serde_json::from_slice::<Login>(&t).ok())
             else {
-                return Err(UserError::new("not logged in").hint("run `dcos auth login`").into());
+                return Err(UserError::new("not logged in")
+                    .hint("run `dcos auth login`")
+                    .into());
             };
             // The IAM confirms the token is still good.
             let path = format!("/acs/api/v1/users/{}", login.uid);
@@ -328,7 +351,13 @@ pub(crate) fn run_user(args: UserArgs) -> anyhow::Result<ExitCode> {
                 description,
             } => {
                 let body = json!({"password": password, "description": description});
-                call(t, reqwest::Method::PUT, format!("/acs/api/v1/users/{uid}"), Some(body)).await?;
+                call(
+                    t,
+                    reqwest::Method::PUT,
+                    format!("/acs/api/v1/users/{uid}"),
+                    Some(body),
+                )
+                .await?;
                 println!("user {uid} added");
             }
             UserCommand::List { json } => {
@@ -336,7 +365,13 @@ pub(crate) fn run_user(args: UserArgs) -> anyhow::Result<ExitCode> {
                 print_accounts(&list, json)?;
             }
             UserCommand::Remove { uid } => {
-                call(t, reqwest::Method::DELETE, format!("/acs/api/v1/users/{uid}"), None).await?;
+                call(
+                    t,
+                    reqwest::Method::DELETE,
+                    format!("/acs/api/v1/users/{uid}"),
+                    None,
+                )
+                .await?;
                 println!("user {uid} removed");
             }
         }
@@ -356,7 +391,11 @@ pub(crate) fn run_service_account(args: ServiceAccountArgs) -> anyhow::Result<Ex
                     .map_err(|e| UserError::new(e.to_string()))?;
                 dcos_store::file::write_atomic(&private_key, private.as_bytes(), 0o600)?;
                 dcos_store::file::write_atomic(&public_key, public.as_bytes(), 0o644)?;
-                println!("wrote {} and {}", private_key.display(), public_key.display());
+                println!(
+                    "wrote {} and {}",
+                    private_key.display(),
+                    public_key.display()
+                );
             }
             ServiceAccountCommand::Add {
                 uid,
@@ -365,16 +404,33 @@ pub(crate) fn run_service_account(args: ServiceAccountArgs) -> anyhow::Result<Ex
             } => {
                 let pem = fs_err::read_to_string(&public_key)?;
                 let body = json!({"public_key": pem, "description": description});
-                call(t, reqwest::Method::PUT, format!("/acs/api/v1/users/{uid}"), Some(body)).await?;
+                call(
+                    t,
+                    reqwest::Method::PUT,
+                    format!("/acs/api/v1/users/{uid}"),
+                    Some(body),
+                )
+                .await?;
                 println!("service account {uid} added");
             }
             ServiceAccountCommand::List { json } => {
-                let list =
-                    call(t, reqwest::Method::GET, "/acs/api/v1/users?type=service".into(), None).await?;
+                let list = call(
+                    t,
+                    reqwest::Method::GET,
+                    "/acs/api/v1/users?type=service".into(),
+                    None,
+                )
+                .await?;
                 print_accounts(&list, json)?;
             }
             ServiceAccountCommand::Remove { uid } => {
-                call(t, reqwest::Method::DELETE, format!("/acs/api/v1/users/{uid}"), None).await?;
+                call(
+                    t,
+                    reqwest::Method::DELETE,
+                    format!("/acs/api/v1/users/{uid}"),
+                    None,
+                )
+                .await?;
                 println!("service account {uid} removed");
             }
         }
@@ -411,7 +467,10 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                 group,
             } => {
                 let kind = if group { "groups" } else { "users" };
-                let path = format!("/acs/api/v1/acls/{}/{kind}/{id}/{action}", rid_segment(&rid));
+                let path = format!(
+                    "/acs/api/v1/acls/{}/{kind}/{id}/{action}",
+                    rid_segment(&rid)
+                );
                 call(t, reqwest::Method::PUT, path, None).await?;
                 println!("granted {action} on {rid} to {id}");
             }
@@ -422,7 +481,10 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                 group,
             } => {
                 let kind = if group { "groups" } else { "users" };
-                let path = format!("/acs/api/v1/acls/{}/{kind}/{id}/{action}", rid_segment(&rid));
+                let path = format!(
+                    "/acs/api/v1/acls/{}/{kind}/{id}/{action}",
+                    rid_segment(&rid)
+                );
                 call(t, reqwest::Method::DELETE, path, None).await?;
                 println!("revoked {action} on {rid} from {id}");
             }
@@ -443,7 +505,11 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                             .flatten()
                             .filter_map(|a| a["name"].as_str())
                             .collect();
-                        println!("{kind:<7} {:<32} {}", p[key].as_str().unwrap_or(""), actions.join(","));
+                        println!(
+                            "{kind:<7} {:<32} {}",
+                            p[key].as_str().unwrap_or(""),
+                            actions.join(",")
+                        );
                     }
                 }
             }

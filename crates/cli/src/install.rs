@@ -29,8 +29,7 @@ pub(crate) struct InstallArgs {
 pub(crate) fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let ip = config.node_ip()?;
-    let report =
-        preflight::check_rows(args.role, ip, rows_for(args.role).filter(|r| r.served()));
+    let report = preflight::check_rows(args.role, ip, rows_for(args.role).filter(|r| r.served()));
     let binary = match args.binary {
         Some(b) => b,
         None => std::env::current_exe()?,

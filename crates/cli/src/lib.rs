@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cluster;
+mod iam;
 mod image;
 mod install;
-mod iam;
 mod job;
 mod marathon;
 mod node;

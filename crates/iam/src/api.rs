@@ -134,7 +134,11 @@ impl ApiError {
 
     /// 400: a uid that breaks the rules.
     pub fn invalid_uid(uid: &str) -> ApiError {
-        ApiError::new(400, "ERR_INVALID_USER_ID", format!("Invalid user ID: {uid}"))
+        ApiError::new(
+            400,
+            "ERR_INVALID_USER_ID",
+            format!("Invalid user ID: {uid}"),
+        )
     }
 
     /// 400: a gid that breaks the rules.
@@ -176,12 +180,20 @@ impl ApiError {
 
     /// 400: no such account (the IAM answers 400, not 404, for an unknown id).
     pub fn unknown_user(uid: &str) -> ApiError {
-        ApiError::new(400, "ERR_UNKNOWN_USER_ID", format!("User with uid `{uid}` not known."))
+        ApiError::new(
+            400,
+            "ERR_UNKNOWN_USER_ID",
+            format!("User with uid `{uid}` not known."),
+        )
     }
 
     /// 400: no such group.
     pub fn unknown_group(gid: &str) -> ApiError {
-        ApiError::new(400, "ERR_UNKNOWN_GROUP_ID", format!("Group with gid `{gid}` not known."))
+        ApiError::new(
+            400,
+            "ERR_UNKNOWN_GROUP_ID",
+            format!("Group with gid `{gid}` not known."),
+        )
     }
 
     /// 400: no ACL for this resource.
@@ -406,7 +418,10 @@ pub fn request_token<'a>(
         if let Some(t) = a.strip_prefix("token=") {
             return Some(t.trim());
         }
-        if let Some(t) = a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")) {
+        if let Some(t) = a
+            .strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("bearer "))
+        {
             return Some(t.trim());
         }
     }
@@ -447,13 +462,22 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_header_or_the_cookie() {
-        assert_eq!(request_token(Some("token=abc"), [].into_iter()), Some("abc"));
-        assert_eq!(request_token(Some("Bearer abc"), [].into_iter()), Some("abc"));
+        assert_eq!(
+            request_token(Some("token=abc"), [].into_iter()),
+            Some("abc")
+        );
+        assert_eq!(
+            request_token(Some("Bearer abc"), [].into_iter()),
+            Some("abc")
+        );
         assert_eq!(
             request_token(None, ["a=b; dcos-acs-auth-cookie=xyz; c=d"].into_iter()),
             Some("xyz")
         );
-        assert_eq!(request_token(None, ["dcos-acs-auth-cookie="].into_iter()), None);
+        assert_eq!(
+            request_token(None, ["dcos-acs-auth-cookie="].into_iter()),
+            None
+        );
         assert_eq!(request_token(Some("Basic Zm9v"), [].into_iter()), None);
     }
 
@@ -467,6 +491,9 @@ mod tests {
         assert_eq!(verify(&none, &[], 0), Err(TokenError::Algorithm));
         assert_eq!(verify("a.b", &[], 0), Err(TokenError::Malformed));
         assert_eq!(verify("a.b.c.d", &[], 0), Err(TokenError::Malformed));
-        assert_eq!(verify(&"a".repeat(MAX_TOKEN + 1), &[], 0), Err(TokenError::Malformed));
+        assert_eq!(
+            verify(&"a".repeat(MAX_TOKEN + 1), &[], 0),
+            Err(TokenError::Malformed)
+        );
     }
 }

@@ -101,7 +101,10 @@ pub fn router(iam: Arc<Iam>) -> Router {
         .route("/acls", get(list_acls))
         .route(
             "/acls/{rid}",
-            get(get_acl).put(put_acl).patch(patch_acl).delete(delete_acl),
+            get(get_acl)
+                .put(put_acl)
+                .patch(patch_acl)
+                .delete(delete_acl),
         )
         .route("/acls/{rid}/permissions", get(acl_permissions))
         .route(
@@ -120,9 +123,7 @@ pub fn router(iam: Arc<Iam>) -> Router {
         .route("/internal/policyquery", get(policy_query));
     Router::new()
         .nest(PREFIX, users.merge(groups).merge(acls).merge(auth))
-        .fallback(|| async {
-            ApiError::invalid_route()
-        })
+        .fallback(|| async { ApiError::invalid_route() })
         .with_state(iam)
 }
 
@@ -138,26 +139,40 @@ impl ApiError {
 }
 
 /// A JSON body with only `allowed` fields, read as `T`.
-fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes, allowed: &[&str]) -> Result<T, ApiError> {
+fn body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    allowed: &[&str],
+) -> Result<T, ApiError> {
     let bad = |d: String| ApiError::invalid(d);
-    match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         None if bytes.is_empty() => {}
         None => return Err(bad("Missing Content-Type header.".into())),
-        Some(ct) if ct.trim_start().to_ascii_lowercase().starts_with("application/json") => {}
+        Some(ct)
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json") => {}
         Some(_) => {
-            return Err(
-                ApiError::not_granted("ERR_INVALID_DATA", "Unexpected or undefined Content-Type".into())
-                    .with_status(415),
+            return Err(ApiError::not_granted(
+                "ERR_INVALID_DATA",
+                "Unexpected or undefined Content-Type".into(),
             )
+            .with_status(415))
         }
     }
     if bytes.is_empty() {
         return Err(bad("Expected non-empty request body.".into()));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| bad(format!("Cannot decode JSON body: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("Cannot decode JSON body: {e}")))?;
     let Some(object) = value.as_object() else {
-        return Err(bad("Unexpected JSON input: the body must be a JSON object.".into()));
+        return Err(bad(
+            "Unexpected JSON input: the body must be a JSON object.".into(),
+        ));
     };
     if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(bad(format!(
@@ -451,7 +466,9 @@ async fn policy_query(
     q: Result<Query<PolicyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
     let Ok(Query(q)) = q else {
-        return Err(ApiError::invalid("Expected query parameters `uid`, `rid` and `action`."));
+        return Err(ApiError::invalid(
+            "Expected query parameters `uid`, `rid` and `action`.",
+        ));
     };
     let action = Action::parse(&q.action)
         .ok_or_else(|| ApiError::invalid(format!("Invalid action `{}`.", q.action)))?;
@@ -467,7 +484,11 @@ struct TypeQuery {
     kind: Option<String>,
 }
 
-async fn list_users(AxumState(iam): Shared, headers: HeaderMap, Query(q): Query<TypeQuery>) -> Answer {
+async fn list_users(
+    AxumState(iam): Shared,
+    headers: HeaderMap,
+    Query(q): Query<TypeQuery>,
+) -> Answer {
     let state = iam.authorize(&headers, None)?;
     let services = q.kind.as_deref() == Some("service");
     let array: Vec<Value> = state
@@ -504,16 +525,25 @@ async fn put_user(
     let req: NewAccount = body(
         &headers,
         &bytes,
-        &["description", "password", "public_key", "provider_type", "provider_id", "creator_uid", "cluster_url"],
+        &[
+            "description",
+            "password",
+            "public_key",
+            "provider_type",
+            "provider_id",
+            "creator_uid",
+            "cluster_url",
+        ],
     )?;
     let credential = match (req.password, req.public_key, req.provider_type.as_deref()) {
         (Some(p), None, None) => {
             if p.is_empty() {
-                return Err(ApiError::invalid("`password` must not be empty when provided"));
+                return Err(ApiError::invalid(
+                    "`password` must not be empty when provided",
+                ));
             }
-            crate::password::check(&p).map_err(|e| {
-                ApiError::invalid(format!("Password does not match rules: {e}"))
-            })?;
+            crate::password::check(&p)
+                .map_err(|e| ApiError::invalid(format!("Password does not match rules: {e}")))?;
             let hash = tokio::task::spawn_blocking(move || crate::password::hash(&p))
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string()))?
@@ -522,7 +552,9 @@ async fn put_user(
         }
         (None, Some(k), None) => {
             if k.is_empty() {
-                return Err(ApiError::invalid("`public_key` must not be empty when provided"));
+                return Err(ApiError::invalid(
+                    "`public_key` must not be empty when provided",
+                ));
             }
             crate::keys::account_key(&k).map_err(|e| {
                 ApiError::not_granted("ERR_INVALID_PUBLIC_KEY", format!("Invalid public key: {e}"))
@@ -532,12 +564,16 @@ async fn put_user(
         (None, None, Some("oidc")) => {
             let provider_id = req.provider_id.unwrap_or_default();
             if !iam.oidc.iter().any(|p| p.id == provider_id) {
-                return Err(ApiError::invalid(format!("Invalid provider_id: `{provider_id}`")));
+                return Err(ApiError::invalid(format!(
+                    "Invalid provider_id: `{provider_id}`"
+                )));
             }
             Credential::Remote { provider_id }
         }
         (None, None, Some(other)) => {
-            return Err(ApiError::invalid(format!("Invalid provider_type: `{other}`")))
+            return Err(ApiError::invalid(format!(
+                "Invalid provider_type: `{other}`"
+            )))
         }
         _ => {
             return Err(ApiError::invalid(
@@ -582,9 +618,8 @@ async fn patch_user(
                     "Password update is not available for service user accounts.",
                 ));
             }
-            crate::password::check(&p).map_err(|e| {
-                ApiError::invalid(format!("Password does not match rules: {e}"))
-            })?;
+            crate::password::check(&p)
+                .map_err(|e| ApiError::invalid(format!("Password does not match rules: {e}")))?;
             let hash = tokio::task::spawn_blocking(move || crate::password::hash(&p))
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string()))?
@@ -599,14 +634,22 @@ async fn patch_user(
     Ok(no_content())
 }
 
-async fn delete_user(AxumState(iam): Shared, headers: HeaderMap, Path(uid): Path<String>) -> Answer {
+async fn delete_user(
+    AxumState(iam): Shared,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+) -> Answer {
     iam.authorize(&headers, None)?;
     iam.persist.update(|s| s.remove_account(&uid)).await?;
     tracing::info!(%uid, "account removed");
     Ok(no_content())
 }
 
-async fn user_groups(AxumState(iam): Shared, headers: HeaderMap, Path(uid): Path<String>) -> Answer {
+async fn user_groups(
+    AxumState(iam): Shared,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+) -> Answer {
     let state = iam.authorize(&headers, Some(&uid))?;
     state.account(&uid)?;
     let array: Vec<Value> = state
@@ -703,7 +746,10 @@ async fn patch_group(
     iam.persist
         .update(|s| {
             s.group(&gid)?;
-            let g = s.groups.get_mut(&gid).ok_or_else(|| ApiError::unknown_group(&gid))?;
+            let g = s
+                .groups
+                .get_mut(&gid)
+                .ok_or_else(|| ApiError::unknown_group(&gid))?;
             g.description = req.description.clone();
             Ok(())
         })
@@ -711,7 +757,11 @@ async fn patch_group(
     Ok(no_content())
 }
 
-async fn delete_group(AxumState(iam): Shared, headers: HeaderMap, Path(gid): Path<String>) -> Answer {
+async fn delete_group(
+    AxumState(iam): Shared,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+) -> Answer {
     iam.authorize(&headers, None)?;
     iam.persist.update(|s| s.remove_group(&gid)).await?;
     Ok(no_content())
@@ -796,7 +846,9 @@ async fn get_acl(AxumState(iam): Shared, headers: HeaderMap, Path(rid): Path<Str
     let state = iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
     let acl = state.acl(&rid)?;
-    Ok(ok(json!({"rid": rid, "url": acl_url(&rid), "description": acl.description})))
+    Ok(ok(
+        json!({"rid": rid, "url": acl_url(&rid), "description": acl.description}),
+    ))
 }
 
 async fn put_acl(

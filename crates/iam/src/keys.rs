@@ -82,7 +82,12 @@ impl SigningKey {
         );
         let mut sig = vec![0; self.pair.public().modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signed.as_bytes(), &mut sig)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signed.as_bytes(),
+                &mut sig,
+            )
             .map_err(|_| KeyError("cannot sign a token".into()))?;
         Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig)))
     }
@@ -124,8 +129,9 @@ pub fn account_login_token(uid: &str, private_pem: &str, secs: u64) -> Result<St
 /// [`MIN_ACCOUNT_KEY_BITS`].
 pub fn account_key(pem: &str) -> Result<VerifyingKey, KeyError> {
     // Only SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`), as DC/OS' IAM takes it.
-    let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim())
-        .map_err(|_| KeyError("public_key must be an RSA public key in PEM (BEGIN PUBLIC KEY)".into()))?;
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim()).map_err(|_| {
+        KeyError("public_key must be an RSA public key in PEM (BEGIN PUBLIC KEY)".into())
+    })?;
     if key.size() * 8 < MIN_ACCOUNT_KEY_BITS {
         return Err(KeyError(format!(
             "public_key has {} bits; at least {MIN_ACCOUNT_KEY_BITS} are needed",
@@ -204,8 +210,13 @@ mod tests {
         let claims = verify(&token, &[again.public().clone()], now).unwrap();
         assert_eq!(claims["uid"], "alice");
         // Expired, signed by another key, or altered: refused.
-        let old = key.sign(&serde_json::json!({"uid": "a", "exp": now - 1})).unwrap();
-        assert_eq!(verify(&old, &[key.public().clone()], now), Err(TokenError::Expired));
+        let old = key
+            .sign(&serde_json::json!({"uid": "a", "exp": now - 1}))
+            .unwrap();
+        assert_eq!(
+            verify(&old, &[key.public().clone()], now),
+            Err(TokenError::Expired)
+        );
         let (other, _) = SigningKey::generate().unwrap();
         assert_eq!(
             verify(&token, &[other.public().clone()], now),

@@ -282,7 +282,10 @@ impl State {
     }
 
     /// The groups `uid` is in.
-    pub fn groups_of<'a>(&'a self, uid: &'a str) -> impl Iterator<Item = (&'a String, &'a Group)> + 'a {
+    pub fn groups_of<'a>(
+        &'a self,
+        uid: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Group)> + 'a {
         self.groups
             .iter()
             .filter(move |(_, g)| g.members.contains(uid))
@@ -332,12 +335,7 @@ impl State {
 
     /// Grants `action` on `rid` to an account (`group` false) or a group; the ACL is created
     /// when missing, as the CLI's `acl grant` expects.
-    pub fn grant(
-        &mut self,
-        rid: &str,
-        who: Grantee<'_>,
-        action: Action,
-    ) -> Result<(), ApiError> {
+    pub fn grant(&mut self, rid: &str, who: Grantee<'_>, action: Action) -> Result<(), ApiError> {
         match who {
             Grantee::User(uid) => drop(self.account(uid)?),
             Grantee::Group(gid) => drop(self.group(gid)?),
@@ -345,7 +343,10 @@ impl State {
         if !self.acls.contains_key(rid) {
             self.add_acl(rid, String::new())?;
         }
-        let acl = self.acls.get_mut(rid).ok_or_else(|| ApiError::unknown_acl(rid))?;
+        let acl = self
+            .acls
+            .get_mut(rid)
+            .ok_or_else(|| ApiError::unknown_acl(rid))?;
         let (map, id) = match who {
             Grantee::User(uid) => (&mut acl.users, uid),
             Grantee::Group(gid) => (&mut acl.groups, gid),
@@ -475,35 +476,53 @@ mod tests {
         s.add_group("ops", "Operators".into()).unwrap();
         s.join("ops", "bob").unwrap();
         let marathon = "dcos:adminrouter:service:marathon";
-        s.grant(marathon, Grantee::User("alice"), Action::Full).unwrap();
-        s.grant("dcos:adminrouter:ops:mesos", Grantee::Group("ops"), Action::Read)
+        s.grant(marathon, Grantee::User("alice"), Action::Full)
             .unwrap();
+        s.grant(
+            "dcos:adminrouter:ops:mesos",
+            Grantee::Group("ops"),
+            Action::Read,
+        )
+        .unwrap();
         assert!(s.allowed("alice", marathon, Action::Read));
         assert!(!s.allowed("alice", "dcos:adminrouter:ops:mesos", Action::Read));
         assert!(s.allowed("bob", "dcos:adminrouter:ops:mesos", Action::Read));
         assert!(!s.allowed("bob", "dcos:adminrouter:ops:mesos", Action::Full));
         assert!(!s.allowed("carol", marathon, Action::Read));
-        s.grant(SUPERUSER, Grantee::User("bob"), Action::Full).unwrap();
+        s.grant(SUPERUSER, Grantee::User("bob"), Action::Full)
+            .unwrap();
         assert!(s.allowed("bob", "dcos:anything", Action::Delete));
         s.leave("ops", "bob").unwrap();
         assert!(s.allowed("bob", "dcos:adminrouter:ops:mesos", Action::Full));
         // The last superuser stays.
         let before = s.clone();
-        assert_eq!(s.remove_account("bob").unwrap_err().code, "ERR_NO_MORE_SUPERUSERS");
         assert_eq!(
-            s.revoke(SUPERUSER, Grantee::User("bob"), Action::Full).unwrap_err().code,
+            s.remove_account("bob").unwrap_err().code,
+            "ERR_NO_MORE_SUPERUSERS"
+        );
+        assert_eq!(
+            s.revoke(SUPERUSER, Grantee::User("bob"), Action::Full)
+                .unwrap_err()
+                .code,
             "ERR_NO_MORE_SUPERUSERS"
         );
         assert_eq!(s, before);
-        s.grant(SUPERUSER, Grantee::User("alice"), Action::Full).unwrap();
+        s.grant(SUPERUSER, Grantee::User("alice"), Action::Full)
+            .unwrap();
         s.remove_account("bob").unwrap();
         assert!(!s.allowed("bob", "dcos:anything", Action::Read));
-        assert_eq!(s.acls[SUPERUSER].users.keys().collect::<Vec<_>>(), ["alice"]);
         assert_eq!(
-            s.revoke(marathon, Grantee::User("alice"), Action::Read).unwrap_err().code,
+            s.acls[SUPERUSER].users.keys().collect::<Vec<_>>(),
+            ["alice"]
+        );
+        assert_eq!(
+            s.revoke(marathon, Grantee::User("alice"), Action::Read)
+                .unwrap_err()
+                .code,
             "ERR_ACTION_NOT_YET_STORED"
         );
-        s.revoke(marathon, Grantee::User("alice"), Action::Full).unwrap();
+        s.revoke(marathon, Grantee::User("alice"), Action::Full)
+            .unwrap();
         assert!(s.actions("alice", marathon).is_empty());
     }
 
@@ -514,12 +533,19 @@ mod tests {
             assert!(s.add_account(bad, person("")).is_err(), "{bad:?}");
         }
         assert!(s.add_account("albert@bekstil.net", person("")).is_ok());
-        assert!(s.add_account("albert@bekstil.net", person("")).unwrap_err().status == 409);
+        assert!(
+            s.add_account("albert@bekstil.net", person(""))
+                .unwrap_err()
+                .status
+                == 409
+        );
         for bad in ["mesos", "dcos:", "dcos::x", "dcos:a b", "dcos:x\n"] {
             assert!(!valid_rid(bad), "{bad:?}");
         }
         assert!(valid_rid("dcos:mesos:master:task:app_id:/prod/web"));
-        assert!(s.grant("dcos:x", Grantee::User("nobody"), Action::Read).is_err());
+        assert!(s
+            .grant("dcos:x", Grantee::User("nobody"), Action::Read)
+            .is_err());
         assert!(s.acls.is_empty(), "a refused grant leaves nothing behind");
     }
 

@@ -59,7 +59,10 @@ impl Provider {
             None => Vec::new(),
         };
         if config.jwks_file.is_none() && config.jwks_url.is_none() {
-            return Err(format!("provider {}: give jwks_file or jwks_url", config.id));
+            return Err(format!(
+                "provider {}: give jwks_file or jwks_url",
+                config.id
+            ));
         }
         Ok(Provider {
             id: config.id.clone(),
@@ -87,7 +90,9 @@ impl Provider {
         };
         match fetched.await {
             Ok(keys) => *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys,
-            Err(e) => tracing::warn!(provider = %self.id, error = %e, "cannot read the provider's keys"),
+            Err(e) => {
+                tracing::warn!(provider = %self.id, error = %e, "cannot read the provider's keys")
+            }
         }
     }
 

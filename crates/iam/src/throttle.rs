@@ -52,7 +52,9 @@ impl Throttle {
                 }
             }
         }
-        let entry = failures.entry(uid.to_string()).or_insert((0, Instant::now()));
+        let entry = failures
+            .entry(uid.to_string())
+            .or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FORGET_AFTER {
             entry.0 = 0;
         }

@@ -572,9 +572,9 @@ mod tests {
             .collect();
         assert_eq!(names.first(), Some(&"dcos-pkgpanda-api.service"));
         assert_eq!(names.last(), Some(&"dcos-adminrouter.service"));
-        assert!(!names
-            .iter()
-            .any(|n| n.contains("bouncer") || n.contains("vault")));
+        // The Enterprise units dcos-rs serves are in, the others not.
+        assert!(names.contains(&"dcos-bouncer.service") && names.contains(&"dcos-ca.service"));
+        assert!(!names.iter().any(|n| n.contains("vault")));
         let agent: Vec<_> = role_units(NodeRole::Agent).iter().map(|u| u.name).collect();
         assert_eq!(
             agent,

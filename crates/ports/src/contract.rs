@@ -226,7 +226,11 @@ impl PortRow {
     /// Whether dcos-rs serves the row: every open-source row, and the Enterprise rows whose
     /// component it has ([`SERVED_ENTERPRISE_UNITS`]).
     pub fn served(&self) -> bool {
-        !self.enterprise || self.units.iter().any(|u| SERVED_ENTERPRISE_UNITS.contains(u))
+        !self.enterprise
+            || self
+                .units
+                .iter()
+                .any(|u| SERVED_ENTERPRISE_UNITS.contains(u))
     }
 }
 

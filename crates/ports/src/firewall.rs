@@ -193,8 +193,10 @@ mod tests {
         assert!(text.contains("ip saddr @nodes tcp dport 5050 accept"));
         assert!(text.contains("    tcp dport 80 accept"));
         assert!(text.contains("elements = { 10.0.0.1, 10.0.0.2 }"));
+        // The served Enterprise rows are in (the IAM, localhost only); the others on request.
+        assert!(text.contains("iifname \"lo\" tcp dport 8101 accept"));
         assert!(
-            !text.contains("dport 8101"),
+            !text.contains("dport 8200"),
             "enterprise rows only on request"
         );
         let ipt = render(Format::Iptables, NodeRole::Agent, &m, &a, false);

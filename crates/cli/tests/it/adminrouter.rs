@@ -7,7 +7,7 @@ use std::time::Duration;
 use dcos_testkit::{eventually, Cluster};
 use serde_json::json;
 
-use crate::{curl, curl_text, post_json, DCOS};
+use crate::{curl, curl_text, DCOS};
 
 #[test]
 fn every_route_reaches_its_component_through_the_router() {
@@ -21,8 +21,10 @@ fn every_route_reaches_its_component_through_the_router() {
     let agent = cluster.agents()[0];
     // The client is the agent's namespace; the router is the master's port 80.
     let ar = format!("http://{}", master.ip);
-    let get = |path: &str| curl(&cluster, agent, &[&format!("{ar}{path}")]);
-    let get_text = |path: &str| curl_text(&cluster, agent, &[&format!("{ar}{path}")]);
+    // Logged in as the bootstrap superuser (the guards are tested in iam.rs).
+    let auth = cluster.auth_header();
+    let get = |path: &str| curl(&cluster, agent, &["-H", &auth, &format!("{ar}{path}")]);
+    let get_text = |path: &str| curl_text(&cluster, agent, &["-H", &auth, &format!("{ar}{path}")]);
 
     // What clients read first.
     let (status, meta) = get("/metadata");
@@ -43,6 +45,8 @@ fn every_route_reaches_its_component_through_the_router() {
             "curl",
             "-sS",
             "-I",
+            "-H",
+            &auth,
             &format!("{ar}/pkgpanda/active.buildinfo.full.json"),
         ],
     );
@@ -52,7 +56,12 @@ fn every_route_reaches_its_component_through_the_router() {
         head.contains("cache-control: no-cache, no-store, must-revalidate"),
         "{head}"
     );
-    assert_eq!(get_text("/acs/api/v1/auth/providers").0, 404);
+    let (status, providers) = get("/acs/api/v1/auth/providers");
+    assert_eq!(status, 200, "{providers}");
+    assert_eq!(
+        providers["dcos-users"]["authentication-type"],
+        "dcos-uid-password"
+    );
     let (status, ui) = get("/dcos-metadata/ui-config.json");
     assert_eq!(status, 200);
     assert_eq!(ui["clusterConfiguration"]["id"], meta["CLUSTER_ID"]);
@@ -84,7 +93,21 @@ fn every_route_reaches_its_component_through_the_router() {
         "mem": 64, "instances": 1, "portDefinitions": [{"port": 0}],
         "labels": {"DCOS_SERVICE_NAME": "web", "DCOS_SERVICE_PORT_INDEX": "0",
                    "DCOS_SERVICE_SCHEME": "http"}});
-    let (status, body) = post_json(&cluster, agent, &format!("{ar}/marathon/v2/apps"), &app);
+    let (status, body) = curl(
+        &cluster,
+        agent,
+        &[
+            "-H",
+            &auth,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &app.to_string(),
+            &format!("{ar}/marathon/v2/apps"),
+        ],
+    );
     assert_eq!(status, 201, "{body}");
     let listing = eventually(Duration::from_secs(30), || {
         let (status, text) = get_text("/service/web/");
@@ -135,7 +158,11 @@ fn every_route_reaches_its_component_through_the_router() {
         assert_eq!(get_text(bad).0, 400, "{bad}");
     }
     let huge = format!("X-Big: {}", "a".repeat(100_000));
-    let (status, page) = curl_text(&cluster, agent, &["-H", &huge, &format!("{ar}/metadata")]);
+    let (status, page) = curl_text(
+        &cluster,
+        agent,
+        &["-H", &auth, "-H", &huge, &format!("{ar}/metadata")],
+    );
     assert!(
         page.contains("400 Request Header Or Cookie Too Large"),
         "{page}"
@@ -158,7 +185,13 @@ fn every_route_reaches_its_component_through_the_router() {
     let (status, meta_tls) = curl(
         &cluster,
         agent,
-        &["--cacert", ca, &format!("https://{}/metadata", master.ip)],
+        &[
+            "-H",
+            &auth,
+            "--cacert",
+            ca,
+            &format!("https://{}/metadata", master.ip),
+        ],
     );
     assert_eq!((status, &meta_tls), (200, &meta));
     let (status, _) = curl(

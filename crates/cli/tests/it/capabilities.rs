@@ -20,9 +20,18 @@ fn capabilities_through_admin_router_list_metronome() {
     let master = cluster.master(0);
     let url = format!("http://{}/capabilities", master.ip);
     let accept = format!("Accept: {CAPABILITIES}");
+    let auth = cluster.auth_header();
     let (status, text) = cluster.curl(
         master,
-        &["-H", &accept, "-w", "\n%{content_type}\n%{http_code}", &url],
+        &[
+            "-H",
+            &accept,
+            "-H",
+            &auth,
+            "-w",
+            "\n%{content_type}\n%{http_code}",
+            &url,
+        ],
     );
     // The last `-w` wins: the body, the content type, then the status that `curl` parses.
     let (body, content_type) = text.rsplit_once('\n').expect("the content type");
@@ -34,7 +43,10 @@ fn capabilities_through_admin_router_list_metronome() {
         serde_json::json!({"capabilities": [{"name": "METRONOME"}]})
     );
     // Cosmos wants its own media type named.
-    let (status, text) = cluster.curl(master, &["-H", "Accept: application/json", &url]);
+    let (status, text) = cluster.curl(
+        master,
+        &["-H", "Accept: application/json", "-H", &auth, &url],
+    );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("not_valid"), "{text}");
 }

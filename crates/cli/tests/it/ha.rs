@@ -16,9 +16,14 @@ use crate::{curl, curl_text, post_json, DCOS};
 /// lost leader, re-registration, and slack for a loaded 2-core machine.
 pub(crate) const FAILOVER_BOUND: Duration = Duration::from_secs(60);
 
-/// `GET url` from `node`: status and JSON.
+/// `GET url` from `node`, with the bootstrap superuser's token (which Admin Router asks
+/// for and the components' own ports ignore): status and JSON.
 pub(crate) fn get(cluster: &Cluster, node: &Node, url: &str) -> (u16, Value) {
-    curl(cluster, node, &["-m", "3", url])
+    curl(
+        cluster,
+        node,
+        &["-m", "3", "-H", &cluster.auth_header(), url],
+    )
 }
 
 /// The Mesos leader every reachable master names through `/master/redirect`, if they agree.
@@ -161,6 +166,9 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
     let tasks = eventually(Duration::from_secs(60), || {
         running_tasks(&cluster, agent, follower).filter(|t| t.len() == 2)
     });
+
+    // A login before any failure: its token is used to the end (step 5).
+    cluster.token();
 
     // 1. kill -9 the leading Mesos master.
     let old = eventually(Duration::from_secs(10), || {
@@ -352,4 +360,21 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
         &["-m", "3", &format!("http://{leader}:5050/master/state")],
     );
     assert_eq!(status, 200, "{text}");
+
+    // 5. The login made before every failure above still works at every master's Admin
+    // Router, also after kill -9 of the IAM that issued it: the signing key and the
+    // permissions are the cluster's, in ZooKeeper.
+    let since = Instant::now();
+    cluster.kill_unit(masters[0], "dcos-bouncer.service");
+    for m in &masters {
+        eventually(FAILOVER_BOUND, || {
+            let url = format!("http://{}/acs/api/v1/users/bootstrapuser", m.ip);
+            let (status, user) = get(&cluster, agent, &url);
+            (status == 200 && user["uid"] == "bootstrapuser").then_some(())
+        });
+    }
+    report(
+        "the first login works on every master after the failures",
+        since,
+    );
 }

@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod dns;
 mod ha;
+mod iam;
 mod install;
 mod jobs_ha;
 mod node_run;
