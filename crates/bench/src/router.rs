@@ -7,6 +7,10 @@
 //! upstream `keepalive 64` pool; Admin Router: its pool). nginx runs `worker_processes auto`
 //! (one per core), Admin Router a runtime with one worker per core. Each is measured twice
 //! for S seconds, alternating, with `wrk -t2 -cC`; the figures are the means.
+//!
+//! Admin Router runs twice: open (security disabled, nginx's exact route) and logged in
+//! (security permissive, an IAM in this process): every request carries a token that the
+//! router verifies (RS256) before forwarding, as on a DC/OS cluster; nginx does no auth.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,8 +36,12 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// wrk's requests per second and 99th percentile latency (ms).
-fn wrk(url: &str, seconds: u64, connections: usize) -> anyhow::Result<Value> {
-    let out = Command::new("wrk")
+fn wrk(url: &str, seconds: u64, connections: usize, header: Option<&str>) -> anyhow::Result<Value> {
+    let mut cmd = Command::new("wrk");
+    if let Some(h) = header {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
         .args([
             "-t2",
             &format!("-c{connections}"),
@@ -107,9 +115,14 @@ fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Nginx> {
     Ok(Nginx(child))
 }
 
-async fn wait_ok(url: &str) -> anyhow::Result<()> {
+async fn wait_ok(url: &str, header: Option<&str>) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
     for _ in 0..100 {
-        if let Ok(r) = reqwest::get(url).await {
+        let mut req = client.get(url);
+        if let Some((name, value)) = header.and_then(|h| h.split_once(": ")) {
+            req = req.header(name, value);
+        }
+        if let Ok(r) = req.send().await {
             if r.status().is_success() && r.text().await.unwrap_or_default() == "pong\n" {
                 return Ok(());
             }
@@ -132,37 +145,35 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         axum::serve(backend_listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::spawn(async move { serving.await });
 
-    // Admin Router, with History's location pointing at the backend.
-    let mut config = Config::dcos(
-        Role::Master,
-        "127.0.0.1".parse()?,
-        vec![],
-        dir.path().into(),
-    );
-    config.fixed.insert(Fixed::History, Upstream::Tcp(backend));
-    config.cert_dir = dir.path().join("tls");
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ours = http.local_addr()?;
-    let https = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let acceptor = dcos_adminrouter::tls_acceptor(&config, &["localhost"])?;
-    tokio::spawn(dcos_adminrouter::serve_on(
-        http,
-        dcos_tls::TlsListener::new(https, acceptor),
-        Arc::new(Router::new(config)),
-        stop.clone(),
-    ));
+    // The IAM the logged-in router asks, and a superuser's token.
+    let (iam, token) = iam(dir.path(), &stop).await?;
+    let header = format!("Authorization: token={token}");
+
+    // Admin Router, with History's location pointing at the backend: open, and logged in.
+    let ours = router(dir.path(), backend, None, &stop).await?;
+    let logged_in = router(dir.path(), backend, Some(iam), &stop).await?;
 
     let port = free_port()?;
     let peer = nginx(dir.path(), port, backend)?;
     let ours_url = format!("http://{ours}{PATH}");
+    let auth_url = format!("http://{logged_in}{PATH}");
     let peer_url = format!("http://127.0.0.1:{port}{PATH}");
-    wait_ok(&ours_url).await?;
-    wait_ok(&peer_url).await?;
+    wait_ok(&ours_url, None).await?;
+    wait_ok(&auth_url, Some(&header)).await?;
+    wait_ok(&peer_url, None).await?;
+    anyhow::ensure!(
+        reqwest::get(&auth_url).await?.status() == reqwest::StatusCode::UNAUTHORIZED,
+        "the logged-in router lets a request without a token through"
+    );
 
-    let mut runs = json!({"adminrouter": [], "nginx": []});
+    let mut runs = json!({"adminrouter": [], "adminrouter_auth": [], "nginx": []});
     for _ in 0..2 {
-        for (key, url) in [("adminrouter", &ours_url), ("nginx", &peer_url)] {
-            let figures = tokio::task::block_in_place(|| wrk(url, seconds, connections))?;
+        for (key, url, h) in [
+            ("adminrouter", &ours_url, None),
+            ("adminrouter_auth", &auth_url, Some(header.as_str())),
+            ("nginx", &peer_url, None),
+        ] {
+            let figures = tokio::task::block_in_place(|| wrk(url, seconds, connections, h))?;
             runs[key].as_array_mut().expect("an array").push(figures);
         }
     }
@@ -179,10 +190,86 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         "adminrouter_rps": mean("adminrouter", "rps"),
         "nginx_rps": mean("nginx", "rps"),
         "rps_ratio_to_nginx": mean("adminrouter", "rps") / mean("nginx", "rps"),
+        "adminrouter_auth_rps": mean("adminrouter_auth", "rps"),
+        "auth_rps_ratio_to_nginx": mean("adminrouter_auth", "rps") / mean("nginx", "rps"),
+        "adminrouter_auth_p99_ms": mean("adminrouter_auth", "p99_ms"),
+        "auth_p99_ratio_to_nginx": mean("adminrouter_auth", "p99_ms") / mean("nginx", "p99_ms"),
         "adminrouter_p99_ms": mean("adminrouter", "p99_ms"),
         "nginx_p99_ms": mean("nginx", "p99_ms"),
         "p99_ratio_to_nginx": mean("adminrouter", "p99_ms") / mean("nginx", "p99_ms"),
     }))
+}
+
+/// An IAM on loopback (its own store in `dir`) with a superuser, and that superuser's token.
+async fn iam(dir: &Path, stop: &CancellationToken) -> anyhow::Result<(SocketAddr, String)> {
+    let password = "bench-superuser-password";
+    let secret = dir.join("seal.key");
+    std::fs::write(&secret, uuid::Uuid::new_v4().as_bytes())?;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let config = dcos_iam::Config {
+        listen,
+        store: dcos_store::Location::Embedded(dir.join("iam.redb")),
+        bootstrap: Some(dcos_iam::Bootstrap {
+            uid: "bench".into(),
+            password_hash: dcos_iam::password::hash(password)?,
+        }),
+        seal_secret: secret,
+        require_token: true,
+        oidc: Vec::new(),
+    };
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = dcos_iam::serve(config, stop).await {
+            tracing::error!(error = %e, "the benchmark's IAM failed");
+        }
+    });
+    let client = reqwest::Client::new();
+    let url = format!("http://{listen}/acs/api/v1/auth/login");
+    for _ in 0..200 {
+        let sent = client
+            .post(&url)
+            .json(&json!({"uid": "bench", "password": password}))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let answer: Value = r.json().await?;
+            let token = answer["token"].as_str().context("a login token")?;
+            return Ok((listen, token.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the benchmark's IAM does not answer at {listen}")
+}
+
+/// An Admin Router forwarding History's location to `backend`: open, or asking logins of
+/// the IAM at `iam`.
+async fn router(
+    dir: &Path,
+    backend: SocketAddr,
+    iam: Option<SocketAddr>,
+    stop: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let mut config = Config::dcos(Role::Master, "127.0.0.1".parse()?, vec![], dir.into());
+    config.fixed.insert(Fixed::History, Upstream::Tcp(backend));
+    config.cert_dir = dir.join("tls");
+    config.security = match iam {
+        Some(addr) => {
+            config.fixed.insert(Fixed::Iam, Upstream::Tcp(addr));
+            dcos_iam::api::SecurityMode::Permissive
+        }
+        None => dcos_iam::api::SecurityMode::Disabled,
+    };
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = http.local_addr()?;
+    let https = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let acceptor = dcos_adminrouter::tls_acceptor(&config, &["localhost"])?;
+    tokio::spawn(dcos_adminrouter::serve_on(
+        http,
+        dcos_tls::TlsListener::new(https, acceptor),
+        Arc::new(Router::new(config)),
+        stop.clone(),
+    ));
+    Ok(addr)
 }
 
 const PARAMS: &[Param] = &[
@@ -220,7 +307,10 @@ fn section(doc: &Value) -> String {
          nginx (Debian's `nginx-light`, `worker_processes auto`) is configured with the same \
          location as Admin Router's `/dcos-history-service/` (prefix stripped, HTTP/1.1 \
          upstream keep-alive pool, the same forwarding headers); both forward to the same \
-         backend (`GET /ping`, 5 bytes) in the benchmark's process.\n\n",
+         backend (`GET /ping`, 5 bytes) in the benchmark's process. The logged-in rows run a \
+         second Admin Router with security `permissive` and an IAM in the same process: each \
+         request carries a superuser's token, which the router verifies (RS256) before \
+         forwarding; nginx does no auth.\n\n",
         f["connections"], f["seconds_per_run"],
     ));
     out.push_str(&table(
@@ -242,6 +332,18 @@ fn section(doc: &Value) -> String {
                 num(&f["adminrouter_p99_ms"], 2),
                 num(&f["nginx_p99_ms"], 2),
                 ratio(&f["p99_ratio_to_nginx"]),
+            ],
+            vec![
+                "requests per second, token checked on each".into(),
+                num(&f["adminrouter_auth_rps"], 0),
+                num(&f["nginx_rps"], 0),
+                ratio(&f["auth_rps_ratio_to_nginx"]),
+            ],
+            vec![
+                "p99 latency (ms), token checked on each".into(),
+                num(&f["adminrouter_auth_p99_ms"], 2),
+                num(&f["nginx_p99_ms"], 2),
+                ratio(&f["auth_p99_ratio_to_nginx"]),
             ],
         ],
     ));
