@@ -5,22 +5,21 @@
 //! 401 with `WWW-Authenticate: acsjwt` and the page that sends a browser to the login; a
 //! good token without the permission: 403.
 //!
-//! The keys are fetched from the IAM (`/acs/api/v1/auth/jwks`) and fetched again when a
-//! token does not verify (at most every [`KEY_RETRY`]); decisions are kept for
+//! The keys are the IAM's ([`dcos_iam::client::Verifier`]); decisions are kept for
 //! [`DECISION_TTL`], so a revoked permission takes at most that long to bite.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dcos_iam::api::{self, Jwks, PolicyAnswer, TokenError, VerifyingKey};
+use dcos_iam::api::{self, PolicyAnswer};
+pub use dcos_iam::client::Caller;
+use dcos_iam::client::{Unverified, Verifier};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE};
 
 /// How long a policy decision is reused.
 pub const DECISION_TTL: Duration = Duration::from_secs(5);
-/// The shortest time between two fetches of the IAM's keys.
-pub const KEY_RETRY: Duration = Duration::from_secs(5);
 /// The most decisions kept.
 const MAX_DECISIONS: usize = 16_384;
 
@@ -35,95 +34,38 @@ pub enum Denied {
     Unavailable,
 }
 
-/// The token checker of one router.
-pub struct Auth {
-    iam: SocketAddr,
-    client: reqwest::Client,
-    keys: RwLock<(Vec<VerifyingKey>, Option<Instant>)>,
-    /// One fetch of the keys at a time.
-    fetching: tokio::sync::Mutex<()>,
-    decisions: Mutex<HashMap<(String, String), (bool, Instant)>>,
+impl From<Unverified> for Denied {
+    fn from(u: Unverified) -> Denied {
+        match u {
+            Unverified::Unauthenticated => Denied::Unauthenticated,
+            Unverified::Unavailable => Denied::Unavailable,
+        }
+    }
 }
 
-/// A request's caller: its account and the token that proved it.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The account.
-    pub uid: String,
-    /// The token.
-    pub token: String,
+/// The token checker of one router.
+pub struct Auth {
+    verifier: Verifier,
+    client: reqwest::Client,
+    decisions: Mutex<HashMap<(String, String), (bool, Instant)>>,
 }
 
 impl Auth {
     /// A checker asking the IAM at `iam`.
     pub fn new(iam: SocketAddr) -> Auth {
         Auth {
-            iam,
+            verifier: Verifier::new(iam),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            keys: RwLock::new((Vec::new(), None)),
-            fetching: tokio::sync::Mutex::new(()),
             decisions: Mutex::new(HashMap::new()),
         }
     }
 
     /// The caller of a request with `headers`, if its token verifies.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Denied> {
-        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let cookies = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let token = api::request_token(authorization, cookies).ok_or(Denied::Unauthenticated)?;
-        let now = api::now_secs();
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone();
-        let claims = match api::verify(token, &keys, now) {
-            Ok(c) => c,
-            // Perhaps signed by a key fetched after ours (a new cluster key).
-            Err(TokenError::Signature) => {
-                let keys = self.refresh_keys().await?;
-                api::verify(token, &keys, now).map_err(|_| Denied::Unauthenticated)?
-            }
-            Err(_) => return Err(Denied::Unauthenticated),
-        };
-        let uid = api::uid_of(&claims).map_err(|_| Denied::Unauthenticated)?;
-        Ok(Caller {
-            uid: uid.to_string(),
-            token: token.to_string(),
-        })
-    }
-
-    /// Fetches the IAM's keys again, unless they were fetched within [`KEY_RETRY`].
-    async fn refresh_keys(&self) -> Result<Vec<VerifyingKey>, Denied> {
-        let _one = self.fetching.lock().await;
-        {
-            let (keys, at) = &*self.keys.read().unwrap_or_else(|e| e.into_inner());
-            if at.is_some_and(|t| t.elapsed() < KEY_RETRY) {
-                return Ok(keys.clone());
-            }
-        }
-        let url = format!("http://{}{}", self.iam, api::JWKS_PATH);
-        let fetched = async {
-            let resp = self.client.get(&url).send().await.ok()?;
-            resp.status().is_success().then_some(())?;
-            resp.json::<Jwks>().await.ok()
-        };
-        let Some(jwks) = fetched.await else {
-            tracing::warn!(%url, "cannot read the IAM's keys");
-            self.keys.write().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
-            return Err(Denied::Unavailable);
-        };
-        let keys = api::keys_of(&jwks);
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
-            (keys.clone(), Some(Instant::now()));
-        Ok(keys)
+        Ok(self.verifier.caller(headers).await?)
     }
 
     /// Whether `uid` has `full` on `rid`, as the IAM's policy query answers.
@@ -159,7 +101,7 @@ impl Auth {
     }
 
     async fn ask(&self, uid: &str, rid: &str) -> Result<bool, Denied> {
-        let url = format!("http://{}{}", self.iam, api::POLICY_QUERY_PATH);
+        let url = format!("http://{}{}", self.verifier.iam(), api::POLICY_QUERY_PATH);
         let resp = self
             .client
             .get(&url)

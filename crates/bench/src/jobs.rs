@@ -96,6 +96,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         store: dcos_store::Location::Embedded(dir.path().join("metronome.redb")),
         framework_name: "metronome".into(),
         ca_dir: None,
+        credentials: None,
     };
     let session = dcos_store::AnyStore::Embedded(store.session());
     let s = stop.clone();

@@ -210,8 +210,8 @@ async fn iam(dir: &Path, stop: &CancellationToken) -> anyhow::Result<(SocketAddr
         listen,
         store: dcos_store::Location::Embedded(dir.join("iam.redb")),
         bootstrap: Some(dcos_iam::Bootstrap {
-            uid: "bench".into(),
-            password_hash: dcos_iam::password::hash(password)?,
+            superuser: Some(("bench".into(), dcos_iam::password::hash(password)?)),
+            service_accounts: Vec::new(),
         }),
         seal_secret: secret,
         require_token: true,

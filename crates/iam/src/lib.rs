@@ -9,11 +9,13 @@
 //! with a key derived from the cluster CA's private key, which only masters hold.
 //!
 //! [`api`] is what Admin Router and the CLI share with it; [`model`] the state and its rules;
-//! [`http`] the routes; [`keys`], [`password`], [`throttle`] and [`oidc`] the credentials.
+//! [`http`] the routes; [`keys`], [`password`], [`throttle`] and [`oidc`] the credentials;
+//! [`client`] what other components use of it.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod http;
 pub mod keys;
 pub mod model;

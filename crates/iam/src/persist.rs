@@ -32,13 +32,14 @@ pub struct Persist {
     current: RwLock<(i64, Arc<State>)>,
 }
 
-/// The account `dcos cluster up` asks for, created when the IAM first starts.
-#[derive(Clone, Debug)]
+/// The accounts `dcos cluster up` asks for, created with full access when the IAM first
+/// starts: the bootstrap superuser, and (strict security) the frameworks' service accounts.
+#[derive(Clone, Debug, Default)]
 pub struct Bootstrap {
-    /// Its uid.
-    pub uid: String,
-    /// Its password's Argon2 PHC string.
-    pub password_hash: String,
+    /// The superuser's uid and its password's Argon2 PHC string.
+    pub superuser: Option<(String, String)>,
+    /// Service accounts' uids and public keys (PEM).
+    pub service_accounts: Vec<(String, String)>,
 }
 
 fn store_failed(e: impl std::fmt::Display) -> ApiError {
@@ -56,18 +57,23 @@ impl Persist {
         };
         if persist.read().await?.is_none() {
             let mut first = State::default();
-            if let Some(b) = bootstrap {
-                first.add_account(
-                    &b.uid,
-                    Account {
-                        description: "Bootstrap superuser".into(),
-                        credential: Credential::Password {
-                            hash: b.password_hash,
-                        },
-                    },
-                )?;
-                first.grant(crate::api::SUPERUSER, Grantee::User(&b.uid), Action::Full)?;
-                tracing::info!(uid = %b.uid, "created the bootstrap superuser");
+            let b = bootstrap.unwrap_or_default();
+            let people = b.superuser.into_iter().map(|(uid, hash)| {
+                let credential = Credential::Password { hash };
+                (uid, "Bootstrap superuser".to_string(), credential)
+            });
+            let services = b.service_accounts.into_iter().map(|(uid, public_key)| {
+                let credential = Credential::ServiceAccount { public_key };
+                (uid, "Cluster component".to_string(), credential)
+            });
+            for (uid, description, credential) in people.chain(services) {
+                let account = Account {
+                    description,
+                    credential,
+                };
+                first.add_account(&uid, account)?;
+                first.grant(crate::api::SUPERUSER, Grantee::User(&uid), Action::Full)?;
+                tracing::info!(%uid, "created a bootstrap account");
             }
             let data = serde_json::to_vec(&first).map_err(store_failed)?;
             match persist

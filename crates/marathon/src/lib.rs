@@ -53,11 +53,16 @@ pub struct Config {
     pub framework_name: String,
     /// The cluster CA that issues the TLS certificate, if the cluster has one.
     pub ca_dir: Option<PathBuf>,
+    /// Its service account's secret, when it must authenticate to the master (strict).
+    pub credentials: Option<PathBuf>,
 }
 
 /// Errors starting or running Marathon.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Its service account's secret cannot be read.
+    #[error("Marathon's credentials: {0}")]
+    Credentials(String),
     /// A port could not be bound.
     #[error("failed to bind Marathon's {what} on {addr}")]
     Bind {
@@ -247,6 +252,12 @@ async fn lead(
         http_port: addr.port(),
         framework_name: config.framework_name.clone(),
         ha: matches!(config.store, dcos_store::Location::ZooKeeper { .. }),
+        login: config
+            .credentials
+            .as_deref()
+            .map(dcos_iam::client::ServiceLogin::from_file)
+            .transpose()
+            .map_err(Error::Credentials)?,
     };
     let marathon = Marathon::load(persist::Persist::new(store), settings, stop.clone())
         .await

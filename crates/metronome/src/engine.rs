@@ -77,6 +77,8 @@ pub struct Settings {
     pub framework_name: String,
     /// Finished runs kept per job and outcome.
     pub history_count: usize,
+    /// Its service account's login, when it must authenticate to the master (strict).
+    pub login: Option<dcos_iam::client::ServiceLogin>,
 }
 
 /// One planned change: records to store and forget, tasks to kill afterwards.

@@ -44,13 +44,28 @@ const CALLS_IN_FLIGHT: usize = 32;
 const SUBSCRIBE_BACKOFF: Duration = Duration::from_millis(200);
 
 impl Metronome {
+    /// One SUBSCRIBE at `master`, with a client of its own (carrying a fresh token of
+    /// Metronome's service account in strict security).
+    async fn subscribe_at(
+        &self,
+        master: std::net::SocketAddr,
+        info: &dcos_mesos_api::api::FrameworkInfo,
+    ) -> Result<
+        (
+            scheduler::Connection,
+            scheduler::Events,
+            scheduler::Subscribed,
+        ),
+        String,
+    > {
+        let client = dcos_iam::client::framework_client(self.settings().login.as_ref()).await?;
+        scheduler::subscribe(&client, master, info)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Keeps subscribed to a master and drives runs until `shutdown`.
     pub async fn run_framework(self, shutdown: CancellationToken) {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         let mut next_master = 0usize;
         let mut backoff = SUBSCRIBE_BACKOFF;
         let mut tick = tokio::time::interval(TICK);
@@ -71,7 +86,7 @@ impl Metronome {
             let info = self.framework_info().await;
             let subscribed = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = scheduler::subscribe(&client, master, &info) => r,
+                r = self.subscribe_at(master, &info) => r,
             };
             let mut events = match subscribed {
                 Ok((conn, events, _)) => {

@@ -69,11 +69,16 @@ pub struct Config {
     pub framework_name: String,
     /// The cluster CA that issues the TLS certificate, if the cluster has one.
     pub ca_dir: Option<PathBuf>,
+    /// Its service account's secret, when it must authenticate to the master (strict).
+    pub credentials: Option<PathBuf>,
 }
 
 /// Errors starting or running Metronome.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Its service account's secret cannot be read.
+    #[error("Metronome's credentials: {0}")]
+    Credentials(String),
     /// A port could not be bound.
     #[error("failed to bind Metronome's {what} on {addr}")]
     Bind {
@@ -266,6 +271,12 @@ async fn lead(
         webui_url: format!("http://{addr}"),
         framework_name: config.framework_name.clone(),
         history_count: api::defaults::HISTORY_COUNT,
+        login: config
+            .credentials
+            .as_deref()
+            .map(dcos_iam::client::ServiceLogin::from_file)
+            .transpose()
+            .map_err(Error::Credentials)?,
     };
     let metronome = Metronome::load(store, settings, clock)
         .await

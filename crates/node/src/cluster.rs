@@ -348,6 +348,13 @@ fn bring_up(
         }
         false => None,
     };
+    let frameworks = match spec.security {
+        dcos_iam::api::SecurityMode::Strict => {
+            progress("strict security: the frameworks authenticate with service accounts");
+            framework_accounts(&spec.state_dir.join(&spec.name))?
+        }
+        _ => FrameworkAccounts::default(),
+    };
     for node in &mut record.nodes {
         fs_err::create_dir_all(&node.work_dir)?;
         let config = NodeConfig {
@@ -362,6 +369,11 @@ fn bring_up(
             security: spec.security,
             superuser_username: superuser.as_ref().map(|_| BOOTSTRAP_UID.to_string()),
             superuser_password_hash: superuser.clone(),
+            service_account_keys: frameworks.keys.clone(),
+            service_account_secrets: match node.role.contains("master") {
+                true => frameworks.secrets.clone(),
+                false => Default::default(),
+            },
             ..NodeConfig::default()
         };
         let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;
@@ -442,6 +454,44 @@ fn make_superuser(dir: &Path) -> Result<(PathBuf, String), Error> {
     let text = serde_json::to_vec_pretty(&credentials).map_err(std::io::Error::other)?;
     dcos_store::file::write_atomic(&path, &text, 0o600)?;
     Ok((path, hash))
+}
+
+/// The frameworks' service accounts of a strict cluster.
+#[derive(Default)]
+struct FrameworkAccounts {
+    /// uid to public key.
+    keys: std::collections::BTreeMap<String, String>,
+    /// component to secret file.
+    secrets: std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// Makes the service accounts with which Marathon and Metronome authenticate to the master
+/// (DC/OS' `dcos_marathon` and `dcos_metronome`): a key pair each, the secret (as DC/OS
+/// keeps service account secrets) readable by root only in `dir/secrets`.
+fn framework_accounts(dir: &Path) -> Result<FrameworkAccounts, Error> {
+    let mut out = FrameworkAccounts::default();
+    let secrets = dir.join("secrets");
+    fs_err::create_dir_all(&secrets)?;
+    for (component, uid) in [
+        ("marathon", "dcos_marathon"),
+        ("metronome", "dcos_metronome"),
+    ] {
+        let (private, public) =
+            dcos_iam::keys::generate_account_pair().map_err(|e| Error::Invalid(e.to_string()))?;
+        let secret = dcos_iam::client::ServiceSecret {
+            scheme: "RS256".into(),
+            uid: uid.into(),
+            private_key: private,
+            // Each master's own IAM, where the contract binds it.
+            login_endpoint: format!("http://127.0.0.1:{}/acs/api/v1/auth/login", dcos_iam::PORT),
+        };
+        let path = secrets.join(format!("{uid}.json"));
+        let text = serde_json::to_vec_pretty(&secret).map_err(std::io::Error::other)?;
+        dcos_store::file::write_atomic(&path, &text, 0o600)?;
+        out.keys.insert(uid.into(), public);
+        out.secrets.insert(component.into(), path);
+    }
+    Ok(out)
 }
 
 /// The bootstrap superuser's credentials of a cluster, if it has them.

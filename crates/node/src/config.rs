@@ -96,6 +96,14 @@ pub struct NodeConfig {
     /// OpenID Connect providers whose ID tokens log in the remote accounts they vouch for.
     #[serde(default)]
     pub oidc_providers: Vec<dcos_iam::oidc::ProviderConfig>,
+    /// Service accounts the IAM creates on a new cluster: uid to public key (PEM). In strict
+    /// security, the frameworks' (`dcos_marathon`, `dcos_metronome`).
+    #[serde(default)]
+    pub service_account_keys: std::collections::BTreeMap<String, String>,
+    /// The components' service account secrets on this node (`marathon`, `metronome`), with
+    /// which they log in to authenticate to the master in strict security.
+    #[serde(default)]
+    pub service_account_secrets: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// The agent's advertised resources.
@@ -199,6 +207,8 @@ impl Default for NodeConfig {
             superuser_username: None,
             superuser_password_hash: None,
             oidc_providers: Vec::new(),
+            service_account_keys: Default::default(),
+            service_account_secrets: Default::default(),
         }
     }
 }

@@ -196,6 +196,13 @@ pub async fn run_unit(
     // One of those addresses (a port the contract does not give the unit fails it).
     let at = |addr: Result<SocketAddr, BindError>| addr.map_err(|e| failed(e.into()));
     let masters = || config.master_addrs().map_err(|e| failed(e.into()));
+    // Strict security: frameworks authenticate to the master with a token of this master's IAM.
+    let strict = config.security == dcos_iam::api::SecurityMode::Strict;
+    let iam = || {
+        let ip = node_ip()?;
+        at(bind_addrs("dcos-bouncer.service", NodeRole::Master, ip)
+            .and_then(|b| b.connect_tcp(dcos_iam::PORT)))
+    };
     match unit.name {
         "dcos-pkgpanda-api.service" => crate::pkgpanda::serve(config, shutdown)
             .await
@@ -215,18 +222,23 @@ pub async fn run_unit(
         }
         "dcos-bouncer.service" => {
             let (_, binds) = binds()?;
-            let bootstrap = match (&config.superuser_username, &config.superuser_password_hash) {
-                (Some(uid), Some(hash)) => Some(dcos_iam::Bootstrap {
-                    uid: uid.clone(),
-                    password_hash: hash.clone(),
-                }),
+            let superuser = match (&config.superuser_username, &config.superuser_password_hash) {
+                (Some(uid), Some(hash)) => Some((uid.clone(), hash.clone())),
                 _ => None,
+            };
+            let bootstrap = dcos_iam::Bootstrap {
+                superuser,
+                service_accounts: config
+                    .service_account_keys
+                    .iter()
+                    .map(|(uid, key)| (uid.clone(), key.clone()))
+                    .collect(),
             };
             dcos_iam::serve(
                 dcos_iam::Config {
                     listen: at(binds.tcp(dcos_iam::PORT))?,
                     store: config.store_location("iam/iam.redb"),
-                    bootstrap,
+                    bootstrap: Some(bootstrap),
                     seal_secret: config.seal_secret().map_err(|e| failed(e.into()))?,
                     require_token: config.security.enabled(),
                     oidc: config.oidc_providers.clone(),
@@ -298,6 +310,7 @@ pub async fn run_unit(
                     weights: Default::default(),
                     store: config.store_location("mesos-master/registry.redb"),
                     agent_reregister_timeout: dcos_mesos::master::AGENT_REREGISTER_TIMEOUT,
+                    authenticate_frameworks: if strict { Some(iam()?) } else { None },
                 },
                 shutdown,
             )
@@ -394,6 +407,7 @@ pub async fn run_unit(
                     store: config.store_location("marathon/marathon.redb"),
                     framework_name: "marathon".into(),
                     ca_dir: config.ca_dir.clone(),
+                    credentials: config.service_account_secrets.get("marathon").cloned(),
                 },
                 shutdown,
             )
@@ -412,6 +426,7 @@ pub async fn run_unit(
                     store: config.store_location("metronome/metronome.redb"),
                     framework_name: "metronome".into(),
                     ca_dir: config.ca_dir.clone(),
+                    credentials: config.service_account_secrets.get("metronome").cloned(),
                 },
                 shutdown,
             )

@@ -399,3 +399,63 @@ fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
     ]);
     assert!(!ok, "{text}");
 }
+
+/// In strict security a framework must log in to register: Marathon and Metronome do, with
+/// their service accounts; a SUBSCRIBE without a token, or with a forged one, gets 401.
+#[test]
+fn strict_security_makes_frameworks_authenticate() {
+    let cluster = Cluster::builder()
+        .masters(1)
+        .agents(0)
+        .security(dcos_iam::api::SecurityMode::Strict)
+        .binary(DCOS)
+        .start()
+        .expect("start the cluster");
+    let m = cluster.master(0);
+    let state_url = format!("http://{}:5050/master/state", m.ip);
+    let names = eventually(Duration::from_secs(60), || {
+        let (_, state) = crate::curl(&cluster, m, &[&state_url]);
+        let mut names: Vec<String> = state["frameworks"]
+            .as_array()?
+            .iter()
+            .filter_map(|f| f["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        (names == ["marathon", "metronome"]).then_some(names)
+    });
+    assert_eq!(names, ["marathon", "metronome"]);
+
+    let subscribe = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+        "user": "root", "name": "intruder"}}})
+    .to_string();
+    let url = format!("http://{}:5050/api/v1/scheduler", m.ip);
+    let (other, _) = dcos_iam::keys::SigningKey::generate().unwrap();
+    let forged = other
+        .sign(&json!({"uid": "bootstrapuser", "exp": dcos_iam::api::now_secs() + 600}))
+        .unwrap();
+    for header in [None, Some(format!("Authorization: token={forged}"))] {
+        let mut args = vec!["-m", "3", "-o", "/dev/null"];
+        args.extend(json_request_args("POST", &url, &subscribe));
+        if let Some(h) = &header {
+            args.extend(["-H", h.as_str()]);
+        }
+        let (status, _) = cluster.curl(m, &args);
+        assert_eq!(status, 401, "{header:?}");
+    }
+    // With a token of the cluster, it registers (the stream stays open: curl times out
+    // after the head).
+    let auth = cluster.auth_header();
+    let mut args = vec!["-m", "2", "-o", "/dev/null"];
+    args.extend(json_request_args("POST", &url, &subscribe));
+    args.extend(["-H", auth.as_str()]);
+    let (status, _) = cluster.curl(m, &args);
+    assert_eq!(status, 200);
+    // The frameworks' secrets stay with the cluster's owner.
+    let secrets = cluster.state_dir().join(cluster.name()).join("secrets");
+    for entry in fs_err::read_dir(&secrets).unwrap() {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &entry.unwrap().metadata().unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "a secret readable by others");
+    }
+}

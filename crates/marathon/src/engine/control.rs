@@ -66,13 +66,6 @@ const SUBSCRIBE_BACKOFF: Duration = Duration::from_millis(200);
 impl Marathon {
     /// Keeps subscribed to a master and drives apps until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let client = reqwest::Client::builder()
-            // A standby master's 307 is followed by `scheduler::subscribe`, which then talks to
-            // the leader directly.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         let mut pacing = Pacing::new();
         let mut subscriber = Subscriber {
             next_master: 0,
@@ -81,7 +74,7 @@ impl Marathon {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let Some(mut events) = self.subscribe(&client, &mut subscriber, &shutdown).await else {
+            let Some(mut events) = self.subscribe(&mut subscriber, &shutdown).await else {
                 return;
             };
             pacing.subscribed();
@@ -106,7 +99,6 @@ impl Marathon {
     /// master to ask).
     async fn subscribe(
         &self,
-        client: &reqwest::Client,
         sub: &mut Subscriber,
         shutdown: &CancellationToken,
     ) -> Option<Events> {
@@ -121,7 +113,7 @@ impl Marathon {
             let info = self.framework_info().await;
             let subscribed = tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                r = scheduler::subscribe(client, master, &info) => r,
+                r = self.subscribe_at(master, &info) => r,
             };
             match subscribed {
                 Ok((conn, events, _)) => {
@@ -148,6 +140,19 @@ impl Marathon {
                 }
             }
         }
+    }
+
+    /// One SUBSCRIBE at `master`, with a client of its own (carrying a fresh token of
+    /// Marathon's service account in strict security).
+    async fn subscribe_at(
+        &self,
+        master: std::net::SocketAddr,
+        info: &FrameworkInfo,
+    ) -> Result<(Connection, Events, scheduler::Subscribed), String> {
+        let client = dcos_iam::client::framework_client(self.settings.login.as_ref()).await?;
+        scheduler::subscribe(&client, master, info)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// An event and what else has arrived already (a burst of status updates is stored in

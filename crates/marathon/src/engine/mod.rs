@@ -99,6 +99,8 @@ pub struct Settings {
     pub framework_name: String,
     /// Whether Marathons on several masters elect a leader (the ZooKeeper store).
     pub ha: bool,
+    /// Its service account's login, when it must authenticate to the master (strict).
+    pub login: Option<dcos_iam::client::ServiceLogin>,
 }
 
 /// What the REST API and the scheduler loop share.

@@ -64,6 +64,7 @@ impl Env {
             store: dcos_store::Location::Embedded(self.dir.path().join("marathon/marathon.redb")),
             framework_name: "marathon".into(),
             ca_dir: None,
+            credentials: None,
         };
         let s = stop.clone();
         let handle = tokio::spawn(async move {

@@ -63,6 +63,9 @@ pub struct Config {
     /// How long agents recovered from the registry have to re-register before they are
     /// unreachable (Mesos' `agent_reregister_timeout`, 10 minutes).
     pub agent_reregister_timeout: Duration,
+    /// Frameworks authenticate (Mesos' `--authenticate_frameworks`, strict security): a
+    /// SUBSCRIBE must carry a token of the IAM at this address.
+    pub authenticate_frameworks: Option<SocketAddr>,
 }
 
 /// Mesos' default `agent_reregister_timeout`.
@@ -105,6 +108,8 @@ pub struct Shared {
     config: Arc<Config>,
     registry: registry::Registry,
     leadership: Arc<watch::Sender<Leadership>>,
+    /// Checks frameworks' tokens, when they must authenticate.
+    frameworks: Option<Arc<dcos_iam::client::Verifier>>,
 }
 
 /// Who leads, as this master knows it.
@@ -186,6 +191,9 @@ pub async fn serve_on(
         .map_err(registry_error)?;
     tracing::info!(contender = candidate.path(), %store, "entered the leader election");
     let shared = Shared {
+        frameworks: config
+            .authenticate_frameworks
+            .map(|iam| Arc::new(dcos_iam::client::Verifier::new(iam))),
         core: Arc::new(Mutex::new(Core::new(master))),
         config: Arc::new(config),
         registry,

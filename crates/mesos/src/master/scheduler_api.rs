@@ -27,6 +27,24 @@ pub(super) async fn scheduler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Only a SUBSCRIBE comes without a stream id; every other call is bound by its stream
+    // id to a subscription that authenticated.
+    if let Some(verifier) = &shared.frameworks {
+        if !headers.contains_key("mesos-stream-id") {
+            if let Err(why) = verifier.caller(&headers).await {
+                tracing::info!(?why, "framework refused: no valid token");
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        axum::http::header::WWW_AUTHENTICATE,
+                        "Bearer realm=\"mesos-master-scheduler\"",
+                    )],
+                    "",
+                )
+                    .into_response();
+            }
+        }
+    }
     match scheduler_call(&shared, &headers, &body) {
         Ok(r) | Err(r) => r,
     }

@@ -83,6 +83,7 @@ impl Env {
             store: dcos_store::Location::Embedded(self.dir.path().join("metronome.redb")),
             framework_name: "metronome".into(),
             ca_dir: None,
+            credentials: None,
         };
         let store = dcos_store::AnyStore::Embedded(self.store.session());
         let stop = CancellationToken::new();
