@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dcos_iam::api::{self, PolicyAnswer};
+use dcos_iam::api::{self, Action};
 pub use dcos_iam::client::Caller;
 use dcos_iam::client::{Unverified, Verifier};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE};
@@ -46,7 +46,6 @@ impl From<Unverified> for Denied {
 /// The token checker of one router.
 pub struct Auth {
     verifier: Verifier,
-    client: reqwest::Client,
     decisions: Mutex<HashMap<(String, String), (bool, Instant)>>,
 }
 
@@ -55,10 +54,6 @@ impl Auth {
     pub fn new(iam: SocketAddr) -> Auth {
         Auth {
             verifier: Verifier::new(iam),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
             decisions: Mutex::new(HashMap::new()),
         }
     }
@@ -101,28 +96,13 @@ impl Auth {
     }
 
     async fn ask(&self, uid: &str, rid: &str) -> Result<bool, Denied> {
-        let url = format!("http://{}{}", self.verifier.iam(), api::POLICY_QUERY_PATH);
-        let resp = self
-            .client
-            .get(&url)
-            .query(&[("uid", uid), ("rid", rid), ("action", "full")])
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "the IAM's policy query failed");
-                Denied::Unavailable
-            })?;
-        if !resp.status().is_success() {
-            tracing::warn!(status = %resp.status(), "unexpected policyquery response");
-            return Err(Denied::Unavailable);
-        }
-        let answer: PolicyAnswer = resp.json().await.map_err(|_| Denied::Unavailable)?;
-        Ok(answer.allowed)
+        Ok(self.verifier.allowed(uid, rid, Action::Full).await?)
     }
 }
 
-/// The headers an upstream sees for an authenticated caller: its token in `Authorization`
-/// (also when it came as the cookie), and no DC/OS cookies, which are the router's business.
+/// The headers an upstream sees: for a `caller` (an upstream of the cluster's own), its token
+/// in `Authorization` (also when it came as the cookie); never the DC/OS cookies, which are
+/// the router's business.
 pub fn forward_headers(headers: &mut HeaderMap, caller: Option<&Caller>) {
     if let Some(c) = caller {
         if let Ok(v) = HeaderValue::from_str(&format!("token={}", c.token)) {

@@ -494,8 +494,21 @@ impl Router {
                     Ok(c) => c,
                     Err(resp) => return self.logged(peer, &method, &raw, label, "", started, resp),
                 };
+                // Every resource known from the path is checked before anything is answered
+                // (the router's own pages too); a service's once it is found.
+                if guard != routes::Guard::Service {
+                    if let Err(resp) = self.authorize(&guard, caller.as_ref(), None).await {
+                        return self.logged(peer, &method, &raw, label, "", started, resp);
+                    }
+                }
                 let mut req = req;
-                auth::forward_headers(req.headers_mut(), caller.as_ref());
+                // Services, frameworks and agents are not the router's to trust with a
+                // browser's login: only a token the client itself sent reaches them.
+                let trusted = !matches!(
+                    route,
+                    Route::Service(..) | Route::Agent(..) | Route::AgentRouter(..)
+                );
+                auth::forward_headers(req.headers_mut(), caller.as_ref().filter(|_| trusted));
                 match self.target(route, &method).await {
                     Target::Answer(resp) => (label, String::new(), resp),
                     Target::Upstream {
@@ -504,8 +517,11 @@ impl Router {
                         location_prefix,
                         service,
                     } => {
-                        if let Err(resp) = self.authorize(&guard, caller.as_ref(), service).await {
-                            return self.logged(peer, &method, &raw, label, "", started, resp);
+                        if guard == routes::Guard::Service {
+                            let checked = self.authorize(&guard, caller.as_ref(), service).await;
+                            if let Err(resp) = checked {
+                                return self.logged(peer, &method, &raw, label, "", started, resp);
+                            }
                         }
                         let name = upstream.to_string();
                         let resp = match self

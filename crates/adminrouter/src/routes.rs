@@ -337,7 +337,8 @@ pub fn guard(role: Role, path_and_query: &str, route: &Route) -> Guard {
                 let own = path
                     .strip_prefix("/acs/api/v1/users/")
                     .and_then(|rest| rest.strip_suffix("/permissions"))
-                    .filter(|uid| !uid.is_empty() && !uid.contains('/'));
+                    .filter(|uid| !uid.is_empty() && !uid.contains('/'))
+                    .and_then(percent_decoded);
                 match own {
                     Some(uid) => Guard::OwnPermissions(uid.to_string()),
                     None => Resource(ACS),
@@ -365,6 +366,24 @@ pub fn guard(role: Role, path_and_query: &str, route: &Route) -> Guard {
             Fixed::LocalAgent => Resource("dcos:adminrouter:ops:slave"),
         },
     }
+}
+
+/// A path segment with every escape decoded (`a%40b` is `a@b`); `None` if one is broken.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The path a service sees when its name took the first `n` of `segments`.
@@ -617,6 +636,10 @@ mod tests {
         assert_eq!(
             g("/acs/api/v1/users/alice/permissions"),
             Guard::OwnPermissions("alice".into())
+        );
+        assert_eq!(
+            g("/acs/api/v1/users/a%40b.c/permissions"),
+            Guard::OwnPermissions("a@b.c".into())
         );
         // The policy query is Admin Router's own.
         assert_eq!(

@@ -219,6 +219,15 @@ impl ApiError {
         )
     }
 
+    /// 429: too many logins wait already.
+    pub fn too_many_logins() -> ApiError {
+        ApiError::new(
+            429,
+            "ERR_TOO_MANY_REQUESTS",
+            "Too many logins are waiting; try again shortly.",
+        )
+    }
+
     /// 409: it exists already.
     pub fn conflict(code: &'static str, description: String) -> ApiError {
         ApiError::new(409, code, description)

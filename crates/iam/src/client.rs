@@ -12,7 +12,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{self, Jwks, TokenError, VerifyingKey};
+use crate::api::{self, Action, Jwks, PolicyAnswer, TokenError, VerifyingKey};
 
 /// The shortest time between two fetches of the IAM's keys.
 pub const KEY_RETRY: Duration = Duration::from_secs(5);
@@ -91,6 +91,27 @@ impl Verifier {
             uid: uid.to_string(),
             token: token.to_string(),
         })
+    }
+
+    /// Whether `uid` may take `action` on `rid`, as the IAM's policy query answers.
+    pub async fn allowed(&self, uid: &str, rid: &str, action: Action) -> Result<bool, Unverified> {
+        let url = format!("http://{}{}", self.iam, api::POLICY_QUERY_PATH);
+        let resp = self
+            .client
+            .get(&url)
+            .query(&[("uid", uid), ("rid", rid), ("action", action.as_str())])
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the IAM's policy query failed");
+                Unverified::Unavailable
+            })?;
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "unexpected policyquery response");
+            return Err(Unverified::Unavailable);
+        }
+        let answer: PolicyAnswer = resp.json().await.map_err(|_| Unverified::Unavailable)?;
+        Ok(answer.allowed)
     }
 
     /// Fetches the IAM's keys again, unless they were fetched within [`KEY_RETRY`].

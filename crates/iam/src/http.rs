@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{self, Action, ApiError, AUTH_COOKIE, INFO_COOKIE, TOKEN_LIFETIME_SECS};
-use crate::model::{Account, Credential, Grantee, State};
+use crate::model::{Account, Acl, Credential, Grantee, State};
 use crate::Iam;
 
 /// The resource whose `full` lets an account manage the IAM.
@@ -297,12 +297,21 @@ async fn login(AxumState(iam): Shared, headers: HeaderMap, bytes: Bytes) -> Answ
         (Some(uid), None, Some(token)) => iam.service_login(uid, token)?,
         (None, None, Some(token)) => iam.token_login(token)?,
     };
-    iam.issue(&uid, req.exp)
+    // Admin Router says how the client reached it.
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    iam.issue(&uid, req.exp, https)
 }
 
 impl Iam {
     async fn password_login(&self, uid: &str, password: &str) -> Result<String, ApiError> {
-        let delay = self.throttle.delay(uid);
+        // Logins waiting (slowed down, or for a hash) are bounded, so they cannot take every
+        // connection from Admin Router's policy queries.
+        let Ok(_waiting) = self.logins.try_acquire() else {
+            return Err(ApiError::too_many_logins());
+        };
+        let delay = self.throttle.attempt(uid);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -330,8 +339,12 @@ impl Iam {
             self.throttle.succeeded(uid);
             Ok(uid.to_string())
         } else {
-            self.throttle.failed(uid);
-            tracing::info!(%uid, "password login refused");
+            // The uid only when it is an account: a password typed into the uid field must
+            // not reach the log.
+            match self.persist.state().users.contains_key(uid) {
+                true => tracing::info!(%uid, "password login refused"),
+                false => tracing::info!("password login for an unknown uid refused"),
+            }
             Err(ApiError::invalid_credentials())
         }
     }
@@ -356,18 +369,12 @@ impl Iam {
         Ok(uid.to_string())
     }
 
-    /// A login with a token alone: one this cluster issued (a renewal), or an ID token of
-    /// a trusted OpenID Connect provider for an account it vouches for.
+    /// A login with a token alone: an ID token of a trusted OpenID Connect provider, for a
+    /// remote account it vouches for. (Not the cluster's own tokens: a renewal would let a
+    /// stolen token live for ever.)
     fn token_login(&self, token: &str) -> Result<String, ApiError> {
         let now = api::now_secs();
         let state = self.persist.state();
-        if let Ok(claims) = api::verify(token, &[self.key.public().clone()], now) {
-            return api::uid_of(&claims)
-                .ok()
-                .filter(|uid| state.users.contains_key(*uid))
-                .map(str::to_string)
-                .ok_or_else(ApiError::invalid_credentials);
-        }
         for provider in &self.oidc {
             if let Some(uid) = provider.vouches(token, now) {
                 let known = matches!(
@@ -384,7 +391,7 @@ impl Iam {
     }
 
     /// The login's answer: the token and its two cookies.
-    fn issue(&self, uid: &str, exp: Option<u64>) -> Answer {
+    fn issue(&self, uid: &str, exp: Option<u64>, secure: bool) -> Answer {
         let now = api::now_secs();
         let longest = now + TOKEN_LIFETIME_SECS;
         // A shorter life may be asked for, never a longer one.
@@ -399,9 +406,14 @@ impl Iam {
         let info = base64::engine::general_purpose::STANDARD.encode(info.to_string());
         let max_age = exp - now;
         let mut resp = ok(json!({"token": token}));
+        // Not sent with other sites' POSTs (the cookie alone authenticates), nor over plain
+        // http when the login came over https.
+        let secure = if secure { "; Secure" } else { "" };
         for cookie in [
-            format!("{AUTH_COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly"),
-            format!("{INFO_COOKIE}={info}; Max-Age={max_age}; Path=/"),
+            format!(
+                "{AUTH_COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
+            ),
+            format!("{INFO_COOKIE}={info}; Max-Age={max_age}; Path=/; SameSite=Lax{secure}"),
         ] {
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
@@ -940,14 +952,12 @@ async fn grantee_actions(
     let state = iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
     let who = grantee(&kind, &id)?;
-    let acl = state.acl(&rid)?;
-    let granted = match who {
-        Grantee::User(uid) => acl.users.get(uid),
-        Grantee::Group(gid) => acl.groups.get(gid),
-    };
+    let actions = state
+        .acl(&rid)?
+        .granted(who)
+        .ok_or_else(|| Acl::not_in(who, &rid))?;
     let url = format!("{}/{kind}/{id}", acl_url(&rid));
-    let actions = granted.cloned().unwrap_or_default();
-    Ok(ok(json!({"array": actions_json(&url, &actions)})))
+    Ok(ok(json!({"array": actions_json(&url, actions)})))
 }
 
 async fn grantee_allowed(
@@ -958,40 +968,45 @@ async fn grantee_allowed(
     let state = iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
     let action = action_of(&action)?;
-    let acl = state.acl(&rid)?;
-    let granted = match grantee(&kind, &id)? {
-        Grantee::User(uid) => acl.users.get(uid),
-        Grantee::Group(gid) => acl.groups.get(gid),
-    };
+    let granted = state.acl(&rid)?.granted(grantee(&kind, &id)?);
     let allowed = granted.is_some_and(|a| a.contains(&action) || a.contains(&Action::Full));
     Ok(ok(json!({"allowed": allowed})))
 }
 
 async fn grant(
-    AxumState(iam): Shared,
+    state: Shared,
     headers: HeaderMap,
-    Path((rid, kind, id, action)): Path<(String, String, String, String)>,
+    path: Path<(String, String, String, String)>,
 ) -> Answer {
-    iam.authorize(&headers, None)?;
-    let rid = rid_of(&rid);
-    let action = action_of(&action)?;
-    let who = grantee(&kind, &id)?;
-    iam.persist.update(|s| s.grant(&rid, who, action)).await?;
-    tracing::info!(%rid, ?who, action = action.as_str(), "permission granted");
-    Ok(no_content())
+    change_permission(state, headers, path, true).await
 }
 
 async fn revoke(
+    state: Shared,
+    headers: HeaderMap,
+    path: Path<(String, String, String, String)>,
+) -> Answer {
+    change_permission(state, headers, path, false).await
+}
+
+/// Grants (or revokes) one action on a resource to an account or a group.
+async fn change_permission(
     AxumState(iam): Shared,
     headers: HeaderMap,
     Path((rid, kind, id, action)): Path<(String, String, String, String)>,
+    granting: bool,
 ) -> Answer {
     iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
     let action = action_of(&action)?;
     let who = grantee(&kind, &id)?;
-    iam.persist.update(|s| s.revoke(&rid, who, action)).await?;
-    tracing::info!(%rid, ?who, action = action.as_str(), "permission revoked");
+    iam.persist
+        .update(|s| match granting {
+            true => s.grant(&rid, who, action),
+            false => s.revoke(&rid, who, action),
+        })
+        .await?;
+    tracing::info!(%rid, ?who, action = action.as_str(), granting, "permission changed");
     Ok(no_content())
 }
 
@@ -1005,16 +1020,13 @@ async fn revoke_all(
     let who = grantee(&kind, &id)?;
     iam.persist
         .update(|s| {
-            let acl = s.acl(&rid)?;
-            let granted = match who {
-                Grantee::User(uid) => acl.users.get(uid),
-                Grantee::Group(gid) => acl.groups.get(gid),
-            };
-            let actions: Vec<Action> = granted.into_iter().flatten().copied().collect();
-            if actions.is_empty() {
-                // Let revoke name what is missing.
-                return s.revoke(&rid, who, Action::Full);
-            }
+            let actions: Vec<Action> = s
+                .acl(&rid)?
+                .granted(who)
+                .ok_or_else(|| Acl::not_in(who, &rid))?
+                .iter()
+                .copied()
+                .collect();
             for a in actions {
                 s.revoke(&rid, who, a)?;
             }

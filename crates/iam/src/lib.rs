@@ -40,6 +40,9 @@ pub const PORT: u16 = 8101;
 pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api().connections(512).body(64 * 1024);
 /// Password hashes computed at once (each takes Argon2's memory for a moment).
 const HASHING_AT_ONCE: usize = 2;
+/// Password logins waiting at once (slowed down or for a hash); more get 429. Well under
+/// [`LIMITS`]' connections, which Admin Router's policy queries need too.
+const LOGINS_WAITING: usize = 64;
 
 /// How the IAM runs.
 #[derive(Clone, Debug)]
@@ -82,6 +85,7 @@ pub struct Iam {
     key: keys::SigningKey,
     throttle: throttle::Throttle,
     hashing: tokio::sync::Semaphore,
+    logins: tokio::sync::Semaphore,
     require_token: bool,
     oidc: Vec<oidc::Provider>,
 }
@@ -117,6 +121,7 @@ impl Iam {
             key,
             throttle: throttle::Throttle::default(),
             hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+            logins: tokio::sync::Semaphore::new(LOGINS_WAITING),
             require_token: config.require_token,
             oidc,
         })

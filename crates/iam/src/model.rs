@@ -82,6 +82,37 @@ pub struct Acl {
     pub groups: BTreeMap<String, BTreeSet<Action>>,
 }
 
+impl Acl {
+    /// The actions granted to `who` here, if it is in the ACL.
+    pub fn granted(&self, who: Grantee<'_>) -> Option<&BTreeSet<Action>> {
+        match who {
+            Grantee::User(uid) => self.users.get(uid),
+            Grantee::Group(gid) => self.groups.get(gid),
+        }
+    }
+
+    fn grants_of(&mut self, who: Grantee<'_>) -> (&mut BTreeMap<String, BTreeSet<Action>>, String) {
+        match who {
+            Grantee::User(uid) => (&mut self.users, uid.to_string()),
+            Grantee::Group(gid) => (&mut self.groups, gid.to_string()),
+        }
+    }
+
+    /// The 400 for `who` not being in the ACL of `rid`.
+    pub fn not_in(who: Grantee<'_>, rid: &str) -> ApiError {
+        match who {
+            Grantee::User(uid) => ApiError::not_granted(
+                "ERR_USER_NOT_IN_ACL",
+                format!("User `{uid}` is not part of ACL for resource `{rid}`"),
+            ),
+            Grantee::Group(gid) => ApiError::not_granted(
+                "ERR_GROUP_NOT_IN_ACL",
+                format!("Group `{gid}` is not part of ACL for resource `{rid}`"),
+            ),
+        }
+    }
+}
+
 /// Everything the IAM knows but its signing key.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
@@ -347,11 +378,8 @@ impl State {
             .acls
             .get_mut(rid)
             .ok_or_else(|| ApiError::unknown_acl(rid))?;
-        let (map, id) = match who {
-            Grantee::User(uid) => (&mut acl.users, uid),
-            Grantee::Group(gid) => (&mut acl.groups, gid),
-        };
-        map.entry(id.to_string()).or_default().insert(action);
+        let (map, id) = acl.grants_of(who);
+        map.entry(id).or_default().insert(action);
         Ok(())
     }
 
@@ -392,32 +420,25 @@ impl State {
             .acls
             .get_mut(rid)
             .ok_or_else(|| ApiError::unknown_acl(rid))?;
-        let (map, id) = match who {
-            Grantee::User(uid) => (&mut acl.users, uid),
-            Grantee::Group(gid) => (&mut acl.groups, gid),
-        };
-        let (code, kind) = match who {
-            Grantee::User(_) => ("ERR_USER_NOT_IN_ACL", "User"),
-            Grantee::Group(_) => ("ERR_GROUP_NOT_IN_ACL", "Group"),
-        };
-        let Some(actions) = map.get_mut(id) else {
-            return Err(ApiError::not_granted(
-                code,
-                format!("{kind} `{id}` is not part of ACL for resource `{rid}`"),
-            ));
+        let (map, id) = acl.grants_of(who);
+        let Some(actions) = map.get_mut(&id) else {
+            return Err(Acl::not_in(who, rid));
         };
         if !actions.remove(&action) {
+            let kind = match who {
+                Grantee::User(_) => "user",
+                Grantee::Group(_) => "group",
+            };
             return Err(ApiError::not_granted(
                 "ERR_ACTION_NOT_YET_STORED",
                 format!(
-                    "Action `{}` unknown for {} `{id}` in ACL for resource `{rid}`",
-                    action.as_str(),
-                    kind.to_lowercase()
+                    "Action `{}` unknown for {kind} `{id}` in ACL for resource `{rid}`",
+                    action.as_str()
                 ),
             ));
         }
         if actions.is_empty() {
-            map.remove(id);
+            map.remove(&id);
         }
         Ok(())
     }

@@ -108,7 +108,7 @@ impl Provider {
                 .any(|a| a.as_str() == Some(&self.config.client_id)),
             _ => false,
         };
-        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
+        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) == Some(true);
         if issuer != Some(self.config.issuer.as_str()) || !audience_ok || !verified {
             return None;
         }

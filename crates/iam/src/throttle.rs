@@ -37,6 +37,14 @@ impl Throttle {
         }
     }
 
+    /// Starts an attempt for `uid`: counted as failed until [`Throttle::succeeded`] says
+    /// otherwise (so attempts sent at once wait one behind the other), and how long it waits.
+    pub fn attempt(&self, uid: &str) -> Duration {
+        let delay = self.delay(uid);
+        self.failed(uid);
+        delay
+    }
+
     /// Notes a failed attempt for `uid`.
     pub fn failed(&self, uid: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -92,5 +100,9 @@ mod tests {
         assert_eq!(t.delay("b"), Duration::ZERO);
         t.succeeded("a");
         assert_eq!(t.delay("a"), Duration::ZERO);
+        // Attempts at once count before they are checked.
+        let waits: Vec<Duration> = (0..5).map(|_| t.attempt("c")).collect();
+        assert_eq!(&waits[..3], [Duration::ZERO; 3]);
+        assert_eq!(waits[3..], [FIRST_DELAY, FIRST_DELAY * 2]);
     }
 }

@@ -442,14 +442,43 @@ fn strict_security_makes_frameworks_authenticate() {
         let (status, _) = cluster.curl(m, &args);
         assert_eq!(status, 401, "{header:?}");
     }
-    // With a token of the cluster, it registers (the stream stays open: curl times out
-    // after the head).
+    // With a token of the cluster whose account may register in the role, it registers
+    // (the stream stays open: curl times out after the head). Without the permission: 403.
+    let subscribe_as = |header: &str, body: &str| {
+        let mut args = vec!["-m", "2", "-o", "/dev/null"];
+        args.extend(json_request_args("POST", &url, body));
+        args.extend(["-H", header]);
+        cluster.curl(m, &args).0
+    };
     let auth = cluster.auth_header();
-    let mut args = vec!["-m", "2", "-o", "/dev/null"];
-    args.extend(json_request_args("POST", &url, &subscribe));
-    args.extend(["-H", auth.as_str()]);
-    let (status, _) = cluster.curl(m, &args);
-    assert_eq!(status, 200);
+    assert_eq!(subscribe_as(&auth, &subscribe), 200);
+    let ar = format!("http://{}", m.ip);
+    dcos_as(
+        cluster.token(),
+        &ar,
+        &["user", "add", "mallory", "--password", "mallory-pw"],
+    );
+    let (_, answer) = login(
+        &cluster,
+        m,
+        &json!({"uid": "mallory", "password": "mallory-pw"}),
+    );
+    let mallory = format!("Authorization: token={}", answer["token"].as_str().unwrap());
+    assert_eq!(subscribe_as(&mallory, &subscribe), 403);
+    // Even a superuser cannot take over Marathon's stream: it is its service account's.
+    let (_, state) = crate::curl(&cluster, m, &[&state_url]);
+    let marathon_id = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "marathon")
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let takeover = json!({"type": "SUBSCRIBE", "framework_id": {"value": marathon_id},
+        "subscribe": {"framework_info": {"user": "root", "name": "marathon",
+        "id": {"value": marathon_id}}}})
+    .to_string();
+    assert_eq!(subscribe_as(&auth, &takeover), 403);
     // The frameworks' secrets stay with the cluster's owner.
     let secrets = cluster.state_dir().join(cluster.name()).join("secrets");
     for entry in fs_err::read_dir(&secrets).unwrap() {

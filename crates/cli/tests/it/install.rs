@@ -11,11 +11,14 @@ use dcos_testkit::Netns;
 
 use crate::DCOS;
 
-/// The OSS units of each role, from the DC/OS 1.11 ports page (enterprise rows left out),
-/// and the cluster-local image registry this project adds.
+/// The OSS units of each role, from the DC/OS 1.11 ports page, the Enterprise units dcos-rs
+/// serves (the IAM and the CA; the other Enterprise rows left out), and the cluster-local
+/// image registry this project adds.
 const MASTER_UNITS: &[&str] = &[
     "dcos-pkgpanda-api.service",
     "dcos-exhibitor.service",
+    "dcos-bouncer.service",
+    "dcos-ca.service",
     "dcos-mesos-master.service",
     "dcos-mesos-dns.service",
     "dcos-registry.service",

@@ -29,28 +29,82 @@ pub(super) async fn scheduler(
 ) -> Response {
     // Only a SUBSCRIBE comes without a stream id; every other call is bound by its stream
     // id to a subscription that authenticated.
+    let mut principal = None;
     if let Some(verifier) = &shared.frameworks {
         if !headers.contains_key("mesos-stream-id") {
-            if let Err(why) = verifier.caller(&headers).await {
-                tracing::info!(?why, "framework refused: no valid token");
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(
-                        axum::http::header::WWW_AUTHENTICATE,
-                        "Bearer realm=\"mesos-master-scheduler\"",
-                    )],
-                    "",
-                )
-                    .into_response();
+            match authenticate_framework(verifier, &headers, &body).await {
+                Ok(uid) => principal = uid,
+                Err(r) => return r,
             }
         }
     }
-    match scheduler_call(&shared, &headers, &body) {
+    match scheduler_call(&shared, &headers, &body, principal) {
         Ok(r) | Err(r) => r,
     }
 }
 
-fn scheduler_call(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+/// Strict security's check of a SUBSCRIBE: a valid token whose account may register a
+/// framework in each of its roles (`create` on `dcos:mesos:master:framework:role:<role>`).
+/// Gives the account, which becomes the framework's principal; a call that is not a valid
+/// SUBSCRIBE passes (its own error answers it).
+async fn authenticate_framework(
+    verifier: &dcos_iam::client::Verifier,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<String>, Response> {
+    let unavailable = || text(StatusCode::SERVICE_UNAVAILABLE, "the IAM cannot be reached");
+    let caller = match verifier.caller(headers).await {
+        Ok(c) => c,
+        Err(dcos_iam::client::Unverified::Unavailable) => return Err(unavailable()),
+        Err(why) => {
+            tracing::info!(?why, "framework refused: no valid token");
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                [(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"mesos-master-scheduler\"",
+                )],
+                "",
+            )
+                .into_response());
+        }
+    };
+    let Ok(Call {
+        body: CallBody::Subscribe(subscribe),
+        ..
+    }) = Call::parse(body)
+    else {
+        return Ok(None);
+    };
+    let info = &subscribe.framework_info;
+    let mut roles: Vec<&str> = info.roles.iter().map(String::as_str).collect();
+    roles.extend(info.role.as_deref());
+    if roles.is_empty() {
+        roles.push("*");
+    }
+    for role in roles {
+        let rid = format!("dcos:mesos:master:framework:role:{role}");
+        let allowed = verifier
+            .allowed(&caller.uid, &rid, dcos_iam::api::Action::Create)
+            .await
+            .map_err(|_| unavailable())?;
+        if !allowed {
+            tracing::info!(uid = %caller.uid, %role, "framework refused: not allowed in its role");
+            return Err(text(
+                StatusCode::FORBIDDEN,
+                format!("Not authorized to register a framework in role '{role}'"),
+            ));
+        }
+    }
+    Ok(Some(caller.uid))
+}
+
+fn scheduler_call(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    principal: Option<String>,
+) -> Result<Response, Response> {
     check_json(headers)?;
     let call = Call::parse(body).map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
     let stream_id = headers.get("mesos-stream-id").map(|v| v.to_str());
@@ -61,6 +115,11 @@ fn scheduler_call(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<R
                     "Subscribe calls should not include the 'Mesos-Stream-Id' header",
                 )
                 .into_response());
+            }
+            let mut subscribe = subscribe;
+            if principal.is_some() {
+                // Who the token says, whatever the framework claims.
+                subscribe.framework_info.principal = principal;
             }
             return subscribe_call(shared, call.framework_id, subscribe);
         }

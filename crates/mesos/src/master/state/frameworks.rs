@@ -215,6 +215,13 @@ impl Master {
         }
         match self.frameworks.get_mut(id) {
             Some(fw) => {
+                // An authenticated framework stays its principal's: another account cannot
+                // take over its stream (and its tasks).
+                if fw.info.principal.is_some() && fw.info.principal != info.principal {
+                    return Err(CallError::Forbidden(format!(
+                        "Framework {id} is registered by another principal"
+                    )));
+                }
                 // The old connection hears ERROR; opening the new stream ends it.
                 self.outbox.framework(
                     fw,
