@@ -1035,3 +1035,6 @@ async fn revoke_all(
         .await?;
     Ok(no_content())
 }
+
+#[cfg(test)]
+mod tests;

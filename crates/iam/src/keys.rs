@@ -181,6 +181,20 @@ pub fn open(secret: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
     Ok(plain.to_vec())
 }
 
+/// The key that authenticates the IAM's state in the store (HMAC-SHA-256), derived from
+/// the same masters-only `secret` as the sealing key: a state that a reader of the store
+/// (ZooKeeper is reachable from agents) wrote is refused.
+pub fn state_key(secret: &[u8]) -> ring::hmac::Key {
+    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"dcos-rs iam state");
+    let mut bytes = [0u8; 32];
+    // HKDF-SHA-256 always yields 32 bytes.
+    let _ = salt
+        .extract(secret)
+        .expand(&[b"hmac-sha256"], ring::hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut bytes));
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)
+}
+
 fn sealing_key(secret: &[u8]) -> Result<aead::LessSafeKey, KeyError> {
     let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"dcos-rs iam signing key");
     let mut bytes = [0u8; 32];

@@ -102,7 +102,7 @@ impl Iam {
             .open()
             .await
             .map_err(|e| setup("the IAM's store", &e))?;
-        let persist = persist::Persist::open(store, config.bootstrap.clone())
+        let persist = persist::Persist::open(store, config.bootstrap.clone(), &secret)
             .await
             .map_err(|e| setup("the IAM's state", &e))?;
         let key = persist

@@ -4,7 +4,9 @@
 //! refreshed by a watch and a periodic read, and answers reads from it.
 //!
 //! The state is one node, so on ZooKeeper it is bounded by its 1 MiB node limit: about
-//! [`crate::model::MAX_ENTRIES`] accounts with password hashes fit.
+//! [`crate::model::MAX_ENTRIES`] accounts with password hashes fit. Its bytes are an
+//! HMAC-SHA-256 of the JSON under a key only masters can derive, then the JSON: a state
+//! written by anything else is refused, and the masters keep the last good one.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,6 +30,8 @@ const CAS_ATTEMPTS: usize = 16;
 /// The state in memory and in the store.
 pub struct Persist {
     store: AnyStore,
+    /// Authenticates the stored state.
+    mac: ring::hmac::Key,
     /// The newest state seen and its store version (-1 before the first write).
     current: RwLock<(i64, Arc<State>)>,
 }
@@ -50,9 +54,14 @@ fn store_failed(e: impl std::fmt::Display) -> ApiError {
 impl Persist {
     /// Loads the state from `store`, creating it (with `bootstrap`'s superuser) if the
     /// cluster has none yet.
-    pub async fn open(store: AnyStore, bootstrap: Option<Bootstrap>) -> Result<Persist, ApiError> {
+    pub async fn open(
+        store: AnyStore,
+        bootstrap: Option<Bootstrap>,
+        secret: &[u8],
+    ) -> Result<Persist, ApiError> {
         let persist = Persist {
             store,
+            mac: keys::state_key(secret),
             current: RwLock::new((-1, Arc::new(State::default()))),
         };
         if persist.read().await?.is_none() {
@@ -75,7 +84,7 @@ impl Persist {
                 first.grant(crate::api::SUPERUSER, Grantee::User(&uid), Action::Full)?;
                 tracing::info!(%uid, "created a bootstrap account");
             }
-            let data = serde_json::to_vec(&first).map_err(store_failed)?;
+            let data = persist.encode(&first)?;
             match persist
                 .store
                 .create_all(STATE_PATH, &data, CreateMode::Persistent)
@@ -111,10 +120,7 @@ impl Persist {
         let Some((data, stat)) = self.store.get(STATE_PATH).await.map_err(store_failed)? else {
             return Ok(None);
         };
-        let state: State = serde_json::from_slice(&data).map_err(|e| {
-            tracing::error!(error = %e, "the IAM's state in the store is not valid");
-            ApiError::unavailable("The IAM's state in the store is not valid.")
-        })?;
+        let state = self.decode(&data)?;
         self.publish(stat.version, Arc::new(state.clone()));
         Ok(Some((stat.version, state)))
     }
@@ -130,7 +136,7 @@ impl Persist {
                 return Err(ApiError::unavailable("The IAM's state is missing."));
             };
             let out = change(&mut state)?;
-            let data = serde_json::to_vec(&state).map_err(store_failed)?;
+            let data = self.encode(&state)?;
             match self.store.set(STATE_PATH, &data, Some(version)).await {
                 Ok(stat) => {
                     self.publish(stat.version, Arc::new(state));
@@ -143,6 +149,29 @@ impl Persist {
         Err(ApiError::unavailable(
             "The IAM's state changed too often to apply this change; try again.",
         ))
+    }
+
+    /// The stored form of `state`: its MAC, then its JSON.
+    fn encode(&self, state: &State) -> Result<Vec<u8>, ApiError> {
+        let json = serde_json::to_vec(state).map_err(store_failed)?;
+        let tag = ring::hmac::sign(&self.mac, &json);
+        Ok([tag.as_ref(), &json].concat())
+    }
+
+    /// The state stored as `data`, if a master wrote it.
+    fn decode(&self, data: &[u8]) -> Result<State, ApiError> {
+        let invalid = |why: &str| {
+            tracing::error!("the IAM's state in the store is refused: {why}");
+            ApiError::unavailable("The IAM's state in the store is not valid.")
+        };
+        let tag_len = ring::digest::SHA256_OUTPUT_LEN;
+        if data.len() < tag_len {
+            return Err(invalid("too short"));
+        }
+        let (tag, json) = data.split_at(tag_len);
+        ring::hmac::verify(&self.mac, json, tag)
+            .map_err(|_| invalid("its MAC does not verify (not written by a master)"))?;
+        serde_json::from_slice(json).map_err(|_| invalid("not JSON of the IAM's state"))
     }
 
     /// Keeps the state in memory fresh until `shutdown`: on every change the store reports,
@@ -202,6 +231,58 @@ impl Persist {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_state_not_written_by_a_master_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dcos_store::Location::Embedded(dir.path().join("iam.redb"))
+            .open()
+            .await
+            .unwrap();
+        let bootstrap = Bootstrap {
+            superuser: Some((
+                "root".into(),
+                "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            )),
+            service_accounts: Vec::new(),
+        };
+        let persist = Persist::open(store.clone(), Some(bootstrap), b"masters' secret")
+            .await
+            .unwrap();
+        assert!(persist.state().allowed("root", "dcos:x", Action::Full));
+        // Someone with the store but not the secret makes himself a superuser.
+        let mut forged = (*persist.state()).clone();
+        forged
+            .add_account(
+                "mallory",
+                Account {
+                    description: String::new(),
+                    credential: Credential::Password { hash: "x".into() },
+                },
+            )
+            .unwrap();
+        forged
+            .grant(
+                crate::api::SUPERUSER,
+                Grantee::User("mallory"),
+                Action::Full,
+            )
+            .unwrap();
+        let json = serde_json::to_vec(&forged).unwrap();
+        let wrong = ring::hmac::sign(&keys::state_key(b"a guess"), &json);
+        for data in [json.clone(), [wrong.as_ref(), &json].concat()] {
+            store.set(STATE_PATH, &data, None).await.unwrap();
+            assert!(persist.read().await.is_err());
+            assert!(!persist.state().users.contains_key("mallory"));
+            // Changes fail closed rather than build on it.
+            assert!(persist.update(|_| Ok(())).await.is_err());
         }
     }
 }
