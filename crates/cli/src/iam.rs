@@ -71,14 +71,23 @@ pub(crate) fn router_url(record: &cluster::Record) -> Option<String> {
     Some(format!("http://{}", master.ip))
 }
 
-/// The token this CLI sends: `DCOS_ACS_TOKEN`, else the login of the current cluster of
-/// `state_dir` (default: the default state dir).
-pub(crate) fn stored_token(state_dir: Option<&Path>) -> Option<String> {
+/// The token this CLI sends to `base`: `DCOS_ACS_TOKEN`, else the login of the current
+/// cluster of `state_dir` (default: the default state dir) when `base` is one of that
+/// cluster's nodes; a login is never sent to another host.
+pub(crate) fn stored_token(base: &str, state_dir: Option<&Path>) -> Option<String> {
     if let Ok(t) = std::env::var(TOKEN_ENV) {
         return Some(t).filter(|t| !t.is_empty());
     }
     let state_dir = state_dir.map_or_else(cluster::default_state_dir, Path::to_path_buf);
     let record = current(&state_dir)?;
+    let host = reqwest::Url::parse(base).ok()?.host_str()?.to_string();
+    let ours = record
+        .nodes
+        .iter()
+        .any(|n| host.trim_matches(['[', ']']) == n.ip.to_string());
+    if !ours {
+        return None;
+    }
     let text = fs_err::read(login_file(&state_dir, &record)).ok()?;
     serde_json::from_slice::<Login>(&text).ok().map(|l| l.token)
 }
@@ -250,7 +259,7 @@ async fn call(
     body: Option<Value>,
 ) -> Result<Value, UserError> {
     let base = target.base()?;
-    let client = crate::rest::client_with(stored_token(Some(&target.state_dir())))
+    let client = crate::rest::client_with(stored_token(&base, Some(&target.state_dir())))
         .map_err(|e| UserError::new(e.to_string()))?;
     crate::rest::request(&client, &IAM, &base, method, path, body).await
 }

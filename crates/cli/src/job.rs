@@ -59,8 +59,8 @@ pub(crate) fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = crate::rest::client()?;
         let base = args.url.trim_end_matches('/').to_string();
+        let client = crate::rest::client(&base)?;
         let call = |method, path: String, body| {
             crate::rest::request(&client, &COMPONENT, &base, method, path, body)
         };

@@ -14,10 +14,11 @@ pub(crate) struct Component {
     pub unreachable_hint: &'static str,
 }
 
-/// The client for these calls: none may take more than 30 s; each sends the login's token
-/// (`DCOS_ACS_TOKEN`, else the current cluster's), as `Authorization: token=`.
-pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
-    client_with(crate::iam::stored_token(None))
+/// The client for calls to `base`: none may take more than 30 s; each sends the login's
+/// token for `base` (`DCOS_ACS_TOKEN`, else the current cluster's if `base` is one of its
+/// nodes), as `Authorization: token=`.
+pub(crate) fn client(base: &str) -> reqwest::Result<reqwest::Client> {
+    client_with(crate::iam::stored_token(base, None))
 }
 
 /// The client for these calls, sending `token` if there is one.

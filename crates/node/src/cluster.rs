@@ -377,7 +377,8 @@ fn bring_up(
             ..NodeConfig::default()
         };
         let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;
-        fs_err::write(&node.config, yaml)?;
+        // The owner's only: it holds the bootstrap superuser's password hash.
+        dcos_store::file::write_atomic(&node.config, yaml.as_bytes(), 0o600)?;
         if let (Some(ns), Some(veth), Some(bridge)) = (&node.netns, &node.veth, &record.bridge) {
             run(&["ip", "netns", "add", ns])?;
             run(&[
