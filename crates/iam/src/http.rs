@@ -276,6 +276,8 @@ async fn login_get() -> ApiError {
 
 async fn login(AxumState(iam): Shared, headers: HeaderMap, bytes: Bytes) -> Answer {
     let req: LoginBody = body(&headers, &bytes, &["uid", "password", "token", "exp"])?;
+    // The latest expiry the new token may have (a cluster token exchanged keeps its own).
+    let mut exp = req.exp;
     let uid = match (&req.uid, &req.password, &req.token) {
         (_, Some(_), Some(_)) | (Some(_), None, None) => {
             return Err(ApiError::invalid(
@@ -295,13 +297,20 @@ async fn login(AxumState(iam): Shared, headers: HeaderMap, bytes: Bytes) -> Answ
             iam.password_login(uid, password).await?
         }
         (Some(uid), None, Some(token)) => iam.service_login(uid, token)?,
-        (None, None, Some(token)) => iam.token_login(token)?,
+        (None, None, Some(token)) => {
+            let (uid, until) = iam.token_login(token)?;
+            exp = match (exp, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            uid
+        }
     };
     // Admin Router says how the client reached it.
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    iam.issue(&uid, req.exp, https)
+    iam.issue(&uid, exp, https)
 }
 
 impl Iam {
@@ -370,11 +379,20 @@ impl Iam {
     }
 
     /// A login with a token alone: an ID token of a trusted OpenID Connect provider, for a
-    /// remote account it vouches for. (Not the cluster's own tokens: a renewal would let a
-    /// stolen token live for ever.)
-    fn token_login(&self, token: &str) -> Result<String, ApiError> {
+    /// remote account it vouches for; or a token of this cluster, exchanged (for its
+    /// cookies) but never renewed: the new one expires when it does, so a stolen token does
+    /// not live for ever. Gives the account and, for an exchange, that expiry.
+    fn token_login(&self, token: &str) -> Result<(String, Option<u64>), ApiError> {
         let now = api::now_secs();
         let state = self.persist.state();
+        if let Ok(claims) = api::verify(token, &[self.key.public().clone()], now) {
+            let until = claims.get("exp").and_then(Value::as_u64);
+            return api::uid_of(&claims)
+                .ok()
+                .filter(|uid| state.users.contains_key(*uid))
+                .map(|uid| (uid.to_string(), until))
+                .ok_or_else(ApiError::invalid_credentials);
+        }
         for provider in &self.oidc {
             if let Some(uid) = provider.vouches(token, now) {
                 let known = matches!(
@@ -382,7 +400,7 @@ impl Iam {
                     Some(Credential::Remote { provider_id }) if *provider_id == provider.id
                 );
                 if known {
-                    return Ok(uid);
+                    return Ok((uid, None));
                 }
             }
         }

@@ -330,12 +330,26 @@ async fn logins_and_management_need_the_right_credentials() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
         assert!(v["description"].as_str().unwrap().contains(why), "{v}");
     }
-    // A cluster token is not a login: no renewals.
+    // A cluster token is exchanged (for cookies), never renewed: the new one expires with it.
     let (s, v) = e
         .call(
             "POST",
             &format!("{P}/auth/login"),
             Some(json!({"token": root})),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let exp = |t: &str| {
+        let keys = [e.iam.key.public().clone()];
+        crate::api::verify(t, &keys, crate::api::now_secs()).unwrap()["exp"].as_u64()
+    };
+    assert!(exp(v["token"].as_str().unwrap()) <= exp(&root));
+    let (s, v) = e
+        .call(
+            "POST",
+            &format!("{P}/auth/login"),
+            Some(json!({"token": "not.a.token"})),
             None,
         )
         .await;
@@ -353,4 +367,88 @@ async fn logins_and_management_need_the_right_credentials() {
         providers["dcos-services"]["client-method"],
         "dcos-servicecredential-post-receive-authtoken"
     );
+}
+
+#[tokio::test]
+async fn an_oidc_providers_id_token_logs_in_the_remote_account_it_vouches_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (provider_key, _) = crate::keys::SigningKey::generate().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let set = crate::api::Jwks {
+        keys: vec![provider_key.public().jwk()],
+    };
+    std::fs::write(&jwks, serde_json::to_vec(&set).unwrap()).unwrap();
+    let secret = dir.path().join("seal.key");
+    std::fs::write(&secret, b"a secret only masters have").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: dcos_store::Location::Embedded(dir.path().join("iam.redb")),
+        bootstrap: None,
+        seal_secret: secret,
+        require_token: false,
+        oidc: vec![crate::oidc::ProviderConfig {
+            id: "corp".into(),
+            description: "Corp SSO".into(),
+            issuer: "https://sso.corp.example/".into(),
+            client_id: "dcos".into(),
+            jwks_file: Some(jwks),
+            jwks_url: None,
+        }],
+    };
+    let e = Env {
+        iam: Arc::new(Iam::open(&config).await.unwrap()),
+        _dir: dir,
+    };
+    let providers = e.ok("GET", &format!("{P}/auth/providers"), None).await;
+    assert_eq!(providers["corp"]["description"], "Corp SSO");
+    e.ok(
+        "PUT",
+        &format!("{P}/users/ann@corp.example"),
+        Some(json!({"provider_type": "oidc", "provider_id": "corp"})),
+    )
+    .await;
+    let now = crate::api::now_secs();
+    let id_token = |claims: Value| provider_key.sign(&claims).unwrap();
+    let good = json!({"iss": "https://sso.corp.example/", "aud": "dcos", "exp": now + 60,
+        "email": "ann@corp.example", "email_verified": true});
+    let (s, v) = e
+        .call(
+            "POST",
+            &format!("{P}/auth/login"),
+            Some(json!({"token": id_token(good.clone())})),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["token"].is_string());
+    // Another issuer or audience, an unverified e-mail, or an account the IAM does not have.
+    for (key, value) in [
+        ("iss", json!("https://evil.example/")),
+        ("aud", json!("other")),
+        ("email_verified", json!(false)),
+        ("email", json!("bob@corp.example")),
+    ] {
+        let mut claims = good.clone();
+        claims[key] = value;
+        let (s, _) = e
+            .call(
+                "POST",
+                &format!("{P}/auth/login"),
+                Some(json!({"token": id_token(claims)})),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{key}");
+    }
+    let mut claims = good.clone();
+    claims.as_object_mut().unwrap().remove("email_verified");
+    let (s, _) = e
+        .call(
+            "POST",
+            &format!("{P}/auth/login"),
+            Some(json!({"token": id_token(claims)})),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "without email_verified");
 }
