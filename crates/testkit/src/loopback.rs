@@ -2,9 +2,13 @@
 //! for tests of frameworks (Marathon, Metronome) that need real offers and real tasks but not
 //! a whole cluster. Each agent advertises its own small port range, so tests that run in
 //! parallel never hand out the same host port twice within one test.
+//!
+//! An agent's tasks outlive it by design (a restarted agent re-attaches to them), so a test
+//! agent kills every process working in its work dir when it is stopped or dropped (also
+//! when the test panics); [`Running::stop_keeping_tasks`] is the restart that keeps them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dcos_mesos::api::Id;
@@ -21,21 +25,99 @@ pub struct Running {
     pub addr: SocketAddr,
     stop: CancellationToken,
     handle: JoinHandle<()>,
+    /// An agent's work dir: what runs there is killed when the agent stops or is dropped.
+    tasks_in: Option<PathBuf>,
     /// A work dir the server owns, removed when it is dropped.
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
-    /// Stops it and waits until it has.
-    pub async fn stop(self) {
+    /// Stops it and waits until it has; an agent's tasks are killed.
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.handle.await;
+        let _ = (&mut self.handle).await;
+    }
+
+    /// Stops an agent and leaves its tasks running, as a real agent's restart does: for a
+    /// test that starts another agent on the same work dir, which then owns them.
+    pub async fn stop_keeping_tasks(mut self) {
+        self.tasks_in = None;
+        self.stop().await;
     }
 
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+}
+
+impl Drop for Running {
+    /// Stops it (a failed test never called [`Running::stop`]) and kills an agent's tasks.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.handle.abort();
+        if let Some(dir) = self.tasks_in.take() {
+            kill_processes_under(&dir);
+        }
+    }
+}
+
+/// SIGKILLs every process working under `dir` (its cwd, or an argument, is below it) with
+/// its process group: what agents with that work dir started (a task's wrapper shell runs
+/// in its sandbox and leads the task's group; a container's `unshare` names its spec there).
+/// Other tests' processes, in other dirs, are never touched; the test's own group is never
+/// signalled. Scans again until none is left: a task may have been starting meanwhile.
+pub fn kill_processes_under(dir: &Path) {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::{getpgid, getpgrp, Pid};
+    let dirs: Vec<PathBuf> = [Some(dir.to_path_buf()), dir.canonicalize().ok()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let me = std::process::id();
+    for _ in 0..50 {
+        let found: Vec<u32> = pids()
+            .filter(|pid| *pid != me && works_under(*pid, &dirs))
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        for pid in found {
+            let pid = Pid::from_raw(pid as i32);
+            match getpgid(Some(pid)) {
+                Ok(group) if group != getpgrp() && group.as_raw() > 1 => {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                _ => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pids in `/proc`.
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// Whether process `pid` works in one of `dirs`: its cwd, or an argument, is below it (a
+/// zombie has neither).
+fn works_under(pid: u32, dirs: &[PathBuf]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let under = |p: &Path| dirs.iter().any(|d| p.starts_with(d));
+    if std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| under(&cwd)) {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| !arg.is_empty() && under(Path::new(std::ffi::OsStr::from_bytes(arg))))
 }
 
 /// The allocation interval of [`master`]: fast, so that tests get offers soon.
@@ -93,6 +175,7 @@ async fn start_master(
         addr,
         stop,
         handle,
+        tasks_in: None,
         _dir: None,
     }
 }
@@ -153,7 +236,7 @@ pub async fn agent_with(
     let config = agent::Config {
         listen: addr,
         masters: vec![master],
-        work_dir,
+        work_dir: work_dir.clone(),
         resources,
         attributes: Default::default(),
         // In-process agents run in a test binary, not `dcos`: their containers' init is the
@@ -171,6 +254,7 @@ pub async fn agent_with(
         addr,
         stop,
         handle,
+        tasks_in: Some(work_dir),
         _dir: None,
     }
 }

@@ -94,7 +94,7 @@ impl Env {
     pub async fn restart_agent(&mut self, i: usize) {
         let (a, work, ports) = self.agents.remove(i);
         let addr = a.addr;
-        a.stop().await;
+        a.stop_keeping_tasks().await;
         let a = loopback::agent(self.master.addr, addr, work.clone(), &ports).await;
         self.agents.insert(i, (a, work, ports));
     }

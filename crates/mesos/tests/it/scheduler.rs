@@ -77,7 +77,7 @@ async fn a_restarted_master_keeps_its_registry_and_takes_back_the_agents_tasks()
     let agent_id = running["agent_id"]["value"].as_str().unwrap().to_string();
     let framework_id = s.framework_id.clone();
     s.disconnect();
-    agent.stop().await;
+    agent.stop_keeping_tasks().await;
     master.stop().await;
 
     let master = loopback::master_on(addr, master_dir.path().into()).await;

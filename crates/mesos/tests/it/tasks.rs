@@ -208,7 +208,7 @@ async fn a_restarted_agent_reattaches_to_its_running_task() {
     assert_eq!(s.call(launch(&offer, vec![t])).await.0, 202);
     let running = s.until("survivor", "TASK_RUNNING").await;
     let agent_id = running["agent_id"]["value"].as_str().unwrap().to_string();
-    agent.stop().await;
+    agent.stop_keeping_tasks().await;
     let agent = agent_on(agent_addr, master.addr, dir.path().into()).await;
     eventually(Duration::from_secs(10), "agent re-registered", || async {
         let slaves = get(&master, "/master/slaves").await;
