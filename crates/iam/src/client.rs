@@ -198,6 +198,11 @@ impl ServiceLogin {
         })
     }
 
+    /// The login of the secret at `path`, if a component is given one.
+    pub fn from_optional_file(path: Option<&Path>) -> Result<Option<ServiceLogin>, String> {
+        path.map(ServiceLogin::from_file).transpose()
+    }
+
     /// The account.
     pub fn uid(&self) -> &str {
         &self.secret.uid

@@ -259,6 +259,22 @@ impl Iam {
     }
 }
 
+impl Iam {
+    /// A management call whose body is `{"description"}`: the change it makes with it.
+    async fn describe(
+        &self,
+        headers: &HeaderMap,
+        bytes: &Bytes,
+        change: impl Fn(&mut State, String) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        self.authorize(headers, None)?;
+        let req: Description = body(headers, bytes, &["description"])?;
+        self.persist
+            .update(|s| change(s, req.description.clone()))
+            .await
+    }
+}
+
 // --- Login ---------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -757,12 +773,10 @@ async fn put_group(
     Path(gid): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    iam.authorize(&headers, None)?;
-    let req: Description = body(&headers, &bytes, &["description"])?;
-    iam.persist
-        .update(|s| s.add_group(&gid, req.description.clone()))
-        .await?;
-    Ok(created())
+    let change = |s: &mut State, d: String| s.add_group(&gid, d);
+    iam.describe(&headers, &bytes, change)
+        .await
+        .map(|()| created())
 }
 
 async fn patch_group(
@@ -771,20 +785,17 @@ async fn patch_group(
     Path(gid): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    iam.authorize(&headers, None)?;
-    let req: Description = body(&headers, &bytes, &["description"])?;
-    iam.persist
-        .update(|s| {
-            s.group(&gid)?;
-            let g = s
-                .groups
-                .get_mut(&gid)
-                .ok_or_else(|| ApiError::unknown_group(&gid))?;
-            g.description = req.description.clone();
-            Ok(())
-        })
-        .await?;
-    Ok(no_content())
+    let change = |s: &mut State, d: String| {
+        let g = s
+            .groups
+            .get_mut(&gid)
+            .ok_or_else(|| ApiError::unknown_group(&gid))?;
+        g.description = d;
+        Ok(())
+    };
+    iam.describe(&headers, &bytes, change)
+        .await
+        .map(|()| no_content())
 }
 
 async fn delete_group(
@@ -887,13 +898,11 @@ async fn put_acl(
     Path(rid): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
-    let req: Description = body(&headers, &bytes, &["description"])?;
-    iam.persist
-        .update(|s| s.add_acl(&rid, req.description.clone()))
-        .await?;
-    Ok(created())
+    let change = |s: &mut State, d: String| s.add_acl(&rid, d);
+    iam.describe(&headers, &bytes, change)
+        .await
+        .map(|()| created())
 }
 
 async fn patch_acl(
@@ -902,13 +911,11 @@ async fn patch_acl(
     Path(rid): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    iam.authorize(&headers, None)?;
     let rid = rid_of(&rid);
-    let req: Description = body(&headers, &bytes, &["description"])?;
-    iam.persist
-        .update(|s| s.describe_acl(&rid, req.description.clone()))
-        .await?;
-    Ok(no_content())
+    let change = |s: &mut State, d: String| s.describe_acl(&rid, d);
+    iam.describe(&headers, &bytes, change)
+        .await
+        .map(|()| no_content())
 }
 
 async fn delete_acl(AxumState(iam): Shared, headers: HeaderMap, Path(rid): Path<String>) -> Answer {

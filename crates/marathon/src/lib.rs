@@ -252,11 +252,7 @@ async fn lead(
         http_port: addr.port(),
         framework_name: config.framework_name.clone(),
         ha: matches!(config.store, dcos_store::Location::ZooKeeper { .. }),
-        login: config
-            .credentials
-            .as_deref()
-            .map(dcos_iam::client::ServiceLogin::from_file)
-            .transpose()
+        login: dcos_iam::client::ServiceLogin::from_optional_file(config.credentials.as_deref())
             .map_err(Error::Credentials)?,
     };
     let marathon = Marathon::load(persist::Persist::new(store), settings, stop.clone())

@@ -271,11 +271,7 @@ async fn lead(
         webui_url: format!("http://{addr}"),
         framework_name: config.framework_name.clone(),
         history_count: api::defaults::HISTORY_COUNT,
-        login: config
-            .credentials
-            .as_deref()
-            .map(dcos_iam::client::ServiceLogin::from_file)
-            .transpose()
+        login: dcos_iam::client::ServiceLogin::from_optional_file(config.credentials.as_deref())
             .map_err(Error::Credentials)?,
     };
     let metronome = Metronome::load(store, settings, clock)
