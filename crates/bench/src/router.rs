@@ -309,8 +309,10 @@ fn section(doc: &Value) -> String {
          upstream keep-alive pool, the same forwarding headers); both forward to the same \
          backend (`GET /ping`, 5 bytes) in the benchmark's process. The logged-in rows run a \
          second Admin Router with security `permissive` and an IAM in the same process: each \
-         request carries a superuser's token, which the router verifies (RS256) before \
-         forwarding; nginx does no auth.\n\n",
+         request carries a superuser's token, which the router checks before forwarding (its \
+         RS256 signature verified once and remembered, its expiry and its account's permission \
+         on the route each time, the permission as the IAM's policy query answered it within 5 s); \
+         nginx does no auth.\n\n",
         f["connections"], f["seconds_per_run"],
     ));
     out.push_str(&table(

@@ -16,6 +16,9 @@ use crate::api::{self, Action, Jwks, PolicyAnswer, TokenError, VerifyingKey};
 
 /// The shortest time between two fetches of the IAM's keys.
 pub const KEY_RETRY: Duration = Duration::from_secs(5);
+/// Tokens whose signature was verified, kept so that a token's next requests cost a lookup
+/// rather than an RSA verification (a token cannot change; its expiry is checked each time).
+const VERIFIED_TOKENS: usize = 4096;
 
 /// Why a caller is not known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct Verifier {
     keys: RwLock<(Vec<VerifyingKey>, Option<Instant>)>,
     /// One fetch of the keys at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// Verified tokens: their account and expiry.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (String, f64)>>,
 }
 
 impl Verifier {
@@ -53,6 +58,7 @@ impl Verifier {
             client: http_client(),
             keys: RwLock::new((Vec::new(), None)),
             fetching: tokio::sync::Mutex::new(()),
+            verified: Default::default(),
         }
     }
 
@@ -71,6 +77,19 @@ impl Verifier {
         let token =
             api::request_token(authorization, cookies).ok_or(Unverified::Unauthenticated)?;
         let now = api::now_secs();
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .filter(|(_, exp)| *exp > now as f64)
+            .map(|(uid, _)| uid.clone());
+        if let Some(uid) = known {
+            return Ok(Caller {
+                uid,
+                token: token.to_string(),
+            });
+        }
         let keys = self
             .keys
             .read()
@@ -87,6 +106,13 @@ impl Verifier {
             Err(_) => return Err(Unverified::Unauthenticated),
         };
         let uid = api::uid_of(&claims).map_err(|_| Unverified::Unauthenticated)?;
+        let exp = claims.get("exp").and_then(|e| e.as_f64()).unwrap_or(0.0);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), (uid.to_string(), exp));
+        drop(verified);
         Ok(Caller {
             uid: uid.to_string(),
             token: token.to_string(),
