@@ -186,6 +186,10 @@ pub struct ServiceSecret {
     pub private_key: String,
     /// Where it logs in (`http://127.0.0.1:8101/acs/api/v1/auth/login` on a master).
     pub login_endpoint: String,
+    /// Where else it may log in when that cannot be reached (dcos-rs: an agent's secret
+    /// names every master's Admin Router).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_at: Vec<String>,
 }
 
 impl std::fmt::Debug for ServiceSecret {
@@ -243,18 +247,20 @@ impl ServiceLogin {
         )
         .map_err(|e| e.to_string())?;
         let body = serde_json::json!({"uid": self.secret.uid, "token": signed});
-        let resp = self
-            .client
-            .post(&self.secret.login_endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot reach the IAM at {}: {e}",
-                    self.secret.login_endpoint
-                )
-            })?;
+        let mut unreachable = Vec::new();
+        let endpoints = std::iter::once(&self.secret.login_endpoint).chain(&self.secret.also_at);
+        let mut answered = None;
+        for endpoint in endpoints {
+            match self.client.post(endpoint).json(&body).send().await {
+                Ok(resp) => {
+                    answered = Some(resp);
+                    break;
+                }
+                Err(e) => unreachable.push(format!("{endpoint}: {e}")),
+            }
+        }
+        let resp =
+            answered.ok_or_else(|| format!("cannot reach the IAM: {}", unreachable.join("; ")))?;
         let status = resp.status();
         let answer: serde_json::Value = resp.json().await.unwrap_or_default();
         match answer["token"].as_str() {

@@ -351,7 +351,7 @@ fn bring_up(
     let frameworks = match spec.security {
         dcos_iam::api::SecurityMode::Strict => {
             progress("strict security: the frameworks authenticate with service accounts");
-            framework_accounts(&spec.state_dir.join(&spec.name))?
+            framework_accounts(&spec.state_dir.join(&spec.name), masters)?
         }
         _ => FrameworkAccounts::default(),
     };
@@ -370,10 +370,16 @@ fn bring_up(
             superuser_username: superuser.as_ref().map(|_| BOOTSTRAP_UID.to_string()),
             superuser_password_hash: superuser.clone(),
             service_account_keys: frameworks.keys.clone(),
-            service_account_secrets: match node.role.contains("master") {
-                true => frameworks.secrets.clone(),
-                false => Default::default(),
-            },
+            // The frameworks' secrets on masters, the agents' on agents.
+            service_account_secrets: frameworks
+                .secrets
+                .iter()
+                .filter(|(component, _)| match component.as_str() {
+                    "agent" => node.role.contains("agent"),
+                    _ => node.role.contains("master"),
+                })
+                .map(|(c, p)| (c.clone(), p.clone()))
+                .collect(),
             ..NodeConfig::default()
         };
         let yaml = serde_norway::to_string(&config).map_err(std::io::Error::other)?;
@@ -466,25 +472,37 @@ struct FrameworkAccounts {
     secrets: std::collections::BTreeMap<String, PathBuf>,
 }
 
-/// Makes the service accounts with which Marathon and Metronome authenticate to the master
-/// (DC/OS' `dcos_marathon` and `dcos_metronome`): a key pair each, the secret (as DC/OS
-/// keeps service account secrets) readable by root only in `dir/secrets`.
-fn framework_accounts(dir: &Path) -> Result<FrameworkAccounts, Error> {
+/// Makes the service accounts with which Marathon, Metronome and the agents authenticate to
+/// the master (DC/OS' `dcos_marathon`, `dcos_metronome`, `dcos_agent`): a key pair each, the
+/// secret (as DC/OS keeps service account secrets) readable by root only in `dir/secrets`.
+/// The frameworks log in at their master's own IAM; agents at the masters' Admin Routers.
+fn framework_accounts(dir: &Path, masters: &[IpAddr]) -> Result<FrameworkAccounts, Error> {
     let mut out = FrameworkAccounts::default();
     let secrets = dir.join("secrets");
     fs_err::create_dir_all(&secrets)?;
+    let login = "/acs/api/v1/auth/login";
+    let own_iam = format!("http://127.0.0.1:{}{login}", dcos_iam::PORT);
+    let routers: Vec<String> = masters
+        .iter()
+        .map(|m| format!("http://{m}{login}"))
+        .collect();
     for (component, uid) in [
         ("marathon", "dcos_marathon"),
         ("metronome", "dcos_metronome"),
+        ("agent", "dcos_agent"),
     ] {
+        let (login_endpoint, also_at) = match (component, routers.split_first()) {
+            ("agent", Some((first, others))) => (first.clone(), others.to_vec()),
+            _ => (own_iam.clone(), Vec::new()),
+        };
         let (private, public) =
             dcos_iam::keys::generate_account_pair().map_err(|e| Error::Invalid(e.to_string()))?;
         let secret = dcos_iam::client::ServiceSecret {
             scheme: "RS256".into(),
             uid: uid.into(),
             private_key: private,
-            // Each master's own IAM, where the contract binds it.
-            login_endpoint: format!("http://127.0.0.1:{}/acs/api/v1/auth/login", dcos_iam::PORT),
+            login_endpoint,
+            also_at,
         };
         let path = secrets.join(format!("{uid}.json"));
         let text = serde_json::to_vec_pretty(&secret).map_err(std::io::Error::other)?;

@@ -310,7 +310,7 @@ pub async fn run_unit(
                     weights: Default::default(),
                     store: config.store_location("mesos-master/registry.redb"),
                     agent_reregister_timeout: dcos_mesos::master::AGENT_REREGISTER_TIMEOUT,
-                    authenticate_frameworks: if strict { Some(iam()?) } else { None },
+                    authenticate: if strict { Some(iam()?) } else { None },
                 },
                 shutdown,
             )
@@ -456,6 +456,13 @@ pub async fn run_unit(
                     },
                     attributes,
                     // Each master's registry, where it listens.
+                    login: dcos_iam::client::ServiceLogin::from_optional_file(
+                        config
+                            .service_account_secrets
+                            .get("agent")
+                            .map(PathBuf::as_path),
+                    )
+                    .map_err(|e| failed(anyhow::anyhow!(e)))?,
                     insecure_registries: config
                         .master_list
                         .iter()

@@ -163,7 +163,7 @@ async fn start_master(
         weights: Default::default(),
         store: dcos_store::Location::Embedded(work_dir.join("registry.redb")),
         agent_reregister_timeout: master::AGENT_REREGISTER_TIMEOUT,
-        authenticate_frameworks: None,
+        authenticate: None,
     };
     let s = stop.clone();
     let handle = tokio::spawn(async move {

@@ -400,13 +400,14 @@ fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
     assert!(!ok, "{text}");
 }
 
-/// In strict security a framework must log in to register: Marathon and Metronome do, with
-/// their service accounts; a SUBSCRIBE without a token, or with a forged one, gets 401.
+/// In strict security frameworks and agents must log in to register: Marathon, Metronome and
+/// the agent do, with their service accounts; a SUBSCRIBE without a token, or with a forged
+/// one, gets 401; an account without the permission, 403.
 #[test]
-fn strict_security_makes_frameworks_authenticate() {
+fn strict_security_makes_frameworks_and_agents_authenticate() {
     let cluster = Cluster::builder()
         .masters(1)
-        .agents(0)
+        .agents(1)
         .security(dcos_iam::api::SecurityMode::Strict)
         .binary(DCOS)
         .start()
@@ -479,6 +480,24 @@ fn strict_security_makes_frameworks_authenticate() {
         "id": {"value": marathon_id}}}})
     .to_string();
     assert_eq!(subscribe_as(&auth, &takeover), 403);
+    // The agent registered with its service account; one without a token cannot.
+    let (_, slaves) = crate::curl(
+        &cluster,
+        m,
+        &[&format!("http://{}:5050/master/slaves", m.ip)],
+    );
+    assert_eq!(
+        slaves["slaves"].as_array().map(Vec::len),
+        Some(1),
+        "{slaves}"
+    );
+    let agent = json!({"type": "SUBSCRIBE", "info": {"hostname": "10.0.0.99", "port": 5051,
+        "resources": []}})
+    .to_string();
+    let agent_url = format!("http://{}:5050/api/v1/agent", m.ip);
+    let mut args = vec!["-m", "3", "-o", "/dev/null"];
+    args.extend(json_request_args("POST", &agent_url, &agent));
+    assert_eq!(cluster.curl(m, &args).0, 401);
     // The frameworks' secrets stay with the cluster's owner.
     let secrets = cluster.state_dir().join(cluster.name()).join("secrets");
     for entry in fs_err::read_dir(&secrets).unwrap() {

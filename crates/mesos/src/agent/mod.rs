@@ -90,6 +90,8 @@ pub struct Config {
     /// Registries (`host:port`) reached over plain http, besides loopback ones: the masters'
     /// cluster-local registries.
     pub insecure_registries: Vec<String>,
+    /// Its service account's login, when it must authenticate to the master (strict).
+    pub login: Option<dcos_iam::client::ServiceLogin>,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             container_init: None,
             images: None,
             insecure_registries: Vec::new(),
+            login: None,
         }
     }
 }

@@ -28,6 +28,7 @@ fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 pub(super) async fn agent_api(
     State(shared): State<Shared>,
     extensions: axum::http::Extensions,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let call: AgentCall = match serde_json::from_slice(&body) {
@@ -45,7 +46,19 @@ pub(super) async fn agent_api(
             agent_id,
             info,
             tasks,
-        } => return agent_subscribe(shared, peer, agent_id, info, tasks).await,
+        } => {
+            // Strict security: agents authenticate; their other calls come from the
+            // connection that registered.
+            if let Some(verifier) = &shared.verifier {
+                let rids = ["dcos:mesos:master:agent".to_string()];
+                if let Err(r) =
+                    super::authn::caller(verifier, &headers, "mesos-master-agent", &rids).await
+                {
+                    return r;
+                }
+            }
+            return agent_subscribe(shared, peer, agent_id, info, tasks).await;
+        }
         AgentCall::Update {
             agent_id,
             framework_id,

@@ -11,6 +11,7 @@
 
 mod agent_api;
 mod allocator;
+mod authn;
 mod delivery;
 mod endpoints;
 mod operator_api;
@@ -63,9 +64,10 @@ pub struct Config {
     /// How long agents recovered from the registry have to re-register before they are
     /// unreachable (Mesos' `agent_reregister_timeout`, 10 minutes).
     pub agent_reregister_timeout: Duration,
-    /// Frameworks authenticate (Mesos' `--authenticate_frameworks`, strict security): a
-    /// SUBSCRIBE must carry a token of the IAM at this address.
-    pub authenticate_frameworks: Option<SocketAddr>,
+    /// Frameworks and agents authenticate (Mesos' `--authenticate_frameworks` and
+    /// `--authenticate_agents`, strict security): their SUBSCRIBE must carry a token of the
+    /// IAM at this address.
+    pub authenticate: Option<SocketAddr>,
 }
 
 /// Mesos' default `agent_reregister_timeout`.
@@ -108,8 +110,8 @@ pub struct Shared {
     config: Arc<Config>,
     registry: registry::Registry,
     leadership: Arc<watch::Sender<Leadership>>,
-    /// Checks frameworks' tokens, when they must authenticate.
-    frameworks: Option<Arc<dcos_iam::client::Verifier>>,
+    /// Checks frameworks' and agents' tokens, when they must authenticate.
+    verifier: Option<Arc<dcos_iam::client::Verifier>>,
 }
 
 /// Who leads, as this master knows it.
@@ -139,8 +141,8 @@ impl Shared {
             "cluster": self.config.cluster,
             "port": self.config.listen.port().to_string(),
             "ip": self.config.listen.ip().to_string(),
-            "authenticate_frameworks": "false",
-            "authenticate_agents": "false",
+            "authenticate_frameworks": self.config.authenticate.is_some().to_string(),
+            "authenticate_agents": self.config.authenticate.is_some().to_string(),
         })
     }
 }
@@ -191,8 +193,8 @@ pub async fn serve_on(
         .map_err(registry_error)?;
     tracing::info!(contender = candidate.path(), %store, "entered the leader election");
     let shared = Shared {
-        frameworks: config
-            .authenticate_frameworks
+        verifier: config
+            .authenticate
             .map(|iam| Arc::new(dcos_iam::client::Verifier::new(iam))),
         core: Arc::new(Mutex::new(Core::new(master))),
         config: Arc::new(config),

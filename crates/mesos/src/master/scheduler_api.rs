@@ -30,7 +30,7 @@ pub(super) async fn scheduler(
     // Only a SUBSCRIBE comes without a stream id; every other call is bound by its stream
     // id to a subscription that authenticated.
     let mut principal = None;
-    if let Some(verifier) = &shared.frameworks {
+    if let Some(verifier) = &shared.verifier {
         if !headers.contains_key("mesos-stream-id") {
             match authenticate_framework(verifier, &headers, &body).await {
                 Ok(uid) => principal = uid,
@@ -43,38 +43,23 @@ pub(super) async fn scheduler(
     }
 }
 
-/// Strict security's check of a SUBSCRIBE: a valid token whose account may register a
-/// framework in each of its roles (`create` on `dcos:mesos:master:framework:role:<role>`).
-/// Gives the account, which becomes the framework's principal; a call that is not a valid
-/// SUBSCRIBE passes (its own error answers it).
+/// Strict security's check of a framework's SUBSCRIBE: the caller may register a framework
+/// in each of its roles (`create` on `dcos:mesos:master:framework:role:<role>`). Gives the
+/// account, which becomes the framework's principal; a call that is not a valid SUBSCRIBE
+/// passes (its own error answers it).
 async fn authenticate_framework(
     verifier: &dcos_iam::client::Verifier,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Option<String>, Response> {
-    let unavailable = || text(StatusCode::SERVICE_UNAVAILABLE, "the IAM cannot be reached");
-    let caller = match verifier.caller(headers).await {
-        Ok(c) => c,
-        Err(dcos_iam::client::Unverified::Unavailable) => return Err(unavailable()),
-        Err(why) => {
-            tracing::info!(?why, "framework refused: no valid token");
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                [(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"mesos-master-scheduler\"",
-                )],
-                "",
-            )
-                .into_response());
-        }
-    };
     let Ok(Call {
         body: CallBody::Subscribe(subscribe),
         ..
     }) = Call::parse(body)
     else {
-        return Ok(None);
+        return super::authn::caller(verifier, headers, "mesos-master-scheduler", &[])
+            .await
+            .map(|_| None);
     };
     let info = &subscribe.framework_info;
     let mut roles: Vec<&str> = info.roles.iter().map(String::as_str).collect();
@@ -82,21 +67,13 @@ async fn authenticate_framework(
     if roles.is_empty() {
         roles.push("*");
     }
-    for role in roles {
-        let rid = format!("dcos:mesos:master:framework:role:{role}");
-        let allowed = verifier
-            .allowed(&caller.uid, &rid, dcos_iam::api::Action::Create)
-            .await
-            .map_err(|_| unavailable())?;
-        if !allowed {
-            tracing::info!(uid = %caller.uid, %role, "framework refused: not allowed in its role");
-            return Err(text(
-                StatusCode::FORBIDDEN,
-                format!("Not authorized to register a framework in role '{role}'"),
-            ));
-        }
-    }
-    Ok(Some(caller.uid))
+    let rids: Vec<String> = roles
+        .iter()
+        .map(|role| format!("dcos:mesos:master:framework:role:{role}"))
+        .collect();
+    super::authn::caller(verifier, headers, "mesos-master-scheduler", &rids)
+        .await
+        .map(Some)
 }
 
 fn scheduler_call(

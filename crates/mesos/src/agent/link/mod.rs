@@ -120,12 +120,17 @@ fn subscribe_call(shared: &Shared) -> AgentCall {
 
 /// Subscribes to `master` and handles its events until the stream ends.
 async fn follow_master(shared: &Shared, master: SocketAddr) -> anyhow::Result<()> {
-    let resp = shared
+    let mut subscribe = shared
         .client
         .post(format!("http://{master}{AGENT_API_PATH}"))
-        .json(&subscribe_call(shared))
-        .send()
-        .await?;
+        .json(&subscribe_call(shared));
+    // Strict security: a fresh token of the agent's service account, which the master
+    // checks at SUBSCRIBE (its other calls come from the connection it registered).
+    if let Some(login) = &shared.config.login {
+        let token = login.token().await.map_err(anyhow::Error::msg)?;
+        subscribe = subscribe.header(reqwest::header::AUTHORIZATION, format!("token={token}"));
+    }
+    let resp = subscribe.send().await?;
     if resp.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
         if let Some(leader) = redirect_target(&resp) {
             return Err(Redirected(leader).into());
