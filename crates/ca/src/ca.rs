@@ -140,6 +140,7 @@ impl Ca {
                 "x509: CSR signature verification failure",
             ));
         }
+        weak_key(&req)?;
         let public = rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
             .map_err(|_| Failure::cfssl(9003, "x509: unsupported public key algorithm in CSR"))?;
 
@@ -328,10 +329,32 @@ pub fn pem_encode(tag: &str, der: Vec<u8>) -> String {
     )
 }
 
+/// Refuses what no certificate of this CA may carry: a CSR signed with SHA-1, or an RSA key
+/// under 2048 bits (x509-parser verifies both for legacy's sake).
+fn weak_key(req: &X509CertificationRequest<'_>) -> Result<(), Failure> {
+    use x509_parser::public_key::PublicKey;
+    // sha1WithRSAEncryption, ecdsa-with-SHA1, and OIW's sha1WithRSA.
+    let sha1 = ["1.2.840.113549.1.1.5", "1.2.840.10045.4.1", "1.3.14.3.2.29"];
+    if sha1.contains(&req.signature_algorithm.algorithm.to_id_string().as_str()) {
+        return Err(Failure::cfssl(
+            9300,
+            "x509: CSR signed with SHA-1 is refused",
+        ));
+    }
+    let spki = &req.certification_request_info.subject_pki;
+    if let Ok(PublicKey::RSA(rsa)) = spki.parsed() {
+        if rsa.key_size() < 2048 {
+            return Err(Failure::cfssl(2400, "RSA keys must be at least 2048 bits"));
+        }
+    }
+    Ok(())
+}
+
 /// A SAN for each host, by cfssl's rule: an IP address, else an email address, else a DNS
-/// name.
+/// name; blank hosts are left out (RFC 5280 has no empty names).
 fn sans<'a>(hosts: impl Iterator<Item = &'a String>) -> Result<Vec<SanType>, Failure> {
     hosts
+        .filter(|host| !host.trim().is_empty())
         .map(|host| {
             let bad = |_| Failure::bad_request(format!("host {host:?} is not an ASCII name"));
             if let Ok(ip) = IpAddr::from_str(host) {

@@ -565,3 +565,29 @@ mod csr_parser {
         }
     }
 }
+
+/// A CSR signed with SHA-1 or for an RSA key under 2048 bits is refused.
+#[test]
+fn weak_csrs_are_refused() {
+    for args in [
+        &["-newkey", "rsa:1024", "-sha256"][..],
+        &["-newkey", "rsa:2048", "-sha1"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, csr) = (dir.path().join("k.pem"), dir.path().join("r.csr"));
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-new", "-nodes", "-subj", "/CN=weak"])
+            .args(args)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        dcos_tls::create_ca(&dir.path().join("ca"), "weak").unwrap();
+        let ca = Ca::load(&dir.path().join("ca")).unwrap();
+        let pem = std::fs::read_to_string(&csr).unwrap();
+        assert!(ca.sign(&pem, Default::default()).is_err(), "{args:?}");
+    }
+}

@@ -19,6 +19,8 @@ pub const KEY_RETRY: Duration = Duration::from_secs(5);
 /// Tokens whose signature was verified, kept so that a token's next requests cost a lookup
 /// rather than an RSA verification (a token cannot change; its expiry is checked each time).
 const VERIFIED_TOKENS: usize = 4096;
+/// How long a verified token is remembered at most.
+const VERIFIED_FOR_SECS: u64 = 600;
 
 /// Why a caller is not known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +108,12 @@ impl Verifier {
             Err(_) => return Err(Unverified::Unauthenticated),
         };
         let uid = api::uid_of(&claims).map_err(|_| Unverified::Unauthenticated)?;
-        let exp = claims.get("exp").and_then(|e| e.as_f64()).unwrap_or(0.0);
+        // Remembered for at most 10 minutes, whatever the token's own expiry.
+        let exp = claims
+            .get("exp")
+            .and_then(|e| e.as_f64())
+            .unwrap_or(0.0)
+            .min((now + VERIFIED_FOR_SECS) as f64);
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= VERIFIED_TOKENS {
             verified.clear();
@@ -161,8 +168,16 @@ impl Verifier {
             return Err(Unverified::Unavailable);
         };
         let keys = api::keys_of(&jwks);
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
-            (keys.clone(), Some(Instant::now()));
+        let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if current.0 != keys {
+            // Tokens verified with keys the IAM no longer publishes are checked again.
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        *current = (keys.clone(), Some(Instant::now()));
+        drop(current);
         Ok(keys)
     }
 }

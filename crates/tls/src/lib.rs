@@ -91,6 +91,8 @@ pub fn create_ca(dir: &Path, cluster: &str) -> Result<PathBuf, Error> {
 pub fn issuer(ca_dir: &Path) -> Result<(rcgen::Certificate, KeyPair), Error> {
     let f = fail(ca_dir);
     let name = fs_err::read_to_string(ca_dir.join(CA_NAME)).map_err(|e| f(&e))?;
+    // An edited file may end in a newline; the name is the cluster's.
+    let name = name.trim_end_matches(['\n', '\r']).to_string();
     let ca_key = fs_err::read_to_string(ca_dir.join(CA_KEY)).map_err(|e| f(&e))?;
     let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| f(&e))?;
     let cert = ca_params(&name)

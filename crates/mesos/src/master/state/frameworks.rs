@@ -167,8 +167,17 @@ impl Master {
                 id
             }
             None => {
-                let id = format!("{}-{:04}", self.id, self.next_framework);
-                self.next_framework += 1;
+                // Never an id a framework holds already (one may have re-subscribed with an
+                // id this master had not issued yet).
+                let id = loop {
+                    let id = format!("{}-{:04}", self.id, self.next_framework);
+                    self.next_framework += 1;
+                    let taken = self.frameworks.contains_key(&id)
+                        || self.completed_frameworks.iter().any(|f| f.id() == id);
+                    if !taken {
+                        break id;
+                    }
+                };
                 info.id = Some(Id::new(&id));
                 self.frameworks
                     .insert(id.clone(), Framework::new(info, now));
@@ -211,6 +220,16 @@ impl Master {
         if self.completed_frameworks.iter().any(|f| f.id() == id) {
             return Err(CallError::Forbidden(format!(
                 "Framework {id} has been removed"
+            )));
+        }
+        // An id this master would issue next cannot be claimed ahead of it.
+        let unissued = id
+            .strip_prefix(&format!("{}-", self.id))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= self.next_framework);
+        if unissued && !self.frameworks.contains_key(id) {
+            return Err(CallError::Forbidden(format!(
+                "Framework {id} was never registered"
             )));
         }
         match self.frameworks.get_mut(id) {
