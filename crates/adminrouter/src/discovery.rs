@@ -207,6 +207,8 @@ fn task_ips(state: &Value) -> impl Iterator<Item = IpAddr> + '_ {
 /// Follows the leading master's state and reads Marathon's apps.
 pub struct Discovery {
     client: reqwest::Client,
+    /// Strict security: the router's service account's token for Marathon.
+    token: Option<dcos_iam::client::TokenSource>,
     masters: Vec<SocketAddr>,
     /// The masters' and this node's addresses: always cluster nodes.
     nodes: Vec<IpAddr>,
@@ -227,6 +229,7 @@ impl Discovery {
         masters: Vec<SocketAddr>,
         marathon: SocketAddr,
         mesos_dns: SocketAddr,
+        login: Option<dcos_iam::client::ServiceLogin>,
     ) -> Discovery {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -236,6 +239,7 @@ impl Discovery {
         let nodes = masters.iter().map(|m| m.ip()).chain([node_ip]).collect();
         Discovery {
             client,
+            token: login.map(dcos_iam::client::TokenSource::new),
             masters,
             nodes,
             marathon,
@@ -247,14 +251,12 @@ impl Discovery {
     }
 
     async fn get(&self, url: String) -> anyhow::Result<Value> {
-        Ok(self
-            .client
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let mut req = self.client.get(url);
+        if let Some(source) = &self.token {
+            let token = source.token().await.map_err(anyhow::Error::msg)?;
+            req = req.header(reqwest::header::AUTHORIZATION, format!("token={token}"));
+        }
+        Ok(req.send().await?.error_for_status()?.json().await?)
     }
 
     fn follower(&self) -> &Follower {

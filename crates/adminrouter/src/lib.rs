@@ -81,6 +81,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Whether guarded routes ask a login ([`routes::guard`]).
     pub security: dcos_iam::api::SecurityMode,
+    /// Strict security: the router's service account, for the components it asks itself.
+    pub login: Option<dcos_iam::client::ServiceLogin>,
 }
 
 /// Admin Router's rows in the port contract on a node of one role.
@@ -223,6 +225,7 @@ impl Config {
             upstream_timeout: Duration::from_secs(60),
             header_timeout: HEADER_TIMEOUT,
             security: dcos_iam::api::SecurityMode::default(),
+            login: None,
         }
     }
 }
@@ -282,7 +285,13 @@ impl Router {
         Router {
             auth,
             proxy: Proxy::new(config.upstream_timeout),
-            discovery: Discovery::new(config.node_ip, config.masters.clone(), marathon, mesos_dns),
+            discovery: Discovery::new(
+                config.node_ip,
+                config.masters.clone(),
+                marathon,
+                mesos_dns,
+                config.login.clone(),
+            ),
             config,
         }
     }
@@ -503,12 +512,13 @@ impl Router {
                 }
                 let mut req = req;
                 // Services, frameworks and agents are not the router's to trust with a
-                // browser's login: only a token the client itself sent reaches them.
-                let trusted = !matches!(
+                // browser's login: only a token the client itself sent reaches them. A
+                // service on a master (Marathon, Metronome) is the cluster's own.
+                let component = !matches!(
                     route,
                     Route::Service(..) | Route::Agent(..) | Route::AgentRouter(..)
                 );
-                auth::forward_headers(req.headers_mut(), caller.as_ref().filter(|_| trusted));
+                let is_service = matches!(route, Route::Service(..));
                 match self.target(route, &method).await {
                     Target::Answer(resp) => (label, String::new(), resp),
                     Target::Upstream {
@@ -523,6 +533,13 @@ impl Router {
                                 return self.logged(peer, &method, &raw, label, "", started, resp);
                             }
                         }
+                        let on_master = matches!(&upstream, Upstream::Tcp(a)
+                            if self.config.masters.iter().any(|m| m.ip() == a.ip()));
+                        let trusted = component || (is_service && on_master);
+                        auth::forward_headers(
+                            req.headers_mut(),
+                            caller.as_ref().filter(|_| trusted),
+                        );
                         let name = upstream.to_string();
                         let resp = match self
                             .proxy

@@ -97,6 +97,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         framework_name: "metronome".into(),
         ca_dir: None,
         credentials: None,
+        verify_tokens: None,
     };
     let session = dcos_store::AnyStore::Embedded(store.session());
     let s = stop.clone();

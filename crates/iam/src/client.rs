@@ -308,3 +308,83 @@ pub async fn framework_client(login: Option<&ServiceLogin>) -> Result<reqwest::C
         .build()
         .map_err(|e| e.to_string())
 }
+
+/// `router` with every request, but those to `open` paths, needing a valid token of the IAM
+/// at `iam` (strict security on a component's own port): 401 `{"message"}` with
+/// `WWW-Authenticate` otherwise, 503 when the IAM's keys cannot be read. No `iam`: the router
+/// as it is.
+pub fn require_tokens(
+    router: axum::Router,
+    iam: Option<SocketAddr>,
+    open: &'static [&'static str],
+) -> axum::Router {
+    use axum::response::IntoResponse;
+    let Some(iam) = iam else {
+        return router;
+    };
+    let verifier = std::sync::Arc::new(Verifier::new(iam));
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let verifier = verifier.clone();
+            async move {
+                if open.contains(&req.uri().path()) {
+                    return next.run(req).await;
+                }
+                match verifier.caller(req.headers()).await {
+                    Ok(_) => next.run(req).await,
+                    Err(why) => {
+                        let (status, message) = match why {
+                            Unverified::Unauthenticated => {
+                                (axum::http::StatusCode::UNAUTHORIZED, "Not Authenticated!")
+                            }
+                            Unverified::Unavailable => (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "The IAM cannot be reached to check the token.",
+                            ),
+                        };
+                        (
+                            status,
+                            [(axum::http::header::WWW_AUTHENTICATE, api::AUTH_SCHEME)],
+                            axum::Json(serde_json::json!({"message": message})),
+                        )
+                            .into_response()
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// How long a service account's cluster token is reused before logging in again (tokens
+/// live 5 days).
+const TOKEN_REUSE: Duration = Duration::from_secs(3600);
+
+/// A service account's cluster token, logged in for once and reused for an hour.
+#[derive(Debug)]
+pub struct TokenSource {
+    login: ServiceLogin,
+    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl TokenSource {
+    /// The tokens of `login`.
+    pub fn new(login: ServiceLogin) -> TokenSource {
+        TokenSource {
+            login,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A token: the last one while it is fresh, else a new login's.
+    pub async fn token(&self) -> Result<String, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, at)) = cached.as_ref() {
+            if at.elapsed() < TOKEN_REUSE {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.login.token().await?;
+        *cached = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+}

@@ -55,6 +55,8 @@ pub struct Config {
     pub ca_dir: Option<PathBuf>,
     /// Its service account's secret, when it must authenticate to the master (strict).
     pub credentials: Option<PathBuf>,
+    /// Strict security: the API asks a token of the IAM at this address.
+    pub verify_tokens: Option<SocketAddr>,
 }
 
 /// Errors starting or running Marathon.
@@ -191,7 +193,12 @@ pub async fn serve_on(
     let role = leader::SharedRole::default();
     // Losing the candidacy stops everything; so does `shutdown`.
     let stop = shutdown.child_token();
-    let front = leader::front_door(role.clone(), me.clone());
+    // Probes of Marathon's health stay open.
+    let front = dcos_iam::client::require_tokens(
+        leader::front_door(role.clone(), me.clone()),
+        config.verify_tokens,
+        &["/ping"],
+    );
 
     tracing::info!(%addr, "listening for Marathon REST requests");
     let server = dcos_serve::serve(http, front.clone(), LIMITS, stop.clone());

@@ -71,6 +71,8 @@ pub struct Config {
     pub ca_dir: Option<PathBuf>,
     /// Its service account's secret, when it must authenticate to the master (strict).
     pub credentials: Option<PathBuf>,
+    /// Strict security: the API asks a token of the IAM at this address.
+    pub verify_tokens: Option<SocketAddr>,
 }
 
 /// Errors starting or running Metronome.
@@ -205,7 +207,12 @@ pub async fn serve_with(
     let local = Router::new()
         .route("/ping", get(|| async { "pong" }))
         .route("/v1/metrics", get(|| async { Json(json!({"version": "3.0.0", "counters": {}, "gauges": {}, "histograms": {}, "meters": {}, "timers": {}})) }));
-    let front = leader::front_door(role.clone(), me.clone(), local);
+    // Probes of Metronome's health stay open.
+    let front = dcos_iam::client::require_tokens(
+        leader::front_door(role.clone(), me.clone(), local),
+        config.verify_tokens,
+        &["/ping"],
+    );
 
     tracing::info!(%addr, "listening for Metronome REST requests");
     let server = dcos_serve::serve(http, front.clone(), LIMITS, stop.clone());

@@ -490,6 +490,7 @@ fn framework_accounts(dir: &Path, masters: &[IpAddr]) -> Result<FrameworkAccount
         ("marathon", "dcos_marathon"),
         ("metronome", "dcos_metronome"),
         ("agent", "dcos_agent"),
+        ("adminrouter", "dcos_adminrouter"),
     ] {
         let (login_endpoint, also_at) = match (component, routers.split_first()) {
             ("agent", Some((first, others))) => (first.clone(), others.to_vec()),

@@ -358,6 +358,13 @@ pub async fn run_unit(
             c.cluster_id = config.cluster_id.clone().unwrap_or_default();
             c.units = runnable_units(role).iter().map(|u| u.name).collect();
             c.security = config.security;
+            c.login = dcos_iam::client::ServiceLogin::from_optional_file(
+                config
+                    .service_account_secrets
+                    .get("adminrouter")
+                    .map(PathBuf::as_path),
+            )
+            .map_err(|e| failed(anyhow::anyhow!(e)))?;
             dcos_adminrouter::serve(c, shutdown)
                 .await
                 .map_err(|e| failed(e.into()))
@@ -408,6 +415,7 @@ pub async fn run_unit(
                     framework_name: "marathon".into(),
                     ca_dir: config.ca_dir.clone(),
                     credentials: config.service_account_secrets.get("marathon").cloned(),
+                    verify_tokens: if strict { Some(iam()?) } else { None },
                 },
                 shutdown,
             )
@@ -427,6 +435,7 @@ pub async fn run_unit(
                     framework_name: "metronome".into(),
                     ca_dir: config.ca_dir.clone(),
                     credentials: config.service_account_secrets.get("metronome").cloned(),
+                    verify_tokens: if strict { Some(iam()?) } else { None },
                 },
                 shutdown,
             )

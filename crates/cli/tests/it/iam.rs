@@ -402,7 +402,8 @@ fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
 
 /// In strict security frameworks and agents must log in to register: Marathon, Metronome and
 /// the agent do, with their service accounts; a SUBSCRIBE without a token, or with a forged
-/// one, gets 401; an account without the permission, 403.
+/// one, gets 401; an account without the permission, 403. Marathon's and Metronome's own
+/// ports ask a token too.
 #[test]
 fn strict_security_makes_frameworks_and_agents_authenticate() {
     let cluster = Cluster::builder()
@@ -498,6 +499,28 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
     let mut args = vec!["-m", "3", "-o", "/dev/null"];
     args.extend(json_request_args("POST", &agent_url, &agent));
     assert_eq!(cluster.curl(m, &args).0, 401);
+    // Marathon's and Metronome's own ports ask a token too (their health probes do not);
+    // through Admin Router a browser's cookie reaches them.
+    for (port, path) in [(8080, "/v2/apps"), (9090, "/v1/jobs")] {
+        let url = format!("http://{}:{port}{path}", m.ip);
+        assert_eq!(cluster.curl(m, &["-o", "/dev/null", &url]).0, 401, "{url}");
+        assert_eq!(status_with(&cluster, m, &url, &auth), 200, "{url}");
+        let ping = format!("http://{}:{port}/ping", m.ip);
+        assert_eq!(
+            cluster.curl(m, &["-o", "/dev/null", &ping]).0,
+            200,
+            "{ping}"
+        );
+    }
+    let cookie = format!("Cookie: dcos-acs-auth-cookie={}", cluster.token());
+    for path in ["/service/marathon/v2/apps", "/service/metronome/v1/jobs"] {
+        let url = format!("http://{}{path}", m.ip);
+        let status = eventually(Duration::from_secs(30), || {
+            let s = status_with(&cluster, m, &url, &cookie);
+            (s == 200).then_some(s)
+        });
+        assert_eq!(status, 200, "{url}");
+    }
     // The frameworks' secrets stay with the cluster's owner.
     let secrets = cluster.state_dir().join(cluster.name()).join("secrets");
     for entry in fs_err::read_dir(&secrets).unwrap() {

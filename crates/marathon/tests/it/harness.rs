@@ -65,6 +65,7 @@ impl Env {
             framework_name: "marathon".into(),
             ca_dir: None,
             credentials: None,
+            verify_tokens: None,
         };
         let s = stop.clone();
         let handle = tokio::spawn(async move {

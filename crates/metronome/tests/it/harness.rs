@@ -84,6 +84,7 @@ impl Env {
             framework_name: "metronome".into(),
             ca_dir: None,
             credentials: None,
+            verify_tokens: None,
         };
         let store = dcos_store::AnyStore::Embedded(self.store.session());
         let stop = CancellationToken::new();
