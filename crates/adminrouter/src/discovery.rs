@@ -207,8 +207,8 @@ fn task_ips(state: &Value) -> impl Iterator<Item = IpAddr> + '_ {
 /// Follows the leading master's state and reads Marathon's apps.
 pub struct Discovery {
     client: reqwest::Client,
-    /// Strict security: the router's service account's token for Marathon.
-    token: Option<dcos_iam::client::TokenSource>,
+    /// Strict security: the router's service account's tokens for Marathon and the masters.
+    token: Option<Arc<dcos_iam::client::TokenSource>>,
     masters: Vec<SocketAddr>,
     /// The masters' and this node's addresses: always cluster nodes.
     nodes: Vec<IpAddr>,
@@ -239,7 +239,7 @@ impl Discovery {
         let nodes = masters.iter().map(|m| m.ip()).chain([node_ip]).collect();
         Discovery {
             client,
-            token: login.map(dcos_iam::client::TokenSource::new),
+            token: login.map(|l| Arc::new(dcos_iam::client::TokenSource::new(l))),
             masters,
             nodes,
             marathon,
@@ -260,8 +260,18 @@ impl Discovery {
     }
 
     fn follower(&self) -> &Follower {
-        self.follower
-            .get_or_init(|| Follower::spawn(follow::Config::state(self.masters.clone(), REFRESH)))
+        self.follower.get_or_init(|| {
+            let credentials = self.token.clone().map(|source| {
+                follow::Credentials(Arc::new(move || {
+                    let source = source.clone();
+                    Box::pin(async move { source.token().await })
+                }))
+            });
+            Follower::spawn(follow::Config {
+                credentials,
+                ..follow::Config::state(self.masters.clone(), REFRESH)
+            })
+        })
     }
 
     /// The records of `reading`, derived once per reading.

@@ -36,6 +36,8 @@ pub struct Config {
     pub buffer_dir: PathBuf,
     /// Fetch period (2 s in DC/OS; tests shorten it).
     pub fetch_period: Duration,
+    /// Where a token for the masters comes from (strict security).
+    pub credentials: Option<dcos_mesos_api::follow::Credentials>,
 }
 
 /// Errors starting the service.
@@ -295,10 +297,10 @@ pub async fn serve_on(
 
     // Read as often as stored: the summary is sampled on a clock, changes between two
     // samples do not matter.
-    let follower = Follower::spawn(follow::Config::summary(
-        config.masters.clone(),
-        config.fetch_period,
-    ));
+    let follower = Follower::spawn(follow::Config {
+        credentials: config.credentials.clone(),
+        ..follow::Config::summary(config.masters.clone(), config.fetch_period)
+    });
     let fetcher = {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -424,6 +426,7 @@ mod tests {
             masters: vec![standby_addr],
             buffer_dir: dir.path().to_path_buf(),
             fetch_period: Duration::from_millis(200),
+            credentials: None,
         };
         let stop = CancellationToken::new();
         let serving = tokio::spawn(serve_on(listener, config, stop.clone()));

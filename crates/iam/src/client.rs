@@ -388,3 +388,31 @@ impl TokenSource {
         Ok(token)
     }
 }
+
+impl TokenSource {
+    /// The tokens of the service account whose secret is at `path`, if there is one, as a
+    /// function a component calls before it asks the masters.
+    #[allow(clippy::type_complexity)]
+    pub fn function(
+        path: Option<&Path>,
+    ) -> Result<
+        Option<
+            std::sync::Arc<
+                dyn Fn() -> std::pin::Pin<
+                        Box<dyn std::future::Future<Output = Result<String, String>> + Send>,
+                    > + Send
+                    + Sync,
+            >,
+        >,
+        String,
+    > {
+        let Some(login) = ServiceLogin::from_optional_file(path)? else {
+            return Ok(None);
+        };
+        let source = std::sync::Arc::new(TokenSource::new(login));
+        Ok(Some(std::sync::Arc::new(move || {
+            let source = source.clone();
+            Box::pin(async move { source.token().await })
+        })))
+    }
+}

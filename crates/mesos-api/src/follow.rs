@@ -57,6 +57,8 @@ const RETRY: Duration = Duration::from_millis(500);
 pub struct Config {
     /// The masters (`ip:5050`); the leader among them is followed.
     pub masters: Vec<SocketAddr>,
+    /// Where a token for the masters comes from, when they ask one (strict security).
+    pub credentials: Option<Credentials>,
     /// The view read from the leader (`/master/state`).
     pub path: String,
     /// The longest time between two reads, and how long a reading outlives the last master
@@ -72,6 +74,7 @@ impl Config {
     pub fn state(masters: Vec<SocketAddr>, refresh: Duration) -> Config {
         Config {
             masters,
+            credentials: None,
             path: "/master/state".into(),
             refresh,
             events: true,
@@ -83,12 +86,36 @@ impl Config {
     pub fn summary(masters: Vec<SocketAddr>, period: Duration) -> Config {
         Config {
             masters,
+            credentials: None,
             path: "/master/state-summary".into(),
             refresh: period,
             events: false,
         }
     }
 }
+
+/// What a token comes from.
+pub type TokenFn = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+    + Send
+    + Sync;
+
+/// A source of tokens for the masters: called before each leader is followed.
+#[derive(Clone)]
+pub struct Credentials(pub std::sync::Arc<TokenFn>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials")
+    }
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Credentials {}
 
 /// One reading of the leading master.
 #[derive(Debug)]
@@ -238,10 +265,14 @@ impl Follower {
 pub async fn follow(
     masters: Vec<SocketAddr>,
     refresh: Duration,
+    credentials: Option<Credentials>,
     mut install: impl FnMut(Value),
     shutdown: CancellationToken,
 ) {
-    let config = Config::state(masters, refresh);
+    let config = Config {
+        credentials,
+        ..Config::state(masters, refresh)
+    };
     let rereads = Notify::new();
     let mut sink = |reading: Option<(SocketAddr, Value)>| {
         install(reading.map_or(Value::Null, |(_, state)| state));
@@ -267,19 +298,35 @@ async fn run(
     // up would only read it again. The head of an answer must come within `ANSWER`, and a
     // master that then sends nothing for three heartbeat intervals is gone. Redirects are
     // the follower's to follow: they name the leader.
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT)
-        .read_timeout(HEARTBEAT * MISSED_HEARTBEATS)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
+    let client = |token: Option<String>| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(Ok(v)) =
+            token.map(|t| reqwest::header::HeaderValue::from_str(&format!("token={t}")))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT)
+            .read_timeout(HEARTBEAT * MISSED_HEARTBEATS)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default()
+    };
     let mut reader = Reader {
         config,
-        client,
+        client: client(None),
         last_ok: None,
         told_lost: false,
     };
     loop {
+        // A fresh token for each leader followed (a stream is authenticated when opened).
+        if let Some(credentials) = &config.credentials {
+            match (credentials.0)().await {
+                Ok(token) => reader.client = client(Some(token)),
+                Err(e) => tracing::warn!(error = %e, "no token for the masters"),
+            }
+        }
         match reader.round(rereads, sink).await {
             Ok(()) => {
                 tracing::info!(path = %config.path, "the leading master changed; following the new one")

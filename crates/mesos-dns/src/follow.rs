@@ -4,4 +4,4 @@
 //! (and every `refresh` regardless). [`follow`] hands each state whole to Mesos-DNS' records
 //! and dcos-net's zones, `Value::Null` once no master answers for `refresh`.
 
-pub use dcos_mesos_api::follow::follow;
+pub use dcos_mesos_api::follow::{follow, Credentials};

@@ -49,6 +49,8 @@ pub struct Config {
     /// The longest time between two reads of the state (30 s in DC/OS), and how long records
     /// outlive a master that stopped answering.
     pub refresh: Duration,
+    /// Where a token for the masters comes from (strict security).
+    pub credentials: Option<dcos_mesos_api::follow::Credentials>,
     /// Task address sources (DC/OS: host, then netinfo).
     pub ip_sources: Vec<IpSource>,
     /// RFC 952 labels instead of RFC 1123.
@@ -80,6 +82,7 @@ impl Config {
             domain: "mesos".into(),
             ttl: 60,
             refresh: Duration::from_secs(30),
+            credentials: None,
             ip_sources: records::DCOS_IP_SOURCES.to_vec(),
             rfc952: false,
         }
@@ -260,6 +263,7 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
             follow::follow(
                 masters,
                 refresh,
+                dns.config.credentials.clone(),
                 move |state| dns.install(state),
                 shutdown.clone(),
             )

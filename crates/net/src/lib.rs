@@ -94,6 +94,8 @@ pub struct Config {
     pub resolvers: Vec<SocketAddr>,
     /// How long cluster zones outlive the last word from a master (30 s).
     pub refresh: Duration,
+    /// Where a token for the masters comes from (strict security).
+    pub credentials: Option<follow::Credentials>,
 }
 
 impl Config {
@@ -124,6 +126,7 @@ impl Config {
                 .map(|r| SocketAddr::new(r, 53))
                 .collect(),
             refresh: Duration::from_secs(30),
+            credentials: None,
         }
     }
 
@@ -456,6 +459,7 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
                 follow::follow(
                     masters,
                     config.refresh,
+                    config.credentials.clone(),
                     |state| net.make_cluster(&state),
                     shutdown,
                 )

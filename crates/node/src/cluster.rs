@@ -491,6 +491,9 @@ fn framework_accounts(dir: &Path, masters: &[IpAddr]) -> Result<FrameworkAccount
         ("metronome", "dcos_metronome"),
         ("agent", "dcos_agent"),
         ("adminrouter", "dcos_adminrouter"),
+        ("mesos-dns", "dcos_mesos_dns"),
+        ("net", "dcos_net"),
+        ("history", "dcos_history_service"),
     ] {
         let (login_endpoint, also_at) = match (component, routers.split_first()) {
             ("agent", Some((first, others))) => (first.clone(), others.to_vec()),

@@ -198,6 +198,18 @@ pub async fn run_unit(
     let masters = || config.master_addrs().map_err(|e| failed(e.into()));
     // Strict security: frameworks authenticate to the master with a token of this master's IAM.
     let strict = config.security == dcos_iam::api::SecurityMode::Strict;
+    // A component's service account's tokens for the masters (strict security only: the
+    // secrets exist only then).
+    let credentials = |component: &str| {
+        dcos_iam::client::TokenSource::function(
+            config
+                .service_account_secrets
+                .get(component)
+                .map(PathBuf::as_path),
+        )
+        .map(|f| f.map(dcos_mesos_dns::follow::Credentials))
+        .map_err(|e| failed(anyhow::anyhow!(e)))
+    };
     let iam = || {
         let ip = node_ip()?;
         at(bind_addrs("dcos-bouncer.service", NodeRole::Master, ip)
@@ -275,6 +287,7 @@ pub async fn run_unit(
                     masters: masters()?,
                     buffer_dir: config.work_dir.join("history"),
                     fetch_period: dcos_history::FETCH_PERIOD,
+                    credentials: credentials("history")?,
                 },
                 shutdown,
             )
@@ -325,12 +338,11 @@ pub async fn run_unit(
                 .iter()
                 .map(|r| SocketAddr::new(*r, 53))
                 .collect();
-            dcos_mesos_dns::serve(
-                dcos_mesos_dns::Config::dcos(ip, masters()?, resolvers),
-                shutdown,
-            )
-            .await
-            .map_err(|e| failed(e.into()))
+            let mut dns = dcos_mesos_dns::Config::dcos(ip, masters()?, resolvers);
+            dns.credentials = credentials("mesos-dns")?;
+            dcos_mesos_dns::serve(dns, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
         }
         "dcos-adminrouter.service" | "dcos-adminrouter-agent" => {
             use dcos_adminrouter::routes::Role;
@@ -371,17 +383,16 @@ pub async fn run_unit(
         }
         "dcos-net.service" => {
             let ip = node_ip()?;
-            dcos_net::serve(
-                dcos_net::Config::dcos(
-                    ip,
-                    role.as_str(),
-                    config.master_list.clone(),
-                    config.resolvers.clone(),
-                ),
-                shutdown,
-            )
-            .await
-            .map_err(|e| failed(e.into()))
+            let mut net = dcos_net::Config::dcos(
+                ip,
+                role.as_str(),
+                config.master_list.clone(),
+                config.resolvers.clone(),
+            );
+            net.credentials = credentials("net")?;
+            dcos_net::serve(net, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
         }
         "dcos-registry.service" => {
             if !config.registry {

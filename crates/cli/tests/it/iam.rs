@@ -414,9 +414,14 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         .start()
         .expect("start the cluster");
     let m = cluster.master(0);
+    let auth = cluster.auth_header();
     let state_url = format!("http://{}:5050/master/state", m.ip);
+    // The master's own endpoints ask a token; its health probe does not.
+    assert_eq!(cluster.curl(m, &["-o", "/dev/null", &state_url]).0, 401);
+    let health = format!("http://{}:5050/health", m.ip);
+    assert_eq!(cluster.curl(m, &["-o", "/dev/null", &health]).0, 200);
     let names = eventually(Duration::from_secs(60), || {
-        let (_, state) = crate::curl(&cluster, m, &[&state_url]);
+        let (_, state) = crate::curl(&cluster, m, &["-H", &auth, &state_url]);
         let mut names: Vec<String> = state["frameworks"]
             .as_array()?
             .iter()
@@ -452,7 +457,6 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         args.extend(["-H", header]);
         cluster.curl(m, &args).0
     };
-    let auth = cluster.auth_header();
     assert_eq!(subscribe_as(&auth, &subscribe), 200);
     let ar = format!("http://{}", m.ip);
     dcos_as(
@@ -468,7 +472,7 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
     let mallory = format!("Authorization: token={}", answer["token"].as_str().unwrap());
     assert_eq!(subscribe_as(&mallory, &subscribe), 403);
     // Even a superuser cannot take over Marathon's stream: it is its service account's.
-    let (_, state) = crate::curl(&cluster, m, &[&state_url]);
+    let (_, state) = crate::curl(&cluster, m, &["-H", &auth, &state_url]);
     let marathon_id = state["frameworks"]
         .as_array()
         .unwrap()
@@ -485,7 +489,7 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
     let (_, slaves) = crate::curl(
         &cluster,
         m,
-        &[&format!("http://{}:5050/master/slaves", m.ip)],
+        &["-H", &auth, &format!("http://{}:5050/master/slaves", m.ip)],
     );
     assert_eq!(
         slaves["slaves"].as_array().map(Vec::len),
@@ -521,6 +525,23 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         });
         assert_eq!(status, 200, "{url}");
     }
+    // Mesos-DNS and History read the master with their service accounts.
+    let dns = eventually(Duration::from_secs(30), || {
+        let (_, hosts) = crate::curl(
+            &cluster,
+            m,
+            &["http://127.0.0.1:8123/v1/hosts/leader.mesos"],
+        );
+        (hosts[0]["ip"] == m.ip.to_string()).then_some(hosts)
+    });
+    assert_eq!(dns[0]["ip"], m.ip.to_string());
+    eventually(Duration::from_secs(30), || {
+        let (_, last) = crate::curl(&cluster, m, &["http://127.0.0.1:15055/history/last"]);
+        last["frameworks"]
+            .as_array()
+            .filter(|f| !f.is_empty())
+            .map(|_| ())
+    });
     // The frameworks' secrets stay with the cluster's owner.
     let secrets = cluster.state_dir().join(cluster.name()).join("secrets");
     for entry in fs_err::read_dir(&secrets).unwrap() {

@@ -253,6 +253,7 @@ async fn follow_hands_over_each_state_and_null_once_lost() {
     let following = tokio::spawn(follow(
         vec![addr],
         Duration::from_millis(500),
+        None,
         move |state| {
             let _ = tx.send(state);
         },

@@ -192,6 +192,7 @@ pub async fn serve_on(
         .await
         .map_err(registry_error)?;
     tracing::info!(contender = candidate.path(), %store, "entered the leader election");
+    let authenticate = config.authenticate;
     let shared = Shared {
         verifier: config
             .authenticate
@@ -217,7 +218,10 @@ pub async fn serve_on(
     let _ = tokio::time::timeout(Duration::from_secs(5), first_outcome.changed()).await;
     tracing::info!(%addr, "listening for Mesos master requests");
     let ticker = periodic(shared.clone(), stop.clone());
-    let server = dcos_serve::serve(listener, router(shared), LIMITS, stop);
+    // Strict security: every endpoint but the health probes and the redirect asks a token;
+    // SUBSCRIBE of frameworks and agents checks its own (with permissions).
+    let app = dcos_iam::client::require_tokens(router(shared), authenticate, OPEN_IN_STRICT);
+    let server = dcos_serve::serve(listener, app, LIMITS, stop);
     let ((), (), elected) = tokio::join!(server, ticker, elected);
     match elected {
         Ok(result) => result,
@@ -353,6 +357,18 @@ async fn periodic(shared: Shared, shutdown: CancellationToken) {
         }
     }
 }
+
+/// What strict security leaves open: probes, the leader's whereabouts, and the two APIs
+/// whose SUBSCRIBE checks its own token.
+const OPEN_IN_STRICT: &[&str] = &[
+    "/health",
+    "/master/health",
+    "/version",
+    "/redirect",
+    "/master/redirect",
+    "/api/v1/scheduler",
+    crate::protocol::AGENT_API_PATH,
+];
 
 /// The HTTP routes, testable without a socket.
 pub fn router(shared: Shared) -> Router {
