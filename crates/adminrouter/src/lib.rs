@@ -496,7 +496,7 @@ impl Router {
             Ok(path) => {
                 let route = routes::route(self.config.role, &path);
                 let label = route_label(&route);
-                let guard = routes::guard(self.config.role, &path, &route);
+                let guard = self.guard(&path, &route);
                 // Who calls is known before anything is looked up: an unknown service is a
                 // 404 only for a caller who has logged in.
                 let caller = match self.authenticate(&guard, req.headers()).await {
@@ -514,10 +514,13 @@ impl Router {
                 // Services, frameworks and agents are not the router's to trust with a
                 // browser's login: only a token the client itself sent reaches them. A
                 // service on a master (Marathon, Metronome) is the cluster's own.
-                let component = !matches!(
-                    route,
-                    Route::Service(..) | Route::Agent(..) | Route::AgentRouter(..)
-                );
+                // Agents authenticate to the master in strict security: theirs is then too.
+                let strict = self.config.security == dcos_iam::api::SecurityMode::Strict;
+                let component = match route {
+                    Route::Service(..) => false,
+                    Route::Agent(..) | Route::AgentRouter(..) => strict,
+                    _ => true,
+                };
                 let is_service = matches!(route, Route::Service(..));
                 match self.target(route, &method).await {
                     Target::Answer(resp) => (label, String::new(), resp),
@@ -584,6 +587,18 @@ impl Router {
             "request"
         );
         resp
+    }
+
+    /// What a request on `path` must show: DC/OS' guards ([`routes::guard`]); on an agent in
+    /// strict security, a login for everything but the version (the IAM's policy query is on
+    /// the masters' loopback, so an agent's router checks logins, not permissions).
+    fn guard(&self, path: &str, route: &Route) -> routes::Guard {
+        let strict = self.config.security == dcos_iam::api::SecurityMode::Strict;
+        match (self.config.role, route) {
+            (Role::Agent, Route::Local(Local::Version)) => routes::Guard::Open,
+            (Role::Agent, _) if strict => routes::Guard::LoggedIn,
+            _ => routes::guard(self.config.role, path, route),
+        }
     }
 
     /// The caller of a guarded request, or the 401 (or 503) that answers it.

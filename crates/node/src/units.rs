@@ -210,6 +210,23 @@ pub async fn run_unit(
         .map(|f| f.map(dcos_mesos_dns::follow::Credentials))
         .map_err(|e| failed(anyhow::anyhow!(e)))
     };
+    // Strict security on agents: tokens checked against the keys the first master's Admin
+    // Router publishes (the IAM is on the masters' loopback).
+    let master_router = || {
+        let first = config
+            .master_list
+            .first()
+            .copied()
+            .ok_or_else(|| failed(anyhow::anyhow!("no master in master_list")))?;
+        // The router binds every address of its master: reached at the master's IP.
+        let port = at(
+            bind_addrs("dcos-adminrouter.service", NodeRole::Master, first)
+                .and_then(|b| b.connect_tcp(80)),
+        )?
+        .port();
+        Ok::<_, UnitError>(SocketAddr::new(first, port))
+    };
+
     let iam = || {
         let ip = node_ip()?;
         at(bind_addrs("dcos-bouncer.service", NodeRole::Master, ip)
@@ -370,6 +387,12 @@ pub async fn run_unit(
             c.cluster_id = config.cluster_id.clone().unwrap_or_default();
             c.units = runnable_units(role).iter().map(|u| u.name).collect();
             c.security = config.security;
+            if strict && ar_role == Role::Agent {
+                c.fixed.insert(
+                    dcos_adminrouter::routes::Fixed::Iam,
+                    dcos_adminrouter::proxy::Upstream::Tcp(master_router()?),
+                );
+            }
             c.login = dcos_iam::client::ServiceLogin::from_optional_file(
                 config
                     .service_account_secrets
@@ -483,6 +506,7 @@ pub async fn run_unit(
                             .map(PathBuf::as_path),
                     )
                     .map_err(|e| failed(anyhow::anyhow!(e)))?,
+                    verify_tokens: if strict { Some(master_router()?) } else { None },
                     insecure_registries: config
                         .master_list
                         .iter()

@@ -402,8 +402,8 @@ fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
 
 /// In strict security frameworks and agents must log in to register: Marathon, Metronome and
 /// the agent do, with their service accounts; a SUBSCRIBE without a token, or with a forged
-/// one, gets 401; an account without the permission, 403. Marathon's and Metronome's own
-/// ports ask a token too.
+/// one, gets 401; an account without the permission, 403. The master's, Marathon's,
+/// Metronome's and the agent's own ports ask a token too.
 #[test]
 fn strict_security_makes_frameworks_and_agents_authenticate() {
     let cluster = Cluster::builder()
@@ -525,6 +525,21 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         });
         assert_eq!(status, 200, "{url}");
     }
+    // The agent's own API and its Admin Router ask a token too (their probes do not); the
+    // master's Admin Router passes a browser's login on to the agent.
+    let agent = cluster.agents()[0];
+    for url in [
+        format!("http://{}:5051/state", agent.ip),
+        format!("http://{}:61001/state", agent.ip),
+    ] {
+        assert_eq!(cluster.curl(m, &["-o", "/dev/null", &url]).0, 401, "{url}");
+        assert_eq!(status_with(&cluster, m, &url, &auth), 200, "{url}");
+    }
+    let health = format!("http://{}:5051/health", agent.ip);
+    assert_eq!(cluster.curl(m, &["-o", "/dev/null", &health]).0, 200);
+    let agent_id = slaves["slaves"][0]["id"].as_str().unwrap().to_string();
+    let via_router = format!("http://{}/agent/{agent_id}/state", m.ip);
+    assert_eq!(status_with(&cluster, m, &via_router, &cookie), 200);
     // Mesos-DNS and History read the master with their service accounts.
     let dns = eventually(Duration::from_secs(30), || {
         let (_, hosts) = crate::curl(

@@ -92,6 +92,9 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Its service account's login, when it must authenticate to the master (strict).
     pub login: Option<dcos_iam::client::ServiceLogin>,
+    /// Strict security: its API asks a token, checked against the keys the IAM publishes
+    /// at this address (a master's Admin Router: the IAM itself is on masters' loopback).
+    pub verify_tokens: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             images: None,
             insecure_registries: Vec::new(),
             login: None,
+            verify_tokens: None,
         }
     }
 }
@@ -181,15 +185,23 @@ pub async fn serve_on(
     if config.images.is_none() {
         config.images = open_images(&config.work_dir, config.insecure_registries.clone());
     }
+    let verify_tokens = config.verify_tokens;
     let shared = Shared::new(config);
     tasks::recover(&shared);
     tracing::info!(%addr, "listening for Mesos agent requests");
-    let server = dcos_serve::serve(
-        listener,
+    // Strict security: every endpoint but the probes and the executor API (its callers are
+    // the agent's own executors, bound to their containers) asks a token.
+    let app = dcos_iam::client::require_tokens(
         http::router(shared.clone()),
-        LIMITS,
-        shutdown.clone(),
+        verify_tokens,
+        &[
+            "/health",
+            "/slave(1)/health",
+            "/version",
+            "/api/v1/executor",
+        ],
     );
+    let server = dcos_serve::serve(listener, app, LIMITS, shutdown.clone());
     // Graceful shutdown waits for every open response, and executors' event streams never
     // end on their own: a stopping agent ends them (checkpointing executors reconnect).
     tokio::spawn({
