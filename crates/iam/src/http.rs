@@ -710,6 +710,26 @@ async fn user_groups(
     Ok(ok(json!({"array": array})))
 }
 
+/// The permissions granted to an account or a group directly, one per resource.
+fn permissions_of(state: &State, who: Grantee<'_>) -> Vec<Value> {
+    let (kind, id) = match who {
+        Grantee::User(uid) => ("users", uid),
+        Grantee::Group(gid) => ("groups", gid),
+    };
+    state
+        .acls
+        .iter()
+        .filter_map(|(rid, acl)| {
+            let actions = acl.granted(who)?;
+            let url = format!("{}/{kind}/{id}", acl_url(rid));
+            Some(json!({
+                "rid": rid, "description": acl.description, "aclurl": acl_url(rid),
+                "actions": actions_json(&url, actions),
+            }))
+        })
+        .collect()
+}
+
 async fn user_permissions(
     AxumState(iam): Shared,
     headers: HeaderMap,
@@ -717,18 +737,7 @@ async fn user_permissions(
 ) -> Answer {
     let state = iam.authorize(&headers, Some(&uid))?;
     state.account(&uid)?;
-    let direct: Vec<Value> = state
-        .acls
-        .iter()
-        .filter_map(|(rid, acl)| {
-            let actions = acl.users.get(&uid)?;
-            let url = format!("{}/users/{uid}", acl_url(rid));
-            Some(json!({
-                "rid": rid, "description": acl.description, "aclurl": acl_url(rid),
-                "actions": actions_json(&url, actions),
-            }))
-        })
-        .collect();
+    let direct = permissions_of(&state, Grantee::User(&uid));
     let mut groups = Vec::new();
     for (gid, _) in state.groups_of(&uid) {
         for (rid, acl) in &state.acls {
@@ -856,18 +865,7 @@ async fn group_permissions(
 ) -> Answer {
     let state = iam.authorize(&headers, None)?;
     state.group(&gid)?;
-    let array: Vec<Value> = state
-        .acls
-        .iter()
-        .filter_map(|(rid, acl)| {
-            let actions = acl.groups.get(&gid)?;
-            let url = format!("{}/groups/{gid}", acl_url(rid));
-            Some(json!({
-                "rid": rid, "description": acl.description, "aclurl": acl_url(rid),
-                "actions": actions_json(&url, actions),
-            }))
-        })
-        .collect();
+    let array = permissions_of(&state, Grantee::Group(&gid));
     Ok(ok(json!({"array": array})))
 }
 
