@@ -264,11 +264,6 @@ async fn call(
     crate::rest::request(&client, &IAM, &base, method, path, body).await
 }
 
-/// A resource id as a path segment: `/` escaped twice, as DC/OS' IAM expects.
-fn rid_segment(rid: &str) -> String {
-    rid.replace('/', "%252F")
-}
-
 pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
     let state_dir = args.target.state_dir();
     let record = current(&state_dir);
@@ -327,7 +322,7 @@ pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
                     .into());
             };
             // The IAM confirms the token is still good.
-            let path = format!("/acs/api/v1/users/{}", login.uid);
+            let path = account_path(&login.uid)?;
             runtime()?.block_on(call(&args.target, reqwest::Method::GET, path, None))?;
             println!("{}", login.uid);
         }
@@ -335,7 +330,36 @@ pub(crate) fn run_auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_accounts(list: &Value, json: bool) -> anyhow::Result<()> {
+/// The IAM path of account `uid`, refused here when the uid breaks the IAM's rules (it is a
+/// path segment).
+fn account_path(uid: &str) -> Result<String, UserError> {
+    if !dcos_iam::model::valid_uid(uid) {
+        return Err(UserError::new(format!(
+            "invalid uid {uid:?}: use 1 to 96 letters, digits, `@`, `.`, `_` and `-`"
+        )));
+    }
+    Ok(format!("/acs/api/v1/users/{uid}"))
+}
+
+/// Creates account `uid` with `body` (a password or a public key).
+async fn add_account(t: &Target, uid: &str, body: Value) -> Result<(), UserError> {
+    call(t, reqwest::Method::PUT, account_path(uid)?, Some(body)).await?;
+    Ok(())
+}
+
+/// Removes account `uid`.
+async fn remove_account(t: &Target, uid: &str) -> Result<(), UserError> {
+    call(t, reqwest::Method::DELETE, account_path(uid)?, None).await?;
+    Ok(())
+}
+
+/// Lists the users (or the service accounts), as a table or JSON.
+async fn list_accounts(t: &Target, services: bool, json: bool) -> anyhow::Result<()> {
+    let path = match services {
+        true => "/acs/api/v1/users?type=service",
+        false => "/acs/api/v1/users",
+    };
+    let list = call(t, reqwest::Method::GET, path.into(), None).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list["array"])?);
         return Ok(());
@@ -360,27 +384,12 @@ pub(crate) fn run_user(args: UserArgs) -> anyhow::Result<ExitCode> {
                 description,
             } => {
                 let body = json!({"password": password, "description": description});
-                call(
-                    t,
-                    reqwest::Method::PUT,
-                    format!("/acs/api/v1/users/{uid}"),
-                    Some(body),
-                )
-                .await?;
+                add_account(t, &uid, body).await?;
                 println!("user {uid} added");
             }
-            UserCommand::List { json } => {
-                let list = call(t, reqwest::Method::GET, "/acs/api/v1/users".into(), None).await?;
-                print_accounts(&list, json)?;
-            }
+            UserCommand::List { json } => list_accounts(t, false, json).await?,
             UserCommand::Remove { uid } => {
-                call(
-                    t,
-                    reqwest::Method::DELETE,
-                    format!("/acs/api/v1/users/{uid}"),
-                    None,
-                )
-                .await?;
+                remove_account(t, &uid).await?;
                 println!("user {uid} removed");
             }
         }
@@ -412,34 +421,17 @@ pub(crate) fn run_service_account(args: ServiceAccountArgs) -> anyhow::Result<Ex
                 description,
             } => {
                 let pem = fs_err::read_to_string(&public_key)?;
-                let body = json!({"public_key": pem, "description": description});
-                call(
+                add_account(
                     t,
-                    reqwest::Method::PUT,
-                    format!("/acs/api/v1/users/{uid}"),
-                    Some(body),
+                    &uid,
+                    json!({"public_key": pem, "description": description}),
                 )
                 .await?;
                 println!("service account {uid} added");
             }
-            ServiceAccountCommand::List { json } => {
-                let list = call(
-                    t,
-                    reqwest::Method::GET,
-                    "/acs/api/v1/users?type=service".into(),
-                    None,
-                )
-                .await?;
-                print_accounts(&list, json)?;
-            }
+            ServiceAccountCommand::List { json } => list_accounts(t, true, json).await?,
             ServiceAccountCommand::Remove { uid } => {
-                call(
-                    t,
-                    reqwest::Method::DELETE,
-                    format!("/acs/api/v1/users/{uid}"),
-                    None,
-                )
-                .await?;
+                remove_account(t, &uid).await?;
                 println!("service account {uid} removed");
             }
         }
@@ -456,30 +448,8 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                 id,
                 action,
                 group,
-            }
-            | AclCommand::Revoke {
-                rid,
-                id,
-                action,
-                group,
-            } if dcos_iam::api::Action::parse(&action).is_none() => {
-                let _ = (rid, id, group);
-                return Err(UserError::new(format!(
-                    "unknown action {action:?}: one of create, read, update, delete, full"
-                ))
-                .into());
-            }
-            AclCommand::Grant {
-                rid,
-                id,
-                action,
-                group,
             } => {
-                let kind = if group { "groups" } else { "users" };
-                let path = format!(
-                    "/acs/api/v1/acls/{}/{kind}/{id}/{action}",
-                    rid_segment(&rid)
-                );
+                let path = permission_path(&rid, &id, group, &action)?;
                 call(t, reqwest::Method::PUT, path, None).await?;
                 println!("granted {action} on {rid} to {id}");
             }
@@ -489,11 +459,7 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                 action,
                 group,
             } => {
-                let kind = if group { "groups" } else { "users" };
-                let path = format!(
-                    "/acs/api/v1/acls/{}/{kind}/{id}/{action}",
-                    rid_segment(&rid)
-                );
+                let path = permission_path(&rid, &id, group, &action)?;
                 call(t, reqwest::Method::DELETE, path, None).await?;
                 println!("revoked {action} on {rid} from {id}");
             }
@@ -504,7 +470,7 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             AclCommand::List { rid: Some(rid) } => {
-                let path = format!("/acs/api/v1/acls/{}/permissions", rid_segment(&rid));
+                let path = format!("{}/permissions", acl_path(&rid)?);
                 let perms = call(t, reqwest::Method::GET, path, None).await?;
                 for (kind, key) in [("users", "uid"), ("groups", "gid")] {
                     for p in perms[kind].as_array().into_iter().flatten() {
@@ -525,4 +491,36 @@ pub(crate) fn run_acl(args: AclArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The IAM path of the ACL of `rid`, refused here when the rid breaks the IAM's rules; a
+/// `/` in it is escaped twice, as DC/OS' IAM expects.
+fn acl_path(rid: &str) -> Result<String, UserError> {
+    if !dcos_iam::model::valid_rid(rid) {
+        return Err(UserError::new(format!(
+            "invalid resource id {rid:?}: it starts with `dcos:` and has no empty segment"
+        )));
+    }
+    Ok(format!("/acs/api/v1/acls/{}", rid.replace('/', "%252F")))
+}
+
+/// The IAM path of `action` on `rid` for account (or, with `group`, group) `id`, every part
+/// checked before it is sent.
+fn permission_path(rid: &str, id: &str, group: bool, action: &str) -> Result<String, UserError> {
+    if dcos_iam::api::Action::parse(action).is_none() {
+        return Err(UserError::new(format!(
+            "unknown action {action:?}: one of create, read, update, delete, full"
+        )));
+    }
+    let (kind, valid) = match group {
+        true => ("groups", dcos_iam::model::valid_gid(id)),
+        false => ("users", dcos_iam::model::valid_uid(id)),
+    };
+    if !valid {
+        return Err(UserError::new(format!(
+            "invalid {} id {id:?}",
+            &kind[..kind.len() - 1]
+        )));
+    }
+    Ok(format!("{}/{kind}/{id}/{action}", acl_path(rid)?))
 }

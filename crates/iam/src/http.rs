@@ -838,23 +838,28 @@ async fn group_users(
     Ok(ok(json!({"array": array})))
 }
 
-async fn join(
-    AxumState(iam): Shared,
-    headers: HeaderMap,
-    Path((gid, uid)): Path<(String, String)>,
-) -> Answer {
-    iam.authorize(&headers, None)?;
-    iam.persist.update(|s| s.join(&gid, &uid)).await?;
-    Ok(no_content())
+async fn join(state: Shared, headers: HeaderMap, path: Path<(String, String)>) -> Answer {
+    change_membership(state, headers, path, true).await
 }
 
-async fn leave(
+async fn leave(state: Shared, headers: HeaderMap, path: Path<(String, String)>) -> Answer {
+    change_membership(state, headers, path, false).await
+}
+
+/// Puts an account in a group (or takes it out).
+async fn change_membership(
     AxumState(iam): Shared,
     headers: HeaderMap,
     Path((gid, uid)): Path<(String, String)>,
+    joining: bool,
 ) -> Answer {
     iam.authorize(&headers, None)?;
-    iam.persist.update(|s| s.leave(&gid, &uid)).await?;
+    iam.persist
+        .update(|s| match joining {
+            true => s.join(&gid, &uid),
+            false => s.leave(&gid, &uid),
+        })
+        .await?;
     Ok(no_content())
 }
 
