@@ -11,6 +11,7 @@ mod install;
 mod job;
 mod marathon;
 mod node;
+mod package;
 mod ports;
 mod preflight;
 mod rest;
@@ -76,6 +77,9 @@ enum Command {
     Image(image::ImageArgs),
     /// DC/OS Jobs (a client of Metronome's REST API).
     Job(job::JobArgs),
+    /// Packages: search, install, list, uninstall, and their repositories (a client of
+    /// Cosmos' package API).
+    Package(package::PackageArgs),
     /// Log in to a cluster, log out, and who you are.
     Auth(iam::AuthArgs),
     /// Users who log in with a password.
@@ -127,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Marathon(args) => marathon::run(args),
         Command::Image(args) => image::run(args),
         Command::Job(args) => job::run(args),
+        Command::Package(args) => package::run(args),
         Command::Auth(args) => iam::run_auth(args),
         Command::User(args) => iam::run_user(args),
         Command::ServiceAccount(args) => iam::run_service_account(args),

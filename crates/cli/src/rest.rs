@@ -45,7 +45,25 @@ pub(crate) async fn request(
     path: String,
     body: Option<Value>,
 ) -> Result<Value, UserError> {
-    let mut req = client.request(method, format!("{base}{path}"));
+    let no_headers = reqwest::header::HeaderMap::new();
+    request_with_headers(client, component, base, method, path, body, no_headers).await
+}
+
+/// [`request`], also sending `headers`. A `Content-Type` among them names the body's type in
+/// place of `application/json`, for APIs that negotiate on vendor media types (Cosmos).
+pub(crate) async fn request_with_headers(
+    client: &reqwest::Client,
+    component: &Component,
+    base: &str,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+    headers: reqwest::header::HeaderMap,
+) -> Result<Value, UserError> {
+    // Set before `json`, which only adds `application/json` when no Content-Type is set.
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .headers(headers);
     if let Some(b) = body {
         req = req.json(&b);
     }

@@ -1,25 +1,41 @@
 //! Cosmos, the DC/OS package manager (`dcos-cosmos.service`, masters, `127.0.0.1:7070` and
-//! its Twitter-server admin port `127.0.0.1:9990`), as far as this cluster has it.
+//! its Twitter-server admin port `127.0.0.1:9990`).
 //!
-//! The API port answers what Cosmos 0.5 answers for `GET /capabilities`, which Admin Router
-//! routes here and the DC/OS CLI reads before `dcos job` (it requires `METRONOME`). The list
-//! names only what this cluster really has: Metronome runs on every master, so `METRONOME`;
-//! there is no `PACKAGE_MANAGEMENT` (nor the logging or cluster-report ones), so clients do
-//! not try to install packages. The package API (`/package/*`, `/cosmos/service/*`) comes
-//! with issue 23; until then every other path is a 404 in Cosmos' error shape.
+//! Packages come from repositories in Universe's formats ([`universe`], [`repos`]); an
+//! install renders the package's Marathon template with the user's options over the
+//! defaults its schema declares ([`options`], [`mustache`]) and creates the app through
+//! Marathon, marked with the `DCOS_PACKAGE_*` labels ([`apps`]) from which `list`,
+//! `uninstall` and `/cosmos/service/*` read what is installed. Every endpoint speaks
+//! Cosmos 0.5's media types ([`media`]) and error shapes ([`error`]).
 //!
-//! The admin port answers Twitter-server's `/admin/ping` (`pong`) and `/health` (`OK`), and
-//! redirects `/` to `/admin`.
+//! The admin port answers Twitter-server's `/admin`, `/admin/ping` (`pong`),
+//! `/admin/metrics.json`, `/admin/server_info` and `/health` (`OK`), and redirects `/` to
+//! `/admin`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod apps;
+pub mod error;
+pub mod marathon;
+pub mod media;
+pub mod mustache;
+pub mod options;
+pub mod repos;
+pub mod universe;
+
+pub use error::{CosmosError, ERROR_TYPE};
 
 /// The API port of the contract.
 pub const API_PORT: u16 = 7070;
@@ -27,22 +43,24 @@ pub const API_PORT: u16 = 7070;
 pub const ADMIN_PORT: u16 = 9990;
 
 /// The media type of a `/capabilities` answer.
-pub const CAPABILITIES_TYPE: &str =
-    "application/vnd.dcos.capabilities+json;charset=utf-8;version=v1";
-/// The media type of Cosmos' errors.
-pub const ERROR_TYPE: &str = "application/vnd.dcos.package.error+json;charset=utf-8;version=v1";
+pub const CAPABILITIES_TYPE: &str = media::CAPABILITIES;
 
-/// What this cluster has, in Cosmos' names: Metronome on every master, no package
-/// management until issue 23.
-pub const CAPABILITIES: &[&str] = &["METRONOME"];
+/// What this cluster has, in Cosmos' names: the package manager and Metronome on every
+/// master (the DC/OS CLI requires `METRONOME` before `dcos job`). The cluster report and
+/// the logging API are not served, so they are not claimed.
+pub const CAPABILITIES: &[&str] = &["PACKAGE_MANAGEMENT", "METRONOME"];
 
-/// Where Cosmos listens.
+/// Where Cosmos listens, and what it works with.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The API (`127.0.0.1:7070`).
     pub listen: SocketAddr,
     /// The Twitter-server admin port (`127.0.0.1:9990`), if any.
     pub admin: Option<SocketAddr>,
+    /// Marathon's base URL (`http://<this master>:8080`).
+    pub marathon: String,
+    /// Where the repository list is kept.
+    pub store: dcos_store::Location,
 }
 
 /// Why Cosmos cannot run.
@@ -57,10 +75,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store cannot be opened.
+    #[error("cannot open the store")]
+    Store(#[source] dcos_store::Error),
 }
 
-/// Limits of the API: small GETs from Admin Router and local services.
-pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api().connections(128).body(64 * 1024);
+/// Limits of the API: requests from Admin Router and local services; an install's options
+/// are the largest body.
+pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api()
+    .connections(128)
+    .body(1024 * 1024);
 /// Limits of the admin port: local probes.
 pub const ADMIN_LIMITS: dcos_serve::Limits =
     dcos_serve::Limits::api().connections(16).body(4 * 1024);
@@ -78,48 +102,112 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let store = config.store.open().await.map_err(Error::Store)?;
+    let cosmos = Arc::new(api::Cosmos {
+        repos: repos::Repositories::new(store),
+        marathon: marathon::Marathon::new(config.marathon),
+    });
+    let stats = Arc::new(Stats::default());
     tracing::info!(addr = %config.listen, "listening for Cosmos requests");
-    let api = dcos_serve::serve(api, router(), LIMITS, shutdown.clone());
+    let api = dcos_serve::serve(
+        api,
+        router(cosmos, stats.clone()),
+        LIMITS,
+        shutdown.clone(),
+    );
     let admin = async {
         if let Some(admin) = admin {
-            dcos_serve::serve(admin, admin_router(), ADMIN_LIMITS, shutdown).await;
+            dcos_serve::serve(admin, admin_router(stats), ADMIN_LIMITS, shutdown).await;
         }
     };
     tokio::join!(api, admin);
     Ok(())
 }
 
-/// The API: `GET /capabilities`, 404 elsewhere (the package API is issue 23).
-pub fn router() -> Router {
-    Router::new()
+/// Request counts for `/admin/metrics.json`.
+#[derive(Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    status: [AtomicU64; 6],
+    started: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Stats {
+    fn started(&self) -> std::time::Instant {
+        *self.started.get_or_init(std::time::Instant::now)
+    }
+}
+
+async fn count(State(stats): State<Arc<Stats>>, request: Request, next: Next) -> Response {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    let class = usize::from(response.status().as_u16() / 100).min(5);
+    stats.status[class].fetch_add(1, Ordering::Relaxed);
+    response
+}
+
+/// The API: `/capabilities`, the package API, and Cosmos' 404 elsewhere.
+pub fn router(cosmos: Arc<api::Cosmos>, stats: Arc<Stats>) -> Router {
+    stats.started();
+    api::routes()
         .route("/capabilities", get(capabilities))
         .fallback(not_found)
+        .with_state(cosmos)
+        .layer(axum::middleware::from_fn_with_state(stats, count))
 }
 
-/// The Twitter-server admin endpoints that probes use.
-pub fn admin_router() -> Router {
+/// The Twitter-server admin endpoints.
+pub fn admin_router(stats: Arc<Stats>) -> Router {
+    stats.started();
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
-        .route("/admin", get(|| async { "Cosmos admin\n" }))
+        .route(
+            "/admin",
+            get(|| async {
+                axum::response::Html(
+                    "<html><head><title>Cosmos admin</title></head><body><h1>Cosmos</h1><ul>\
+                     <li><a href=\"/admin/ping\">/admin/ping</a></li>\
+                     <li><a href=\"/admin/metrics.json\">/admin/metrics.json</a></li>\
+                     <li><a href=\"/admin/server_info\">/admin/server_info</a></li>\
+                     <li><a href=\"/health\">/health</a></li></ul></body></html>\n",
+                )
+            }),
+        )
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/health", get(|| async { "OK" }))
+        .route("/admin/metrics.json", get(metrics))
+        .route(
+            "/admin/server_info",
+            get(|| async {
+                axum::Json(serde_json::json!({
+                    "name": "cosmos",
+                    "version": env!("CARGO_PKG_VERSION"),
+                }))
+            }),
+        )
+        .with_state(stats)
 }
 
-/// Cosmos' error answer.
-fn error(status: StatusCode, kind: &str, message: String) -> Response {
-    let body = serde_json::json!({"type": kind, "message": message});
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_TYPE))],
-        body.to_string(),
-    )
-        .into_response()
+async fn metrics(State(stats): State<Arc<Stats>>) -> Response {
+    let n = |i: usize| stats.status[i].load(Ordering::Relaxed);
+    let failures = n(4) + n(5);
+    axum::Json(serde_json::json!({
+        "srv/requests": stats.requests.load(Ordering::Relaxed),
+        "srv/success": n(2) + n(3),
+        "srv/failures": failures,
+        "srv/status/2XX": n(2),
+        "srv/status/3XX": n(3),
+        "srv/status/4XX": n(4),
+        "srv/status/5XX": n(5),
+        "jvm/uptime": stats.started().elapsed().as_millis() as u64,
+    }))
+    .into_response()
 }
 
 /// `GET /capabilities`, when `Accept` names its media type.
 async fn capabilities(headers: HeaderMap) -> Response {
-    if let Err(response) = negotiate(&headers, CAPABILITIES_TYPE) {
-        return response;
+    if let Err(e) = media::negotiate(&headers, &[CAPABILITIES_TYPE]) {
+        return e.into_response();
     }
     let list: Vec<_> = CAPABILITIES
         .iter()
@@ -136,83 +224,18 @@ async fn capabilities(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// Every path but `/capabilities`: the package API (`/package/*`, `/cosmos/service/*`)
-/// is issue 23.
+/// Paths Cosmos 0.5 does not serve (`/`, `/service/start` of 0.4, ...).
 async fn not_found(request: Request) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
+    CosmosError::new(
         "not_found",
         format!(
-            "{} {} is not served: Cosmos' package API is not available on this cluster",
+            "{} {} is not an endpoint of Cosmos",
             request.method(),
             request.uri().path()
         ),
     )
-}
-
-/// A media type: `type/subtype` and its parameters (lowercased names, `q` apart).
-struct MediaType {
-    essence: String,
-    params: Vec<(String, String)>,
-    q: f32,
-}
-
-fn parse_media_type(text: &str) -> Option<MediaType> {
-    let mut parts = text.split(';');
-    let essence = parts.next()?.trim().to_ascii_lowercase();
-    let (ty, sub) = essence.split_once('/')?;
-    if ty.is_empty() || sub.is_empty() {
-        return None;
-    }
-    let mut params = Vec::new();
-    let mut q = 1.0;
-    for p in parts {
-        let (k, v) = p.split_once('=')?;
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
-        if k == "q" {
-            q = v.parse().ok()?;
-        } else {
-            params.push((k, v.to_string()));
-        }
-    }
-    params.sort();
-    Some(MediaType { essence, params, q })
-}
-
-/// Cosmos' `Accept` check: required; a listed type matches when its type and subtype are the
-/// server's and its parameters (without `q`) are the server's (Cosmos looks the chosen value
-/// up by exact equality, so all of `charset=utf-8;version=vN` must be there). `*/*` or plain
-/// `application/json` do not match. Answers 400 `not_present` / `not_valid` otherwise.
-fn negotiate(headers: &HeaderMap, server: &str) -> Result<(), Response> {
-    let values: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "not_present",
-            "Item 'header' 'Accept' not present but required".into(),
-        ));
-    }
-    let want = parse_media_type(server).expect("a valid server media type");
-    let accepted = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .filter_map(parse_media_type)
-        .any(|m| m.q > 0.0 && m.essence == want.essence && m.params == want.params);
-    if accepted {
-        return Ok(());
-    }
-    Err(error(
-        StatusCode::BAD_REQUEST,
-        "not_valid",
-        format!(
-            "Item 'header' 'Accept' deemed invalid by rule: 'media type was {} but should be one of: {server}'",
-            values.join(",")
-        ),
-    ))
+    .status(StatusCode::NOT_FOUND)
+    .into_response()
 }
 
 #[cfg(test)]
@@ -222,17 +245,34 @@ mod tests {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
 
+    /// A Cosmos whose store is a temporary file and whose Marathon is unreachable: enough
+    /// for what is decided before Marathon is asked (the integration tests install for real).
+    async fn cosmos() -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"))
+            .open()
+            .await
+            .unwrap();
+        let cosmos = Arc::new(api::Cosmos {
+            repos: repos::Repositories::new(store),
+            marathon: marathon::Marathon::new("http://127.0.0.1:1"),
+        });
+        (dir, router(cosmos, Arc::new(Stats::default())))
+    }
+
     async fn call(
         router: Router,
+        method: &str,
         path: &str,
-        accept: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
     ) -> (StatusCode, String, serde_json::Value) {
-        let mut request = axum::http::Request::get(path);
-        if let Some(accept) = accept {
-            request = request.header(header::ACCEPT, accept);
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = router
-            .oneshot(request.body(Body::empty()).unwrap())
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -247,73 +287,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn capabilities_list_only_metronome_with_the_vendor_type() {
-        let (status, kind, body) = call(router(), "/capabilities", Some(CAPABILITIES_TYPE)).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(kind, CAPABILITIES_TYPE);
+    async fn capabilities_list_the_package_manager_with_the_vendor_type() {
+        let (_dir, router) = cosmos().await;
+        let (status, kind, body) = call(
+            router.clone(),
+            "GET",
+            "/capabilities",
+            &[("accept", CAPABILITIES_TYPE)],
+            "",
+        )
+        .await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, CAPABILITIES_TYPE));
         assert_eq!(
             body,
-            serde_json::json!({"capabilities": [{"name": "METRONOME"}]})
+            serde_json::json!({"capabilities": [{"name": "PACKAGE_MANAGEMENT"}, {"name": "METRONOME"}]})
         );
-        // Parameters in another order, spaces, a q value, among other types.
-        let accept =
-            "text/html, application/vnd.dcos.capabilities+json; version=v1; charset=utf-8; q=0.9";
-        let (status, _, _) = call(router(), "/capabilities", Some(accept)).await;
-        assert_eq!(status, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn an_accept_cosmos_cannot_satisfy_is_a_bad_request() {
-        for accept in [
-            "*/*",
-            "application/json",
-            "application/vnd.dcos.capabilities+json",
-            "application/vnd.dcos.capabilities+json;charset=utf-8;version=v2",
-            "application/vnd.dcos.capabilities+json;charset=utf-8;version=v1;q=0",
-        ] {
-            let (status, kind, body) = call(router(), "/capabilities", Some(accept)).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{accept}");
-            assert_eq!(kind, ERROR_TYPE);
-            assert_eq!(body["type"], "not_valid", "{body}");
-            assert!(
-                body["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains(CAPABILITIES_TYPE),
-                "{body}"
-            );
+        for accept in ["*/*", "application/json", "application/vnd.dcos.capabilities+json"] {
+            let (status, kind, body) =
+                call(router.clone(), "GET", "/capabilities", &[("accept", accept)], "").await;
+            assert_eq!((status, kind.as_str()), (StatusCode::BAD_REQUEST, ERROR_TYPE));
+            assert_eq!(body["type"], "not_valid", "{accept}");
         }
-        let (status, _, body) = call(router(), "/capabilities", None).await;
-        assert_eq!(
-            (status, body["type"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("not_present"))
-        );
     }
 
     #[tokio::test]
-    async fn every_other_path_is_a_404_in_cosmos_error_shape() {
-        for path in [
-            "/",
-            "/package/list",
-            "/cosmos/service/describe",
-            "/service/start",
-        ] {
-            let (status, kind, body) = call(router(), path, Some(CAPABILITIES_TYPE)).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-            assert_eq!(kind, ERROR_TYPE);
+    async fn other_paths_are_404_in_cosmos_error_shape() {
+        let (_dir, router) = cosmos().await;
+        for path in ["/", "/service/start", "/package/nope"] {
+            let (status, kind, body) = call(router.clone(), "POST", path, &[], "{}").await;
+            assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, ERROR_TYPE), "{path}");
             assert_eq!(body["type"], "not_found");
-            assert!(body["message"].as_str().unwrap().contains(path), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_as_cosmos_reads_them() {
+        let (_dir, router) = cosmos().await;
+        let request = "application/vnd.dcos.package.search-request+json;charset=utf-8;version=v1";
+        let response = "application/vnd.dcos.package.search-response+json;charset=utf-8;version=v1";
+        let search = |headers: Vec<(&'static str, &'static str)>, body: &'static str| {
+            let router = router.clone();
+            async move { call(router, "POST", "/package/search", &headers, body).await }
+        };
+        let (status, kind, body) =
+            search(vec![("accept", response), ("content-type", request)], "{}").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, response));
+        let names: Vec<&str> = body["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"hello-world"), "{body}");
+        let hello = body["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "hello-world")
+            .unwrap();
+        assert_eq!(hello["currentVersion"], "0.2.0");
+        assert_eq!(hello["versions"], serde_json::json!({"0.1.0": "0", "0.2.0": "1"}));
+
+        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+            (vec![("content-type", request)], "{}", "not_present"),
+            (vec![("accept", "application/json"), ("content-type", request)], "{}", "not_valid"),
+            (vec![("accept", response)], "{}", "not_present"),
+            (vec![("accept", response), ("content-type", "application/json")], "{}", "not_valid"),
+            (vec![("accept", response), ("content-type", request)], "{", "json_error"),
+            (vec![("accept", response), ("content-type", request)], "{\"query\": 5}", "json_error"),
+        ];
+        for (headers, body, kind) in cases {
+            let (status, _, answer) = search(headers.clone(), body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?} {body}");
+            assert_eq!(answer["type"], kind, "{headers:?} {body}: {answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_packages_and_versions_are_named() {
+        let (_dir, router) = cosmos().await;
+        let request = "application/vnd.dcos.package.describe-request+json;charset=utf-8;version=v1";
+        let response = "application/vnd.dcos.package.describe-response+json;charset=utf-8;version=v3";
+        let headers = [("accept", response), ("content-type", request)];
+        let describe = |body: &'static str| call(router.clone(), "POST", "/package/describe", &headers, body);
+        let (status, _, body) = describe(r#"{"packageName": "nope"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["type"], "PackageNotFound");
+        assert_eq!(body["data"]["packageName"], "nope");
+        let (_, _, body) = describe(r#"{"packageName": "hello-world", "packageVersion": "9"}"#).await;
+        assert_eq!(body["type"], "VersionNotFound");
+        let (status, _, body) = describe(r#"{"packageName": "hello-world", "packageVersion": "0.1.0"}"#).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["package"]["version"], "0.1.0");
     }
 
     #[tokio::test]
     async fn serves_both_ports_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
         let shutdown = CancellationToken::new();
         let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let config = Config {
             listen: api.local_addr().unwrap(),
             admin: Some(admin.local_addr().unwrap()),
+            marathon: "http://127.0.0.1:1".into(),
+            store: dcos_store::Location::Embedded(dir.path().join("cosmos.redb")),
         };
         drop((api, admin));
         let server = tokio::spawn(serve(config.clone(), shutdown.clone()));
@@ -330,8 +408,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(ok, "both ports accept");
-        let (status, _, _) = call(admin_router(), "/admin/ping", None).await;
+        let stats = Arc::new(Stats::default());
+        let (status, _, _) = call(admin_router(stats.clone()), "GET", "/admin/ping", &[], "").await;
         assert_eq!(status, StatusCode::OK);
+        let (_, _, metrics) = call(admin_router(stats), "GET", "/admin/metrics.json", &[], "").await;
+        assert!(metrics["srv/requests"].is_u64(), "{metrics}");
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }

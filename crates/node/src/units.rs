@@ -236,13 +236,17 @@ pub async fn run_unit(
         "dcos-pkgpanda-api.service" => crate::pkgpanda::serve(config, shutdown)
             .await
             .map_err(failed),
-        // Only `/capabilities` so far; the package API is issue 23.
         "dcos-cosmos.service" => {
-            let (_, binds) = binds()?;
+            let (ip, binds) = binds()?;
+            // This master's Marathon, which sends writes to the leading one.
+            let marathon = at(bind_addrs("dcos-marathon.service", NodeRole::Master, ip)
+                .and_then(|b| b.connect_tcp(8080)))?;
             dcos_cosmos::serve(
                 dcos_cosmos::Config {
                     listen: at(binds.tcp(dcos_cosmos::API_PORT))?,
                     admin: Some(at(binds.tcp(dcos_cosmos::ADMIN_PORT))?),
+                    marathon: format!("http://{marathon}"),
+                    store: config.store_location("cosmos/cosmos.redb"),
                 },
                 shutdown,
             )
