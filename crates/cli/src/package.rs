@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use base64::Engine as _;
 use clap::{Args, Subcommand};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -355,32 +356,12 @@ fn marathon_template(name: &str, package: &Value) -> Result<String, UserError> {
     let template = package["marathon"]["v2AppMustacheTemplate"]
         .as_str()
         .ok_or_else(|| UserError::new(format!("Package [{name}] has no Marathon app template")))?;
-    let text = decode_base64(template)
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(template.trim())
+        .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| UserError::new(format!("Package [{name}]'s app template is not base64")))?;
     Ok(text.trim_end_matches('\n').to_string())
-}
-
-/// Standard base64 (padding and whitespace ignored); None if `text` has another character.
-// `base64` is only a dev-dependency of this crate, and this is the one decode it needs.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut bits, mut held) = (0u32, 0u32);
-    for c in text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-    {
-        let sextet = ALPHABET.iter().position(|&a| a == c)?;
-        bits = (bits << 6) | sextet as u32;
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            out.push((bits >> held) as u8);
-            bits &= (1 << held) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// The options in the file at `path`: a JSON object.
@@ -798,9 +779,8 @@ mod tests {
             marathon_template("web", &package).unwrap(),
             r#"{"id": "/web"}"#
         );
-        assert_eq!(decode_base64("TWFu").unwrap(), b"Man");
-        assert_eq!(decode_base64("TWE=").unwrap(), b"Ma");
-        assert!(decode_base64("T!E=").is_none());
+        let bad = json!({"marathon": {"v2AppMustacheTemplate": "T!E="}});
+        assert!(marathon_template("web", &bad).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One call to a component's REST API (Marathon, Metronome) for the client commands: a
+//! One call to a component's REST API (Marathon, Metronome, Cosmos) for the client commands: a
 //! non-2xx answer becomes a user error carrying the component's message and the paths of its
 //! `details`, as both render validation failures.
 
@@ -113,6 +113,14 @@ pub(crate) fn body_message(body: &Value) -> String {
             "\n  {}: {}",
             d["path"].as_str().unwrap_or(""),
             errors.join("; ")
+        ));
+    }
+    // Cosmos' schema mismatches: `data.errors`, each with the option's JSON pointer.
+    for e in body["data"]["errors"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "\n  {}: {}",
+            e["instance"]["pointer"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("")
         ));
     }
     text

@@ -251,7 +251,12 @@ fn versions_of(all: &[(RepoRef, Packages)], name: &str) -> Vec<Arc<Package>> {
 fn release_map(versions: &[Arc<Package>]) -> Map<String, Value> {
     versions
         .iter()
-        .map(|p| (p.version.clone(), Value::String(p.release_version.to_string())))
+        .map(|p| {
+            (
+                p.version.clone(),
+                Value::String(p.release_version.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -621,11 +626,13 @@ async fn service_describe(
     let all = cosmos.repos.packages().await?;
     let (installed, package) = service(&cosmos, &request.app_id, &call.auth, &all).await?;
     let (up, down) = update_targets(&package, &versions_of(&all, &package.name));
-    let resolved = options::resolve(package.config(), &installed.user_options)
-        .unwrap_or_else(|_| options::merge(
-            &package.config().map(options::defaults).unwrap_or_default(),
-            &installed.user_options,
-        ));
+    let resolved =
+        options::resolve(package.config(), &installed.user_options).unwrap_or_else(|_| {
+            options::merge(
+                &package.config().map(options::defaults).unwrap_or_default(),
+                &installed.user_options,
+            )
+        });
     Ok(json!({
         "package": package.json(),
         "upgradesTo": up,
@@ -666,8 +673,10 @@ async fn service_update(
                     current.name, current.version, target.version
                 ),
             )
-            .data(json!({"packageName": current.name, "currentVersion": current.version,
-                "requestedVersion": target.version})));
+            .data(
+                json!({"packageName": current.name, "currentVersion": current.version,
+                "requestedVersion": target.version}),
+            ));
         }
     }
     let given = options::user_options(request.options.as_ref())?;
@@ -676,11 +685,16 @@ async fn service_update(
     } else {
         options::merge(&installed.user_options, &given)
     };
-    let rendered = apps::render(&target, &repo.uri, &user, Some(&installed.app_id))?
-        .ok_or_else(|| CosmosError::new(
-            "ServiceMarathonTemplateNotFound",
-            format!("Package [{}] version [{}] has no Marathon template", target.name, target.version),
-        ))?;
+    let rendered =
+        apps::render(&target, &repo.uri, &user, Some(&installed.app_id))?.ok_or_else(|| {
+            CosmosError::new(
+                "ServiceMarathonTemplateNotFound",
+                format!(
+                    "Package [{}] version [{}] has no Marathon template",
+                    target.name, target.version
+                ),
+            )
+        })?;
     let deployment = cosmos
         .marathon
         .replace(&installed.app_id, &Value::Object(rendered.app), &call.auth)

@@ -187,7 +187,9 @@ pub fn installed(app: &Value) -> Option<Installed> {
         .and_then(unb64)
         .and_then(|envelope| {
             let data = envelope.get("data")?.as_str()?;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .ok()?;
             serde_json::from_slice(&bytes).ok()
         })
         .and_then(|json| Package::from_json(json).ok());
@@ -246,7 +248,14 @@ mod tests {
         assert_eq!(rendered.resolved["service"]["name"], "web");
 
         let back = installed(&app).unwrap();
-        assert_eq!((back.app_id.as_str(), back.name.as_str(), back.version.as_str()), ("/web", "web", "1.0"));
+        assert_eq!(
+            (
+                back.app_id.as_str(),
+                back.name.as_str(),
+                back.version.as_str()
+            ),
+            ("/web", "web", "1.0")
+        );
         assert_eq!(back.metadata["name"], "web");
         assert_eq!(Value::Object(back.user_options), user);
         assert_eq!(back.package.unwrap(), p);
@@ -256,7 +265,9 @@ mod tests {
     #[test]
     fn an_app_id_replaces_the_templates_and_is_checked() {
         let p = package(TEMPLATE);
-        let rendered = render(&p, "u", &Map::new(), Some("team/web-2")).unwrap().unwrap();
+        let rendered = render(&p, "u", &Map::new(), Some("team/web-2"))
+            .unwrap()
+            .unwrap();
         assert_eq!(rendered.app["id"], "/team/web-2");
         for bad in ["", "/", "a//b", "UP", "a/../b", "a b", "a?x=1"] {
             assert_eq!(app_path(bad).unwrap_err().kind, "InvalidAppId", "{bad:?}");
@@ -272,7 +283,9 @@ mod tests {
             (r#"{"labels": {"a": 1}}"#, "PackageFileSchemaMismatch"),
         ];
         for (template, kind) in cases {
-            let err = render(&package(template), "u", &Map::new(), None).err().unwrap();
+            let err = render(&package(template), "u", &Map::new(), None)
+                .err()
+                .unwrap();
             assert_eq!(err.kind, kind, "{template}");
         }
         let bad = json!({"service": {"on": "yes"}});

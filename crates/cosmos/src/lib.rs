@@ -82,9 +82,7 @@ pub enum Error {
 
 /// Limits of the API: requests from Admin Router and local services; an install's options
 /// are the largest body.
-pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api()
-    .connections(128)
-    .body(1024 * 1024);
+pub const LIMITS: dcos_serve::Limits = dcos_serve::Limits::api().connections(128).body(1024 * 1024);
 /// Limits of the admin port: local probes.
 pub const ADMIN_LIMITS: dcos_serve::Limits =
     dcos_serve::Limits::api().connections(16).body(4 * 1024);
@@ -109,12 +107,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     });
     let stats = Arc::new(Stats::default());
     tracing::info!(addr = %config.listen, "listening for Cosmos requests");
-    let api = dcos_serve::serve(
-        api,
-        router(cosmos, stats.clone()),
-        LIMITS,
-        shutdown.clone(),
-    );
+    let api = dcos_serve::serve(api, router(cosmos, stats.clone()), LIMITS, shutdown.clone());
     let admin = async {
         if let Some(admin) = admin {
             dcos_serve::serve(admin, admin_router(stats), ADMIN_LIMITS, shutdown).await;
@@ -302,10 +295,23 @@ mod tests {
             body,
             serde_json::json!({"capabilities": [{"name": "PACKAGE_MANAGEMENT"}, {"name": "METRONOME"}]})
         );
-        for accept in ["*/*", "application/json", "application/vnd.dcos.capabilities+json"] {
-            let (status, kind, body) =
-                call(router.clone(), "GET", "/capabilities", &[("accept", accept)], "").await;
-            assert_eq!((status, kind.as_str()), (StatusCode::BAD_REQUEST, ERROR_TYPE));
+        for accept in [
+            "*/*",
+            "application/json",
+            "application/vnd.dcos.capabilities+json",
+        ] {
+            let (status, kind, body) = call(
+                router.clone(),
+                "GET",
+                "/capabilities",
+                &[("accept", accept)],
+                "",
+            )
+            .await;
+            assert_eq!(
+                (status, kind.as_str()),
+                (StatusCode::BAD_REQUEST, ERROR_TYPE)
+            );
             assert_eq!(body["type"], "not_valid", "{accept}");
         }
     }
@@ -315,7 +321,11 @@ mod tests {
         let (_dir, router) = cosmos().await;
         for path in ["/", "/service/start", "/package/nope"] {
             let (status, kind, body) = call(router.clone(), "POST", path, &[], "{}").await;
-            assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, ERROR_TYPE), "{path}");
+            assert_eq!(
+                (status, kind.as_str()),
+                (StatusCode::NOT_FOUND, ERROR_TYPE),
+                "{path}"
+            );
             assert_eq!(body["type"], "not_found");
         }
     }
@@ -346,15 +356,34 @@ mod tests {
             .find(|p| p["name"] == "hello-world")
             .unwrap();
         assert_eq!(hello["currentVersion"], "0.2.0");
-        assert_eq!(hello["versions"], serde_json::json!({"0.1.0": "0", "0.2.0": "1"}));
+        assert_eq!(
+            hello["versions"],
+            serde_json::json!({"0.1.0": "0", "0.2.0": "1"})
+        );
 
         let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
             (vec![("content-type", request)], "{}", "not_present"),
-            (vec![("accept", "application/json"), ("content-type", request)], "{}", "not_valid"),
+            (
+                vec![("accept", "application/json"), ("content-type", request)],
+                "{}",
+                "not_valid",
+            ),
             (vec![("accept", response)], "{}", "not_present"),
-            (vec![("accept", response), ("content-type", "application/json")], "{}", "not_valid"),
-            (vec![("accept", response), ("content-type", request)], "{", "json_error"),
-            (vec![("accept", response), ("content-type", request)], "{\"query\": 5}", "json_error"),
+            (
+                vec![("accept", response), ("content-type", "application/json")],
+                "{}",
+                "not_valid",
+            ),
+            (
+                vec![("accept", response), ("content-type", request)],
+                "{",
+                "json_error",
+            ),
+            (
+                vec![("accept", response), ("content-type", request)],
+                "{\"query\": 5}",
+                "json_error",
+            ),
         ];
         for (headers, body, kind) in cases {
             let (status, _, answer) = search(headers.clone(), body).await;
@@ -367,16 +396,20 @@ mod tests {
     async fn unknown_packages_and_versions_are_named() {
         let (_dir, router) = cosmos().await;
         let request = "application/vnd.dcos.package.describe-request+json;charset=utf-8;version=v1";
-        let response = "application/vnd.dcos.package.describe-response+json;charset=utf-8;version=v3";
+        let response =
+            "application/vnd.dcos.package.describe-response+json;charset=utf-8;version=v3";
         let headers = [("accept", response), ("content-type", request)];
-        let describe = |body: &'static str| call(router.clone(), "POST", "/package/describe", &headers, body);
+        let describe =
+            |body: &'static str| call(router.clone(), "POST", "/package/describe", &headers, body);
         let (status, _, body) = describe(r#"{"packageName": "nope"}"#).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["type"], "PackageNotFound");
         assert_eq!(body["data"]["packageName"], "nope");
-        let (_, _, body) = describe(r#"{"packageName": "hello-world", "packageVersion": "9"}"#).await;
+        let (_, _, body) =
+            describe(r#"{"packageName": "hello-world", "packageVersion": "9"}"#).await;
         assert_eq!(body["type"], "VersionNotFound");
-        let (status, _, body) = describe(r#"{"packageName": "hello-world", "packageVersion": "0.1.0"}"#).await;
+        let (status, _, body) =
+            describe(r#"{"packageName": "hello-world", "packageVersion": "0.1.0"}"#).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["package"]["version"], "0.1.0");
     }
@@ -411,7 +444,8 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (status, _, _) = call(admin_router(stats.clone()), "GET", "/admin/ping", &[], "").await;
         assert_eq!(status, StatusCode::OK);
-        let (_, _, metrics) = call(admin_router(stats), "GET", "/admin/metrics.json", &[], "").await;
+        let (_, _, metrics) =
+            call(admin_router(stats), "GET", "/admin/metrics.json", &[], "").await;
         assert!(metrics["srv/requests"].is_u64(), "{metrics}");
         shutdown.cancel();
         server.await.unwrap().unwrap();

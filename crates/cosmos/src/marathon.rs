@@ -53,9 +53,7 @@ impl Marathon {
         body: Option<&Value>,
         auth: &Auth,
     ) -> Result<(StatusCode, Value), CosmosError> {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base));
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(auth) = auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
         }
@@ -63,8 +61,8 @@ impl Marathon {
             request = request.json(body);
         }
         let mut response = request.send().await.map_err(unreachable)?;
-        let status = StatusCode::from_u16(response.status().as_u16())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
             if bytes.len() + chunk.len() > MAX_ANSWER {
@@ -90,7 +88,10 @@ impl Marathon {
             .status(status)),
             StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => Err(CosmosError::new(
                 "MarathonBadGateway",
-                format!("Received response status code [{}] from Marathon", status.as_u16()),
+                format!(
+                    "Received response status code [{}] from Marathon",
+                    status.as_u16()
+                ),
             )
             .status(StatusCode::BAD_GATEWAY)
             .data(json!({"marathonStatus": status.as_u16()}))),

@@ -97,7 +97,10 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Vec<&
 }
 
 /// Which of `offers` (the endpoint's answer types, preferred first) `Accept` asks for.
-pub fn negotiate(headers: &HeaderMap, offers: &[&'static str]) -> Result<&'static str, CosmosError> {
+pub fn negotiate(
+    headers: &HeaderMap,
+    offers: &[&'static str],
+) -> Result<&'static str, CosmosError> {
     let values = header_values(headers, &header::ACCEPT);
     if values.is_empty() {
         return Err(CosmosError::new(
@@ -179,7 +182,12 @@ mod tests {
             pick("application/vnd.dcos.package.install-response+json; version=v2 ;charset=utf-8"),
             Ok(V2)
         );
-        for refused in ["*/*", "application/json", &format!("{V2};q=0"), "text/plain;q=x"] {
+        for refused in [
+            "*/*",
+            "application/json",
+            &format!("{V2};q=0"),
+            "text/plain;q=x",
+        ] {
             let e = pick(refused).unwrap_err();
             assert_eq!(e.kind, "not_valid", "{refused}");
             assert!(e.message.contains(V2) && e.message.contains(V1));

@@ -157,9 +157,7 @@ pub fn compile(source: &str) -> Result<Template, TemplateError> {
             && blank(&source[line_start..tag_start])
             && blank(line_rest.trim_end_matches('\r'));
         let (text_end, next) = if standalone {
-            let next = rest
-                .find('\n')
-                .map_or(source.len(), |i| tag_end + i + 1);
+            let next = rest.find('\n').map_or(source.len(), |i| tag_end + i + 1);
             (line_start, next)
         } else {
             (tag_start, tag_end)
@@ -275,12 +273,7 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
-fn render_nodes<'a>(
-    nodes: &'a [Node],
-    stack: &mut Vec<&'a Value>,
-    mode: Escape,
-    out: &mut String,
-) {
+fn render_nodes<'a>(nodes: &'a [Node], stack: &mut Vec<&'a Value>, mode: Escape, out: &mut String) {
     for node in nodes {
         match node {
             Node::Text(text) => out.push_str(text),
@@ -350,7 +343,10 @@ mod tests {
     fn json_values_render_as_mustache_java_writes_them() {
         let data = json!({"n": 32, "f": 0.1, "t": true, "no": false, "null": null, "o": {"a": 1}});
         assert_eq!(
-            render("{{n}} {{f}} {{t}} {{no}} [{{null}}] [{{missing}}] {{{o}}}", data),
+            render(
+                "{{n}} {{f}} {{t}} {{no}} [{{null}}] [{{missing}}] {{{o}}}",
+                data
+            ),
             "32 0.1 true false [] [] {\"a\":1}"
         );
     }
@@ -377,7 +373,13 @@ mod tests {
             ),
             ""
         );
-        assert_eq!(render("{{^empty}}e{{/empty}}{{^f}}f{{/f}}{{^list}}l{{/list}}", data.clone()), "ef");
+        assert_eq!(
+            render(
+                "{{^empty}}e{{/empty}}{{^f}}f{{/f}}{{^list}}l{{/list}}",
+                data.clone()
+            ),
+            "ef"
+        );
         assert_eq!(render("{{#nums}}{{.}};{{/nums}}", data), "1;2;3;");
     }
 
@@ -388,13 +390,13 @@ mod tests {
             render(template, json!({"on": true})),
             "{\n  \"a\": 1,\n  \"b\": 2\n}\n"
         );
-        assert_eq!(
-            render(template, json!({"on": false})),
-            "{\n  \"b\": 2\n}\n"
-        );
+        assert_eq!(render(template, json!({"on": false})), "{\n  \"b\": 2\n}\n");
         // Not standalone: other text on the line stays.
         assert_eq!(render(" {{#on}}x{{/on}} \n", json!({"on": true})), " x \n");
-        assert_eq!(render("a\r\n{{#on}}\r\nb\r\n{{/on}}\r\n", json!({"on": 1})), "a\r\nb\r\n");
+        assert_eq!(
+            render("a\r\n{{#on}}\r\nb\r\n{{/on}}\r\n", json!({"on": 1})),
+            "a\r\nb\r\n"
+        );
     }
 
     #[test]
@@ -420,10 +422,22 @@ mod tests {
             compile("{{/b}}").unwrap_err(),
             TemplateError::Mismatch { open: None, .. }
         ));
-        assert_eq!(compile("{{> p}}").unwrap_err(), TemplateError::Partial("p".into()));
-        assert!(matches!(compile("{{=x=}}").unwrap_err(), TemplateError::BadDelimiters(0)));
-        assert!(matches!(compile("{{}}").unwrap_err(), TemplateError::EmptyTag(0)));
-        assert!(matches!(compile("{{{x}}").unwrap_err(), TemplateError::UnclosedTag(0)));
+        assert_eq!(
+            compile("{{> p}}").unwrap_err(),
+            TemplateError::Partial("p".into())
+        );
+        assert!(matches!(
+            compile("{{=x=}}").unwrap_err(),
+            TemplateError::BadDelimiters(0)
+        ));
+        assert!(matches!(
+            compile("{{}}").unwrap_err(),
+            TemplateError::EmptyTag(0)
+        ));
+        assert!(matches!(
+            compile("{{{x}}").unwrap_err(),
+            TemplateError::UnclosedTag(0)
+        ));
         // Multi-byte text around tags.
         assert_eq!(render("é{{x}}ü", json!({"x": "ß"})), "éßü");
     }

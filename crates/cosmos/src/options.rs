@@ -183,7 +183,10 @@ mod tests {
             resolve(None, user.as_object().unwrap()).unwrap_err().kind,
             "JsonSchemaMismatch"
         );
-        assert_eq!(user_options(Some(&json!([1]))).unwrap_err().kind, "JsonSchemaMismatch");
+        assert_eq!(
+            user_options(Some(&json!([1]))).unwrap_err().kind,
+            "JsonSchemaMismatch"
+        );
         assert!(user_options(Some(&Value::Null)).unwrap().is_empty());
     }
 

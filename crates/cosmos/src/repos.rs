@@ -162,9 +162,9 @@ impl Repositories {
             };
             match written {
                 Ok(()) => return Ok(list),
-                Err(dcos_store::Error::BadVersion { .. } | dcos_store::Error::NodeExists { .. }) => {
-                    continue
-                }
+                Err(
+                    dcos_store::Error::BadVersion { .. } | dcos_store::Error::NodeExists { .. },
+                ) => continue,
                 Err(e) => return Err(store_failed(e)),
             }
         }
@@ -345,7 +345,9 @@ impl Repositories {
         };
         let url = reqwest::Url::parse(uri).map_err(|e| connection(uri, e))?;
         if url.scheme() == "file" {
-            let path = url.to_file_path().map_err(|()| connection(uri, "not a path"))?;
+            let path = url
+                .to_file_path()
+                .map_err(|()| connection(uri, "not a path"))?;
             let meta = tokio::fs::metadata(&path)
                 .await
                 .map_err(|e| connection(uri, e))?;
@@ -513,7 +515,10 @@ mod tests {
         assert_eq!(list, default_list());
         let e = repos.delete(Some("local"), None).await.unwrap_err();
         assert_eq!(e.kind, "RepositoryNotPresent");
-        assert_eq!(repos.delete(None, None).await.unwrap_err().kind, "RepoNameOrUriMissing");
+        assert_eq!(
+            repos.delete(None, None).await.unwrap_err().kind,
+            "RepoNameOrUriMissing"
+        );
     }
 
     #[tokio::test]
@@ -523,11 +528,23 @@ mod tests {
         std::fs::write(&bad, r#"{"packages": [{"name": "x"}]}"#).unwrap();
         let cases = [
             (format!("file://{}", bad.display()), "InvalidRepository"),
-            (format!("file://{}", dir.path().join("none").display()), "RepositoryUriConnection"),
-            (format!("file://{}", dir.path().display()), "RepositoryUriConnection"),
-            ("ftp://example.com/repo".to_string(), "UnsupportedRepositoryUri"),
+            (
+                format!("file://{}", dir.path().join("none").display()),
+                "RepositoryUriConnection",
+            ),
+            (
+                format!("file://{}", dir.path().display()),
+                "RepositoryUriConnection",
+            ),
+            (
+                "ftp://example.com/repo".to_string(),
+                "UnsupportedRepositoryUri",
+            ),
             ("not a uri".to_string(), "RepositoryUriSyntax"),
-            ("http://127.0.0.1:1/repo".to_string(), "RepositoryUriConnection"),
+            (
+                "http://127.0.0.1:1/repo".to_string(),
+                "RepositoryUriConnection",
+            ),
         ];
         for (uri, kind) in cases {
             let e = repos.add("bad", &uri, None).await.unwrap_err();

@@ -102,7 +102,9 @@ impl Package {
         let label = name.clone();
         let fail = |what: String| format!("package {label:?}: {what}");
         if !valid_name(&name) {
-            return Err(fail("the name is not lowercase letters, digits and dashes".into()));
+            return Err(fail(
+                "the name is not lowercase letters, digits and dashes".into(),
+            ));
         }
         let packaging_version = string_field(&json, "packagingVersion").map_err(fail)?;
         if !PACKAGING_VERSIONS.contains(&packaging_version.as_str()) {
@@ -257,9 +259,7 @@ trait TemplateField {
 
 impl TemplateField for Map<String, Value> {
     fn pointer_template(&self) -> Option<&str> {
-        self.get("marathon")?
-            .get("v2AppMustacheTemplate")?
-            .as_str()
+        self.get("marathon")?.get("v2AppMustacheTemplate")?.as_str()
     }
 }
 
@@ -291,10 +291,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     }
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first)
-        || !text.ends_with(last)
-        || text.len() < first.len() + last.len()
-    {
+    if !text.starts_with(first) || !text.ends_with(last) || text.len() < first.len() + last.len() {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -352,15 +349,24 @@ mod tests {
         let packages = parse_repository(repo.to_string().as_bytes()).unwrap();
         assert_eq!(packages.len(), 2);
         let p = &packages[0];
-        assert_eq!((p.name.as_str(), p.version.as_str(), p.release_version), ("web", "1.0", 1));
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str(), p.release_version),
+            ("web", "1.0", 1)
+        );
         assert_eq!(p.template().unwrap(), "{\"id\": \"{{service.name}}\"}");
-        assert_eq!(p.metadata()["images"]["icon-small"], "https://example.com/s.png");
+        assert_eq!(
+            p.metadata()["images"]["icon-small"],
+            "https://example.com/s.png"
+        );
         assert!(p.metadata().get("marathon").is_none());
         assert!(p.describe_v2().get("marathon").is_some());
         assert_eq!(p.version_list("downgradesTo"), ["0.1.0"]);
         let mut urls = p.resource_urls();
         urls.sort();
-        assert_eq!(urls, ["http://example.com/a.jar", "https://example.com/s.png"]);
+        assert_eq!(
+            urls,
+            ["http://example.com/a.jar", "https://example.com/s.png"]
+        );
     }
 
     #[test]
@@ -369,7 +375,10 @@ mod tests {
             (json!({"packages": {}}), "no `packages`"),
             (json!({"packages": [1]}), "not a JSON object"),
             (json!({"packages": [{"name": "Bad Name"}]}), "lowercase"),
-            (json!({"packages": [{"name": "a", "packagingVersion": "5.0"}]}), "packagingVersion"),
+            (
+                json!({"packages": [{"name": "a", "packagingVersion": "5.0"}]}),
+                "packagingVersion",
+            ),
         ];
         for (repo, why) in cases {
             let err = parse_repository(repo.to_string().as_bytes()).unwrap_err();
@@ -392,7 +401,9 @@ mod tests {
     #[test]
     fn search_matches_name_description_and_tags() {
         let p = Package::from_json(package("web-server", "1.0", 1)).unwrap();
-        for hit in ["", "web", "WEB", "server", "http", "w*r", "*server", "web*", "a web"] {
+        for hit in [
+            "", "web", "WEB", "server", "http", "w*r", "*server", "web*", "a web",
+        ] {
             assert!(p.matches(hit), "{hit}");
         }
         for miss in ["kafka", "x*", "*z", "server*web"] {

@@ -15,9 +15,6 @@ use serde_json::{json, Value};
 
 use crate::DCOS;
 
-/// Where install-deps puts the DC/OS CLI 0.6.1.
-const DCOS_CLI: &str = "/opt/dcoscli-0.6.1/bin/dcos";
-
 /// The head and body of a GET from `node` with extra curl `args`.
 fn head_and_body(cluster: &Cluster, node: &Node, url: &str, args: &[&str]) -> String {
     let mut argv = vec!["curl", "-sS", "-i", "-m", "10"];
@@ -225,7 +222,7 @@ fn logins_guard_the_front_door() {
     let (status, short) = login(
         &cluster,
         m,
-        &json!({"uid": "bootstrapuser", "password": superuser_password(&cluster), "exp": dcos_iam::api::now_secs() + 2}),
+        &json!({"uid": "bootstrapuser", "password": crate::superuser_password(&cluster), "exp": dcos_iam::api::now_secs() + 2}),
     );
     assert_eq!(status, 200, "{short}");
     let short = short["token"].as_str().unwrap().to_string();
@@ -292,12 +289,6 @@ fn logins_guard_the_front_door() {
     dcos_cli_logs_in(&cluster, &ar);
 }
 
-fn superuser_password(cluster: &Cluster) -> String {
-    dcos_node::cluster::superuser(cluster.record())
-        .expect("superuser credentials")
-        .password
-}
-
 /// A CSR signed through `/ca/api/v2/sign` verifies against the cluster CA's certificate.
 fn ca_signs_a_csr(cluster: &Cluster, m: &Node, token: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -352,44 +343,14 @@ fn ca_signs_a_csr(cluster: &Cluster, m: &Node, token: &str) {
 /// The DC/OS CLI 0.6.1 logs in with `dcos cluster setup --username --password` and lists
 /// Marathon's apps through Admin Router.
 fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
-    assert!(
-        Path::new(DCOS_CLI).is_file(),
-        "the DC/OS CLI 0.6.1 is missing: scripts/install-dcoscli installs it"
-    );
-    let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let out = Command::new(DCOS_CLI)
-            .args(args)
-            .env("DCOS_DIR", home.path())
-            .env("HOME", home.path())
-            .env_remove("DCOS_URL")
-            .env_remove("DCOS_ACS_TOKEN")
-            .output()
-            .expect("run the DC/OS CLI");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
-    let password = superuser_password(cluster);
-    let (ok, text) = cli(&[
-        "cluster",
-        "setup",
-        ar,
-        "--username",
-        "bootstrapuser",
-        "--password",
-        &password,
-        "--no-check",
-    ]);
+    let cli = crate::DcosCli::new();
+    let (ok, text) = cli.setup(cluster, ar);
     assert!(ok, "dcos cluster setup: {text}");
-    let (ok, text) = cli(&["marathon", "app", "list", "--json"]);
+    let (ok, text) = cli.run(&["marathon", "app", "list", "--json"]);
     assert!(ok, "dcos marathon app list: {text}");
     assert_eq!(text.trim(), "[]", "{text}");
     // A wrong password is refused.
-    let (ok, text) = cli(&[
+    let (ok, text) = cli.run(&[
         "auth",
         "login",
         "--username",

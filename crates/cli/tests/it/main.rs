@@ -2,7 +2,6 @@
 //! `dcos install`, and whole clusters in network namespaces (through `dcos-testkit`).
 
 mod adminrouter;
-mod capabilities;
 mod cluster;
 mod config;
 mod dns;
@@ -11,6 +10,7 @@ mod iam;
 mod install;
 mod jobs_ha;
 mod node_run;
+mod packages;
 mod ports;
 mod preflight;
 mod registry;
@@ -19,6 +19,68 @@ use std::process::{Command, Output};
 
 /// The binary under test.
 pub const DCOS: &str = env!("CARGO_BIN_EXE_dcos");
+
+/// Where install-deps puts the DC/OS CLI 0.6.1.
+pub const DCOS_CLI: &str = "/opt/dcoscli-0.6.1/bin/dcos";
+
+/// The bootstrap superuser's password of a testkit cluster.
+pub fn superuser_password(cluster: &dcos_testkit::Cluster) -> String {
+    dcos_node::cluster::superuser(cluster.record())
+        .expect("superuser credentials")
+        .password
+}
+
+/// The real DC/OS CLI 0.6.1, with a home of its own (no configuration of the machine's).
+pub struct DcosCli {
+    home: tempfile::TempDir,
+}
+
+impl DcosCli {
+    /// The CLI, with an empty configuration.
+    pub fn new() -> DcosCli {
+        assert!(
+            std::path::Path::new(DCOS_CLI).is_file(),
+            "the DC/OS CLI 0.6.1 is missing: scripts/install-dcoscli installs it"
+        );
+        DcosCli {
+            home: tempfile::tempdir().expect("a temporary home"),
+        }
+    }
+
+    /// Runs it: whether it succeeded, and its stdout then its stderr.
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(DCOS_CLI)
+            .args(args)
+            .env("DCOS_DIR", self.home.path())
+            .env("HOME", self.home.path())
+            .env_remove("DCOS_URL")
+            .env_remove("DCOS_ACS_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the DC/OS CLI");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `dcos cluster setup` of the cluster at Admin Router `ar`, as the bootstrap superuser.
+    pub fn setup(&self, cluster: &dcos_testkit::Cluster, ar: &str) -> (bool, String) {
+        let password = superuser_password(cluster);
+        self.run(&[
+            "cluster",
+            "setup",
+            ar,
+            "--username",
+            "bootstrapuser",
+            "--password",
+            &password,
+            "--no-check",
+        ])
+    }
+}
 
 /// Runs the real binary.
 pub fn dcos(args: &[&str]) -> Output {
