@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use dcos_testkit::{eventually, Cluster, Node};
 use serde_json::{json, Value};
 
+use crate::packages::cosmos_from;
 use crate::{curl, curl_text, post_json, DCOS};
 
 /// How long a leader may take to be replaced: the 10 s ZooKeeper session timeout of the
@@ -169,6 +170,39 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
 
     // A login before any failure: its token is used to the end (step 5).
     cluster.token();
+
+    // A package repository added through one master's Cosmos is in every master's list:
+    // the list is in ZooKeeper (checked again after the failures, step 5).
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo_file = repo_dir.path().join("repo.json");
+    fs_err::write(&repo_file, r#"{"packages": []}"#).unwrap();
+    let repo = json!({"name": "Shared", "uri": format!("file://{}", repo_file.display())});
+    let (status, added) = cosmos_from(
+        &cluster,
+        agent,
+        ips[1],
+        "repository/add",
+        "repository.add",
+        "v1",
+        &repo,
+    );
+    assert_eq!(status, 200, "{added}");
+    let repositories = |via: IpAddr| {
+        let (status, listed) = cosmos_from(
+            &cluster,
+            agent,
+            via,
+            "repository/list",
+            "repository.list",
+            "v1",
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{listed}");
+        listed["repositories"].clone()
+    };
+    for ip in &ips {
+        assert_eq!(repositories(*ip), added["repositories"], "via {ip}");
+    }
 
     // 1. kill -9 the leading Mesos master.
     let old = eventually(Duration::from_secs(10), || {
@@ -377,4 +411,7 @@ fn three_masters_survive_the_loss_of_each_leader_and_a_partition() {
         "the first login works on every master after the failures",
         since,
     );
+    for ip in &ips {
+        assert_eq!(repositories(*ip), added["repositories"], "via {ip}");
+    }
 }

@@ -19,16 +19,18 @@ fn package_type(kind: &str, version: &str) -> String {
     format!("application/vnd.dcos.package.{kind}+json;charset=utf-8;version={version}")
 }
 
-/// A Cosmos call with its media types, from inside the master: the status and the answer.
-fn cosmos(
+/// A call of Cosmos' package API with its media types, through the Admin Router of master
+/// `m`, sent from inside node `from`: the status and the answer.
+pub(crate) fn cosmos_from(
     cluster: &Cluster,
-    m: &Node,
+    from: &Node,
+    m: std::net::IpAddr,
     path: &str,
     kind: &str,
     version: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let url = format!("http://{}/package/{path}", m.ip);
+    let url = format!("http://{m}/package/{path}");
     let content_type = format!(
         "Content-Type: {}",
         package_type(&format!("{kind}-request"), "v1")
@@ -41,7 +43,7 @@ fn cosmos(
     let body = body.to_string();
     crate::curl(
         cluster,
-        m,
+        from,
         &[
             "-X",
             "POST",
@@ -56,6 +58,18 @@ fn cosmos(
             &url,
         ],
     )
+}
+
+/// [`cosmos_from`] the master itself.
+fn cosmos(
+    cluster: &Cluster,
+    m: &Node,
+    path: &str,
+    kind: &str,
+    version: &str,
+    body: &Value,
+) -> (u16, Value) {
+    cosmos_from(cluster, m, m.ip, path, kind, version, body)
 }
 
 /// Our `dcos package` against the cluster's Admin Router: success, stdout and stderr.
@@ -84,10 +98,10 @@ fn apps(cluster: &Cluster, m: &Node) -> Vec<Value> {
     body["apps"].as_array().cloned().unwrap_or_default()
 }
 
-/// What `/service/<name>/` answers through Admin Router, once the app's task is healthy.
-fn service_answer(cluster: &Cluster, m: &Node, name: &str) -> String {
+/// What `/service/<path>` answers through Admin Router, once the app's task is healthy.
+fn service_answer(cluster: &Cluster, m: &Node, path: &str) -> String {
     let auth = cluster.auth_header();
-    let url = format!("http://{}/service/{name}/", m.ip);
+    let url = format!("http://{}/service/{path}", m.ip);
     eventually(Duration::from_secs(90), || {
         let (status, text) = cluster.curl(m, &["-m", "5", "-H", &auth, &url]);
         (status == 200).then_some(text)
@@ -111,6 +125,7 @@ fn second_repository(dir: &Path) {
         "packagingVersion": "4.0", "name": "echo-extra", "version": "1.0.0", "releaseVersion": 0,
         "maintainer": "tests@example.com", "description": "A package of the second repository",
         "tags": ["second"], "selected": false, "framework": false,
+        "resource": {"images": {"icon-small": "http://127.0.0.1:18999/icon.png"}},
         "upgradesFrom": ["*"], "downgradesTo": ["*"],
         "config": {"type": "object", "properties": {"service": {"type": "object",
             "properties": {"name": {"type": "string", "default": "echo-extra"}}}}},
@@ -118,6 +133,7 @@ fn second_repository(dir: &Path) {
             base64::engine::general_purpose::STANDARD.encode(template)},
     }]});
     fs_err::write(dir.join("repo.json"), repo.to_string()).unwrap();
+    fs_err::write(dir.join("icon.png"), b"not really a PNG").unwrap();
 }
 
 #[test]
@@ -257,7 +273,7 @@ fn packages_install_list_and_uninstall_through_admin_router() {
     ] {
         assert!(labels[label].is_string(), "{label}: {labels}");
     }
-    assert!(service_answer(&cluster, m, "hello-world").contains("Hello from dcos-rs"));
+    assert!(service_answer(&cluster, m, "hello-world/").contains("Hello from dcos-rs"));
 
     // The same package again without another app id: 409 PackageAlreadyInstalled.
     let (status, body) = install(json!({"packageName": "hello-world"}));
@@ -288,7 +304,7 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         ],
     );
     assert!(ok, "{text}");
-    assert!(service_answer(&cluster, m, "greeter").contains("Hi \"there\" & <you>"));
+    assert!(service_answer(&cluster, m, "greeter/").contains("Hi \"there\" & <you>"));
 
     // List: both, sorted by app id; --json is Cosmos' answer.
     let (ok, text) = dcos_package(&cluster, m, &["list", "--json"]);
@@ -313,6 +329,61 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         "0.1.0"
     );
 
+    // The service view: the older install may be upgraded; updating it keeps its options.
+    let service_call = |kind: &str, body: Value| {
+        let url = format!("http://{}/cosmos/service/{kind}", m.ip);
+        let content_type = format!(
+            "Content-Type: application/vnd.dcos.service.{kind}-request+json;charset=utf-8;version=v1"
+        );
+        let accept = format!(
+            "Accept: application/vnd.dcos.service.{kind}-response+json;charset=utf-8;version=v1"
+        );
+        let body = body.to_string();
+        crate::curl(
+            &cluster,
+            m,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &content_type,
+                "-H",
+                &accept,
+                "-H",
+                &auth,
+                "-d",
+                &body,
+                &url,
+            ],
+        )
+    };
+    let (status, described) = service_call("describe", json!({"appId": "/greeter"}));
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["package"]["version"], "0.1.0");
+    assert_eq!(described["upgradesTo"], json!(["0.2.0"]));
+    assert_eq!(
+        described["userProvidedOptions"]["service"]["name"],
+        "greeter"
+    );
+    assert_eq!(described["resolvedOptions"]["service"]["cpus"], 0.1);
+    let (status, body) = service_call("describe", json!({"appId": "/nope"}));
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (400, Some("MarathonAppNotFound"))
+    );
+    let (status, updated) = service_call(
+        "update",
+        json!({"appId": "/greeter", "packageVersion": "0.2.0", "replace": false}),
+    );
+    assert_eq!(status, 200, "{updated}");
+    assert!(updated["marathonDeploymentId"].is_string(), "{updated}");
+    assert_eq!(
+        updated["resolvedOptions"]["service"]["greeting"],
+        "Hi \"there\" & <you>"
+    );
+    assert_eq!(service_answer(&cluster, m, "greeter/health").trim(), "OK");
+    assert!(service_answer(&cluster, m, "greeter/").contains("Hi \"there\" & <you>"));
+
     // Uninstall: two installs of one package need an app id; then each goes.
     let uninstall = |body: Value| cosmos(&cluster, m, "uninstall", "uninstall", "v1", &body);
     let (status, body) = uninstall(json!({"packageName": "hello-world"}));
@@ -328,7 +399,7 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         &["uninstall", "hello-world", "--app-id", "/greeter", "--yes"],
     );
     assert!(
-        ok && text.contains("Uninstalled package [hello-world] version [0.1.0]"),
+        ok && text.contains("Uninstalled package [hello-world] version [0.2.0]"),
         "{text}"
     );
     let (ok, text) = dcos_package(&cluster, m, &["uninstall", "hello-world", "--yes"]);
@@ -395,6 +466,18 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         ok && text.contains("echo-extra") && text.contains("hello-world"),
         "{text}"
     );
+    // Its package's assets come through /package/resource; other URLs do not.
+    let resource = |url: &str| {
+        let url = format!("http://{}/package/resource?url={url}", m.ip);
+        cluster.curl(m, &["-H", &auth, &url])
+    };
+    assert_eq!(
+        resource("http://127.0.0.1:18999/icon.png"),
+        (200, "not really a PNG".to_string())
+    );
+    let (status, text) = resource("http://127.0.0.1:18999/repo.json");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ResourceNotFound"), "{text}");
     let (ok, text) = dcos_package(&cluster, m, &["repo", "remove", "Second"]);
     assert!(ok, "{text}");
     let (ok, text) = dcos_package(&cluster, m, &["search", "--json"]);
