@@ -12,6 +12,7 @@
 //! | [`router`] | wrk through Admin Router and nginx on the same route |
 //! | [`failover`] | kill -9 of the leading Marathon and Mesos master, to the first acknowledged write |
 //! | [`jobs`] | Metronome: one-off runs to ACTIVE per second on simulated agents; schedule fire-time lag |
+//! | [`packages`] | Cosmos: `/package/search` on 1,000 packages against nginx serving its answer; install to TASK_RUNNING against Marathon |
 //! | [`footprint`] | resident memory and CPU of every master unit, idle and under launch load |
 //!
 //! Each writes one JSON document (the date, the machine, the command, its parameters and
@@ -32,6 +33,7 @@ mod jobs;
 mod launch;
 mod machine;
 mod offers;
+mod packages;
 mod procfs;
 mod real_launch;
 mod report;
@@ -90,6 +92,7 @@ pub const SCENARIOS: &[Scenario] = &[
     router::SCENARIO,
     failover::SCENARIO,
     jobs::SCENARIO,
+    packages::SCENARIO,
     footprint::SCENARIO,
 ];
 

@@ -27,7 +27,7 @@ const RESULTS_MD: &str = "bench/RESULTS.md";
     version,
     about = "dcos-rs' benchmark suite and agent simulator (not part of the product `dcos`)",
     after_help = "Scenarios: offers, launch, real-launch, containers, dns, router, failover, jobs, \
-    footprint: `dcos-bench <scenario> [--size full|tiny] [--out FILE] [--dir DIR] \
+    packages, footprint: `dcos-bench <scenario> [--size full|tiny] [--out FILE] [--dir DIR] \
     [--key value]...`; `dcos-bench list` shows each scenario's options. Run as root. With \
     DCOS_BENCH_KEEP=1 set, the launch and footprint scenarios keep their master node's \
     directory (every unit's log) and print where it is."

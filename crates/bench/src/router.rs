@@ -28,20 +28,27 @@ use crate::{Args, Kind, Param, Scenario};
 use tokio_util::sync::CancellationToken;
 
 const PATH: &str = "/dcos-history-service/ping";
+/// What the backend answers.
+const PONG: &str = "pong\n";
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port on 127.0.0.1 nothing listens on at the time of the call.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-/// wrk's requests per second and 99th percentile latency (ms).
-fn wrk(url: &str, seconds: u64, connections: usize, header: Option<&str>) -> anyhow::Result<Value> {
-    let mut cmd = Command::new("wrk");
-    if let Some(h) = header {
-        cmd.args(["-H", h]);
-    }
-    let out = cmd
+/// wrk's requests per second and 99th percentile latency (ms) against `url`, with `options`
+/// before the others (`-H <header>`, `-s <script>`); any non-2xx answer or socket error
+/// fails it.
+pub(crate) fn wrk(
+    url: &str,
+    seconds: u64,
+    connections: usize,
+    options: &[&str],
+) -> anyhow::Result<Value> {
+    let out = Command::new("wrk")
+        .args(options)
         .args([
             "-t2",
             &format!("-c{connections}"),
@@ -80,7 +87,8 @@ fn wrk(url: &str, seconds: u64, connections: usize, header: Option<&str>) -> any
     Ok(json!({"rps": rps, "p99_ms": p99_ms}))
 }
 
-struct Nginx(Child);
+/// An nginx of the benchmark's; killed on drop.
+pub(crate) struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -89,18 +97,14 @@ impl Drop for Nginx {
     }
 }
 
-fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Nginx> {
+/// Debian's nginx in the foreground, `worker_processes auto`, its files in `dir`, with `http`
+/// as the rest of its `http` block (the servers).
+pub(crate) fn nginx(dir: &Path, http: &str) -> anyhow::Result<Nginx> {
     let conf = format!(
         "worker_processes auto;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n\
-           upstream backend {{ server {backend}; keepalive 64; }}\n\
-           server {{\n    listen 127.0.0.1:{port};\n\
-             location /dcos-history-service/ {{\n      proxy_pass http://backend/;\n\
-               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
-               proxy_set_header Host $http_host;\n      proxy_set_header X-Real-IP $remote_addr;\n\
-               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-               proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n  }}\n}}\n",
+         {http}}}\n",
         dir = dir.display()
     );
     let path = dir.join("nginx.conf");
@@ -115,7 +119,22 @@ fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Nginx> {
     Ok(Nginx(child))
 }
 
-async fn wait_ok(url: &str, header: Option<&str>) -> anyhow::Result<()> {
+/// nginx with Admin Router's `/dcos-history-service/` location forwarding to `backend`.
+fn nginx_router(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Nginx> {
+    let http = format!(
+        "  upstream backend {{ server {backend}; keepalive 64; }}\n\
+           server {{\n    listen 127.0.0.1:{port};\n\
+             location /dcos-history-service/ {{\n      proxy_pass http://backend/;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+               proxy_set_header Host $http_host;\n      proxy_set_header X-Real-IP $remote_addr;\n\
+               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+               proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n  }}\n"
+    );
+    nginx(dir, &http)
+}
+
+/// Waits until a GET of `url` (with `header`, `Name: value`) answers 2xx with `expect`.
+pub(crate) async fn wait_ok(url: &str, header: Option<&str>, expect: &[u8]) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..100 {
         let mut req = client.get(url);
@@ -123,13 +142,13 @@ async fn wait_ok(url: &str, header: Option<&str>) -> anyhow::Result<()> {
             req = req.header(name, value);
         }
         if let Ok(r) = req.send().await {
-            if r.status().is_success() && r.text().await.unwrap_or_default() == "pong\n" {
+            if r.status().is_success() && r.bytes().await.is_ok_and(|b| b == expect) {
                 return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("{url} does not answer pong")
+    anyhow::bail!("{url} does not answer what is expected")
 }
 
 async fn run(args: Args) -> anyhow::Result<Value> {
@@ -140,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     // The backend.
     let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let backend = backend_listener.local_addr()?;
-    let app = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong\n" }));
+    let app = axum::Router::new().route("/ping", axum::routing::get(|| async { PONG }));
     let serving =
         axum::serve(backend_listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::spawn(async move { serving.await });
@@ -154,13 +173,13 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     let logged_in = router(dir.path(), backend, Some(iam), &stop).await?;
 
     let port = free_port()?;
-    let peer = nginx(dir.path(), port, backend)?;
+    let peer = nginx_router(dir.path(), port, backend)?;
     let ours_url = format!("http://{ours}{PATH}");
     let auth_url = format!("http://{logged_in}{PATH}");
     let peer_url = format!("http://127.0.0.1:{port}{PATH}");
-    wait_ok(&ours_url, None).await?;
-    wait_ok(&auth_url, Some(&header)).await?;
-    wait_ok(&peer_url, None).await?;
+    wait_ok(&ours_url, None, PONG.as_bytes()).await?;
+    wait_ok(&auth_url, Some(&header), PONG.as_bytes()).await?;
+    wait_ok(&peer_url, None, PONG.as_bytes()).await?;
     anyhow::ensure!(
         reqwest::get(&auth_url).await?.status() == reqwest::StatusCode::UNAUTHORIZED,
         "the logged-in router lets a request without a token through"
@@ -173,7 +192,8 @@ async fn run(args: Args) -> anyhow::Result<Value> {
             ("adminrouter_auth", &auth_url, Some(header.as_str())),
             ("nginx", &peer_url, None),
         ] {
-            let figures = tokio::task::block_in_place(|| wrk(url, seconds, connections, h))?;
+            let options: Vec<&str> = h.map(|h| vec!["-H", h]).unwrap_or_default();
+            let figures = tokio::task::block_in_place(|| wrk(url, seconds, connections, &options))?;
             runs[key].as_array_mut().expect("an array").push(figures);
         }
     }

@@ -100,9 +100,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let store = config.store.open().await.map_err(Error::Store)?;
     let cosmos = Arc::new(api::Cosmos {
-        repos: repos::Repositories::new(store),
+        repos: repos::Repositories::open(config.store)
+            .await
+            .map_err(Error::Store)?,
         marathon: marathon::Marathon::new(config.marathon),
     });
     let stats = Arc::new(Stats::default());
@@ -242,12 +243,9 @@ mod tests {
     /// for what is decided before Marathon is asked (the integration tests install for real).
     async fn cosmos() -> (tempfile::TempDir, Router) {
         let dir = tempfile::tempdir().unwrap();
-        let store = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"))
-            .open()
-            .await
-            .unwrap();
+        let location = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"));
         let cosmos = Arc::new(api::Cosmos {
-            repos: repos::Repositories::new(store),
+            repos: repos::Repositories::open(location).await.unwrap(),
             marathon: marathon::Marathon::new("http://127.0.0.1:1"),
         });
         (dir, router(cosmos, Arc::new(Stats::default())))

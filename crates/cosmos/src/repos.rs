@@ -52,7 +52,10 @@ pub type Packages = Arc<Vec<Arc<Package>>>;
 
 /// The list, and the packages of its repositories.
 pub struct Repositories {
-    store: AnyStore,
+    location: dcos_store::Location,
+    /// The store's session. Cosmos keeps no ephemeral node or watch in it, so a session
+    /// ZooKeeper closed (expired, or cut off) is replaced by a new one on the next call.
+    store: tokio::sync::RwLock<AnyStore>,
     client: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, Packages)>>,
     builtin: Packages,
@@ -109,12 +112,14 @@ fn check_uri(uri: &str) -> Result<(), CosmosError> {
 }
 
 impl Repositories {
-    /// The repositories kept in `store`.
-    pub fn new(store: AnyStore) -> Repositories {
+    /// The repositories kept at `location`.
+    pub async fn open(location: dcos_store::Location) -> Result<Repositories, dcos_store::Error> {
+        let store = location.open().await?;
         let builtin = universe::parse_repository(BUILTIN.as_bytes())
             .expect("the shipped repository is valid (a unit test reads it)");
-        Repositories {
-            store,
+        Ok(Repositories {
+            location,
+            store: tokio::sync::RwLock::new(store),
             client: reqwest::Client::builder()
                 .timeout(FETCH_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::limited(5))
@@ -122,11 +127,34 @@ impl Repositories {
                 .expect("a plain HTTP client builds"),
             cache: Mutex::new(HashMap::new()),
             builtin: Arc::new(builtin),
+        })
+    }
+
+    /// The store's current session.
+    async fn store(&self) -> AnyStore {
+        self.store.read().await.clone()
+    }
+
+    /// Replaces `closed`, a session that ended, with a new one (unless another call did).
+    async fn renew(&self, closed: &AnyStore) -> Result<(), CosmosError> {
+        let mut current = self.store.write().await;
+        if current.session_id() == closed.session_id() {
+            *current = self.location.open().await.map_err(store_failed)?;
+            tracing::info!("opened a new store session for the repository list");
         }
+        Ok(())
     }
 
     async fn read(&self) -> Result<(Option<i64>, Vec<RepoRef>), CosmosError> {
-        match self.store.get(LIST_PATH).await.map_err(store_failed)? {
+        let store = self.store().await;
+        let got = match store.get(LIST_PATH).await {
+            Err(dcos_store::Error::SessionClosed { .. }) => {
+                self.renew(&store).await?;
+                self.store().await.get(LIST_PATH).await
+            }
+            other => other,
+        };
+        match got.map_err(store_failed)? {
             None => Ok((None, default_list())),
             Some((data, stat)) => {
                 let list = serde_json::from_slice(&data).map_err(|e| {
@@ -152,16 +180,18 @@ impl Repositories {
             let (version, mut list) = self.read().await?;
             change(&mut list)?;
             let data = serde_json::to_vec(&list).expect("a list of strings serializes");
+            let store = self.store().await;
             let written = match version {
-                None => self
-                    .store
+                None => store
                     .create_all(LIST_PATH, &data, CreateMode::Persistent)
                     .await
                     .map(|_| ()),
-                Some(v) => self.store.set(LIST_PATH, &data, Some(v)).await.map(|_| ()),
+                Some(v) => store.set(LIST_PATH, &data, Some(v)).await.map(|_| ()),
             };
             match written {
                 Ok(()) => return Ok(list),
+                // Whether the write happened is unknown: the newest list tells.
+                Err(dcos_store::Error::SessionClosed { .. }) => self.renew(&store).await?,
                 Err(
                     dcos_store::Error::BadVersion { .. } | dcos_store::Error::NodeExists { .. },
                 ) => continue,
@@ -477,11 +507,8 @@ mod tests {
 
     async fn repositories() -> (tempfile::TempDir, Repositories) {
         let dir = tempfile::tempdir().unwrap();
-        let store = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"))
-            .open()
-            .await
-            .unwrap();
-        (dir, Repositories::new(store))
+        let location = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"));
+        (dir, Repositories::open(location).await.unwrap())
     }
 
     #[test]
