@@ -193,14 +193,17 @@ fn mean(runs: &Value, field: &str) -> f64 {
 }
 
 /// Part 1: search requests per second, Cosmos against nginx serving its answer.
-async fn search(args: &Args, dir: &Path, stop: &CancellationToken) -> anyhow::Result<Value> {
+async fn search(args: &Args, dir: &Path) -> anyhow::Result<Value> {
+    let stop = CancellationToken::new();
+    // Cosmos stops with the part, whichever way it ends.
+    let _stop = stop.clone().drop_guard();
     let count = args.num("packages");
     let (seconds, connections) = (args.num("seconds") as u64, args.num("connections"));
     let repo = dir.join("repo.json");
     let packages: Vec<Value> = (1..=count).map(package).collect();
     fs_err::write(&repo, json!({"packages": packages}).to_string())?;
 
-    let cosmos = Cosmos::start(dir, "search", "http://127.0.0.1:1", stop).await?;
+    let cosmos = Cosmos::start(dir, "search", "http://127.0.0.1:1", &stop).await?;
     let delete = json!({"name": "Universe"});
     cosmos
         .call("repository/delete", "repository.delete", "v1", delete)
@@ -340,12 +343,13 @@ async fn until_running(
         .with_context(|| format!("{APP} not TASK_RUNNING within {GIVE_UP:?}"))?
 }
 
-/// Marathon (in this process, its own store file) framework of `master`, once registered.
+/// Marathon (in this process, its own store file) framework of `master`, once registered:
+/// its address and its task.
 async fn marathon(
     dir: &Path,
     master: SocketAddr,
     stop: &CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = http.local_addr()?;
     let config = dcos_marathon::Config {
@@ -366,7 +370,7 @@ async fn marathon(
         libprocess: None,
     };
     let stop = stop.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = dcos_marathon::serve_on(listeners, config, stop).await {
             tracing::error!(error = %e, "the benchmark's Marathon failed");
         }
@@ -376,7 +380,7 @@ async fn marathon(
     loop {
         let registered = async { reqwest::get(&info).await?.json::<Value>().await };
         if registered.await.is_ok_and(|i| i["frameworkId"].is_string()) {
-            return Ok(addr);
+            return Ok((addr, task));
         }
         anyhow::ensure!(Instant::now() < until, "Marathon did not register");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -441,14 +445,18 @@ fn summary(to_running: &[f64], answered: &[f64]) -> Value {
 
 /// Part 2: `hello-world` installed through Cosmos to TASK_RUNNING, against its app posted
 /// to Marathon.
-async fn install(args: &Args, dir: &Path, stop: &CancellationToken) -> anyhow::Result<Value> {
+async fn install(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     let installs = args.num("installs").max(1);
+    let stop = CancellationToken::new();
+    // Marathon and Cosmos stop with the part, whichever way it ends; the master and the
+    // agent (which kills its tasks) on drop.
+    let _stop = stop.clone().drop_guard();
     let master = loopback::master().await;
     let ports = loopback::free_port_range(10);
     let agent_dir = dir.join("agent");
     let agent = loopback::agent(master.addr, "127.0.0.1:0".parse()?, agent_dir, &ports).await;
-    let marathon = marathon(dir, master.addr, stop).await?;
-    let cosmos = Cosmos::start(dir, "install", &format!("http://{marathon}"), stop).await?;
+    let (marathon, marathon_task) = marathon(dir, master.addr, &stop).await?;
+    let cosmos = Cosmos::start(dir, "install", &format!("http://{marathon}"), &stop).await?;
     let client = reqwest::Client::builder().timeout(GIVE_UP).build()?;
     let mut events = task_events(marathon).await?;
 
@@ -500,6 +508,9 @@ async fn install(args: &Args, dir: &Path, stop: &CancellationToken) -> anyhow::R
         );
         until_gone(&client, marathon, &master).await?;
     }
+    // The framework first, so it does not see its master go.
+    stop.cancel();
+    let _ = marathon_task.await;
     drop(events);
     agent.stop().await;
     master.stop().await;
@@ -523,15 +534,12 @@ async fn install(args: &Args, dir: &Path, stop: &CancellationToken) -> anyhow::R
 
 async fn run(args: Args) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
-    let stop = CancellationToken::new();
-    // Cosmos and Marathon stop with the scenario, whichever way it ends.
-    let _stop = stop.clone().drop_guard();
     let search_dir = dir.path().join("search");
     let install_dir = dir.path().join("install");
     fs_err::create_dir_all(&search_dir)?;
     fs_err::create_dir_all(&install_dir)?;
-    let search = search(&args, &search_dir, &stop).await?;
-    let install = install(&args, &install_dir, &stop).await?;
+    let search = search(&args, &search_dir).await?;
+    let install = install(&args, &install_dir).await?;
     Ok(json!({"search": search, "install": install}))
 }
 

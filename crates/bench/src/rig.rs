@@ -254,7 +254,8 @@ impl Drop for Simulator {
     }
 }
 
-fn stop(child: &mut Child) {
+/// SIGTERM to `child`, then SIGKILL if it has not exited within 15 s; reaped either way.
+pub(crate) fn stop(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

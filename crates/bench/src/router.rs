@@ -87,13 +87,13 @@ pub(crate) fn wrk(
     Ok(json!({"rps": rps, "p99_ms": p99_ms}))
 }
 
-/// An nginx of the benchmark's; killed on drop.
+/// An nginx of the benchmark's; stopped on drop with SIGTERM, on which its master stops
+/// its workers (after a SIGKILL of the master they would live on).
 pub(crate) struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::rig::stop(&mut self.0);
     }
 }
 

@@ -359,7 +359,9 @@ mod tests {
             serde_json::json!({"0.1.0": "0", "0.2.0": "1"})
         );
 
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        // The headers, the body, and the error type Cosmos answers.
+        type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
             (vec![("content-type", request)], "{}", "not_present"),
             (
                 vec![("accept", "application/json"), ("content-type", request)],

@@ -343,7 +343,7 @@ fn ca_signs_a_csr(cluster: &Cluster, m: &Node, token: &str) {
 /// The DC/OS CLI 0.6.1 logs in with `dcos cluster setup --username --password` and lists
 /// Marathon's apps through Admin Router.
 fn dcos_cli_logs_in(cluster: &Cluster, ar: &str) {
-    let cli = crate::DcosCli::new();
+    let cli = crate::DcosCli::fresh();
     let (ok, text) = cli.setup(cluster, ar);
     assert!(ok, "dcos cluster setup: {text}");
     let (ok, text) = cli.run(&["marathon", "app", "list", "--json"]);

@@ -37,7 +37,7 @@ pub struct DcosCli {
 
 impl DcosCli {
     /// The CLI, with an empty configuration.
-    pub fn new() -> DcosCli {
+    pub fn fresh() -> DcosCli {
         assert!(
             std::path::Path::new(DCOS_CLI).is_file(),
             "the DC/OS CLI 0.6.1 is missing: scripts/install-dcoscli installs it"

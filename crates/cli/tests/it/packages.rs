@@ -484,7 +484,7 @@ fn packages_install_list_and_uninstall_through_admin_router() {
     assert!(ok && !text.contains("echo-extra"), "{text}");
 
     // The DC/OS CLI 0.6.1 installs, lists and uninstalls a package.
-    let cli = crate::DcosCli::new();
+    let cli = crate::DcosCli::fresh();
     let ar = format!("http://{}", m.ip);
     let (ok, text) = cli.setup(&cluster, &ar);
     assert!(ok, "dcos cluster setup: {text}");
