@@ -251,7 +251,8 @@ async fn search(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     let script = script.display().to_string();
     let cosmos_url = format!("http://{}/package/search", cosmos.addr);
     let mut runs = json!({"cosmos": [], "nginx": []});
-    for _ in 0..args.num("rounds").max(1) {
+    let rounds = args.num("rounds").max(1);
+    for _ in 0..rounds {
         for (key, url, options) in [
             ("cosmos", &cosmos_url, vec!["-s", script.as_str()]),
             ("nginx", &peer_url, vec![]),
@@ -267,6 +268,7 @@ async fn search(args: &Args, dir: &Path) -> anyhow::Result<Value> {
         "query": QUERY,
         "answer_bytes": answer.len(),
         "seconds_per_run": seconds,
+        "rounds": rounds,
         "connections": connections,
         "runs": runs,
         "cosmos_rps": mean(ours, "rps"),
@@ -575,7 +577,7 @@ const PARAMS: &[Param] = &[
     Param {
         key: "installs",
         kind: Kind::Num,
-        full: "10",
+        full: "20",
         tiny: "1",
         help: "installs through Cosmos and posts to Marathon, alternating",
     },
@@ -602,11 +604,13 @@ fn section(doc: &Value) -> String {
          matches: the full list ({} bytes), the most expensive answer. nginx (Debian's \
          `nginx-light`, `worker_processes auto`) serves that answer, byte for byte, as a \
          static file with the same media type (a GET): the ceiling for an answer that must be \
-         computed. `wrk -t2 -c{}`, each {} s, alternating; the figures are the means.\n\n",
+         computed. `wrk -t2 -c{}`, each server {} times for {} s, alternating; the figures \
+         are the means.\n\n",
         s["packages"],
         s["query"].as_str().unwrap_or("?"),
         num(&s["answer_bytes"], 0),
         s["connections"],
+        s["rounds"],
         s["seconds_per_run"],
     ));
     out.push_str(&table(

@@ -63,7 +63,7 @@ enum PackageCommand {
         /// Remove every app of the package.
         #[arg(long)]
         all: bool,
-        /// Accepted for scripts written for later DC/OS CLIs; uninstall does not ask.
+        /// Do not ask to type the service's name to confirm.
         #[arg(long)]
         yes: bool,
     },
@@ -167,8 +167,15 @@ pub(crate) fn run(args: PackageArgs) -> anyhow::Result<ExitCode> {
                 package_name,
                 app_id,
                 all,
-                yes: _,
-            } => uninstall(&cosmos, package_name, app_id, all).await,
+                yes,
+            } => {
+                let what = uninstall_confirmation(&package_name, app_id.as_deref(), all);
+                if !yes && !confirm_text(&what)? {
+                    println!("Cancelling uninstall.");
+                    return Ok(ExitCode::from(1));
+                }
+                uninstall(&cosmos, package_name, app_id, all).await
+            }
             PackageCommand::ListVersions { package_name, json } => {
                 list_versions(&cosmos, &package_name, json).await
             }
@@ -438,6 +445,45 @@ fn confirm_install(notes: &str, yes: bool, to_stderr: bool) -> std::io::Result<b
 }
 
 /// Whether a prompt's answer is yes (`yes` or `y`, any case).
+/// What an uninstall warns of, and the text the user types to confirm it (the DC/OS CLI's).
+fn uninstall_confirmation(package: &str, app_id: Option<&str>, all: bool) -> (String, String) {
+    let data = "and delete all of its persistent data (logs, configurations, database \
+                artifacts, everything)";
+    match (app_id, all) {
+        (_, true) => (
+            format!(
+                "WARNING: This action cannot be undone. This will uninstall all instances of \
+                 the [{package}] package, and delete all data for all {package} instances.\n\
+                 Please type 'uninstall all {package}'"
+            ),
+            format!("uninstall all {package}"),
+        ),
+        (Some(id), false) => (
+            format!(
+                "WARNING: This action cannot be undone. This will uninstall [{id}] {data}.\n\
+                 Please type the name of the service to confirm"
+            ),
+            id.to_string(),
+        ),
+        (None, false) => (
+            format!(
+                "WARNING: This action cannot be undone. This will uninstall [{package}] {data}.\n\
+                 Please type the name of the service to confirm"
+            ),
+            package.to_string(),
+        ),
+    }
+}
+
+/// Prints the warning and reads a line: whether it is the expected text.
+fn confirm_text((warning, expected): &(String, String)) -> std::io::Result<bool> {
+    print!("{warning}: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == expected)
+}
+
 fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_lowercase().as_str(), "yes" | "y")
 }
@@ -781,6 +827,18 @@ mod tests {
         );
         let bad = json!({"marathon": {"v2AppMustacheTemplate": "T!E="}});
         assert!(marathon_template("web", &bad).is_err());
+    }
+
+    #[test]
+    fn uninstalls_are_confirmed_with_the_name_of_what_goes() {
+        let (warning, expected) = uninstall_confirmation("web", None, false);
+        assert!(warning.contains("uninstall [web]"), "{warning}");
+        assert_eq!(expected, "web");
+        assert_eq!(uninstall_confirmation("web", Some("/a"), false).1, "/a");
+        assert_eq!(
+            uninstall_confirmation("web", Some("/a"), true).1,
+            "uninstall all web"
+        );
     }
 
     #[test]

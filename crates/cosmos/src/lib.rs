@@ -360,7 +360,11 @@ mod tests {
         );
 
         // The headers, the body, and the error type Cosmos answers.
-        type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
+        type Case = (
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             (vec![("content-type", request)], "{}", "not_present"),
             (

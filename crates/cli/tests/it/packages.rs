@@ -393,6 +393,14 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         "{body}"
     );
     assert_eq!(apps(&cluster, m).len(), 2);
+    // Without --yes the service's name must be typed (stdin is empty here): nothing goes.
+    let (ok, text) = dcos_package(
+        &cluster,
+        m,
+        &["uninstall", "hello-world", "--app-id", "/greeter"],
+    );
+    assert!(!ok && text.contains("Cancelling uninstall."), "{text}");
+    assert_eq!(apps(&cluster, m).len(), 2);
     let (ok, text) = dcos_package(
         &cluster,
         m,
