@@ -526,4 +526,26 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         );
         assert_eq!(mode & 0o077, 0, "a secret readable by others");
     }
+    // Cosmos installs with the user's token, which it passes to Marathon; without a token
+    // Admin Router refuses the package API.
+    let install = json!({"packageName": "http-echo"});
+    let (status, installed) =
+        crate::packages::cosmos_from(&cluster, m, m.ip, "install", "install", "v2", &install);
+    assert_eq!(status, 200, "{installed}");
+    assert_eq!(installed["appId"], "/http-echo");
+    let url = format!("http://{}/package/list", m.ip);
+    assert_eq!(
+        cluster.curl(m, &["-X", "POST", "-o", "/dev/null", &url]).0,
+        401
+    );
+    let (status, removed) = crate::packages::cosmos_from(
+        &cluster,
+        m,
+        m.ip,
+        "uninstall",
+        "uninstall",
+        "v1",
+        &json!({"packageName": "http-echo"}),
+    );
+    assert_eq!(status, 200, "{removed}");
 }
