@@ -686,12 +686,20 @@ async fn list_versions(cosmos: &Cosmos, name: &str, json: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// The package versions of a list-versions answer.
+/// The package versions of a list-versions answer, newest release first (as the DC/OS CLI
+/// lists them: `0.10.0` after `0.9.0` is newer, whatever the text says).
 fn version_list(versions: &Value) -> Vec<String> {
-    versions["results"]
+    let mut list: Vec<(u64, String)> = versions["results"]
         .as_object()
-        .map(|results| results.keys().cloned().collect())
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|(version, release)| {
+            let release = release.as_str().and_then(|r| r.parse().ok()).unwrap_or(0);
+            (release, version.clone())
+        })
+        .collect();
+    list.sort_by(|a, b| b.cmp(a));
+    list.into_iter().map(|(_, version)| version).collect()
 }
 
 async fn repo(cosmos: &Cosmos, command: RepoCommand) -> anyhow::Result<ExitCode> {
@@ -839,6 +847,12 @@ mod tests {
             uninstall_confirmation("web", Some("/a"), true).1,
             "uninstall all web"
         );
+    }
+
+    #[test]
+    fn versions_are_listed_newest_release_first() {
+        let versions = json!({"results": {"0.9.0": "1", "0.10.0": "2", "0.1.0": "0"}});
+        assert_eq!(version_list(&versions), ["0.10.0", "0.9.0", "0.1.0"]);
     }
 
     #[test]

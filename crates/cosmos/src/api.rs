@@ -231,6 +231,30 @@ fn find(
     })
 }
 
+/// Every package name with its versions in the first repository that has it, by release:
+/// one pass over the repositories.
+fn by_name(all: &[(RepoRef, Packages)]) -> std::collections::BTreeMap<String, Vec<Arc<Package>>> {
+    let mut names: std::collections::BTreeMap<String, (usize, Vec<Arc<Package>>)> =
+        Default::default();
+    for (index, (_, packages)) in all.iter().enumerate() {
+        for p in packages.iter() {
+            let (first, versions) = names
+                .entry(p.name.clone())
+                .or_insert_with(|| (index, Vec::new()));
+            if *first == index {
+                versions.push(p.clone());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, (_, mut versions))| {
+            versions.sort_by_key(|p| p.release_version);
+            (name, versions)
+        })
+        .collect()
+}
+
 /// The versions of `name` in the first repository that has it, by release.
 fn versions_of(all: &[(RepoRef, Packages)], name: &str) -> Vec<Arc<Package>> {
     let mut versions: Vec<Arc<Package>> = all
@@ -278,7 +302,11 @@ async fn installed_apps(cosmos: &Cosmos, auth: &Auth) -> Result<Vec<Installed>, 
 }
 
 async fn list(cosmos: Arc<Cosmos>, request: ListRequest, call: Call) -> Result<Value, CosmosError> {
-    let app_id = request.app_id.as_deref().map(apps::app_path).transpose()?;
+    // An id that cannot be an app's matches none (Cosmos answers an empty list).
+    let app_id = match request.app_id.as_deref().map(apps::app_path).transpose() {
+        Ok(id) => id,
+        Err(_) => return Ok(json!({"packages": []})),
+    };
     let mut found: Vec<Installed> = installed_apps(&cosmos, &call.auth)
         .await?
         .into_iter()
@@ -311,37 +339,39 @@ async fn search(
 ) -> Result<Value, CosmosError> {
     let all = cosmos.repos.packages().await?;
     let query = request.query.unwrap_or_default();
-    let mut seen = std::collections::HashSet::new();
     let mut results = Vec::new();
-    for (_, packages) in &all {
-        for package in packages.iter() {
-            if !seen.insert(package.name.clone()) {
-                continue;
-            }
-            let versions = versions_of(&all, &package.name);
-            let Some(current) = versions.last() else {
-                continue;
-            };
-            if !current.matches(&query) {
-                continue;
-            }
-            let field = |key: &str| current.get(key).cloned();
-            let mut entry = json!({
-                "name": current.name,
-                "currentVersion": current.version,
-                "versions": release_map(&versions),
-                "description": field("description"),
-                "framework": field("framework").unwrap_or(Value::Bool(false)),
-                "tags": field("tags").unwrap_or_else(|| json!([])),
-                "selected": field("selected").unwrap_or(Value::Bool(false)),
-            });
-            if let Some(images) = current.get("resource").and_then(|r| r.get("images")) {
-                entry["images"] = images.clone();
-            }
-            results.push(entry);
+    for versions in by_name(&all).into_values() {
+        let Some(current) = versions.last() else {
+            continue;
+        };
+        if !current.matches(&query) {
+            continue;
         }
+        let field = |key: &str| current.get(key).cloned();
+        let mut entry = json!({
+            "name": current.name,
+            "currentVersion": current.version,
+            "versions": release_map(&versions),
+            "description": field("description"),
+            "framework": field("framework").unwrap_or(Value::Bool(false)),
+            "tags": field("tags").unwrap_or_else(|| json!([])),
+            "selected": field("selected").unwrap_or(Value::Bool(false)),
+        });
+        if let Some(images) = current.get("resource").and_then(|r| r.get("images")) {
+            entry["images"] = images.clone();
+        }
+        results.push(entry);
     }
-    results.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    // Selected packages first, then by name, as Cosmos orders them.
+    results.sort_by(|a, b| {
+        let key = |p: &Value| {
+            (
+                p["selected"] != true,
+                p["name"].as_str().map(str::to_string),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
     Ok(json!({"packages": results}))
 }
 
@@ -548,7 +578,8 @@ async fn repo_add(
         .repos
         .add(&request.name, &request.uri, request.index)
         .await?;
-    tracing::info!(name = %request.name, uri = %request.uri, "added a package repository");
+    let uri = crate::repos::redact(&request.uri);
+    tracing::info!(name = %request.name, %uri, "added a package repository");
     Ok(json!({"repositories": list}))
 }
 
@@ -567,7 +598,8 @@ async fn repo_delete(
         .repos
         .delete(request.name.as_deref(), request.uri.as_deref())
         .await?;
-    tracing::info!(name = ?request.name, uri = ?request.uri, "removed a package repository");
+    let uri = request.uri.as_deref().map(crate::repos::redact);
+    tracing::info!(name = ?request.name, ?uri, "removed a package repository");
     Ok(json!({"repositories": list}))
 }
 
@@ -662,7 +694,15 @@ async fn service_update(
         .package_version
         .clone()
         .unwrap_or_else(|| current.version.clone());
-    let (repo, target) = find(&all, &current.name, Some(&version))?;
+    // The same version renders from the package its app stores (its repository may be
+    // gone); another comes from the repositories.
+    let (source, target) = match (&installed.source, version == current.version) {
+        (Some(source), true) => (source.clone(), current.clone()),
+        _ => {
+            let (repo, target) = find(&all, &current.name, Some(&version))?;
+            (repo.uri, target)
+        }
+    };
     if target.version != current.version {
         let (up, down) = update_targets(&current, &versions_of(&all, &current.name));
         if !up.contains(&target.version) && !down.contains(&target.version) {
@@ -686,7 +726,7 @@ async fn service_update(
         options::merge(&installed.user_options, &given)
     };
     let rendered =
-        apps::render(&target, &repo.uri, &user, Some(&installed.app_id))?.ok_or_else(|| {
+        apps::render(&target, &source, &user, Some(&installed.app_id))?.ok_or_else(|| {
             CosmosError::new(
                 "ServiceMarathonTemplateNotFound",
                 format!(

@@ -81,6 +81,44 @@ fn json_encoded(value: &Value) -> Value {
     }
 }
 
+/// The storage envelope of `DCOS_PACKAGE_DEFINITION`: the package's JSON, gzipped (it can
+/// be large, and Marathon keeps labels in ZooKeeper), with its media type.
+fn envelope(package: &Package) -> Value {
+    use std::io::Write as _;
+    let json = Value::Object(package.json().clone()).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let zipped = gz
+        .write_all(json.as_bytes())
+        .and_then(|()| gz.finish())
+        .expect("gzip into memory cannot fail");
+    json!({
+        "metadata": {"Content-Type": package.media_type(), "Content-Encoding": "gzip"},
+        "data": base64::engine::general_purpose::STANDARD.encode(zipped),
+    })
+}
+
+/// The package in a storage envelope, gzipped or not.
+fn open_envelope(envelope: &Value) -> Option<Package> {
+    use std::io::Read as _;
+    let data = envelope.get("data")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    let gzipped = envelope.pointer("/metadata/Content-Encoding") == Some(&json!("gzip"));
+    let json = if gzipped {
+        let mut out = Vec::new();
+        // A label is small; a gzip bomb stops at the limit.
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .take(crate::universe::MAX_PACKAGE as u64)
+            .read_to_end(&mut out)
+            .ok()?;
+        out
+    } else {
+        bytes
+    };
+    Package::from_json(serde_json::from_slice(&json).ok()?).ok()
+}
+
 /// The rendered app of a package and the options it was rendered with.
 pub struct Rendered {
     /// The Marathon app.
@@ -102,10 +140,8 @@ pub fn render(
         return Ok(None);
     };
     let mut scope = resolved.clone();
-    if package.packaging_version != "2.0" {
-        if let Some(resource) = package.get("resource") {
-            scope.insert("resource".into(), resource.clone());
-        }
+    if let Some(resource) = package.get("resource") {
+        scope.insert("resource".into(), resource.clone());
     }
     let not_json = |why: String| {
         CosmosError::new(
@@ -133,11 +169,7 @@ pub fn render(
             ))
         }
     };
-    let envelope = json!({
-        "metadata": {"Content-Type": package.media_type()},
-        "data": base64::engine::general_purpose::STANDARD
-            .encode(Value::Object(package.json().clone()).to_string()),
-    });
+    let envelope = envelope(package);
     for (label, value) in [
         (METADATA_LABEL, b64(&package.metadata())),
         (NAME_LABEL, package.name.clone()),
@@ -149,8 +181,13 @@ pub fn render(
         labels.insert(label.into(), Value::String(value));
     }
     app.insert("labels".into(), Value::Object(labels));
-    if let Some(id) = app_id {
-        app.insert("id".into(), Value::String(app_path(id)?));
+    // The id Marathon will answer with (absolute), so install and list agree.
+    let id = match app_id {
+        Some(id) => Some(id),
+        None => app.get("id").and_then(Value::as_str),
+    };
+    if let Some(id) = id.map(app_path).transpose()? {
+        app.insert("id".into(), Value::String(id));
     }
     Ok(Some(Rendered { app, resolved }))
 }
@@ -170,6 +207,8 @@ pub struct Installed {
     pub package: Option<Package>,
     /// The options the user gave (`DCOS_PACKAGE_OPTIONS`).
     pub user_options: Map<String, Value>,
+    /// The URI of the repository it came from (`DCOS_PACKAGE_SOURCE`).
+    pub source: Option<String>,
 }
 
 /// Reads a Marathon app's package labels; `None` for an app no package installed.
@@ -179,25 +218,23 @@ pub fn installed(app: &Value) -> Option<Installed> {
     let name = label(NAME_LABEL)?.to_string();
     let version = label(VERSION_LABEL).unwrap_or_default().to_string();
     let app_id = app.get("id")?.as_str()?.to_string();
-    let metadata = label(METADATA_LABEL)
-        .and_then(unb64)
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({"name": name, "version": version}));
     let package = label(DEFINITION_LABEL)
         .and_then(unb64)
-        .and_then(|envelope| {
-            let data = envelope.get("data")?.as_str()?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .ok()?;
-            serde_json::from_slice(&bytes).ok()
-        })
-        .and_then(|json| Package::from_json(json).ok());
+        .and_then(|envelope| open_envelope(&envelope));
+    // As Cosmos: the metadata of the stored package, else of its label; an app with
+    // neither is not listed as a package.
+    let metadata = match &package {
+        Some(p) => p.metadata(),
+        None => label(METADATA_LABEL)
+            .and_then(unb64)
+            .filter(Value::is_object)?,
+    };
     let user_options = label(OPTIONS_LABEL)
         .and_then(unb64)
         .and_then(|v| v.as_object().cloned())
         .unwrap_or_default();
     Some(Installed {
+        source: label(SOURCE_LABEL).map(str::to_string),
         app_id,
         name,
         version,
@@ -260,6 +297,20 @@ mod tests {
         assert_eq!(Value::Object(back.user_options), user);
         assert_eq!(back.package.unwrap(), p);
         assert!(installed(&json!({"id": "/x", "labels": {}})).is_none());
+        // Labels an older Cosmos wrote: an envelope without gzip; only the metadata label;
+        // neither (not listed).
+        let plain = json!({"metadata": {"Content-Type": p.media_type()},
+            "data": base64::engine::general_purpose::STANDARD
+                .encode(Value::Object(p.json().clone()).to_string())});
+        let older = json!({"id": "/web", "labels": {NAME_LABEL: "web", VERSION_LABEL: "1.0",
+            DEFINITION_LABEL: b64(&plain)}});
+        assert_eq!(installed(&older).unwrap().package.unwrap(), p);
+        let metadata_only = json!({"id": "/web", "labels": {NAME_LABEL: "web",
+            METADATA_LABEL: b64(&json!({"name": "web", "description": "d"}))}});
+        let back = installed(&metadata_only).unwrap();
+        assert!(back.package.is_none());
+        assert_eq!(back.metadata["description"], "d");
+        assert!(installed(&json!({"id": "/web", "labels": {NAME_LABEL: "web"}})).is_none());
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl CosmosError {
     pub fn app_not_found(app_id: &str) -> Self {
         Self::new(
             "MarathonAppNotFound",
-            format!("Unable to locate service with marathon appId: [{app_id}]"),
+            format!("Unable to locate service with marathon appId: '{app_id}'"),
         )
         .data(json!({"appId": app_id}))
     }

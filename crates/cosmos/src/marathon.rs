@@ -86,20 +86,39 @@ impl Marathon {
                 "Marathon refused the request: not allowed",
             )
             .status(status)),
-            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => Err(CosmosError::new(
+            s if s.is_server_error() => Err(CosmosError::new(
                 "MarathonBadGateway",
                 format!(
                     "Received response status code [{}] from Marathon",
-                    status.as_u16()
+                    s.as_u16()
                 ),
             )
             .status(StatusCode::BAD_GATEWAY)
-            .data(json!({"marathonStatus": status.as_u16()}))),
+            .data(json!({"marathonStatus": s.as_u16()}))),
             _ => Ok((status, value)),
         }
     }
 
+    /// Marathon refused a request (a 4xx): its message, and its `details` as `data.errors`
+    /// (each `{path, errors}`), which the DC/OS CLI prints.
+    fn bad_response(body: &Value) -> CosmosError {
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("Marathon refused the request");
+        let error = CosmosError::new("MarathonBadResponse", message);
+        match body.get("details") {
+            Some(Value::Array(details)) => error.data(json!({"errors": details})),
+            _ => error,
+        }
+    }
+
+    /// Any other unexpected answer: a refusal (4xx) as [`Self::bad_response`], else
+    /// `MarathonGenericError`.
     fn generic(status: StatusCode, body: &Value) -> CosmosError {
+        if status.is_client_error() {
+            return Self::bad_response(body);
+        }
         let detail = body
             .get("message")
             .and_then(Value::as_str)
@@ -154,15 +173,7 @@ impl Marathon {
                 "Package is already installed",
             )
             .status(StatusCode::CONFLICT)),
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Err(CosmosError::new(
-                "MarathonBadResponse",
-                format!(
-                    "Marathon refused the package's app ({}): {}",
-                    status.as_u16(),
-                    body.get("message").and_then(Value::as_str).unwrap_or("")
-                ),
-            )
-            .data(json!({"marathonStatus": status.as_u16(), "marathonResponse": body}))),
+            s if s.is_client_error() => Err(Self::bad_response(&body)),
             s => Err(Self::generic(s, &body)),
         }
     }

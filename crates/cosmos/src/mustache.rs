@@ -42,7 +42,14 @@ pub enum TemplateError {
     /// A tag without a name.
     #[error("an empty tag at byte {0}")]
     EmptyTag(usize),
+    /// Sections nested deeper than [`MAX_DEPTH`].
+    #[error("sections are nested deeper than {MAX_DEPTH} at byte {0}")]
+    TooDeep(usize),
 }
+
+/// The deepest section nesting a template may have: compiling, rendering and dropping a
+/// template recurse once per level, and real templates nest a few levels.
+pub const MAX_DEPTH: usize = 64;
 
 /// How `{{x}}` escapes what it interpolates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +196,9 @@ pub fn compile(source: &str) -> Result<Template, TemplateError> {
                 escape: sigil == Sigil::Escaped,
             }),
             Sigil::Section | Sigil::Inverted => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(TemplateError::TooDeep(tag_start));
+                }
                 let before = std::mem::take(&mut nodes);
                 stack.push((name.to_string(), sigil == Sigil::Inverted, before));
             }
@@ -438,6 +448,17 @@ mod tests {
             compile("{{{x}}").unwrap_err(),
             TemplateError::UnclosedTag(0)
         ));
+        let deep = format!("{}{}", "{{#a}}".repeat(100_000), "{{/a}}".repeat(100_000));
+        assert!(matches!(
+            compile(&deep).unwrap_err(),
+            TemplateError::TooDeep(_)
+        ));
+        let fine = format!(
+            "{}x{}",
+            "{{#a}}".repeat(MAX_DEPTH),
+            "{{/a}}".repeat(MAX_DEPTH)
+        );
+        assert!(compile(&fine).is_ok());
         // Multi-byte text around tags.
         assert_eq!(render("é{{x}}ü", json!({"x": "ß"})), "éßü");
     }

@@ -70,8 +70,61 @@ fn mismatch(errors: Vec<Value>) -> CosmosError {
         .data(json!({"errors": errors}))
 }
 
-/// The defaults of `schema` with `user` merged over them, checked against `schema`. A
-/// package without a schema takes no options.
+/// A JSON value's type, as JSON Schema names it.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// One validation error as Cosmos reports it (the fields of its JSON schema library's
+/// reports, which the DC/OS CLI prints: `found`, `expected`, `minimum`, `missing`,
+/// `unwanted`, and the option's `instance.pointer`).
+fn report(schema: &Value, error: &jsonschema::ValidationError<'_>) -> Value {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let schema_pointer = error.schema_path().as_str().to_string();
+    let mut entry = json!({
+        "level": "error",
+        "domain": "validation",
+        "keyword": error.kind().keyword(),
+        "schema": {"loadingURI": "#", "pointer": schema_pointer},
+        "instance": {"pointer": error.instance_path().as_str()},
+        "message": error.to_string(),
+    });
+    match error.kind() {
+        Kind::Type { .. } => {
+            entry["found"] = json!(type_name(error.instance()));
+            let expected = match schema.pointer(&schema_pointer) {
+                Some(Value::String(t)) => vec![Value::String(t.clone())],
+                Some(Value::Array(types)) => types.clone(),
+                _ => Vec::new(),
+            };
+            entry["expected"] = Value::Array(expected);
+        }
+        Kind::Required { property } => entry["missing"] = json!([property]),
+        Kind::AdditionalProperties { unexpected } => entry["unwanted"] = json!(unexpected),
+        Kind::Minimum { limit } | Kind::ExclusiveMinimum { limit } => {
+            entry["minimum"] = limit.clone();
+            entry["found"] = error.instance().as_ref().clone();
+        }
+        Kind::Maximum { limit } | Kind::ExclusiveMaximum { limit } => {
+            entry["maximum"] = limit.clone();
+            entry["found"] = error.instance().as_ref().clone();
+        }
+        _ => {}
+    }
+    entry
+}
+
+/// The defaults of `schema` with `user` merged over them, checked against `schema`
+/// (unless there is nothing to check, as in Cosmos). A package without a schema takes no
+/// options: `OptionsNotAllowed`.
 pub fn resolve(
     schema: Option<&Value>,
     user: &Map<String, Value>,
@@ -80,13 +133,15 @@ pub fn resolve(
         if user.is_empty() {
             return Ok(Map::new());
         }
-        return Err(mismatch(vec![json!({
-            "instance": {"pointer": ""},
-            "keyword": "config",
-            "message": "the package takes no options",
-        })]));
+        return Err(CosmosError::new(
+            "OptionsNotAllowed",
+            "No options are allowed for this package",
+        ));
     };
     let merged = merge(&defaults(schema), user);
+    if merged.is_empty() {
+        return Ok(merged);
+    }
     // Universe names its meta-schema `http://json-schema.org/schema#`, which is draft 4 by
     // its keywords but no draft by its URI: the draft is set, not looked up.
     let mut schema = schema.clone();
@@ -105,13 +160,7 @@ pub fn resolve(
     let instance = Value::Object(merged);
     let errors: Vec<Value> = validator
         .iter_errors(&instance)
-        .map(|e| {
-            json!({
-                "instance": {"pointer": e.instance_path().as_str()},
-                "schema": {"pointer": e.schema_path().as_str()},
-                "message": e.to_string(),
-            })
-        })
+        .map(|e| report(&schema, &e))
         .collect();
     if !errors.is_empty() {
         return Err(mismatch(errors));
@@ -166,13 +215,24 @@ mod tests {
         let err = resolve(Some(&schema()), bad.as_object().unwrap()).unwrap_err();
         assert_eq!(err.kind, "JsonSchemaMismatch");
         let errors = err.data.unwrap()["errors"].as_array().unwrap().clone();
-        let pointers: Vec<&str> = errors
-            .iter()
-            .map(|e| e["instance"]["pointer"].as_str().unwrap())
-            .collect();
-        assert!(pointers.contains(&"/service/cpus"), "{errors:?}");
-        assert!(pointers.contains(&"/service/name"), "{errors:?}");
-        assert!(pointers.contains(&"/service"), "{errors:?}");
+        let at = |pointer: &str| {
+            errors
+                .iter()
+                .find(|e| e["instance"]["pointer"] == pointer)
+                .unwrap_or_else(|| panic!("no error at {pointer}: {errors:?}"))
+                .clone()
+        };
+        assert_eq!(at("/service/cpus")["minimum"], 0.01);
+        assert_eq!(at("/service/cpus")["found"], 0);
+        assert_eq!(at("/service/name")["keyword"], "pattern");
+        assert_eq!(at("/service")["unwanted"], json!(["nope"]));
+        let wrong_type = json!({"service": {"cpus": "many"}});
+        let err = resolve(Some(&schema()), wrong_type.as_object().unwrap()).unwrap_err();
+        let entry = &err.data.unwrap()["errors"][0];
+        assert_eq!(
+            (entry["found"].as_str(), &entry["expected"]),
+            (Some("string"), &json!(["number"]))
+        );
     }
 
     #[test]
@@ -181,7 +241,7 @@ mod tests {
         let user = json!({"a": 1});
         assert_eq!(
             resolve(None, user.as_object().unwrap()).unwrap_err().kind,
-            "JsonSchemaMismatch"
+            "OptionsNotAllowed"
         );
         assert_eq!(
             user_options(Some(&json!([1]))).unwrap_err().kind,
@@ -192,12 +252,16 @@ mod tests {
 
     #[test]
     fn a_schema_that_is_not_one_is_an_error_not_a_panic() {
+        let user = json!({"a": 1});
+        let user = user.as_object().unwrap();
         let bad = json!({"type": "object", "properties": {"a": {"type": 5}}});
         assert_eq!(
-            resolve(Some(&bad), &Map::new()).unwrap_err().kind,
+            resolve(Some(&bad), user).unwrap_err().kind,
             "JsonSchemaMismatch"
         );
         let remote = json!({"$ref": "http://127.0.0.1:1/schema.json"});
-        assert!(resolve(Some(&remote), &Map::new()).is_err());
+        assert!(resolve(Some(&remote), user).is_err());
+        // Nothing to check (no defaults, no options): no validation, as in Cosmos.
+        assert!(resolve(Some(&bad), &Map::new()).unwrap().is_empty());
     }
 }

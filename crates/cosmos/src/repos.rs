@@ -33,6 +33,23 @@ const MAX_REPOSITORIES: usize = 64;
 /// Compare-and-set attempts before a change gives up.
 const CAS_ATTEMPTS: usize = 16;
 
+/// How Cosmos names itself to repository servers.
+const USER_AGENT: &str = "cosmos/0.5.4 dcos/1.11.0";
+/// How many package assets are fetched at once (each is held in memory, up to its limit).
+const ASSETS_AT_ONCE: usize = 4;
+
+/// A URI as logs may show it: without the user information of `user:password@host`.
+pub fn redact(uri: &str) -> String {
+    match reqwest::Url::parse(uri) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
+
 /// The URI of the repository the binary carries.
 pub const BUILTIN_URI: &str = "builtin:universe";
 /// The repository the binary carries.
@@ -56,6 +73,8 @@ pub struct Repositories {
     /// The store's session. Cosmos keeps no ephemeral node or watch in it, so a session
     /// ZooKeeper closed (expired, or cut off) is replaced by a new one on the next call.
     store: tokio::sync::RwLock<AnyStore>,
+    assets: reqwest::Client,
+    assets_at_once: tokio::sync::Semaphore,
     client: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, Packages)>>,
     builtin: Packages,
@@ -120,11 +139,21 @@ impl Repositories {
         Ok(Repositories {
             location,
             store: tokio::sync::RwLock::new(store),
+            // Universe servers choose what to answer by the DC/OS version in the user agent.
             client: reqwest::Client::builder()
                 .timeout(FETCH_TIMEOUT)
+                .user_agent(USER_AGENT)
                 .redirect(reqwest::redirect::Policy::limited(5))
                 .build()
                 .expect("a plain HTTP client builds"),
+            // Package assets come back to the user: no redirect may lead the fetch elsewhere.
+            assets: reqwest::Client::builder()
+                .timeout(FETCH_TIMEOUT)
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a plain HTTP client builds"),
+            assets_at_once: tokio::sync::Semaphore::new(ASSETS_AT_ONCE),
             cache: Mutex::new(HashMap::new()),
             builtin: Arc::new(builtin),
         })
@@ -171,13 +200,20 @@ impl Repositories {
     }
 
     /// Applies `change` to the newest list (compare-and-set, retried when another master
-    /// wrote meanwhile); its error leaves the list as it was.
+    /// wrote meanwhile); its error leaves the list as it was. `applied` tells from a list
+    /// whether the change is in it: after a write whose session closed before its answer,
+    /// the write may have happened, and the next read decides.
     async fn update(
         &self,
         change: impl Fn(&mut Vec<RepoRef>) -> Result<(), CosmosError>,
+        applied: impl Fn(&[RepoRef]) -> bool,
     ) -> Result<Vec<RepoRef>, CosmosError> {
+        let mut unsure = false;
         for _ in 0..CAS_ATTEMPTS {
             let (version, mut list) = self.read().await?;
+            if unsure && applied(&list) {
+                return Ok(list);
+            }
             change(&mut list)?;
             let data = serde_json::to_vec(&list).expect("a list of strings serializes");
             let store = self.store().await;
@@ -191,7 +227,10 @@ impl Repositories {
             match written {
                 Ok(()) => return Ok(list),
                 // Whether the write happened is unknown: the newest list tells.
-                Err(dcos_store::Error::SessionClosed { .. }) => self.renew(&store).await?,
+                Err(dcos_store::Error::SessionClosed { .. }) => {
+                    unsure = true;
+                    self.renew(&store).await?;
+                }
                 Err(
                     dcos_store::Error::BadVersion { .. } | dcos_store::Error::NodeExists { .. },
                 ) => continue,
@@ -253,20 +292,35 @@ impl Repositories {
         present(&current)?;
         bounds(&current)?;
         self.fetch(uri, true).await?;
-        self.update(|list| {
-            present(list)?;
-            bounds(list)?;
-            let at = index.map_or(list.len(), |i| i as usize);
-            list.insert(
-                at,
-                RepoRef {
-                    name: name.into(),
-                    uri: uri.into(),
+        let entry = RepoRef {
+            name: name.into(),
+            uri: uri.into(),
+        };
+        let added = self
+            .update(
+                |list| {
+                    present(list)?;
+                    bounds(list)?;
+                    let at = index.map_or(list.len(), |i| i as usize);
+                    list.insert(at, entry.clone());
+                    Ok(())
                 },
-            );
-            Ok(())
-        })
-        .await
+                |list| list.contains(&entry),
+            )
+            .await;
+        if added.is_err() {
+            self.evict_unlisted().await;
+        }
+        added
+    }
+
+    /// Drops the fetched packages of repositories no longer (or never) in the list.
+    async fn evict_unlisted(&self) {
+        let Ok(list) = self.list().await else { return };
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|uri, _| list.iter().any(|r| &r.uri == uri));
     }
 
     /// Removes the repository with `name` or `uri` (both must name the same one if both
@@ -282,11 +336,11 @@ impl Repositories {
                 "Must specify either the name or URI of the repository",
             ));
         }
+        let matches =
+            |r: &RepoRef| name.is_none_or(|n| r.name == n) && uri.is_none_or(|u| r.uri == u);
         let list = self
             .update(|list| {
-                let at = list.iter().position(|r| {
-                    name.is_none_or(|n| r.name == n) && uri.is_none_or(|u| r.uri == u)
-                });
+                let at = list.iter().position(matches);
                 let Some(at) = at else {
                     let message = match (name, uri) {
                         (Some(n), Some(u)) => {
@@ -301,8 +355,9 @@ impl Repositories {
                 };
                 list.remove(at);
                 Ok(())
-            })
+            }, |list| !list.iter().any(matches))
             .await?;
+        self.evict_unlisted().await;
         Ok(list)
     }
 
@@ -336,14 +391,25 @@ impl Repositories {
                 return Ok(packages.clone());
             }
         }
+        let local = uri.starts_with("file:");
         let fetched = match self.download(uri).await {
-            Ok(bytes) => universe::parse_repository(&bytes).map_err(|why| {
-                CosmosError::new(
-                    "InvalidRepository",
-                    format!("The repository at [{uri}] is not a Universe repository: {why}"),
-                )
-                .data(json!({"uri": uri}))
-            }),
+            // A large repository takes a while to read: off the request threads.
+            Ok(bytes) => tokio::task::spawn_blocking(move || universe::parse_repository(&bytes))
+                .await
+                .unwrap_or_else(|e| Err(format!("reading stopped: {e}")))
+                .map_err(|why| {
+                    // What a local file holds is not told: only whether it is a repository.
+                    let why = if local {
+                        "it is not valid".to_string()
+                    } else {
+                        why
+                    };
+                    CosmosError::new(
+                        "InvalidRepository",
+                        format!("The repository at [{uri}] is not a Universe repository: {why}"),
+                    )
+                    .data(json!({"uri": uri}))
+                }),
             Err(e) => Err(e),
         };
         match fetched {
@@ -357,7 +423,7 @@ impl Repositories {
             }
             Err(e) => match cached {
                 Some((_, packages)) if !force => {
-                    tracing::warn!(%uri, error = %e, "cannot refresh a repository; using the last copy");
+                    tracing::warn!(uri = %redact(uri), error = e.kind, "cannot refresh a repository; using the last copy");
                     Ok(packages)
                 }
                 _ => Err(e),
@@ -375,19 +441,15 @@ impl Repositories {
         };
         let url = reqwest::Url::parse(uri).map_err(|e| connection(uri, e))?;
         if url.scheme() == "file" {
-            let path = url
-                .to_file_path()
-                .map_err(|()| connection(uri, "not a path"))?;
-            let meta = tokio::fs::metadata(&path)
-                .await
-                .map_err(|e| connection(uri, e))?;
-            if !meta.is_file() {
-                return Err(connection(uri, "not a file"));
+            // One answer for every way a file cannot be read, so repository URIs cannot
+            // probe the master's files.
+            let unreadable = || connection(uri, "the file cannot be read as a repository");
+            let path = url.to_file_path().map_err(|()| unreadable())?;
+            let meta = tokio::fs::metadata(&path).await.map_err(|_| unreadable())?;
+            if !meta.is_file() || meta.len() > MAX_REPOSITORY as u64 {
+                return Err(unreadable());
             }
-            if meta.len() > MAX_REPOSITORY as u64 {
-                return Err(too_big());
-            }
-            return tokio::fs::read(&path).await.map_err(|e| connection(uri, e));
+            return tokio::fs::read(&path).await.map_err(|_| unreadable());
         }
         let accept = format!(
             "{},{};q=0.9,application/json;q=0.5",
@@ -460,13 +522,19 @@ impl Repositories {
             .any(|p| p.resource_urls().iter().any(|u| u == url));
         if !named {
             return Err(CosmosError::new(
-                "ResourceNotFound",
+                "Forbidden",
                 format!("No package of the repositories names the resource [{url}]"),
             )
+            .status(StatusCode::FORBIDDEN)
             .data(json!({"url": url})));
         }
+        let _turn = self
+            .assets_at_once
+            .acquire()
+            .await
+            .map_err(|_| CosmosError::internal("the asset fetches are closed"))?;
         let mut response = self
-            .client
+            .assets
             .get(url)
             .send()
             .await
@@ -493,7 +561,7 @@ impl Repositories {
                     "ResourceTooLarge",
                     format!("The resource [{url}] is larger than {limit} bytes"),
                 )
-                .status(StatusCode::BAD_GATEWAY));
+                .status(StatusCode::FORBIDDEN));
             }
             bytes.extend_from_slice(&chunk);
         }

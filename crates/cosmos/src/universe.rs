@@ -56,6 +56,8 @@ const DESCRIBE_V2_FIELDS: &[&str] = &[
     "command",
 ];
 
+/// The largest package read back from an app's label (decompressed).
+pub const MAX_PACKAGE: usize = 4 * 1024 * 1024;
 /// The largest template a package may carry (decoded).
 const MAX_TEMPLATE: usize = 1024 * 1024;
 
@@ -168,9 +170,15 @@ impl Package {
         Value::Object(out)
     }
 
-    /// The list-style metadata (`list`'s `packageDefinition`, `DCOS_PACKAGE_METADATA`).
+    /// The list-style metadata (`list`'s `packageDefinition`, `DCOS_PACKAGE_METADATA`);
+    /// `selected` and `framework` are `false` when the package does not say.
     pub fn metadata(&self) -> Value {
         let mut out = self.pick(METADATA_FIELDS);
+        for flag in ["selected", "framework"] {
+            if out.get(flag).is_none() {
+                out[flag] = Value::Bool(false);
+            }
+        }
         if let Some(images) = self.get("resource").and_then(|r| r.get("images")) {
             out["images"] = images.clone();
         }

@@ -484,8 +484,8 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         (200, "not really a PNG".to_string())
     );
     let (status, text) = resource("http://127.0.0.1:18999/repo.json");
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("ResourceNotFound"), "{text}");
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("Forbidden"), "{text}");
     let (ok, text) = dcos_package(&cluster, m, &["repo", "remove", "Second"]);
     assert!(ok, "{text}");
     let (ok, text) = dcos_package(&cluster, m, &["search", "--json"]);
