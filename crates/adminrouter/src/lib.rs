@@ -128,6 +128,10 @@ fn upstream_row(f: Fixed, role: Role) -> Option<(&'static str, NodeRole, u16)> {
         Fixed::Iam => ("dcos-bouncer.service", NodeRole::Master, 8101),
         Fixed::LocalAgent => ("dcos-mesos-slave.service", NodeRole::Agent, 5051),
         Fixed::Ca => ("dcos-ca.service", NodeRole::Master, 8888),
+        // dcos-diagnostics: the masters' 1050 (an added row); agents serve it on a socket.
+        Fixed::Health if role == Role::Master => {
+            ("dcos-diagnostics.service", NodeRole::Master, 1050)
+        }
         Fixed::Health | Fixed::Pkgpanda | Fixed::Logs | Fixed::Metrics => return None,
     })
 }
@@ -178,17 +182,13 @@ impl Config {
         .into_iter()
         .filter_map(|f| Some((f, Upstream::Tcp(contract_upstream(f, role, ip)?))))
         .collect();
-        fixed.extend([
-            (
+        if role == Role::Agent {
+            fixed.insert(
                 Fixed::Health,
-                match role {
-                    // dcos-diagnostics' port on masters, which the 1.11 page does not list.
-                    Role::Master => {
-                        Upstream::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1050))
-                    }
-                    Role::Agent => Upstream::Unix(run_dir.join("dcos-diagnostics.sock")),
-                },
-            ),
+                Upstream::Unix(run_dir.join("dcos-diagnostics.sock")),
+            );
+        }
+        fixed.extend([
             (
                 Fixed::Pkgpanda,
                 Upstream::Unix(run_dir.join("pkgpanda-api.sock")),

@@ -494,6 +494,7 @@ fn framework_accounts(dir: &Path, masters: &[IpAddr]) -> Result<FrameworkAccount
         ("mesos-dns", "dcos_mesos_dns"),
         ("net", "dcos_net"),
         ("history", "dcos_history_service"),
+        ("diagnostics", "dcos_diagnostics"),
     ] {
         let (login_endpoint, also_at) = match (component, routers.split_first()) {
             ("agent", Some((first, others))) => (first.clone(), others.to_vec()),

@@ -31,6 +31,7 @@ const START_ORDER: &[&str] = &[
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-mesos-slave.service",
+    "dcos-diagnostics.service",
     "dcos-rexray.service",
     "dcos-metrics-master.service",
     "dcos-metrics-agent.service",
@@ -53,6 +54,7 @@ const BUILT: &[&str] = &[
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-mesos-slave.service",
+    "dcos-diagnostics.service",
     "dcos-adminrouter.service",
     "dcos-adminrouter-agent",
 ];
@@ -247,6 +249,78 @@ pub async fn run_unit(
                     admin: Some(at(binds.tcp(dcos_cosmos::ADMIN_PORT))?),
                     marathon: format!("http://{marathon}"),
                     store: config.store_location("cosmos/cosmos.redb"),
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|e| failed(e.into()))
+        }
+        "dcos-diagnostics.service" => {
+            let (ip, binds) = binds()?;
+            let run = run_dir(config);
+            let logs_dir = config.work_dir.join("logs");
+            // The node's own Mesos id, looked up in the background (the master or agent on
+            // this node may start after this unit).
+            let mesos_id = crate::health::MesosId::default();
+            let (own, component) = if role.is_master() {
+                (
+                    at(
+                        bind_addrs("dcos-mesos-master.service", NodeRole::Master, ip)
+                            .and_then(|b| b.connect_tcp(5050)),
+                    )?,
+                    "diagnostics",
+                )
+            } else {
+                (
+                    at(bind_addrs("dcos-mesos-slave.service", role, ip)
+                        .and_then(|b| b.connect_tcp(5051)))?,
+                    "agent",
+                )
+            };
+            tokio::spawn(crate::health::learn_mesos_id(
+                own,
+                credentials(component)?,
+                mesos_id.clone(),
+                shutdown.clone(),
+            ));
+            let (listen, pull) = if role.is_master() {
+                let mut mesos = dcos_mesos_api::follow::Config::summary(
+                    masters()?,
+                    crate::health::PULL_INTERVAL,
+                );
+                mesos.credentials = credentials("diagnostics")?;
+                let pull = dcos_diagnostics::pull::Pull {
+                    masters: config.master_list.clone(),
+                    master_port: dcos_diagnostics::MASTER_PORT,
+                    agent_router_port: 61001,
+                    mesos,
+                    interval: crate::health::PULL_INTERVAL,
+                    bundles_dir: config.work_dir.join("diagnostics").join("bundles"),
+                };
+                (
+                    dcos_diagnostics::Listen::Tcp(at(binds.tcp(dcos_diagnostics::MASTER_PORT))?),
+                    Some(pull),
+                )
+            } else {
+                (
+                    dcos_diagnostics::Listen::Unix(run.join("dcos-diagnostics.sock")),
+                    None,
+                )
+            };
+            let node_role = if role.is_master() {
+                "master"
+            } else {
+                role.as_str()
+            };
+            dcos_diagnostics::serve(
+                dcos_diagnostics::Config {
+                    listen,
+                    ip,
+                    role: node_role.into(),
+                    dcos_version: dcos_adminrouter::pages::DCOS_VERSION.into(),
+                    local: crate::health::reporter(role, ip, run, logs_dir.clone(), mesos_id),
+                    logs_dir,
+                    pull,
                 },
                 shutdown,
             )

@@ -240,6 +240,7 @@ pub const SERVED_ENTERPRISE_UNITS: &[&str] = &["dcos-bouncer.service", "dcos-ca.
 const NET: &[&str] = &["dcos-net.service"];
 const EXHIBITOR: &[&str] = &["dcos-exhibitor.service"];
 const REGISTRY: &[&str] = &["dcos-registry.service"];
+const DIAGNOSTICS: &[&str] = &["dcos-diagnostics.service"];
 const AR: &[&str] = &["dcos-adminrouter.service"];
 const AR_AGENT: &[&str] = &["dcos-adminrouter-agent"];
 const MARATHON: &[&str] = &["dcos-marathon.service"];
@@ -628,6 +629,27 @@ pub static CONTRACT: &[PortRow] = &[
         EXHIBITOR,
         "master",
         "master",
+    )),
+    // Added: dcos-diagnostics. DC/OS 1.11 binds it on the masters' 1050, where the masters
+    // pull each other's unit health and Admin Router reaches it; its ports page does not
+    // list it. Agents serve it on a unix socket behind their Admin Router (61001).
+    added(row(
+        Single(1050),
+        Tcp,
+        Master,
+        "DC/OS Diagnostics (dcos-diagnostics)",
+        DIAGNOSTICS,
+        "master",
+        "master",
+    )),
+    added(row(
+        Ephemeral,
+        Tcp,
+        Agent,
+        "DC/OS Diagnostics (dcos-diagnostics, unix socket behind Admin Router)",
+        DIAGNOSTICS,
+        "None",
+        "None",
     )),
     // Added: an air-gapped cluster's own image registry (optional, off by default), where
     // agents pull the images of their containers and operators push them; 5000 is the

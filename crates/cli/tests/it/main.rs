@@ -4,6 +4,7 @@
 mod adminrouter;
 mod cluster;
 mod config;
+mod diagnostics;
 mod dns;
 mod ha;
 mod iam;

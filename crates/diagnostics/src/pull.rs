@@ -1,0 +1,233 @@
+//! The masters' pull: every node's own report, on an interval and on demand, aggregated.
+//!
+//! The agents come from the leading Mesos master's state summary (one follower); the other
+//! masters are asked on their 1050, the agents through their Admin Router (61001), which
+//! serves the agent's socket without a token, as in DC/OS. A node that does not answer in
+//! [`crate::PULL_TIMEOUT`] is reported unhealthy with the reason, keeping the units it was
+//! last seen with.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dcos_mesos_api::follow;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Cluster, NodeHealth};
+
+/// How the masters pull.
+#[derive(Clone, Debug)]
+pub struct Pull {
+    /// Every master.
+    pub masters: Vec<IpAddr>,
+    /// Their dcos-diagnostics port (1050).
+    pub master_port: u16,
+    /// The agents' Admin Router port (61001).
+    pub agent_router_port: u16,
+    /// How the leading Mesos master's state summary is read (the agents).
+    pub mesos: follow::Config,
+    /// How often every node is pulled.
+    pub interval: Duration,
+    /// Where bundles are written.
+    pub bundles_dir: PathBuf,
+}
+
+/// The puller of one master.
+#[derive(Clone)]
+pub struct Puller {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pull: Pull,
+    me: IpAddr,
+    client: reqwest::Client,
+    follower: follow::Follower,
+    /// The last aggregate and when it was made; the lock also keeps pulls one at a time.
+    last: tokio::sync::Mutex<Option<(Instant, Cluster)>>,
+}
+
+/// A node to pull: where, and what it is.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Its IP.
+    pub ip: String,
+    /// `master`, `agent` or `agent_public`.
+    pub role: &'static str,
+    /// Its Mesos id, when the master knows it.
+    pub mesos_id: String,
+    /// Where its `/system/health/v1` is.
+    pub url: String,
+}
+
+impl Puller {
+    /// The puller of the master at `me`.
+    pub fn new(pull: Pull, me: IpAddr) -> Puller {
+        let follower = follow::Follower::spawn(pull.mesos.clone());
+        Puller {
+            inner: Arc::new(Inner {
+                client: reqwest::Client::builder()
+                    .timeout(crate::PULL_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .expect("a plain HTTP client builds"),
+                pull,
+                me,
+                follower,
+                last: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Every node but this master: the other masters, then the agents the leading Mesos
+    /// master lists.
+    pub fn targets(&self) -> Vec<Target> {
+        let p = &self.inner.pull;
+        let mut out: Vec<Target> = p
+            .masters
+            .iter()
+            .filter(|m| **m != self.inner.me)
+            .map(|m| Target {
+                ip: m.to_string(),
+                role: "master",
+                mesos_id: String::new(),
+                url: format!(
+                    "http://{}/system/health/v1",
+                    std::net::SocketAddr::new(*m, p.master_port)
+                ),
+            })
+            .collect();
+        if let Some(snapshot) = self.inner.follower.current() {
+            for agent in snapshot.state["slaves"].as_array().into_iter().flatten() {
+                let Some(host) = agent["hostname"].as_str() else {
+                    continue;
+                };
+                let Ok(ip) = host.parse::<IpAddr>() else {
+                    continue;
+                };
+                let public = agent["attributes"]["public_ip"] == "true";
+                out.push(Target {
+                    ip: ip.to_string(),
+                    role: if public { "agent_public" } else { "agent" },
+                    mesos_id: agent["id"].as_str().unwrap_or_default().to_string(),
+                    url: format!(
+                        "http://{}/system/health/v1",
+                        std::net::SocketAddr::new(ip, p.agent_router_port)
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// The leading Mesos master's IP, if known.
+    pub fn leader(&self) -> Option<String> {
+        self.inner
+            .follower
+            .current()
+            .map(|s| s.leader.ip().to_string())
+    }
+
+    /// The HTTP client pulls use.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    /// The leading Mesos master's state summary, if read.
+    pub fn mesos_state(&self) -> Option<Arc<serde_json::Value>> {
+        self.inner.follower.current().map(|s| s.state.clone())
+    }
+
+    async fn ask(&self, target: &Target) -> Result<NodeHealth, String> {
+        let response = self
+            .inner
+            .client
+            .get(&target.url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("it answered {}", response.status()));
+        }
+        let mut health: NodeHealth = response.json().await.map_err(|e| e.to_string())?;
+        // What the node says of its address and role must be what it was asked as.
+        health.ip = target.ip.clone();
+        health.node_role = target.role.to_string();
+        if health.mesos_id.is_empty() {
+            health.mesos_id = target.mesos_id.clone();
+        }
+        Ok(health)
+    }
+
+    /// Pulls every node now; `local` is this master's own report.
+    async fn pull_now<F, Fut>(&self, previous: Option<&Cluster>, local: F) -> Cluster
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = NodeHealth>,
+    {
+        let targets = self.targets();
+        let asks = targets
+            .iter()
+            .map(|t| async move { (t, self.ask(t).await) });
+        let (mine, answers) = tokio::join!(local(), futures::future::join_all(asks));
+        let mut cluster = Cluster {
+            leader: self.leader(),
+            updated: now_rfc3339(),
+            ..Cluster::default()
+        };
+        cluster.nodes.insert(mine.ip.clone(), mine);
+        for (target, answer) in answers {
+            let node = answer.unwrap_or_else(|why| {
+                let known = previous
+                    .and_then(|c| c.nodes.get(&target.ip))
+                    .map(|n| n.units.clone())
+                    .unwrap_or_default();
+                tracing::warn!(node = %target.ip, %why, "a node's dcos-diagnostics did not answer");
+                NodeHealth::unreachable(&target.ip, target.role, &target.mesos_id, &known, &why)
+            });
+            cluster.nodes.insert(target.ip.clone(), node);
+        }
+        cluster
+    }
+
+    /// The aggregate: pulled now if `fresh`, if never pulled, or if older than the
+    /// interval; else the last one.
+    pub async fn cluster<F, Fut>(&self, fresh: bool, local: F) -> Cluster
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = NodeHealth>,
+    {
+        let mut last = self.inner.last.lock().await;
+        if let Some((at, cluster)) = &*last {
+            if !fresh && at.elapsed() < self.inner.pull.interval {
+                return cluster.clone();
+            }
+        }
+        let cluster = self.pull_now(last.as_ref().map(|(_, c)| c), local).await;
+        *last = Some((Instant::now(), cluster.clone()));
+        cluster
+    }
+
+    /// Pulls every interval until `stop`.
+    pub async fn run<F, Fut>(&self, local: F, stop: CancellationToken)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = NodeHealth>,
+    {
+        // The follower needs a moment to find the leader before the first pull.
+        let _ = self.inner.follower.ready(Duration::from_secs(10)).await;
+        loop {
+            self.cluster(true, &local).await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.inner.pull.interval) => {}
+            }
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
