@@ -725,6 +725,7 @@ mod tests {
             vec![
                 "dcos-net.service",
                 "dcos-mesos-slave.service",
+                "dcos-diagnostics.service",
                 "dcos-rexray.service",
                 "dcos-metrics-agent.service",
                 "dcos-adminrouter-agent"

@@ -96,13 +96,18 @@ fn the_table_equals_the_page_row_for_row() {
 }
 
 #[test]
-fn the_added_rows_are_zookeeper_quorum_and_the_image_registry() {
+fn the_added_rows_are_zookeeper_quorum_diagnostics_and_the_image_registry() {
     let added: Vec<_> = CONTRACT.iter().filter(|r| !r.in_spec).collect();
-    assert_eq!(added.len(), 2);
+    assert_eq!(added.len(), 4);
     assert_eq!(added[0].port, PortSpec::Single(2888));
     assert_eq!(added[0].units, &["dcos-exhibitor.service"]);
-    assert_eq!(added[1].port, PortSpec::Single(5000));
-    assert_eq!(added[1].units, &["dcos-registry.service"]);
+    // dcos-diagnostics: TCP 1050 on masters, a socket (no port) on agents.
+    assert_eq!(added[1].port, PortSpec::Single(1050));
+    assert_eq!(added[1].units, &["dcos-diagnostics.service"]);
+    assert_eq!(added[2].port, PortSpec::Ephemeral);
+    assert_eq!(added[2].section, Section::Agent);
+    assert_eq!(added[3].port, PortSpec::Single(5000));
+    assert_eq!(added[3].units, &["dcos-registry.service"]);
 }
 
 fn ports(role: NodeRole, protocol: Protocol) -> Vec<u16> {
@@ -114,7 +119,7 @@ fn each_role_holds_the_pages_ports() {
     assert_eq!(
         ports(NodeRole::Master, Protocol::Tcp),
         vec![
-            53, 80, 443, 1337, 2181, 2888, 3888, 5000, 5050, 7070, 8080, 8101, 8123, 8181, 8200,
+            53, 80, 443, 1050, 1337, 2181, 2888, 3888, 5000, 5050, 7070, 8080, 8101, 8123, 8181, 8200,
             8443, 8888, 9090, 9443, 9990, 15055, 15101, 15201, 61003, 61053, 61091, 61420, 61430,
             62080, 62501
         ]
@@ -136,12 +141,13 @@ fn the_six_task_ranges_and_co_location() {
     assert!(task_ranges(NodeRole::Master).is_empty());
     let colocated = task_ranges(NodeRole::MasterAgent);
     for p in [
-        1337, 2888, 5000, 7070, 8101, 8123, 8200, 8443, 8888, 9090, 9443, 9990, 15055, 15101, 15201,
+        1050, 1337, 2888, 5000, 7070, 8101, 8123, 8200, 8443, 8888, 9090, 9443, 9990, 15055, 15101,
+        15201,
     ] {
         assert!(!colocated.contains(p), "{p} is a master component port");
     }
     assert!(colocated.contains(1025) && colocated.contains(32000));
-    let expected: RangeSet = "[1025-1336, 1338-2180, 2182-2887, 2889-3887, 3889-4999, 5001-5049, 5052-7069, 7071-8079, 8082-8100, 8102-8122, 8124-8180, 8182-8199, 8201-8442, 8444-8887, 8889-9089, 9091-9442, 9444-9989, 9991-15054, 15056-15100, 15102-15200, 15202-32000]".parse().unwrap();
+    let expected: RangeSet = "[1025-1049, 1051-1336, 1338-2180, 2182-2887, 2889-3887, 3889-4999, 5001-5049, 5052-7069, 7071-8079, 8082-8100, 8102-8122, 8124-8180, 8182-8199, 8201-8442, 8444-8887, 8889-9089, 9091-9442, 9444-9989, 9991-15054, 15056-15100, 15102-15200, 15202-32000]".parse().unwrap();
     assert_eq!(colocated, expected);
 }
 
@@ -186,6 +192,7 @@ fn bind_scopes_follow_source_and_destination() {
         (61001, Tcp, Cluster),
         (61002, Tcp, Cluster),
         (2888, Tcp, Cluster),
+        (1050, Tcp, Cluster),
         (5000, Tcp, Cluster),
     ];
     let ours: Vec<(u16, Protocol, BindScope)> = CONTRACT
@@ -276,9 +283,11 @@ fn units_per_role() {
             "dcos-metrics-agent.service",
             "dcos-mesos-slave.service",
             "dcos-adminrouter-agent",
+            "dcos-diagnostics.service",
         ]
     );
     let master = units_for(NodeRole::Master);
+    assert!(master.contains(&"dcos-diagnostics.service"));
     assert!(master.contains(&"dcos-pkgpanda-api.service"));
     assert!(master.contains(&"dcos-metrics-master.service"));
     assert!(!master.contains(&"dcos-mesos-slave.service"));

@@ -27,6 +27,7 @@ const MASTER_UNITS: &[&str] = &[
     "dcos-cosmos.service",
     "dcos-history-service.service",
     "dcos-net.service",
+    "dcos-diagnostics.service",
     "dcos-rexray.service",
     "dcos-metrics-master.service",
     "dcos-adminrouter.service",
@@ -34,6 +35,7 @@ const MASTER_UNITS: &[&str] = &[
 const AGENT_UNITS: &[&str] = &[
     "dcos-net.service",
     "dcos-mesos-slave.service",
+    "dcos-diagnostics.service",
     "dcos-rexray.service",
     "dcos-metrics-agent.service",
     "dcos-adminrouter-agent.service",

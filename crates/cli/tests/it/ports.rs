@@ -9,8 +9,9 @@ fn ports_list_json_has_every_row_and_the_documented_keys() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        42,
-        "40 rows of the page plus ZooKeeper's quorum port and the image registry"
+        44,
+        "40 rows of the page plus ZooKeeper's quorum port, dcos-diagnostics (masters' 1050, \
+         agents' socket) and the image registry"
     );
     let zk = rows.iter().find(|r| r["port"] == 2888).unwrap();
     assert_eq!(zk["in_spec"], false);
