@@ -11,6 +11,7 @@ mod install;
 mod job;
 mod marathon;
 mod node;
+mod node_health;
 mod package;
 mod ports;
 mod preflight;

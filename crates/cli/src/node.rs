@@ -1,4 +1,4 @@
-//! `dcos node run|status`.
+//! `dcos node run|status|health`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,10 +33,14 @@ enum NodeCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Every unit of every node with its health and, when unhealthy, why (dcos-diagnostics
+    /// through Admin Router); exits 1 when one is unhealthy.
+    Health(crate::node_health::HealthArgs),
 }
 
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        NodeCommand::Health(args) => crate::node_health::run(args),
         NodeCommand::Run { role, config } => {
             init_tracing();
             let loaded = load_config(&config)?;
