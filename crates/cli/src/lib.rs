@@ -12,6 +12,7 @@ mod job;
 mod marathon;
 mod node;
 mod node_health;
+mod node_log;
 mod package;
 mod ports;
 mod preflight;

@@ -1,4 +1,4 @@
-//! `dcos node run|status|health`.
+//! `dcos node run|status|health|log`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,11 +36,15 @@ enum NodeCommand {
     /// Every unit of every node with its health and, when unhealthy, why (dcos-diagnostics
     /// through Admin Router); exits 1 when one is unhealthy.
     Health(crate::node_health::HealthArgs),
+    /// Print a node's unit logs, the leading master's or an agent's (through Admin Router's
+    /// dcos-log API).
+    Log(crate::node_log::LogArgs),
 }
 
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         NodeCommand::Health(args) => crate::node_health::run(args),
+        NodeCommand::Log(args) => crate::node_log::run(args),
         NodeCommand::Run { role, config } => {
             init_tracing();
             let loaded = load_config(&config)?;

@@ -30,6 +30,57 @@ pub struct Cosmos {
     pub repos: Repositories,
     /// Where the packages run.
     pub marathon: Marathon,
+    /// The last search answers, for the repositories they were made from.
+    searches: std::sync::Mutex<SearchCache>,
+}
+
+impl Cosmos {
+    /// Cosmos over `repos`, installing through `marathon`.
+    pub fn new(repos: Repositories, marathon: Marathon) -> Cosmos {
+        Cosmos {
+            repos,
+            marathon,
+            searches: Default::default(),
+        }
+    }
+}
+
+/// Search answers by query, valid while the repositories are the same fetches: a search is
+/// the same text until a repository is added, removed, reordered or fetched anew, and the
+/// answer of a large repository takes far longer to make than to send.
+#[derive(Default)]
+struct SearchCache {
+    /// Each repository's URI and its fetched packages (held, so their identity stays theirs).
+    source: Vec<(String, Packages)>,
+    answers: std::collections::HashMap<String, Bytes>,
+}
+
+impl SearchCache {
+    fn made_from(&self, all: &[(RepoRef, Packages)]) -> bool {
+        self.source.len() == all.len()
+            && self
+                .source
+                .iter()
+                .zip(all)
+                .all(|((uri, p), (repo, q))| uri == &repo.uri && Arc::ptr_eq(p, q))
+    }
+}
+
+/// How many queries' answers are kept.
+const SEARCHES_KEPT: usize = 64;
+
+/// What an endpoint answers: JSON made now, or text made before.
+pub enum Reply {
+    /// JSON to serialize.
+    Json(Value),
+    /// An answer's text, kept.
+    Text(Bytes),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Reply {
+        Reply::Json(v)
+    }
 }
 
 /// One call's context: the answer type `Accept` chose, the caller's credentials.
@@ -58,17 +109,21 @@ fn prepare<T: DeserializeOwned>(
     Ok((request, answer))
 }
 
-fn answer(kind: &'static str, body: Value) -> Response {
+fn answer(kind: &'static str, body: Reply) -> Response {
+    let text = match body {
+        Reply::Json(v) => Bytes::from(v.to_string()),
+        Reply::Text(t) => t,
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static(kind))],
-        body.to_string(),
+        text,
     )
         .into_response()
 }
 
 /// A POST endpoint: `request_type` in, one of `offers` out, `run` in between.
-fn endpoint<T, F, Fut>(
+fn endpoint<T, F, Fut, R>(
     request_type: &'static str,
     offers: &'static [&'static str],
     run: F,
@@ -76,7 +131,8 @@ fn endpoint<T, F, Fut>(
 where
     T: DeserializeOwned + Send + 'static,
     F: Fn(Arc<Cosmos>, T, Call) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, CosmosError>> + Send + 'static,
+    Fut: Future<Output = Result<R, CosmosError>> + Send + 'static,
+    R: Into<Reply>,
 {
     post(
         move |State(cosmos): State<Arc<Cosmos>>, headers: HeaderMap, body: Bytes| async move {
@@ -89,7 +145,7 @@ where
                 auth: headers.get(header::AUTHORIZATION).cloned(),
             };
             match run(cosmos, request, call).await {
-                Ok(body) => answer(kind, body),
+                Ok(body) => answer(kind, body.into()),
                 Err(e) => e.into_response(),
             }
         },
@@ -336,15 +392,44 @@ async fn search(
     cosmos: Arc<Cosmos>,
     request: SearchRequest,
     _: Call,
-) -> Result<Value, CosmosError> {
+) -> Result<Reply, CosmosError> {
     let all = cosmos.repos.packages().await?;
     let query = request.query.unwrap_or_default();
+    let lock = || cosmos.searches.lock().unwrap_or_else(|e| e.into_inner());
+    {
+        let cache = lock();
+        if cache.made_from(&all) {
+            if let Some(text) = cache.answers.get(&query) {
+                return Ok(Reply::Text(text.clone()));
+            }
+        }
+    }
+    let text = Bytes::from(search_answer(&all, &query).to_string());
+    let mut cache = lock();
+    if !cache.made_from(&all) {
+        *cache = SearchCache {
+            source: all
+                .iter()
+                .map(|(repo, packages)| (repo.uri.clone(), packages.clone()))
+                .collect(),
+            answers: Default::default(),
+        };
+    }
+    if cache.answers.len() >= SEARCHES_KEPT {
+        cache.answers.clear();
+    }
+    cache.answers.insert(query, text.clone());
+    Ok(Reply::Text(text))
+}
+
+/// The answer to a search of `query` over `all`.
+fn search_answer(all: &[(RepoRef, Packages)], query: &str) -> Value {
     let mut results = Vec::new();
-    for versions in by_name(&all).into_values() {
+    for versions in by_name(all).into_values() {
         let Some(current) = versions.last() else {
             continue;
         };
-        if !current.matches(&query) {
+        if !current.matches(query) {
             continue;
         }
         let field = |key: &str| current.get(key).cloned();
@@ -372,7 +457,7 @@ async fn search(
         };
         key(a).cmp(&key(b))
     });
-    Ok(json!({"packages": results}))
+    json!({"packages": results})
 }
 
 #[derive(Deserialize)]

@@ -100,12 +100,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let cosmos = Arc::new(api::Cosmos {
-        repos: repos::Repositories::open(config.store)
+    let cosmos = Arc::new(api::Cosmos::new(
+        repos::Repositories::open(config.store)
             .await
             .map_err(Error::Store)?,
-        marathon: marathon::Marathon::new(config.marathon),
-    });
+        marathon::Marathon::new(config.marathon),
+    ));
     let stats = Arc::new(Stats::default());
     tracing::info!(addr = %config.listen, "listening for Cosmos requests");
     let api = dcos_serve::serve(api, router(cosmos, stats.clone()), LIMITS, shutdown.clone());
@@ -244,10 +244,10 @@ mod tests {
     async fn cosmos() -> (tempfile::TempDir, Router) {
         let dir = tempfile::tempdir().unwrap();
         let location = dcos_store::Location::Embedded(dir.path().join("cosmos.redb"));
-        let cosmos = Arc::new(api::Cosmos {
-            repos: repos::Repositories::open(location).await.unwrap(),
-            marathon: marathon::Marathon::new("http://127.0.0.1:1"),
-        });
+        let cosmos = Arc::new(api::Cosmos::new(
+            repos::Repositories::open(location).await.unwrap(),
+            marathon::Marathon::new("http://127.0.0.1:1"),
+        ));
         (dir, router(cosmos, Arc::new(Stats::default())))
     }
 
@@ -394,6 +394,61 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?} {body}");
             assert_eq!(answer["type"], kind, "{headers:?} {body}: {answer}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_kept_search_answer_follows_the_repositories() {
+        let (dir, router) = cosmos().await;
+        let search = |query: &str| {
+            let router = router.clone();
+            let body = serde_json::json!({"query": query}).to_string();
+            async move {
+                let headers = [
+                    ("accept", "application/vnd.dcos.package.search-response+json;charset=utf-8;version=v1"),
+                    ("content-type", "application/vnd.dcos.package.search-request+json;charset=utf-8;version=v1"),
+                ];
+                call(router, "POST", "/package/search", &headers, &body)
+                    .await
+                    .2
+            }
+        };
+        let names = |answer: &serde_json::Value| -> Vec<String> {
+            answer["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let first = search("").await;
+        assert_eq!(search("").await, first, "the kept answer is the same");
+        assert_eq!(names(&search("kv").await), ["kv-store"]);
+        // Another repository: the next search sees its package.
+        let repo = dir.path().join("extra.json");
+        let template = "{}";
+        let extra = serde_json::json!({"packages": [{"packagingVersion": "4.0", "name": "extra",
+            "version": "1", "releaseVersion": 0, "maintainer": "m", "description": "d",
+            "marathon": {"v2AppMustacheTemplate": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD, template)}}]});
+        std::fs::write(&repo, extra.to_string()).unwrap();
+        let headers = [
+            ("accept", "application/vnd.dcos.package.repository.add-response+json;charset=utf-8;version=v1"),
+            ("content-type", "application/vnd.dcos.package.repository.add-request+json;charset=utf-8;version=v1"),
+        ];
+        let body =
+            serde_json::json!({"name": "extra", "uri": format!("file://{}", repo.display())});
+        let (status, _, _) = call(
+            router.clone(),
+            "POST",
+            "/package/repository/add",
+            &headers,
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let after = names(&search("").await);
+        assert!(after.contains(&"extra".to_string()), "{after:?}");
+        assert_eq!(after.len(), names(&first).len() + 1);
     }
 
     #[tokio::test]
