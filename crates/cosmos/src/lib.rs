@@ -45,10 +45,16 @@ pub const ADMIN_PORT: u16 = 9990;
 /// The media type of a `/capabilities` answer.
 pub const CAPABILITIES_TYPE: &str = media::CAPABILITIES;
 
-/// What this cluster has, in Cosmos' names: the package manager and Metronome on every
-/// master (the DC/OS CLI requires `METRONOME` before `dcos job`). The cluster report and
-/// the logging API are not served, so they are not claimed.
-pub const CAPABILITIES: &[&str] = &["PACKAGE_MANAGEMENT", "METRONOME"];
+/// What this cluster has, in Cosmos' names, DC/OS 1.11's list: the package manager,
+/// dcos-diagnostics' bundles, Metronome (the DC/OS CLI requires `METRONOME` before `dcos
+/// job`), and dcos-log's v1 and v2 APIs (the DC/OS CLI reads logs through them when listed).
+pub const CAPABILITIES: &[&str] = &[
+    "PACKAGE_MANAGEMENT",
+    "SUPPORT_CLUSTER_REPORT",
+    "METRONOME",
+    "LOGGING",
+    "LOGGING_V2",
+];
 
 /// Where Cosmos listens, and what it works with.
 #[derive(Clone, Debug)]
@@ -291,7 +297,9 @@ mod tests {
         assert_eq!((status, kind.as_str()), (StatusCode::OK, CAPABILITIES_TYPE));
         assert_eq!(
             body,
-            serde_json::json!({"capabilities": [{"name": "PACKAGE_MANAGEMENT"}, {"name": "METRONOME"}]})
+            serde_json::json!({"capabilities": [{"name": "PACKAGE_MANAGEMENT"},
+                {"name": "SUPPORT_CLUSTER_REPORT"}, {"name": "METRONOME"}, {"name": "LOGGING"},
+                {"name": "LOGGING_V2"}]})
         );
         for accept in [
             "*/*",
@@ -393,6 +401,56 @@ mod tests {
             let (status, _, answer) = search(headers.clone(), body).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?} {body}");
             assert_eq!(answer["type"], kind, "{headers:?} {body}: {answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_refuses_requests_without_its_media_types() {
+        let (_dir, router) = cosmos().await;
+        let endpoints = [
+            ("/package/list", "list"),
+            ("/package/search", "search"),
+            ("/package/describe", "describe"),
+            ("/package/list-versions", "list-versions"),
+            ("/package/install", "install"),
+            ("/package/render", "render"),
+            ("/package/uninstall", "uninstall"),
+            ("/package/repository/list", "repository.list"),
+            ("/package/repository/add", "repository.add"),
+            ("/package/repository/delete", "repository.delete"),
+        ];
+        for (path, kind) in endpoints {
+            let request = format!(
+                "application/vnd.dcos.package.{kind}-request+json;charset=utf-8;version=v1"
+            );
+            let cases = [
+                (vec![("content-type", request.as_str())], "not_present"),
+                (
+                    vec![("accept", "*/*"), ("content-type", request.as_str())],
+                    "not_valid",
+                ),
+                (
+                    vec![
+                        ("accept", "application/json"),
+                        ("content-type", request.as_str()),
+                    ],
+                    "not_valid",
+                ),
+            ];
+            for (headers, kind) in cases {
+                let (status, content_type, body) =
+                    call(router.clone(), "POST", path, &headers, "{}").await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {headers:?}");
+                assert_eq!(content_type, ERROR_TYPE);
+                assert_eq!(body["type"], kind, "{path} {headers:?}: {body}");
+            }
+        }
+        for path in ["/service/describe", "/service/update"] {
+            let (status, _, body) = call(router.clone(), "POST", path, &[], "{}").await;
+            assert_eq!(
+                (status, body["type"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("not_present"))
+            );
         }
     }
 

@@ -495,6 +495,7 @@ fn framework_accounts(dir: &Path, masters: &[IpAddr]) -> Result<FrameworkAccount
         ("net", "dcos_net"),
         ("history", "dcos_history_service"),
         ("diagnostics", "dcos_diagnostics"),
+        ("metrics", "dcos_metrics"),
     ] {
         let (login_endpoint, also_at) = match (component, routers.split_first()) {
             ("agent", Some((first, others))) => (first.clone(), others.to_vec()),

@@ -6,6 +6,11 @@
 //! is reported as `failing`, not hidden. On shutdown the units stop in reverse order:
 //! SIGTERM to the unit's process group, SIGKILL after a grace period. Every child asks the
 //! kernel to kill it if the supervisor dies, so no unit is ever orphaned.
+//!
+//! A unit's stdout and stderr are pipes the supervisor reads, line by line, into
+//! `<work dir>/logs/<unit>.log`, each line with the time it was read, rotated at 10 MiB with
+//! the newest 5 rotated files kept (`dcos_log::rotate`): a unit that logs forever never fills
+//! the disk, and dcos-log serves the files as DC/OS' journal.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dcos_log::{RotatingLog, Rotation};
 use dcos_ports::preflight::{self, Report};
 use dcos_ports::NodeRole;
 use nix::sys::signal::{killpg, Signal};
@@ -36,6 +42,9 @@ const FAILING_AFTER: u32 = 5;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long start-up waits for a unit to accept on its ports before starting the next.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped unit's output may take to reach its log (a child of the unit that
+/// keeps the pipe open is not waited for longer).
+const LOG_DRAIN: Duration = Duration::from_secs(2);
 
 /// What the supervisor needs.
 #[derive(Clone, Debug)]
@@ -64,6 +73,17 @@ pub enum Error {
     RunDir {
         /// The dir.
         path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A unit's log file could not be opened.
+    #[error("cannot open the log of {unit} in {}", dir.display())]
+    Log {
+        /// The unit.
+        unit: String,
+        /// The logs dir.
+        dir: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
@@ -176,12 +196,19 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
         }
         let stop = CancellationToken::new();
         let ready = Arc::new(tokio::sync::Notify::new());
+        let log = RotatingLog::open(&logs, unit.name, Rotation::default()).map_err(|source| {
+            Error::Log {
+                unit: unit.name.to_string(),
+                dir: logs.clone(),
+                source,
+            }
+        })?;
         let runner = Runner {
             unit: unit.clone(),
             opts: opts.clone(),
             ip,
             board: board.clone(),
-            log: logs.join(format!("{}.log", unit.name)),
+            log: Arc::new(log),
             stop: stop.clone(),
             ready: ready.clone(),
         };
@@ -212,7 +239,8 @@ struct Runner {
     opts: Options,
     ip: IpAddr,
     board: Board,
-    log: PathBuf,
+    /// The unit's log (`<logs>/<unit>.log`, rotated).
+    log: Arc<RotatingLog>,
     stop: CancellationToken,
     ready: Arc<tokio::sync::Notify>,
 }
@@ -222,7 +250,10 @@ impl Runner {
         let name = self.unit.name;
         let mut backoff = BACKOFF_START;
         let mut quick_exits = 0u32;
+        // The tasks copying each child's output to the log; they end when the pipes close.
+        let mut pumps = tokio::task::JoinSet::new();
         loop {
+            while pumps.try_join_next().is_some() {}
             let started = Instant::now();
             let mut child = match self.spawn() {
                 Ok(child) => child,
@@ -238,6 +269,12 @@ impl Runner {
                     continue;
                 }
             };
+            if let Some(stdout) = child.stdout.take() {
+                pumps.spawn(dcos_log::pump(stdout, self.log.clone()));
+            }
+            if let Some(stderr) = child.stderr.take() {
+                pumps.spawn(dcos_log::pump(stderr, self.log.clone()));
+            }
             let pid = child.id();
             self.board.update(name, |u| {
                 u.state = UnitState::Starting;
@@ -249,6 +286,7 @@ impl Runner {
                 () = self.wait_ready(pid) => child.wait().await,
                 () = self.stop.cancelled() => {
                     self.stop_child(&mut child, pid).await;
+                    drain(pumps).await;
                     return;
                 }
             };
@@ -274,6 +312,7 @@ impl Runner {
                 u.last_exit = Some(exit);
             });
             if self.sleep(backoff).await {
+                drain(pumps).await;
                 return;
             }
             backoff = (backoff * 2).min(BACKOFF_CAP);
@@ -313,12 +352,6 @@ impl Runner {
     }
 
     fn spawn(&self) -> std::io::Result<Child> {
-        let log = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?
-            .into_parts()
-            .0;
         let mut cmd = Command::new(&self.opts.binary);
         cmd.args([
             "unit",
@@ -330,8 +363,8 @@ impl Runner {
         ])
         .arg(&self.opts.config_path)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
         // glibc gives each thread that allocates concurrently an arena of its own, up to 8
@@ -340,6 +373,11 @@ impl Runner {
         // (`dcos-bench launch`), at the same speed. A value set for the node is inherited.
         if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
             cmd.env("MALLOC_ARENA_MAX", "2");
+        }
+        // Logs are files, not terminals: no colour escapes in them (the units' tracing
+        // output honours NO_COLOR), as journald shows a unit's lines.
+        if std::env::var_os("NO_COLOR").is_none() {
+            cmd.env("NO_COLOR", "1");
         }
         die_with_parent(&mut cmd);
         cmd.spawn()
@@ -366,6 +404,14 @@ impl Runner {
             u.pid = None;
         });
         tracing::info!(unit = name, "unit stopped");
+    }
+}
+
+/// Lets a stopped unit's last output reach its log, then stops copying.
+async fn drain(mut pumps: tokio::task::JoinSet<()>) {
+    let all = async { while pumps.join_next().await.is_some() {} };
+    if tokio::time::timeout(LOG_DRAIN, all).await.is_err() {
+        pumps.abort_all();
     }
 }
 

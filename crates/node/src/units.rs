@@ -32,6 +32,8 @@ const START_ORDER: &[&str] = &[
     "dcos-net.service",
     "dcos-mesos-slave.service",
     "dcos-diagnostics.service",
+    "dcos-log-master.service",
+    "dcos-log-agent.service",
     "dcos-rexray.service",
     "dcos-metrics-master.service",
     "dcos-metrics-agent.service",
@@ -55,6 +57,10 @@ const BUILT: &[&str] = &[
     "dcos-net.service",
     "dcos-mesos-slave.service",
     "dcos-diagnostics.service",
+    "dcos-log-master.service",
+    "dcos-log-agent.service",
+    "dcos-metrics-master.service",
+    "dcos-metrics-agent.service",
     "dcos-adminrouter.service",
     "dcos-adminrouter-agent",
 ];
@@ -326,6 +332,77 @@ pub async fn run_unit(
             )
             .await
             .map_err(|e| failed(e.into()))
+        }
+        "dcos-log-master.service" | "dcos-log-agent.service" => {
+            // One socket a node: on a master-and-agent node the agent's unit serves both.
+            if unit.name == "dcos-log-master.service" && role.is_agent() {
+                tracing::info!("dcos-log-agent.service serves this node's logs");
+                shutdown.cancelled().await;
+                return Ok(());
+            }
+            let ip = node_ip()?;
+            let mut log = dcos_log::Config::new(&run_dir(config), config.work_dir.join("logs"));
+            log.hostname = Some(ip.to_string());
+            if role.is_agent() {
+                log.sandboxes = Some(config.agent_work_dir());
+            }
+            if role.is_master() {
+                let master = at(
+                    bind_addrs("dcos-mesos-master.service", NodeRole::Master, ip)
+                        .and_then(|b| b.connect_tcp(5050)),
+                )?;
+                log.mesos_state = Some(format!("http://{master}/master/state"));
+            }
+            dcos_log::serve(log, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
+        }
+        "dcos-metrics-master.service" | "dcos-metrics-agent.service" => {
+            let (ip, binds) = binds()?;
+            let run = run_dir(config);
+            let agent_unit = unit.name == "dcos-metrics-agent.service";
+            let http = |unit: &str, role: NodeRole, port: u16| {
+                at(bind_addrs(unit, role, ip).and_then(|b| b.connect_tcp(port)))
+                    .map(|a| format!("http://{a}"))
+            };
+            let mut metrics = if agent_unit {
+                let mut m = dcos_metrics::Config::new(
+                    dcos_metrics::Role::Agent,
+                    run.join("dcos-metrics-agent.sock"),
+                    ip,
+                );
+                m.agent = Some(http("dcos-mesos-slave.service", role, 5051)?);
+                m.statsd = Some(at(binds
+                    .get(dcos_ports::Protocol::Udp, dcos_metrics::STATSD_PORT)
+                    .map(|b| b.addr))?);
+                m
+            } else {
+                dcos_metrics::Config::new(
+                    dcos_metrics::Role::Master,
+                    run.join("dcos-metrics-master.sock"),
+                    ip,
+                )
+            };
+            if role.is_master() {
+                metrics.master = Some(http("dcos-mesos-master.service", NodeRole::Master, 5050)?);
+                metrics.marathon = Some(http("dcos-marathon.service", NodeRole::Master, 8080)?);
+            }
+            // One Prometheus port a node: on a master-and-agent node the agent's unit,
+            // which reads the master and Marathon too, serves it.
+            if agent_unit || !role.is_agent() {
+                metrics.prometheus = Some(at(binds.tcp(dcos_metrics::PROMETHEUS_PORT))?);
+            }
+            metrics.cluster_id = config.cluster_id.clone().unwrap_or_default();
+            metrics.login = dcos_iam::client::ServiceLogin::from_optional_file(
+                config
+                    .service_account_secrets
+                    .get(if agent_unit { "agent" } else { "metrics" })
+                    .map(PathBuf::as_path),
+            )
+            .map_err(|e| failed(anyhow::anyhow!(e)))?;
+            dcos_metrics::serve(metrics, shutdown)
+                .await
+                .map_err(|e| failed(e.into()))
         }
         "dcos-bouncer.service" => {
             let (_, binds) = binds()?;
@@ -690,6 +767,10 @@ mod tests {
                 match u.name {
                     "dcos-net.service" => assert_eq!(udp, addrs(&["10.0.0.5:53", "127.0.0.1:53"])),
                     "dcos-mesos-dns.service" => assert_eq!(udp, addrs(&["10.0.0.5:61053"])),
+                    // The local StatsD collector.
+                    "dcos-metrics-agent.service" => {
+                        assert_eq!(udp, addrs(&["127.0.0.1:8124"]))
+                    }
                     _ => assert!(udp.is_empty(), "{role} {}", u.name),
                 }
             }
@@ -726,6 +807,7 @@ mod tests {
                 "dcos-net.service",
                 "dcos-mesos-slave.service",
                 "dcos-diagnostics.service",
+                "dcos-log-agent.service",
                 "dcos-rexray.service",
                 "dcos-metrics-agent.service",
                 "dcos-adminrouter-agent"

@@ -651,6 +651,37 @@ pub static CONTRACT: &[PortRow] = &[
         "None",
         "None",
     )),
+    // Added: dcos-log, on every node a unix socket behind Admin Router (no port), as DC/OS
+    // 1.11 runs it: the units are listed so that every node runs them.
+    added(row(
+        Ephemeral,
+        Tcp,
+        Master,
+        "DC/OS Log (dcos-log, unix socket behind Admin Router)",
+        &["dcos-log-master.service"],
+        "None",
+        "None",
+    )),
+    added(row(
+        Ephemeral,
+        Tcp,
+        Agent,
+        "DC/OS Log (dcos-log, unix socket behind Admin Router)",
+        &["dcos-log-agent.service"],
+        "None",
+        "None",
+    )),
+    // Added: dcos-metrics' local StatsD collector, where each agent relays what its tasks
+    // send to their own StatsD sockets (DC/OS 1.11's metrics module does the same).
+    added(row(
+        Single(8124),
+        Udp,
+        Agent,
+        "dcos-metrics StatsD collector (local)",
+        &["dcos-metrics-agent.service"],
+        "localhost",
+        "localhost",
+    )),
     // Added: an air-gapped cluster's own image registry (optional, off by default), where
     // agents pull the images of their containers and operators push them; 5000 is the
     // Docker registry's own port (a co-located agent never hands it to a task).

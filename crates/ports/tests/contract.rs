@@ -96,9 +96,9 @@ fn the_table_equals_the_page_row_for_row() {
 }
 
 #[test]
-fn the_added_rows_are_zookeeper_quorum_diagnostics_and_the_image_registry() {
+fn the_added_rows_are_zookeeper_quorum_diagnostics_statsd_and_the_image_registry() {
     let added: Vec<_> = CONTRACT.iter().filter(|r| !r.in_spec).collect();
-    assert_eq!(added.len(), 4);
+    assert_eq!(added.len(), 7);
     assert_eq!(added[0].port, PortSpec::Single(2888));
     assert_eq!(added[0].units, &["dcos-exhibitor.service"]);
     // dcos-diagnostics: TCP 1050 on masters, a socket (no port) on agents.
@@ -106,8 +106,13 @@ fn the_added_rows_are_zookeeper_quorum_diagnostics_and_the_image_registry() {
     assert_eq!(added[1].units, &["dcos-diagnostics.service"]);
     assert_eq!(added[2].port, PortSpec::Ephemeral);
     assert_eq!(added[2].section, Section::Agent);
-    assert_eq!(added[3].port, PortSpec::Single(5000));
-    assert_eq!(added[3].units, &["dcos-registry.service"]);
+    // dcos-log: a socket on every node.
+    assert_eq!(added[3].units, &["dcos-log-master.service"]);
+    assert_eq!(added[4].units, &["dcos-log-agent.service"]);
+    assert_eq!(added[5].port, PortSpec::Single(8124));
+    assert_eq!(added[5].units, &["dcos-metrics-agent.service"]);
+    assert_eq!(added[6].port, PortSpec::Single(5000));
+    assert_eq!(added[6].units, &["dcos-registry.service"]);
 }
 
 fn ports(role: NodeRole, protocol: Protocol) -> Vec<u16> {
@@ -119,9 +124,9 @@ fn each_role_holds_the_pages_ports() {
     assert_eq!(
         ports(NodeRole::Master, Protocol::Tcp),
         vec![
-            53, 80, 443, 1050, 1337, 2181, 2888, 3888, 5000, 5050, 7070, 8080, 8101, 8123, 8181, 8200,
-            8443, 8888, 9090, 9443, 9990, 15055, 15101, 15201, 61003, 61053, 61091, 61420, 61430,
-            62080, 62501
+            53, 80, 443, 1050, 1337, 2181, 2888, 3888, 5000, 5050, 7070, 8080, 8101, 8123, 8181,
+            8200, 8443, 8888, 9090, 9443, 9990, 15055, 15101, 15201, 61003, 61053, 61091, 61420,
+            61430, 62080, 62501
         ]
     );
     assert_eq!(ports(NodeRole::Master, Protocol::Udp), vec![53, 61053]);
@@ -129,7 +134,8 @@ fn each_role_holds_the_pages_ports() {
         ports(NodeRole::Agent, Protocol::Tcp),
         vec![53, 5051, 61001, 61002, 61003, 61091, 61420, 62080, 62501]
     );
-    assert_eq!(ports(NodeRole::AgentPublic, Protocol::Udp), vec![53]);
+    // The agents' local StatsD collector (an added row).
+    assert_eq!(ports(NodeRole::AgentPublic, Protocol::Udp), vec![53, 8124]);
 }
 
 #[test]
@@ -193,6 +199,7 @@ fn bind_scopes_follow_source_and_destination() {
         (61002, Tcp, Cluster),
         (2888, Tcp, Cluster),
         (1050, Tcp, Cluster),
+        (8124, Udp, Localhost),
         (5000, Tcp, Cluster),
     ];
     let ours: Vec<(u16, Protocol, BindScope)> = CONTRACT
@@ -203,9 +210,10 @@ fn bind_scopes_follow_source_and_destination() {
         })
         .collect();
     assert_eq!(ours, expected);
-    // Both UDP rows are there: DNS on every node (53) and Mesos-DNS on masters (61053).
+    // The UDP rows: DNS on every node (53), Mesos-DNS on masters (61053), and the added
+    // StatsD collector on agents (8124).
     let udp: Vec<_> = CONTRACT.iter().filter(|r| r.protocol == Udp).collect();
-    assert_eq!(udp.len(), 2);
+    assert_eq!(udp.len(), 3);
     // The tasks bind the agent's IP; the ephemeral Pkgpanda API is local.
     for r in CONTRACT
         .iter()
@@ -284,6 +292,7 @@ fn units_per_role() {
             "dcos-mesos-slave.service",
             "dcos-adminrouter-agent",
             "dcos-diagnostics.service",
+            "dcos-log-agent.service",
         ]
     );
     let master = units_for(NodeRole::Master);

@@ -15,7 +15,11 @@ use crate::DCOS;
 /// A GET through the master's Admin Router, from inside the master: status and JSON.
 fn get(cluster: &Cluster, m: &Node, path: &str) -> (u16, Value) {
     let auth = cluster.auth_header();
-    crate::curl(cluster, m, &["-m", "10", "-H", &auth, &format!("http://{}{path}", m.ip)])
+    crate::curl(
+        cluster,
+        m,
+        &["-m", "10", "-H", &auth, &format!("http://{}{path}", m.ip)],
+    )
 }
 
 fn keys(v: &Value) -> BTreeSet<&str> {
@@ -38,7 +42,10 @@ fn own(cluster: &Cluster, from: &Node, node: &Node) -> Value {
 }
 
 fn unit_health(report: &Value, unit: &str) -> Option<(u64, String)> {
-    let u = report["units"].as_array()?.iter().find(|u| u["id"] == unit)?;
+    let u = report["units"]
+        .as_array()?
+        .iter()
+        .find(|u| u["id"] == unit)?;
     Some((u["health"].as_u64()?, u["output"].as_str()?.to_string()))
 }
 
@@ -64,8 +71,15 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
         });
         assert_eq!(
             keys(&report),
-            set(&["units", "hostname", "ip", "dcos_version", "node_role", "mesos_id",
-                "dcos_diagnostics_version"])
+            set(&[
+                "units",
+                "hostname",
+                "ip",
+                "dcos_version",
+                "node_role",
+                "mesos_id",
+                "dcos_diagnostics_version"
+            ])
         );
         assert_eq!(report["ip"], node.ip.to_string());
         for unit in report["units"].as_array().unwrap() {
@@ -86,8 +100,14 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
         assert_eq!(u["health"], 0, "{u}");
     }
     let ids: BTreeSet<&str> = units.iter().filter_map(|u| u["id"].as_str()).collect();
-    for unit in ["dcos-mesos-master.service", "dcos-mesos-slave.service", "dcos-marathon.service",
-        "dcos-adminrouter-agent", "dcos-net.service", "dcos-diagnostics.service"] {
+    for unit in [
+        "dcos-mesos-master.service",
+        "dcos-mesos-slave.service",
+        "dcos-marathon.service",
+        "dcos-adminrouter-agent",
+        "dcos-net.service",
+        "dcos-diagnostics.service",
+    ] {
         assert!(ids.contains(unit), "{unit} in {ids:?}");
     }
     let (_, nodes) = get(&cluster, m, "/system/health/v1/nodes");
@@ -98,7 +118,10 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
         .iter()
         .map(|n| {
             assert_eq!(keys(n), set(&["host_ip", "health", "role"]));
-            (n["host_ip"].as_str().unwrap().to_string(), n["role"].as_str().unwrap().to_string())
+            (
+                n["host_ip"].as_str().unwrap().to_string(),
+                n["role"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     roles.sort();
@@ -109,19 +132,36 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
     ];
     want.sort();
     assert_eq!(roles, want);
-    let (_, on) = get(&cluster, m, "/system/health/v1/units/dcos-mesos-master.service/nodes");
+    let (_, on) = get(
+        &cluster,
+        m,
+        "/system/health/v1/units/dcos-mesos-master.service/nodes",
+    );
     assert_eq!(on["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(on["nodes"][0]["host_ip"], m.ip.to_string());
-    let (_, on) = get(&cluster, m, "/system/health/v1/units/dcos-mesos-slave.service/nodes");
+    let (_, on) = get(
+        &cluster,
+        m,
+        "/system/health/v1/units/dcos-mesos-slave.service/nodes",
+    );
     assert_eq!(on["nodes"].as_array().unwrap().len(), 2);
-    let path = format!("/system/health/v1/units/dcos-net.service/nodes/{}", agent.ip);
+    let path = format!(
+        "/system/health/v1/units/dcos-net.service/nodes/{}",
+        agent.ip
+    );
     let (_, one) = get(&cluster, m, &path);
-    assert_eq!(keys(&one), set(&["host_ip", "health", "role", "output", "help"]));
+    assert_eq!(
+        keys(&one),
+        set(&["host_ip", "health", "role", "output", "help"])
+    );
     assert!(!one["help"].as_str().unwrap().is_empty());
     let path = format!("/system/health/v1/nodes/{}/units", public.ip);
     let (_, node_units) = get(&cluster, m, &path);
     assert_eq!(keys(&node_units), set(&["units"]));
-    let path = format!("/system/health/v1/nodes/{}/units/dcos-net.service", public.ip);
+    let path = format!(
+        "/system/health/v1/nodes/{}/units/dcos-net.service",
+        public.ip
+    );
     let (_, unit) = get(&cluster, m, &path);
     assert_eq!(keys(&unit).len(), 6);
     let (_, report) = get(&cluster, m, "/system/health/v1/report");
@@ -131,8 +171,14 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
     // Unknown names: dcos-diagnostics' 500 with the name; nothing else.
     let auth = cluster.auth_header();
     for (path, text) in [
-        ("/system/health/v1/units/nope.service", "Unit nope.service not found"),
-        ("/system/health/v1/nodes/10.255.255.254", "Node 10.255.255.254 not found"),
+        (
+            "/system/health/v1/units/nope.service",
+            "Unit nope.service not found",
+        ),
+        (
+            "/system/health/v1/nodes/10.255.255.254",
+            "Node 10.255.255.254 not found",
+        ),
     ] {
         let (status, body) = cluster.curl(m, &["-H", &auth, &format!("http://{}{path}", m.ip)]);
         assert_eq!((status, body.trim()), (500, text), "{path}");
@@ -140,7 +186,9 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
 
     // A unit that hangs (SIGSTOP: alive, answering nothing) is unhealthy with that reason,
     // and healthy again when it runs on.
-    let pid = cluster.unit_pid(agent, "dcos-net.service").expect("dcos-net runs");
+    let pid = cluster
+        .unit_pid(agent, "dcos-net.service")
+        .expect("dcos-net runs");
     let signal = |sig| {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
     };
@@ -150,7 +198,10 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
     });
     assert_eq!(health, 1);
     assert!(output.contains("stopped"), "{output}");
-    let path = format!("/system/health/v1/nodes/{}/units/dcos-net.service?cache=0", agent.ip);
+    let path = format!(
+        "/system/health/v1/nodes/{}/units/dcos-net.service?cache=0",
+        agent.ip
+    );
     let (_, unit) = get(&cluster, m, &path);
     assert_eq!(unit["health"], 1, "the masters' aggregate sees it: {unit}");
     signal(nix::sys::signal::Signal::SIGCONT);
@@ -178,11 +229,23 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
     let (status, created) = crate::curl(
         &cluster,
         m,
-        &["-X", "POST", "-H", &auth, "-H", "Content-Type: application/json",
-          "-d", r#"{"nodes": ["all"]}"#, &url],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"nodes": ["all"]}"#,
+            &url,
+        ],
     );
     assert_eq!(status, 200, "{created}");
-    let name = created["extra"]["bundle_name"].as_str().unwrap().to_string();
+    let name = created["extra"]["bundle_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     eventually(Duration::from_secs(60), || {
         let (_, st) = get(&cluster, m, "/system/health/v1/report/diagnostics/status");
         (st["is_running"] == false).then_some(())
@@ -192,8 +255,22 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
     assert!(list[0]["file_name"].as_str().unwrap().ends_with(&name));
     let dir = tempfile::tempdir().unwrap();
     let zip_path = dir.path().join(&name);
-    let url = format!("http://{}/system/health/v1/report/diagnostics/serve/{name}", m.ip);
-    let out = cluster.exec(m, &["curl", "-sS", "-H", &auth, "-o", zip_path.to_str().unwrap(), &url]);
+    let url = format!(
+        "http://{}/system/health/v1/report/diagnostics/serve/{name}",
+        m.ip
+    );
+    let out = cluster.exec(
+        m,
+        &[
+            "curl",
+            "-sS",
+            "-H",
+            &auth,
+            "-o",
+            zip_path.to_str().unwrap(),
+            &url,
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     for (node, role) in [(m, "master"), (agent, "agent"), (public, "agent_public")] {
@@ -209,15 +286,15 @@ fn every_unit_of_every_node_is_reported_and_aggregated() {
         let log = format!("{}_{role}/dcos-net.service.log", node.ip);
         assert!(archive.by_name(&log).is_ok(), "{log}");
     }
-    for (path, code) in [
-        ("delete/..%2Fetc.zip", 400),
-        ("delete/bundle-0-0.zip", 404),
-    ] {
+    for (path, code) in [("delete/..%2Fetc.zip", 400), ("delete/bundle-0-0.zip", 404)] {
         let url = format!("http://{}/system/health/v1/report/diagnostics/{path}", m.ip);
         let (status, _) = cluster.curl(m, &["-X", "POST", "-H", &auth, &url]);
         assert_eq!(status, code, "{path}");
     }
-    let url = format!("http://{}/system/health/v1/report/diagnostics/delete/{name}", m.ip);
+    let url = format!(
+        "http://{}/system/health/v1/report/diagnostics/delete/{name}",
+        m.ip
+    );
     let (status, _) = cluster.curl(m, &["-X", "POST", "-H", &auth, &url]);
     assert_eq!(status, 200);
     let (_, list) = get(&cluster, m, "/system/health/v1/report/diagnostics/list");

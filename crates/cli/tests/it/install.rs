@@ -28,6 +28,7 @@ const MASTER_UNITS: &[&str] = &[
     "dcos-history-service.service",
     "dcos-net.service",
     "dcos-diagnostics.service",
+    "dcos-log-master.service",
     "dcos-rexray.service",
     "dcos-metrics-master.service",
     "dcos-adminrouter.service",
@@ -36,6 +37,7 @@ const AGENT_UNITS: &[&str] = &[
     "dcos-net.service",
     "dcos-mesos-slave.service",
     "dcos-diagnostics.service",
+    "dcos-log-agent.service",
     "dcos-rexray.service",
     "dcos-metrics-agent.service",
     "dcos-adminrouter-agent.service",
@@ -197,7 +199,7 @@ fn install_writes_the_built_units_and_the_port_reservation() {
         if role != "master" {
             assert_eq!(
                 line,
-                "net.ipv4.ip_local_reserved_ports = 53,5051,61001-61003,61091,61420,62080,62501"
+                "net.ipv4.ip_local_reserved_ports = 53,5051,8124,61001-61003,61091,61420,62080,62501"
             );
         }
     }

@@ -160,7 +160,16 @@ fn packages_install_list_and_uninstall_through_admin_router() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["PACKAGE_MANAGEMENT", "METRONOME"]);
+    assert_eq!(
+        names,
+        [
+            "PACKAGE_MANAGEMENT",
+            "SUPPORT_CLUSTER_REPORT",
+            "METRONOME",
+            "LOGGING",
+            "LOGGING_V2"
+        ]
+    );
     let (status, body) = crate::curl(
         &cluster,
         m,
@@ -496,6 +505,21 @@ fn packages_install_list_and_uninstall_through_admin_router() {
     let ar = format!("http://{}", m.ip);
     let (ok, text) = cli.setup(&cluster, &ar);
     assert!(ok, "dcos cluster setup: {text}");
+    let (ok, text) = cli.run(&["package", "search", "echo"]);
+    assert!(
+        ok && text.contains("http-echo"),
+        "dcos package search: {text}"
+    );
+    let (ok, text) = cli.run(&["package", "describe", "hello-world", "--package-versions"]);
+    assert!(
+        ok && text.contains("0.1.0") && text.contains("0.2.0"),
+        "dcos package describe: {text}"
+    );
+    let (ok, text) = cli.run(&["package", "repo", "list"]);
+    assert!(
+        ok && text.contains("Universe: builtin:universe"),
+        "dcos package repo list: {text}"
+    );
     let (ok, text) = cli.run(&["package", "install", "http-echo", "--yes"]);
     assert!(ok, "dcos package install: {text}");
     let (ok, text) = cli.run(&["package", "list", "--json"]);

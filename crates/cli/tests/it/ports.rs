@@ -9,9 +9,10 @@ fn ports_list_json_has_every_row_and_the_documented_keys() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        44,
+        47,
         "40 rows of the page plus ZooKeeper's quorum port, dcos-diagnostics (masters' 1050, \
-         agents' socket) and the image registry"
+         agents' socket), dcos-log's sockets, the agents' StatsD collector and the image \
+         registry"
     );
     let zk = rows.iter().find(|r| r["port"] == 2888).unwrap();
     assert_eq!(zk["in_spec"], false);
@@ -51,7 +52,7 @@ fn sysctl_line_reserves_the_roles_ports() {
     let out = dcos(&["ports", "sysctl", "--role", "agent"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "net.ipv4.ip_local_reserved_ports = 53,5051,61001-61003,61091,61420,62080,62501"
+        "net.ipv4.ip_local_reserved_ports = 53,5051,8124,61001-61003,61091,61420,62080,62501"
     );
 }
 

@@ -23,7 +23,9 @@
 //!   executors and their v1 executor API;
 //! - `containerizer`: the interface tasks and executors run through, and the real
 //!   containerizer (processes, and `container` for images); `health`: health checks;
-//! - `http`: routes, `/state`, statistics and the operator API; `files`: the files API;
+//! - `http`: routes, `/state`, statistics, `/metrics/snapshot` and the operator API; `files`:
+//!   the files API;
+//! - `statsd`: each container's StatsD socket, relayed to dcos-metrics;
 //! - `procfs`: what the agent reads of `/proc`; `sandbox`, `beneath`: sandbox paths.
 
 mod beneath;
@@ -38,6 +40,7 @@ mod link;
 mod procfs;
 pub mod sandbox;
 mod state;
+mod statsd;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -95,6 +98,11 @@ pub struct Config {
     /// Strict security: its API asks a token, checked against the keys the IAM publishes
     /// at this address (a master's Admin Router: the IAM itself is on masters' loopback).
     pub verify_tokens: Option<SocketAddr>,
+    /// The node's dcos-metrics StatsD collector (UDP): each task gets a StatsD socket of its
+    /// own on the agent's IP (`STATSD_UDP_HOST`, `STATSD_UDP_PORT`) whose datagrams are
+    /// relayed there, as DC/OS' metrics module does. Default: `127.0.0.1:8124`; None gives
+    /// tasks no StatsD.
+    pub statsd: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -113,6 +121,7 @@ impl Default for Config {
             insecure_registries: Vec::new(),
             login: None,
             verify_tokens: None,
+            statsd: Some(dcos_metrics::relay::DEFAULT_COLLECTOR),
         }
     }
 }
@@ -214,7 +223,8 @@ pub async fn serve_on(
     let master_link = link::follow(shared.clone(), shutdown.clone());
     let sender = link::updates::sender(shared.clone(), shutdown.clone());
     let images = container::collect_images(shared.config.images.clone(), shutdown.clone());
-    tokio::join!(server, master_link, sender, images);
+    let statsd = statsd::sweep(shared.clone(), shutdown.clone());
+    tokio::join!(server, master_link, sender, images, statsd);
     Ok(())
 }
 

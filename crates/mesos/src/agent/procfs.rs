@@ -1,6 +1,8 @@
-//! What the agent reads of `/proc`: a process's `stat` (its state, parent, cpu times, memory
-//! and start time), its children, the host's memory, and the ports bound on the host. Every
-//! reader is parsed here, once.
+//! What the agent reads of `/proc`: a process's `stat` (its state, parent, cpu times, memory,
+//! threads and start time), its children and descendants, the host's memory and load, and the
+//! ports bound on the host. Every reader is parsed here, once.
+
+use std::collections::HashMap;
 
 use dcos_ports::RangeSet;
 
@@ -15,6 +17,8 @@ pub(crate) struct Stat {
     pub(crate) user_ticks: u64,
     /// Clock ticks in kernel mode, its own and its reaped children's (fields 15 and 17).
     pub(crate) system_ticks: u64,
+    /// Its threads (field 20).
+    pub(crate) threads: u64,
     /// When it started, in clock ticks since boot (field 22).
     pub(crate) start_time: u64,
     /// Its resident set, in pages (field 24).
@@ -45,6 +49,7 @@ impl Stat {
             ppid: u32::try_from(field(4)?).ok()?,
             user_ticks: ticks(14, 16),
             system_ticks: ticks(15, 17),
+            threads: field(20).unwrap_or(0),
             start_time: field(22)?,
             // A kernel thread's rss may read as negative in odd kernels: none.
             rss_pages: field(24).unwrap_or(0),
@@ -74,11 +79,89 @@ pub(crate) fn child_of(pid: u32) -> Option<u32> {
         .find(|candidate| Stat::of(*candidate).is_some_and(|s| s.ppid == pid))
 }
 
+/// Every process of the host (its pid namespace) by pid.
+pub(crate) fn processes() -> HashMap<u32, Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+        .collect()
+}
+
+/// What a process and all its descendants use together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TreeUsage {
+    /// Processes.
+    pub(crate) processes: u64,
+    /// Threads.
+    pub(crate) threads: u64,
+    /// Clock ticks in user mode (each process's own and its reaped children's).
+    pub(crate) user_ticks: u64,
+    /// Clock ticks in kernel mode (likewise).
+    pub(crate) system_ticks: u64,
+    /// Resident pages.
+    pub(crate) rss_pages: u64,
+}
+
+/// Children of each process in `table`.
+pub(crate) fn children(table: &HashMap<u32, Stat>) -> HashMap<u32, Vec<u32>> {
+    let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, stat) in table {
+        out.entry(stat.ppid).or_default().push(*pid);
+    }
+    out
+}
+
+/// What `root` and its descendants use; zeros if `root` is not in `table`.
+pub(crate) fn tree_usage(
+    root: u32,
+    table: &HashMap<u32, Stat>,
+    children: &HashMap<u32, Vec<u32>>,
+) -> TreeUsage {
+    let mut usage = TreeUsage::default();
+    let mut todo = vec![root];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(pid) = todo.pop() {
+        // A pid reused while the table was read could make a cycle: each once.
+        if !seen.insert(pid) {
+            continue;
+        }
+        let Some(stat) = table.get(&pid) else {
+            continue;
+        };
+        usage.processes += 1;
+        usage.threads += stat.threads;
+        usage.user_ticks += stat.user_ticks;
+        usage.system_ticks += stat.system_ticks;
+        usage.rss_pages += stat.rss_pages;
+        todo.extend(children.get(&pid).into_iter().flatten().copied());
+    }
+    usage
+}
+
+/// The host's load averages (`/proc/loadavg`).
+pub(crate) fn load_averages() -> Option<(f64, f64, f64)> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut f = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((f.next()??, f.next()??, f.next()??))
+}
+
+/// The host's free memory in KiB (`MemFree` of `/proc/meminfo`).
+pub(crate) fn mem_free_kib() -> Option<f64> {
+    meminfo_kib("MemFree:")
+}
+
 /// The host's memory in KiB (`MemTotal` of `/proc/meminfo`).
 pub(crate) fn mem_total_kib() -> Option<f64> {
+    meminfo_kib("MemTotal:")
+}
+
+fn meminfo_kib(key: &str) -> Option<f64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     text.lines()
-        .find(|l| l.starts_with("MemTotal:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -132,6 +215,7 @@ mod tests {
                 ppid: 7,
                 user_ticks: 11 + 13,
                 system_ticks: 12 + 14,
+                threads: 1,
                 start_time: 5555,
                 rss_pages: 250,
             }
@@ -140,6 +224,46 @@ mod tests {
         let me = Stat::of(std::process::id()).unwrap();
         assert!(!me.is_dead());
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw() as u32);
+    }
+
+    #[test]
+    fn a_tree_sums_a_process_and_its_descendants_once() {
+        let stat = |ppid: u32| Stat {
+            state: 'S',
+            ppid,
+            user_ticks: 10,
+            system_ticks: 1,
+            threads: 2,
+            start_time: 0,
+            rss_pages: 3,
+        };
+        // 1 -> 2 -> 3, 4 elsewhere, and a cycle 5 <-> 6 that must not hang.
+        let table: HashMap<u32, Stat> = [
+            (1, stat(0)),
+            (2, stat(1)),
+            (3, stat(2)),
+            (4, stat(0)),
+            (5, stat(6)),
+            (6, stat(5)),
+        ]
+        .into();
+        let kids = children(&table);
+        assert_eq!(
+            tree_usage(1, &table, &kids),
+            TreeUsage {
+                processes: 3,
+                threads: 6,
+                user_ticks: 30,
+                system_ticks: 3,
+                rss_pages: 9,
+            }
+        );
+        assert_eq!(tree_usage(5, &table, &kids).processes, 2);
+        assert_eq!(tree_usage(99, &table, &kids), TreeUsage::default());
+        let me = std::process::id();
+        let all = processes();
+        assert!(tree_usage(me, &all, &children(&all)).threads >= 1);
+        assert!(load_averages().is_some() && mem_free_kib().is_some());
     }
 
     #[test]

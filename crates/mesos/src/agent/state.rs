@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 use super::checkpoint::Process;
 use super::containerizer::{Containerizer, Handle, MesosContainerizer};
 use super::executor::Executor;
+use super::http::DiskUsage;
+use super::statsd::Relays;
 use super::{beneath, sandbox, Config};
 use crate::api::{self, FrameworkInfo, TaskInfo, TaskState, TaskStatus};
 
@@ -54,6 +56,10 @@ pub(crate) struct Run {
     /// never sees (nor the framework acknowledges) an update a restarted agent would not know.
     #[serde(skip)]
     pub(crate) unsynced: Vec<String>,
+    /// The port of its container's StatsD socket (`STATSD_UDP_PORT`), kept so a restarted
+    /// agent opens it again where the task sends.
+    #[serde(default)]
+    pub(crate) statsd_port: Option<u16>,
 }
 
 impl Run {
@@ -82,6 +88,7 @@ impl Run {
             health_killed: false,
             last_sent: None,
             unsynced: Vec::new(),
+            statsd_port: None,
         }
     }
 
@@ -180,6 +187,10 @@ pub(crate) struct Shared {
     checkpoints: Arc<Mutex<()>>,
     /// Runs tasks' and executors' containers.
     pub(crate) containerizer: Arc<dyn Containerizer>,
+    /// The containers' StatsD sockets.
+    pub(crate) statsd: Arc<Relays>,
+    /// The sandboxes' disk use as last measured (`/containers`' `disk_used_bytes`).
+    pub(crate) disk_usage: Arc<DiskUsage>,
 }
 
 impl Shared {
@@ -209,10 +220,12 @@ impl Shared {
                 master: None,
                 start_time: api::now_secs(),
             })),
-            config,
             client,
             updates: Arc::new(Notify::new()),
             checkpoints: Arc::new(Mutex::new(())),
+            statsd: Arc::new(Relays::new(config.statsd, config.listen.ip())),
+            disk_usage: Arc::default(),
+            config,
             containerizer,
         }
     }
@@ -266,7 +279,29 @@ impl Shared {
             &run.sandbox,
             &endpoint,
         );
-        sandbox::task_env(&run.task, &place)
+        let mut env = sandbox::task_env(&run.task, &place);
+        // As the metrics module's isolator sets them, over the task's own.
+        if let Some(port) = run.statsd_port {
+            env.push(("STATSD_UDP_HOST".into(), self.statsd.host().to_string()));
+            env.push(("STATSD_UDP_PORT".into(), port.to_string()));
+        }
+        env
+    }
+
+    /// Opens the StatsD socket of a run's container (again, on its recorded port, after a
+    /// restart) and records its port; the port, None if tasks get no StatsD here.
+    pub(crate) fn open_statsd(&self, run: &Run) -> Option<u16> {
+        let framework_id = run.framework_id();
+        let origin = dcos_metrics::relay::Origin {
+            container_id: &run.container_id,
+            executor_id: &run.executor_id,
+            framework_id: &framework_id,
+        };
+        let port = self.statsd.open(origin, run.statsd_port)?;
+        if let Some(r) = self.lock().runs.get_mut(&run.key()) {
+            r.statsd_port = Some(port);
+        }
+        Some(port)
     }
 
     /// Where an executor of `framework_id` runs, for its environment.

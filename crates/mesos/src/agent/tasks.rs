@@ -105,6 +105,10 @@ pub(crate) fn refuse(
 /// Launches a run's container and reports it running; its end, to supervise.
 async fn start(shared: &Shared, run: &Run) -> anyhow::Result<Exited> {
     let key = run.key();
+    // Its StatsD socket first: the task is told its port.
+    let mut run = run.clone();
+    run.statsd_port = shared.open_statsd(&run);
+    let run = &run;
     let command = run.task.command.clone().unwrap_or_default();
     let launch = Launch {
         container_id: &run.container_id,
@@ -128,6 +132,7 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<Exited> {
             })
     };
     let Some(run) = recorded else {
+        shared.statsd.close(&run.container_id);
         shared.containerizer.abort(&run.container_id, &launched);
         launched.exited.await;
         containerizer::destroy(
@@ -160,6 +165,7 @@ async fn supervise(shared: Shared, key: String, exited: Exited) {
     else {
         return;
     };
+    shared.statsd.close(&container_id);
     let remains = containerizer::destroy(&shared.containerizer, container_id, sandbox).await;
     let (state, message, reason) = termination(&waited, remains, killing);
     tracing::info!(task = %key, %state, %message, "task ended");
@@ -295,6 +301,9 @@ fn recover_run(shared: &Shared, run: Run) {
     match shared.containerizer.reattach(&run.handle()) {
         Some(exited) => {
             tracing::info!(task = %key, pid = run.pid, "re-attached to running task");
+            if run.statsd_port.is_some() {
+                shared.open_statsd(&run);
+            }
             tokio::spawn(supervise(shared.clone(), key, exited));
         }
         None => {

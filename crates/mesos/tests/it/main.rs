@@ -9,4 +9,5 @@ mod health;
 mod pymesos;
 mod sandboxing;
 mod scheduler;
+mod statsd;
 mod tasks;

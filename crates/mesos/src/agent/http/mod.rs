@@ -1,10 +1,13 @@
 //! The agent's HTTP API on 5051: its state, the files API of sandboxes, resource statistics
-//! of running containers, the v1 operator API (`POST /api/v1`) and the executor API
-//! (`POST /api/v1/executor`).
+//! of running containers, its metrics (`/metrics/snapshot`), the v1 operator API
+//! (`POST /api/v1`) and the executor API (`POST /api/v1/executor`).
 
+mod metrics;
 mod operator;
 mod state;
 mod statistics;
+
+pub(crate) use statistics::DiskUsage;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -27,9 +30,14 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/files/read.json", get(files::read_file))
         .route("/files/download", get(files::download))
         .route("/files/download.json", get(files::download))
-        .route("/monitor/statistics", get(statistics::statistics))
-        .route("/monitor/statistics.json", get(statistics::statistics))
+        .route("/monitor/statistics", get(statistics::statistics_endpoint))
+        .route(
+            "/monitor/statistics.json",
+            get(statistics::statistics_endpoint),
+        )
         .route("/containers", get(statistics::containers))
+        .route("/metrics/snapshot", get(metrics::snapshot))
+        .route("/slave(1)/metrics/snapshot", get(metrics::snapshot))
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/slave(1)/health", get(|| async { StatusCode::OK }))
         .route("/version", get(|| async { Json(version()) }))

@@ -1,0 +1,381 @@
+//! What the service knows, gathered on request with short caches: the node's metrics, the
+//! agent's containers, the application metrics tasks sent, the node's Mesos id, and the
+//! Mesos and Marathon metrics for Prometheus.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::agent::{self, AgentContainer, AgentState, ContainerInfo, MasterState, NodeDims};
+use crate::api::{unit, Datapoint, Message, Value};
+use crate::fetch::Fetcher;
+use crate::node::NodeCollector;
+use crate::prometheus::{self, Exposition, DATAPOINT_HELP};
+use crate::store::AppStore;
+use crate::{Config, Role};
+
+/// How long a node collection is reused: requests within it share one (and one cpu
+/// interval).
+pub const NODE_CACHE: Duration = Duration::from_secs(2);
+/// How long a node collection may take (a hung network filesystem's `statvfs`).
+pub const NODE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a read of the agent's containers is reused.
+pub const AGENT_CACHE: Duration = Duration::from_secs(5);
+/// How long a known Mesos id is trusted before it is read again.
+pub const MESOS_ID_TTL: Duration = Duration::from_secs(300);
+/// How long after a failed read the Mesos id is tried again.
+pub const MESOS_ID_RETRY: Duration = Duration::from_secs(10);
+/// Bytes of an agent's `/containers` read at most.
+pub const CONTAINERS_LIMIT: usize = 16 * 1024 * 1024;
+/// Bytes of a `/state` read at most.
+pub const STATE_LIMIT: usize = 64 * 1024 * 1024;
+/// Bytes of a `/metrics/snapshot` or Marathon `/metrics` read at most.
+pub const SNAPSHOT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The agent's containers as last read.
+#[derive(Clone, Debug, Default)]
+pub struct AgentView {
+    /// Containers by id.
+    pub containers: BTreeMap<String, ContainerInfo>,
+    /// When it was read; None if no read succeeded yet.
+    pub read_at: Option<Instant>,
+}
+
+/// The service's state, shared by its handlers and background tasks.
+pub struct Collector {
+    config: Config,
+    fetch: Fetcher,
+    node: Arc<NodeCollector>,
+    node_cache: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Datapoint>>)>>,
+    view: tokio::sync::Mutex<(Option<Instant>, Arc<AgentView>)>,
+    mesos_id: Mutex<(String, Option<Instant>)>,
+    /// Application metrics from StatsD.
+    pub apps: AppStore,
+}
+
+impl Collector {
+    /// The collector of `config`.
+    pub fn new(config: Config) -> Collector {
+        let fetch = Fetcher::new(config.request_timeout, config.login.clone());
+        Collector {
+            node: Arc::new(NodeCollector::new(config.proc_root.clone())),
+            apps: AppStore::new(config.store_limits),
+            fetch,
+            node_cache: tokio::sync::Mutex::new(None),
+            view: tokio::sync::Mutex::new((None, Arc::new(AgentView::default()))),
+            mesos_id: Mutex::new((String::new(), None)),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The node's datapoints: a collection at most [`NODE_CACHE`] old.
+    pub async fn node_datapoints(&self) -> Arc<Vec<Datapoint>> {
+        let mut cache = self.node_cache.lock().await;
+        if let Some((at, points)) = cache.as_ref() {
+            if at.elapsed() < NODE_CACHE {
+                return points.clone();
+            }
+        }
+        let node = self.node.clone();
+        let collected = tokio::time::timeout(
+            NODE_DEADLINE,
+            tokio::task::spawn_blocking(move || node.collect()),
+        )
+        .await;
+        match collected {
+            Ok(Ok(points)) => {
+                let points = Arc::new(points);
+                *cache = Some((Instant::now(), points.clone()));
+                points
+            }
+            _ => {
+                tracing::warn!(
+                    "node metrics could not be collected in time; answering the last ones"
+                );
+                cache.as_ref().map(|(_, p)| p.clone()).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The node's dimensions.
+    pub async fn node_dims(&self) -> NodeDims {
+        NodeDims {
+            mesos_id: self.mesos_id().await,
+            cluster_id: self.config.cluster_id.clone(),
+            hostname: self.config.node_ip.to_string(),
+        }
+    }
+
+    /// `/v0/node`.
+    pub async fn node_message(&self) -> Message {
+        let datapoints = self.node_datapoints().await.as_ref().clone();
+        Message {
+            datapoints,
+            dimensions: self.node_dims().await.dimensions(),
+        }
+    }
+
+    /// The node's Mesos id: the agent's own (agents), the leading master's (masters), ""
+    /// while unknown. Read at most every [`MESOS_ID_TTL`] (every [`MESOS_ID_RETRY`] while
+    /// unknown).
+    pub async fn mesos_id(&self) -> String {
+        let (known, checked) = self.lock_id().clone();
+        let due = match checked {
+            None => true,
+            Some(at) if known.is_empty() => at.elapsed() >= MESOS_ID_RETRY,
+            Some(at) => at.elapsed() >= MESOS_ID_TTL,
+        };
+        if !due {
+            return known;
+        }
+        self.lock_id().1 = Some(Instant::now());
+        let read = match (self.config.role, &self.config.agent, &self.config.master) {
+            (Role::Agent, Some(agent), _) => self
+                .fetch
+                .json::<AgentState>(&format!("{agent}/state"), STATE_LIMIT)
+                .await
+                .map(|s| s.id),
+            (Role::Master, _, Some(master)) => self
+                .fetch
+                .json::<MasterState>(&format!("{master}/state"), STATE_LIMIT)
+                .await
+                .map(|s| s.mesos_id()),
+            _ => return known,
+        };
+        match read {
+            Ok(id) if !id.is_empty() => {
+                self.lock_id().0 = id.clone();
+                id
+            }
+            Ok(_) => known,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the node's Mesos id");
+                known
+            }
+        }
+    }
+
+    fn lock_id(&self) -> std::sync::MutexGuard<'_, (String, Option<Instant>)> {
+        self.mesos_id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The agent's containers: a read at most [`AGENT_CACHE`] old, else the last good one
+    /// if the agent cannot be read.
+    pub async fn view(&self) -> Arc<AgentView> {
+        let Some(agent) = self.config.agent.clone() else {
+            return Arc::default();
+        };
+        let mut view = self.view.lock().await;
+        if view.0.is_some_and(|at| at.elapsed() < AGENT_CACHE) {
+            return view.1.clone();
+        }
+        view.0 = Some(Instant::now());
+        let started = Instant::now();
+        let (containers_url, state_url) = (format!("{agent}/containers"), format!("{agent}/state"));
+        let (list, state) = tokio::join!(
+            self.fetch
+                .json::<Vec<AgentContainer>>(&containers_url, CONTAINERS_LIMIT),
+            self.fetch.json::<AgentState>(&state_url, STATE_LIMIT),
+        );
+        match (list, state) {
+            (Ok(list), Ok(state)) => {
+                if !state.id.is_empty() {
+                    let mut id = self.lock_id();
+                    id.0 = state.id.clone();
+                    id.1 = Some(Instant::now());
+                }
+                let node = NodeDims {
+                    mesos_id: state.id.clone(),
+                    cluster_id: self.config.cluster_id.clone(),
+                    hostname: self.config.node_ip.to_string(),
+                };
+                view.1 = Arc::new(AgentView {
+                    containers: agent::containers(&list, &state, &node),
+                    read_at: Some(started),
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the agent's containers; answering the last ones");
+            }
+        }
+        view.1.clone()
+    }
+
+    /// Sets the agent's containers as if just read (tests of the API without an agent).
+    #[cfg(test)]
+    pub(crate) async fn preset_view(&self, containers: BTreeMap<String, ContainerInfo>) {
+        *self.view.lock().await = (
+            Some(Instant::now()),
+            Arc::new(AgentView {
+                containers,
+                read_at: Some(Instant::now()),
+            }),
+        );
+    }
+
+    /// The ids of `/v0/containers`: the agent's containers and those that sent metrics.
+    pub async fn container_ids(&self) -> Vec<String> {
+        let view = self.view().await;
+        let mut ids: Vec<String> = view.containers.keys().cloned().collect();
+        ids.extend(self.apps.container_ids());
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// `/v0/containers/{id}`: None if the agent does not run it or gave no statistics.
+    pub async fn container_message(&self, id: &str) -> Option<Message> {
+        let view = self.view().await;
+        let c = view.containers.get(id)?;
+        if c.datapoints.is_empty() {
+            return None;
+        }
+        Some(Message {
+            datapoints: c.datapoints.clone(),
+            dimensions: c.dimensions.clone(),
+        })
+    }
+
+    /// `/v0/containers/{id}/app[/{metric}]`: the container's application metrics (only
+    /// those named `metric` if given); None if there are none. The task's labels become
+    /// tags of each datapoint, under its StatsD tags.
+    pub async fn app_message(&self, id: &str, metric: Option<&str>) -> Option<Message> {
+        let app = self.apps.container(id)?;
+        let view = self.view().await;
+        let info = view.containers.get(id);
+        let mut dimensions = match info {
+            Some(i) => i.dimensions.clone(),
+            None => self.node_dims().await.dimensions(),
+        };
+        dimensions.container_id = id.to_string();
+        if dimensions.executor_id.is_empty() {
+            dimensions.executor_id = app.executor_id.clone();
+        }
+        if dimensions.framework_id.is_empty() {
+            dimensions.framework_id = app.framework_id.clone();
+        }
+        let labels = std::mem::take(&mut dimensions.labels);
+        let datapoints: Vec<Datapoint> = app
+            .series
+            .iter()
+            .filter(|((name, _), _)| metric.is_none_or(|m| m == name))
+            .map(|((name, tags), latest)| {
+                let mut all = labels.clone();
+                all.extend(tags.iter().cloned());
+                Datapoint {
+                    name: name.clone(),
+                    value: Value(latest.value),
+                    unit: unit::NONE.to_string(),
+                    timestamp: latest.timestamp.clone(),
+                    tags: all,
+                }
+            })
+            .collect();
+        if datapoints.is_empty() {
+            return None;
+        }
+        Some(Message {
+            datapoints,
+            dimensions,
+        })
+    }
+
+    /// Reads the agent again if due and drops the application metrics of containers it no
+    /// longer runs, and stale series.
+    pub async fn expire(&self) {
+        let view = self.view().await;
+        let running: HashSet<String> = view.containers.keys().cloned().collect();
+        let proof = match (self.config.agent.is_some(), view.read_at) {
+            (true, Some(at)) => Some((&running, at)),
+            _ => None,
+        };
+        let refused = self.apps.expire(proof);
+        if refused > 0 {
+            tracing::warn!(refused, "application metrics dropped at the store's limits");
+        }
+    }
+
+    /// The Prometheus exposition of everything: node, container and application datapoints,
+    /// and the Mesos and Marathon metrics of this node.
+    pub async fn prometheus(&self) -> String {
+        let (node, dims, view, master, agent_snap, marathon) = tokio::join!(
+            self.node_datapoints(),
+            self.node_dims(),
+            self.view(),
+            self.snapshot(self.config.master.as_deref(), "/metrics/snapshot"),
+            self.snapshot(self.config.agent.as_deref(), "/metrics/snapshot"),
+            self.snapshot(self.config.marathon.as_deref(), "/metrics"),
+        );
+        let mut e = Exposition::new();
+        let node_dims = dims.dimensions();
+        for d in node.iter() {
+            add_datapoint(&mut e, d, &node_dims.pairs());
+        }
+        for c in view.containers.values() {
+            let pairs = c.dimensions.pairs();
+            for d in &c.datapoints {
+                add_datapoint(&mut e, d, &pairs);
+            }
+        }
+        for (id, _) in self.apps.all() {
+            if let Some(m) = self.app_message(&id, None).await {
+                let pairs = m.dimensions.pairs();
+                for d in &m.datapoints {
+                    add_datapoint(&mut e, d, &pairs);
+                }
+            }
+        }
+        let base = [
+            ("mesos_id", dims.mesos_id.as_str()),
+            ("cluster_id", dims.cluster_id.as_str()),
+            ("hostname", dims.hostname.as_str()),
+        ];
+        for (snapshot, role, help) in [
+            (&master, "master", "Mesos master metric"),
+            (&agent_snap, "agent", "Mesos agent metric"),
+        ] {
+            if let Some(s) = snapshot {
+                for (key, v) in prometheus::snapshot_values(s) {
+                    let labels = base.iter().copied().chain([("role", role)]);
+                    e.add(&format!("mesos.{key}"), &format!("{help} {key}"), labels, v);
+                }
+            }
+        }
+        if let Some(m) = &marathon {
+            for (name, v) in prometheus::marathon_values(m) {
+                e.add(
+                    &prometheus::marathon_name(&name),
+                    &format!("Marathon metric {name}"),
+                    base.iter().copied(),
+                    v,
+                );
+            }
+        }
+        e.render()
+    }
+
+    /// A component's metrics as JSON, None if it is not configured or cannot be read.
+    async fn snapshot(&self, base: Option<&str>, path: &str) -> Option<serde_json::Value> {
+        let url = format!("{}{path}", base?);
+        match self.fetch.json(&url, SNAPSHOT_LIMIT).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping metrics that cannot be read");
+                None
+            }
+        }
+    }
+}
+
+/// A datapoint as a sample: its dimensions, then its tags (a tag overrides a dimension of
+/// the same name, as in the real producer).
+fn add_datapoint(e: &mut Exposition, d: &Datapoint, dims: &[(&str, &str)]) {
+    let tags = d.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let labels = prometheus::dedup_labels(tags.chain(dims.iter().copied()));
+    e.add(&d.name, DATAPOINT_HELP, labels, d.value.0);
+}
