@@ -33,22 +33,8 @@ const METADATA_FIELDS: &[&str] = &[
     "licenses",
 ];
 
-/// The fields of `describe`'s v2 answer (the package, flat).
-const DESCRIBE_V2_FIELDS: &[&str] = &[
-    "packagingVersion",
-    "name",
-    "version",
-    "maintainer",
-    "description",
-    "tags",
-    "selected",
-    "scm",
-    "website",
-    "framework",
-    "preInstallNotes",
-    "postInstallNotes",
-    "postUninstallNotes",
-    "licenses",
+/// The fields `describe`'s v2 answer (the package, flat) has beyond the metadata's.
+const DESCRIBE_V2_EXTRA_FIELDS: &[&str] = &[
     "minDcosReleaseVersion",
     "marathon",
     "resource",
@@ -187,7 +173,13 @@ impl Package {
 
     /// `describe`'s v2 answer.
     pub fn describe_v2(&self) -> Value {
-        self.pick(DESCRIBE_V2_FIELDS)
+        let mut out = self.pick(METADATA_FIELDS);
+        if let (Value::Object(out), Value::Object(extra)) =
+            (&mut out, self.pick(DESCRIBE_V2_EXTRA_FIELDS))
+        {
+            out.extend(extra);
+        }
+        out
     }
 
     /// The option schema (`config`), if the package has options.

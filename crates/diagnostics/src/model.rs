@@ -169,6 +169,19 @@ impl Cluster {
 
     /// `/units/{unit}/nodes/{ip}`.
     pub fn unit_on_node(&self, id: &str, ip: &str) -> Result<Value, NotFound> {
+        let (node, unit) = self.node_and_unit(ip, id)?;
+        Ok(
+            json!({"host_ip": node.ip, "health": unit.health, "role": node.node_role,
+            "output": unit.output, "help": unit.help}),
+        )
+    }
+
+    fn node_health(&self, ip: &str) -> Result<&NodeHealth, NotFound> {
+        self.nodes.get(ip).ok_or_else(|| NotFound::Node(ip.into()))
+    }
+
+    /// Node `ip` and its unit `id`.
+    fn node_and_unit(&self, ip: &str, id: &str) -> Result<(&NodeHealth, &Unit), NotFound> {
         let node = self.node_health(ip)?;
         let unit = node
             .units
@@ -178,14 +191,7 @@ impl Cluster {
                 unit: id.into(),
                 node: ip.into(),
             })?;
-        Ok(
-            json!({"host_ip": node.ip, "health": unit.health, "role": node.node_role,
-            "output": unit.output, "help": unit.help}),
-        )
-    }
-
-    fn node_health(&self, ip: &str) -> Result<&NodeHealth, NotFound> {
-        self.nodes.get(ip).ok_or_else(|| NotFound::Node(ip.into()))
+        Ok((node, unit))
     }
 
     /// `/nodes`.
@@ -213,15 +219,7 @@ impl Cluster {
 
     /// `/nodes/{ip}/units/{unit}`: the node's whole report of the unit.
     pub fn node_unit(&self, ip: &str, id: &str) -> Result<Value, NotFound> {
-        let n = self.node_health(ip)?;
-        let unit = n
-            .units
-            .iter()
-            .find(|u| u.id == id)
-            .ok_or_else(|| NotFound::UnitOnNode {
-                unit: id.into(),
-                node: ip.into(),
-            })?;
+        let (_, unit) = self.node_and_unit(ip, id)?;
         Ok(serde_json::to_value(unit).expect("a unit serializes"))
     }
 

@@ -19,6 +19,36 @@ fn package_type(kind: &str, version: &str) -> String {
     format!("application/vnd.dcos.package.{kind}+json;charset=utf-8;version={version}")
 }
 
+/// A POST of `body` to `url` with a request and an answer media type, from inside node
+/// `from`, logged in: the status and the answer.
+fn vendor_post(
+    cluster: &Cluster,
+    from: &Node,
+    url: &str,
+    request: &str,
+    answer: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let content_type = format!("Content-Type: {request}");
+    let accept = format!("Accept: {answer}");
+    let auth = cluster.auth_header();
+    let body = body.to_string();
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        &content_type,
+        "-H",
+        &accept,
+        "-H",
+        &auth,
+        "-d",
+        &body,
+        url,
+    ];
+    crate::curl(cluster, from, &args)
+}
+
 /// A call of Cosmos' package API with its media types, through the Admin Router of master
 /// `m`, sent from inside node `from`: the status and the answer.
 pub(crate) fn cosmos_from(
@@ -30,33 +60,15 @@ pub(crate) fn cosmos_from(
     version: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let url = format!("http://{m}/package/{path}");
-    let content_type = format!(
-        "Content-Type: {}",
-        package_type(&format!("{kind}-request"), "v1")
-    );
-    let accept = format!(
-        "Accept: {}",
-        package_type(&format!("{kind}-response"), version)
-    );
-    let auth = cluster.auth_header();
-    let body = body.to_string();
-    crate::curl(
+    let request = package_type(&format!("{kind}-request"), "v1");
+    let answer = package_type(&format!("{kind}-response"), version);
+    vendor_post(
         cluster,
         from,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &content_type,
-            "-H",
-            &accept,
-            "-H",
-            &auth,
-            "-d",
-            &body,
-            &url,
-        ],
+        &format!("http://{m}/package/{path}"),
+        &request,
+        &answer,
+        body,
     )
 }
 
@@ -340,30 +352,17 @@ fn packages_install_list_and_uninstall_through_admin_router() {
 
     // The service view: the older install may be upgraded; updating it keeps its options.
     let service_call = |kind: &str, body: Value| {
+        let media = |end: &str| {
+            format!("application/vnd.dcos.service.{kind}-{end}+json;charset=utf-8;version=v1")
+        };
         let url = format!("http://{}/cosmos/service/{kind}", m.ip);
-        let content_type = format!(
-            "Content-Type: application/vnd.dcos.service.{kind}-request+json;charset=utf-8;version=v1"
-        );
-        let accept = format!(
-            "Accept: application/vnd.dcos.service.{kind}-response+json;charset=utf-8;version=v1"
-        );
-        let body = body.to_string();
-        crate::curl(
+        vendor_post(
             &cluster,
             m,
-            &[
-                "-X",
-                "POST",
-                "-H",
-                &content_type,
-                "-H",
-                &accept,
-                "-H",
-                &auth,
-                "-d",
-                &body,
-                &url,
-            ],
+            &url,
+            &media("request"),
+            &media("response"),
+            &body,
         )
     };
     let (status, described) = service_call("describe", json!({"appId": "/greeter"}));
