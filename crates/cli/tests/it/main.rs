@@ -10,6 +10,8 @@ mod ha;
 mod iam;
 mod install;
 mod jobs_ha;
+mod logs;
+mod metrics;
 mod node_run;
 mod packages;
 mod ports;
