@@ -66,7 +66,7 @@ impl Bundles {
         self.job.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn status(&self, me: &str) -> Value {
+    fn status(&self) -> Value {
         let job = self.job();
         json!({
             "is_running": job.running.is_some(),
@@ -83,8 +83,15 @@ impl Bundles {
             "command_exec_timeout_sec": 50,
             "diagnostics_partition_disk_usage_percent": disk_usage_percent(&self.dir),
             "job_progress_percentage": job.progress,
-            "node": me,
         })
+    }
+
+    /// Whether a bundle can be written in the directory.
+    pub fn writable(&self) -> bool {
+        let probe = self.dir.join(".writable.part");
+        let ok = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
     }
 
     fn files(&self) -> Vec<Value> {
@@ -315,7 +322,10 @@ async fn collect(
         let folder = format!("{ip}_{role}");
         let health = match url {
             None => Ok(me.clone()),
-            Some(url) => fetch_json::<NodeHealth>(puller.client(), url).await,
+            Some(url) => puller
+                .get(url, crate::pull::MAX_ANSWER)
+                .await
+                .and_then(|b| serde_json::from_slice::<NodeHealth>(&b).map_err(|e| e.to_string())),
         };
         match health {
             Ok(health) => {
@@ -335,13 +345,14 @@ async fn collect(
                                 .map_err(|e| e.to_string())
                                 .and_then(|r| r.map_err(|e| e.to_string()))
                         }
+                        // A remote node's unit names were not checked by the pull.
+                        Some(_) if !crate::valid_unit(&unit.id) => {
+                            Err("not a unit name".to_string())
+                        }
                         Some(url) => {
                             let base = url.trim_end_matches("/system/health/v1");
-                            fetch_bytes(
-                                puller.client(),
-                                &format!("{base}/system/health/v1/logs/units/{}", unit.id),
-                            )
-                            .await
+                            let url = format!("{base}/system/health/v1/logs/units/{}", unit.id);
+                            puller.get(&url, crate::MAX_LOG as usize).await
                         }
                     };
                     match log {
@@ -362,21 +373,21 @@ async fn collect(
         }
     }
     // The leading Mesos master's state, as the bundle's `5050-master_state.json.gz`.
-    if let Some(state) = puller.mesos_state() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let zipped = gz
-            .write_all(state.to_string().as_bytes())
-            .and_then(|()| gz.finish())
-            .map_err(|e| e.to_string())?;
-        let folder = puller
-            .leader()
-            .map_or_else(|| format!("{}_master", me.ip), |ip| format!("{ip}_master"));
-        add(
-            &mut entries,
-            &mut errors,
-            format!("{folder}/5050-master_state-summary.json.gz"),
-            zipped,
-        );
+    if let Some(leader) = puller.leader() {
+        let url = format!("http://{leader}:5050/master/state");
+        match puller.get(&url, crate::pull::MAX_STATE).await {
+            Ok(state) => {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let zipped = gz
+                    .write_all(&state)
+                    .and_then(|()| gz.finish())
+                    .map_err(|e| e.to_string())?;
+                let path = format!("{leader}_master/5050-master_state.json.gz");
+                add(&mut entries, &mut errors, path, zipped);
+            }
+            Err(e) => errors.push(format!("the Mesos master's state: {e}")),
+        }
     }
     let part = b.dir.join(format!(".{name}.part"));
     let done = b.dir.join(name);
@@ -402,30 +413,6 @@ fn write_zip(part: &Path, done: &Path, entries: Vec<(String, Vec<u8>)>) -> std::
     std::fs::rename(part, done)
 }
 
-async fn fetch_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
-    }
-    let mut response = response;
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if out.len() + chunk.len() > crate::MAX_LOG as usize {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-async fn fetch_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<T, String> {
-    let bytes = fetch_bytes(client, url).await?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-}
-
 /// `POST /report/diagnostics/cancel`.
 pub(crate) async fn cancel(State(s): State<Shared>) -> Response {
     let b = match bundles(&s) {
@@ -449,7 +436,7 @@ pub(crate) async fn cancel(State(s): State<Shared>) -> Response {
 /// `GET /report/diagnostics/status`.
 pub(crate) async fn status(State(s): State<Shared>) -> Response {
     match bundles(&s) {
-        Ok(b) => Json(b.status(&s.config.ip.to_string())).into_response(),
+        Ok(b) => Json(b.status()).into_response(),
         Err(r) => r,
     }
 }
@@ -459,7 +446,7 @@ pub(crate) async fn status_all(State(s): State<Shared>) -> Response {
     match bundles(&s) {
         Ok(b) => {
             let ip = s.config.ip.to_string();
-            Json(json!({ip.clone(): b.status(&ip)})).into_response()
+            Json(json!({ip: b.status()})).into_response()
         }
         Err(r) => r,
     }

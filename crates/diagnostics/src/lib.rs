@@ -76,6 +76,11 @@ pub struct Config {
     pub logs_dir: PathBuf,
     /// Masters: how they pull every node and make bundles.
     pub pull: Option<pull::Pull>,
+    /// A socket served too (a master that is also an agent: its agent router's path).
+    pub also_socket: Option<PathBuf>,
+    /// Strict security: the IAM that checks the token every request must carry (Admin
+    /// Router passes the user's; the masters send their service account's).
+    pub verify_tokens: Option<SocketAddr>,
 }
 
 /// Why the service cannot run.
@@ -155,23 +160,42 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         });
     }
     let app = router(service);
-    match &config.listen {
-        Listen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::Bind(addr.to_string(), e))?;
-            tracing::info!(%addr, "listening for dcos-diagnostics requests");
-            dcos_serve::serve(listener, app, LIMITS, shutdown).await;
+    let mut listens = vec![config.listen.clone()];
+    listens.extend(config.also_socket.clone().map(Listen::Unix));
+    let mut served = Vec::new();
+    for listen in listens {
+        match listen {
+            Listen::Tcp(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::Bind(addr.to_string(), e))?;
+                tracing::info!(%addr, "listening for dcos-diagnostics requests");
+                // Over TCP the caller must log in when security is strict.
+                let app = dcos_iam::client::require_tokens(app.clone(), config.verify_tokens, &[]);
+                served.push(tokio::spawn(dcos_serve::serve(
+                    listener,
+                    app,
+                    LIMITS,
+                    shutdown.clone(),
+                )));
+            }
+            Listen::Unix(path) => {
+                // A socket left by a killed predecessor would make bind fail.
+                let _ = std::fs::remove_file(&path);
+                let listener = tokio::net::UnixListener::bind(&path)
+                    .map_err(|e| Error::Bind(path.display().to_string(), e))?;
+                tracing::info!(socket = %path.display(), "listening for dcos-diagnostics requests");
+                let app = app.clone();
+                let shutdown = shutdown.clone();
+                served.push(tokio::spawn(async move {
+                    dcos_serve::serve(listener, app, LIMITS, shutdown).await;
+                    let _ = std::fs::remove_file(&path);
+                }));
+            }
         }
-        Listen::Unix(path) => {
-            // A socket left by a killed predecessor would make bind fail.
-            let _ = std::fs::remove_file(path);
-            let listener = tokio::net::UnixListener::bind(path)
-                .map_err(|e| Error::Bind(path.display().to_string(), e))?;
-            tracing::info!(socket = %path.display(), "listening for dcos-diagnostics requests");
-            dcos_serve::serve(listener, app, LIMITS, shutdown).await;
-            let _ = std::fs::remove_file(path);
-        }
+    }
+    for task in served {
+        let _ = task.await;
     }
     Ok(())
 }
@@ -193,6 +217,7 @@ fn router(service: Shared) -> Router {
         .route("/system/health/v1/report", get(report))
         .route("/system/health/v1/report/download", get(report_download))
         .route("/system/health/v1/logs", get(log_list))
+        .route("/system/health/v1/selftest/info", get(selftest))
         .route("/system/health/v1/logs/units/{unit}", get(unit_log))
         .route(
             "/system/health/v1/report/diagnostics/create",
@@ -351,6 +376,25 @@ pub fn valid_unit(id: &str) -> bool {
         && id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// `/selftest/info`: this service's own checks, each `{Success, ErrorMessage}`.
+async fn selftest(State(s): State<Shared>) -> Json<Value> {
+    let me = s.local().await;
+    let check = |ok: bool, why: &str| serde_json::json!({"Success": ok, "ErrorMessage": if ok { "" } else { why }});
+    let status_read = !me.units.is_empty()
+        && !me
+            .units
+            .iter()
+            .any(|u| u.output.contains("unit status cannot be read"));
+    let mut checks = serde_json::json!({
+        "UnitsStatusReadable": check(status_read, "the node's unit status cannot be read"),
+        "LogsDirReadable": check(s.config.logs_dir.is_dir(), "the node's logs dir is missing"),
+    });
+    if let Some(b) = &s.bundles {
+        checks["BundleDirWritable"] = check(b.writable(), "the bundle directory is not writable");
+    }
+    Json(checks)
 }
 
 /// `/logs`: what this node serves for bundles.

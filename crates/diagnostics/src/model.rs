@@ -61,14 +61,28 @@ impl NodeHealth {
     /// A node that did not answer: its role and IP known, every unit it was last seen with
     /// unhealthy with `why`.
     pub fn unreachable(ip: &str, role: &str, mesos_id: &str, known: &[Unit], why: &str) -> Self {
-        let units = known
+        let output = format!("The node's dcos-diagnostics did not answer: {why}");
+        let mut units: Vec<Unit> = known
             .iter()
             .map(|u| Unit {
                 health: UNHEALTHY,
-                output: format!("The node's dcos-diagnostics did not answer: {why}"),
+                output: output.clone(),
                 ..u.clone()
             })
             .collect();
+        // Never seen: its own dcos-diagnostics stands for it, unhealthy.
+        if units.is_empty() {
+            let description =
+                "DC/OS Diagnostics: collects and serves the health of DC/OS components";
+            units.push(Unit {
+                id: "dcos-diagnostics.service".into(),
+                health: UNHEALTHY,
+                output,
+                description: description.into(),
+                help: format!("Check the node {ip}: is `dcos node run` running there?"),
+                name: unit_name(description),
+            });
+        }
         NodeHealth {
             units,
             hostname: ip.to_string(),
@@ -417,5 +431,7 @@ mod tests {
         let n = NodeHealth::unreachable("10.0.0.3", "agent", "", &[unit("a", 0)], "timed out");
         assert_eq!(n.health(), 1);
         assert!(n.units[0].output.contains("timed out"));
+        let never = NodeHealth::unreachable("10.0.0.4", "agent", "", &[], "refused");
+        assert_eq!((never.health(), never.units.len()), (1, 1));
     }
 }

@@ -44,9 +44,20 @@ struct Inner {
     me: IpAddr,
     client: reqwest::Client,
     follower: follow::Follower,
-    /// The last aggregate and when it was made; the lock also keeps pulls one at a time.
-    last: tokio::sync::Mutex<Option<(Instant, Cluster)>>,
+    /// The last aggregate and when it was made: readers never wait for a pull.
+    last: std::sync::RwLock<Option<(Instant, Cluster)>>,
+    /// Held while pulling: one pull at a time; callers that waited take its result.
+    pulling: tokio::sync::Mutex<()>,
 }
+
+/// The largest answer read from a node.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+/// The largest Mesos state read for a bundle.
+pub const MAX_STATE: usize = 64 * 1024 * 1024;
+/// The most units kept of one node's answer.
+const MAX_UNITS: usize = 256;
+/// The longest unit output kept of one node's answer.
+const MAX_OUTPUT: usize = 64 * 1024;
 
 /// A node to pull: where, and what it is.
 #[derive(Clone, Debug)]
@@ -75,7 +86,8 @@ impl Puller {
                 pull,
                 me,
                 follower,
-                last: tokio::sync::Mutex::new(None),
+                last: std::sync::RwLock::new(None),
+                pulling: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -106,6 +118,10 @@ impl Puller {
                 let Ok(ip) = host.parse::<IpAddr>() else {
                     continue;
                 };
+                // A master that is also an agent is pulled (or is this node) as a master.
+                if ip == self.inner.me || p.masters.contains(&ip) {
+                    continue;
+                }
                 let public = agent["attributes"]["public_ip"] == "true";
                 out.push(Target {
                     ip: ip.to_string(),
@@ -139,21 +155,48 @@ impl Puller {
         self.inner.follower.current().map(|s| s.state.clone())
     }
 
-    async fn ask(&self, target: &Target) -> Result<NodeHealth, String> {
-        let response = self
-            .inner
-            .client
-            .get(&target.url)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("it answered {}", response.status()));
+    /// GETs `url` as this cluster's component (with its token when security asks one),
+    /// reading at most `limit` bytes of the answer.
+    pub async fn get(&self, url: &str, limit: usize) -> Result<Vec<u8>, String> {
+        let mut request = self.inner.client.get(url);
+        if let Some(credentials) = &self.inner.pull.mesos.credentials {
+            let token = (credentials.0)().await?;
+            request = request.header("Authorization", format!("token={token}"));
         }
-        let mut health: NodeHealth = response.json().await.map_err(|e| e.to_string())?;
-        // What the node says of its address and role must be what it was asked as.
+        let mut response = request.send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if out.len() + chunk.len() > limit {
+                return Err(format!("{url} answered more than {limit} bytes"));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn ask(&self, target: &Target) -> Result<NodeHealth, String> {
+        let bytes = self.get(&target.url, MAX_ANSWER).await?;
+        let mut health: NodeHealth = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        // What the node says of its address and role must be what it was asked as; its
+        // units are kept within bounds, with names that are unit names and health 0 or 1.
         health.ip = target.ip.clone();
+        health.hostname = target.ip.clone();
         health.node_role = target.role.to_string();
+        health.units.retain(|u| crate::valid_unit(&u.id));
+        health.units.truncate(MAX_UNITS);
+        for unit in &mut health.units {
+            unit.health = unit.health.min(crate::model::UNHEALTHY);
+            if unit.output.len() > MAX_OUTPUT {
+                let mut end = MAX_OUTPUT;
+                while !unit.output.is_char_boundary(end) {
+                    end -= 1;
+                }
+                unit.output.truncate(end);
+            }
+        }
         if health.mesos_id.is_empty() {
             health.mesos_id = target.mesos_id.clone();
         }
@@ -198,14 +241,32 @@ impl Puller {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = NodeHealth>,
     {
-        let mut last = self.inner.last.lock().await;
-        if let Some((at, cluster)) = &*last {
+        let asked = Instant::now();
+        let read = || {
+            self.inner
+                .last
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        if let Some((at, cluster)) = read() {
             if !fresh && at.elapsed() < self.inner.pull.interval {
+                return cluster;
+            }
+        }
+        let _pulling = self.inner.pulling.lock().await;
+        // A pull that ended while this call waited is as fresh as one it would make.
+        let previous = read();
+        if let Some((at, cluster)) = &previous {
+            if *at >= asked {
                 return cluster.clone();
             }
         }
-        let cluster = self.pull_now(last.as_ref().map(|(_, c)| c), local).await;
-        *last = Some((Instant::now(), cluster.clone()));
+        let cluster = self
+            .pull_now(previous.as_ref().map(|(_, c)| c), local)
+            .await;
+        *self.inner.last.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), cluster.clone()));
         cluster
     }
 

@@ -22,6 +22,9 @@ use crate::record;
 
 /// The longest line kept whole; a longer one is stored as several lines of this size.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The longest message of a stored line: with its time prefix and newline, a stored line is
+/// at most [`MAX_LINE`], as readers cut lines there.
+pub const MAX_MESSAGE: usize = MAX_LINE - record::PREFIX_LEN - 2;
 
 /// How much of a unit's output is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,8 +239,8 @@ impl LineSplitter {
                 None => (chunk, false),
             };
             let mut body = body;
-            while self.carry.len() + body.len() > MAX_LINE {
-                let take = MAX_LINE - self.carry.len();
+            while self.carry.len() + body.len() > MAX_MESSAGE {
+                let take = MAX_MESSAGE - self.carry.len();
                 self.carry.extend_from_slice(&body[..take]);
                 out.push(std::mem::take(&mut self.carry));
                 body = &body[take..];
@@ -260,40 +263,81 @@ impl LineSplitter {
     }
 }
 
-/// Copies `from` (a unit's stdout or stderr) into `log` line by line until it ends. A failed
-/// write (disk full) is logged once and the output dropped until writing works again, so a
-/// unit never blocks on its log.
+/// How many chunks of lines may wait for a unit's log writer.
+const PENDING_CHUNKS: usize = 256;
+
+/// Copies `from` (a unit's stdout or stderr) into `log` line by line until it ends.
+///
+/// The lines are written by a thread of the unit's own, so a slow disk stalls only that
+/// writer, never the caller (the supervisor's one thread) nor the unit: when the writer falls
+/// [`PENDING_CHUNKS`] behind, lines are dropped and a line saying how many is written once it
+/// catches up. A failed write (disk full) is logged once and the output dropped until
+/// writing works again.
 pub async fn pump<R: AsyncRead + Unpin>(mut from: R, log: Arc<RotatingLog>) {
+    let (chunks, pending) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(PENDING_CHUNKS);
+    let writer = log.clone();
+    let spawned = std::thread::Builder::new()
+        .name("unit-log".into())
+        .spawn(move || {
+            let mut failing = false;
+            for lines in pending {
+                let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                match writer.append(SystemTime::now(), &refs) {
+                    Ok(()) => failing = false,
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(log = %writer.path().display(), error = %e, "cannot write a unit's log; dropping its output until writing works");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+    let writer = match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(log = %log.path().display(), error = %e, "cannot start a unit's log writer; its output is dropped");
+            None
+        }
+    };
     let mut buf = vec![0u8; MAX_LINE];
     let mut lines = LineSplitter::default();
-    let mut failing = false;
-    let mut write = |lines: Vec<Vec<u8>>| {
-        if lines.is_empty() {
+    let mut dropped = 0u64;
+    let mut send = |batch: Vec<Vec<u8>>| {
+        if batch.is_empty() {
             return;
         }
-        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        // One small append to the page cache per chunk read: done in place, as blocking
-        // the supervisor's thread for it is shorter than handing it to another thread.
-        match log.append(SystemTime::now(), &refs) {
-            Ok(()) => failing = false,
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(log = %log.path().display(), error = %e, "cannot write a unit's log; dropping its output until writing works");
-                }
-                failing = true;
-            }
+        let count = batch.len() as u64;
+        let batch = if dropped > 0 {
+            let mut with_note = vec![format!(
+                "[dcos-log] {dropped} lines dropped: the log writer could not keep up"
+            )
+            .into_bytes()];
+            with_note.extend(batch);
+            with_note
+        } else {
+            batch
+        };
+        match chunks.try_send(batch) {
+            Ok(()) => dropped = 0,
+            Err(_) => dropped += count,
         }
     };
     loop {
         match from.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => write(lines.push(&buf[..n])),
+            Ok(n) => send(lines.push(&buf[..n])),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
     if let Some(last) = lines.finish() {
-        write(vec![last]);
+        send(vec![last]);
+    }
+    // The pipe ended: the writer finishes what is pending, then the pump ends.
+    drop(chunks);
+    if let Some(handle) = writer {
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
 }
 

@@ -115,12 +115,17 @@ pub fn reporter(
             Ok(st) => st
                 .units
                 .iter()
-                .filter_map(|u| report(role, ip, &logs_dir, u))
+                .filter_map(|u| report(role, ip, &run_dir, &logs_dir, u))
                 .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the node's unit status");
-                Vec::new()
-            }
+            // The supervisor's status cannot be read: the node is not healthy, and says why.
+            Err(e) => vec![Unit {
+                id: "dcos-diagnostics.service".into(),
+                health: UNHEALTHY,
+                output: format!("the node's unit status cannot be read: {e}"),
+                description: description("dcos-diagnostics.service").into(),
+                help: "Is `dcos node run` running on this node?".into(),
+                name: unit_name(description("dcos-diagnostics.service")),
+            }],
         };
         Local {
             units,
@@ -137,8 +142,9 @@ fn process_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// Why a running unit is not healthy, if it is not.
-fn running_problem(pid: Option<u32>, addrs: &[SocketAddr]) -> Option<String> {
+/// Why a running unit is not healthy, if it is not: its process, then its TCP ports, then
+/// its unix sockets.
+fn running_problem(pid: Option<u32>, addrs: &[SocketAddr], sockets: &[PathBuf]) -> Option<String> {
     if let Some(pid) = pid {
         match process_state(pid) {
             None => return Some(format!("its process {pid} is gone")),
@@ -156,6 +162,14 @@ fn running_problem(pid: Option<u32>, addrs: &[SocketAddr]) -> Option<String> {
             return Some(format!("it does not accept connections on {addr}: {e}"));
         }
     }
+    for path in sockets {
+        if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+            return Some(format!(
+                "it does not accept connections on {}: {e}",
+                path.display()
+            ));
+        }
+    }
     None
 }
 
@@ -169,7 +183,13 @@ fn log_tail(logs_dir: &Path, unit: &str) -> String {
 }
 
 /// One unit's report; `None` for units this node does not run (not built, not in use).
-fn report(role: NodeRole, ip: IpAddr, logs_dir: &Path, u: &UnitStatus) -> Option<Unit> {
+fn report(
+    role: NodeRole,
+    ip: IpAddr,
+    run_dir: &Path,
+    logs_dir: &Path,
+    u: &UnitStatus,
+) -> Option<Unit> {
     let problem = match u.state {
         UnitState::NotBuilt | UnitState::NotInUse | UnitState::NeedsRoot => return None,
         UnitState::Running => {
@@ -178,7 +198,8 @@ fn report(role: NodeRole, ip: IpAddr, logs_dir: &Path, u: &UnitStatus) -> Option
                 .find(|r| r.name == u.name)
                 .map(|r| r.tcp_addrs(ip))
                 .unwrap_or_default();
-            running_problem(u.pid, &addrs)
+            let sockets = crate::units::unit_sockets(&u.name, role, run_dir);
+            running_problem(u.pid, &addrs, &sockets)
         }
         UnitState::Starting => Some("it is starting: not yet accepting on its ports".into()),
         UnitState::Backoff => Some(format!(
@@ -231,7 +252,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        assert_eq!(running_problem(Some(pid), &[]), None);
+        assert_eq!(running_problem(Some(pid), &[], &[]), None);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGSTOP,
@@ -240,7 +261,7 @@ mod tests {
         // The state changes once the signal is delivered.
         let mut why = None;
         for _ in 0..50 {
-            why = running_problem(Some(pid), &[]);
+            why = running_problem(Some(pid), &[], &[]);
             if why.is_some() {
                 break;
             }
@@ -255,12 +276,17 @@ mod tests {
     fn a_port_that_does_not_accept_is_named() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let open = listener.local_addr().unwrap();
-        assert_eq!(running_problem(None, &[open]), None);
+        assert_eq!(running_problem(None, &[open], &[]), None);
         // A port nothing listens on, below the ephemeral range (a freed ephemeral port can
         // be connected to itself).
         let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let why = running_problem(None, &[open, closed]).unwrap();
+        let why = running_problem(None, &[open, closed], &[]).unwrap();
         assert!(why.contains("127.0.0.1:1:"), "{why}");
+        // A socket nobody serves.
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone.sock");
+        let why = running_problem(None, &[], std::slice::from_ref(&gone)).unwrap();
+        assert!(why.contains("gone.sock"), "{why}");
     }
 
     #[test]

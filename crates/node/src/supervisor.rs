@@ -13,7 +13,7 @@
 //! the disk, and dcos-log serves the files as DC/OS' journal.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -333,11 +333,11 @@ impl Runner {
     /// Resolves once the unit accepts on its ports (marking it running), then never.
     async fn wait_ready(&self, pid: Option<u32>) {
         let addrs = self.unit.tcp_addrs(self.ip);
-        let socket = (self.unit.name == "dcos-pkgpanda-api.service")
-            .then(|| crate::pkgpanda::socket_path(&run_dir(&self.opts.config)));
+        let sockets =
+            crate::units::unit_sockets(self.unit.name, self.unit.role, &run_dir(&self.opts.config));
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if ready(&addrs, socket.as_deref()).await {
+            if ready(&addrs, &sockets).await {
                 break;
             }
         }
@@ -415,8 +415,8 @@ async fn drain(mut pumps: tokio::task::JoinSet<()>) {
     }
 }
 
-async fn ready(addrs: &[std::net::SocketAddr], socket: Option<&Path>) -> bool {
-    if let Some(path) = socket {
+async fn ready(addrs: &[std::net::SocketAddr], sockets: &[PathBuf]) -> bool {
+    for path in sockets {
         if tokio::net::UnixStream::connect(path).await.is_err() {
             return false;
         }

@@ -103,6 +103,22 @@ impl Unit {
     }
 }
 
+/// The unix sockets a unit serves on a node of `role` whose run dir is `run_dir`: what
+/// readiness and health probe for the units that have no TCP port there.
+pub fn unit_sockets(name: &str, role: NodeRole, run_dir: &std::path::Path) -> Vec<PathBuf> {
+    let file = match name {
+        "dcos-pkgpanda-api.service" => "pkgpanda-api.sock",
+        "dcos-diagnostics.service" if role.is_agent() => "dcos-diagnostics.sock",
+        // On a master-and-agent node the agent's unit serves the log socket.
+        "dcos-log-agent.service" => "dcos-log.sock",
+        "dcos-log-master.service" if !role.is_agent() => "dcos-log.sock",
+        "dcos-metrics-master.service" => "dcos-metrics-master.sock",
+        "dcos-metrics-agent.service" => "dcos-metrics-agent.sock",
+        _ => return Vec::new(),
+    };
+    vec![run_dir.join(file)]
+}
+
 /// Every OSS unit of a role in start order, built or not.
 pub fn role_units(role: NodeRole) -> Vec<Unit> {
     let mut names: Vec<&'static str> = units_for(role)
@@ -121,7 +137,16 @@ pub fn role_units(role: NodeRole) -> Vec<Unit> {
             name,
             built: BUILT.contains(&name),
             role,
-            rows: rows_of_unit(role, name).filter(|r| r.served()).collect(),
+            rows: rows_of_unit(role, name)
+                .filter(|r| r.served())
+                // The metrics row names both metrics units; a master-and-agent node binds
+                // 61091 once, in the agent's unit.
+                .filter(|r| {
+                    !(role == NodeRole::MasterAgent
+                        && name == "dcos-metrics-master.service"
+                        && r.ports().contains(dcos_metrics::PROMETHEUS_PORT))
+                })
+                .collect(),
         })
         .collect()
 }
@@ -324,9 +349,19 @@ pub async fn run_unit(
                     ip,
                     role: node_role.into(),
                     dcos_version: dcos_adminrouter::pages::DCOS_VERSION.into(),
-                    local: crate::health::reporter(role, ip, run, logs_dir.clone(), mesos_id),
+                    local: crate::health::reporter(
+                        role,
+                        ip,
+                        run.clone(),
+                        logs_dir.clone(),
+                        mesos_id,
+                    ),
                     logs_dir,
                     pull,
+                    // A master that is also an agent: its agent router asks the socket.
+                    also_socket: (role.is_master() && role.is_agent())
+                        .then(|| run.join("dcos-diagnostics.sock")),
+                    verify_tokens: if strict { Some(iam()?) } else { None },
                 },
                 shutdown,
             )

@@ -548,4 +548,15 @@ fn strict_security_makes_frameworks_and_agents_authenticate() {
         &json!({"packageName": "http-echo"}),
     );
     assert_eq!(status, 200, "{removed}");
+    // dcos-diagnostics pulls the agent with its service account: every node healthy; its
+    // 1050 asks a token too.
+    let url = format!("http://{}/system/health/v1/nodes?cache=0", m.ip);
+    let nodes = eventually(Duration::from_secs(30), || {
+        let (_, nodes) = crate::curl(&cluster, m, &["-H", &auth, &url]);
+        let list = nodes["nodes"].as_array()?.clone();
+        (list.len() == 2 && list.iter().all(|n| n["health"] == 0)).then_some(list)
+    });
+    assert_eq!(nodes.len(), 2);
+    let own = format!("http://{}:1050/system/health/v1", m.ip);
+    assert_eq!(cluster.curl(m, &["-o", "/dev/null", &own]).0, 401);
 }

@@ -172,10 +172,13 @@ fn long_lines_are_split_and_carriage_returns_dropped() {
     );
     assert_eq!(s.finish(), Some(b"la".to_vec()));
     assert_eq!(s.finish(), None);
-    let long = vec![b'z'; MAX_LINE * 2 + 5];
+    // Messages are cut so that a stored line (time prefix and newline included) fits the
+    // readers' MAX_LINE.
+    let long = vec![b'z'; MAX_MESSAGE * 2 + 5];
     let out = s.push(&long);
     assert_eq!(out.len(), 2);
-    assert!(out.iter().all(|l| l.len() == MAX_LINE));
+    assert!(out.iter().all(|l| l.len() == MAX_MESSAGE));
+    const { assert!(MAX_MESSAGE + crate::record::PREFIX_LEN + 2 <= MAX_LINE) };
     assert_eq!(s.push(b"\n"), vec![vec![b'z'; 5]]);
 }
 
