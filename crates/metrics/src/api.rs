@@ -114,6 +114,28 @@ pub struct Dimensions {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The names of the identity dimensions: a tag or label of the same (sanitized) name is
+/// dropped, so a task cannot pass its metrics off as another container's.
+pub const DIMENSION_NAMES: [&str; 11] = [
+    "mesos_id",
+    "cluster_id",
+    "container_id",
+    "executor_id",
+    "framework_name",
+    "framework_id",
+    "framework_role",
+    "framework_principal",
+    "task_name",
+    "task_id",
+    "hostname",
+];
+
+/// Whether a tag named `name` would name an identity dimension once sanitized as a
+/// Prometheus label.
+pub fn is_dimension_name(name: &str) -> bool {
+    DIMENSION_NAMES.contains(&crate::prometheus::label_name(name).as_str())
+}
+
 impl Dimensions {
     /// The dimensions as name/value pairs, the empty ones left out, labels last.
     pub fn pairs(&self) -> Vec<(&str, &str)> {

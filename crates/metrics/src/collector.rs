@@ -2,7 +2,7 @@
 //! agent's containers, the application metrics tasks sent, the node's Mesos id, and the
 //! Mesos and Marathon metrics for Prometheus.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,9 @@ use crate::{Config, Role};
 pub const NODE_CACHE: Duration = Duration::from_secs(2);
 /// How long a node collection may take (a hung network filesystem's `statvfs`).
 pub const NODE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a read of a component's metrics (Mesos `/metrics/snapshot`, Marathon
+/// `/metrics`) is reused: scrapes within it share one read.
+pub const SNAPSHOT_CACHE: Duration = Duration::from_secs(2);
 /// How long a read of the agent's containers is reused.
 pub const AGENT_CACHE: Duration = Duration::from_secs(5);
 /// How long a known Mesos id is trusted before it is read again.
@@ -31,6 +34,33 @@ pub const CONTAINERS_LIMIT: usize = 16 * 1024 * 1024;
 pub const STATE_LIMIT: usize = 64 * 1024 * 1024;
 /// Bytes of a `/metrics/snapshot` or Marathon `/metrics` read at most.
 pub const SNAPSHOT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How long relayed datagrams of a container the agent's last read did not list are
+/// accepted (a container newer than the read).
+pub const UNKNOWN_GRACE: Duration = Duration::from_secs(30);
+/// A read that started this long after an unknown container's first datagram and does not
+/// list it ends its grace.
+pub const UNKNOWN_SETTLE: Duration = Duration::from_secs(2);
+/// Unknown containers in grace at most; datagrams of further ones are dropped.
+pub const MAX_UNKNOWN: usize = 64;
+/// How often an unknown container's datagram makes the agent's containers be read again at
+/// most.
+pub const UNKNOWN_REREAD: Duration = Duration::from_secs(1);
+
+/// Which relayed containers are accepted: those the agent listed, and unknown ones for a
+/// grace period.
+#[derive(Default)]
+struct Admission {
+    /// The agent's containers as last read.
+    latest: Arc<AgentView>,
+    /// Unknown containers, by when their first datagram arrived.
+    grace: HashMap<String, Instant>,
+    /// When an unknown container last asked for a read.
+    reread_at: Option<Instant>,
+}
+
+/// A component's metrics as last read, and when; None if the read failed.
+type SnapshotCache = tokio::sync::Mutex<Option<(Instant, Option<Arc<serde_json::Value>>)>>;
 
 /// The agent's containers as last read.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +79,10 @@ pub struct Collector {
     node_cache: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Datapoint>>)>>,
     view: tokio::sync::Mutex<(Option<Instant>, Arc<AgentView>)>,
     mesos_id: Mutex<(String, Option<Instant>)>,
+    admission: Mutex<Admission>,
+    /// The master's, the agent's and Marathon's metrics as last read (or failed), each read
+    /// by one request at a time.
+    snapshots: [SnapshotCache; 3],
     /// Application metrics from StatsD.
     pub apps: AppStore,
 }
@@ -64,6 +98,8 @@ impl Collector {
             node_cache: tokio::sync::Mutex::new(None),
             view: tokio::sync::Mutex::new((None, Arc::new(AgentView::default()))),
             mesos_id: Mutex::new((String::new(), None)),
+            admission: Mutex::new(Admission::default()),
+            snapshots: Default::default(),
             config,
         }
     }
@@ -167,11 +203,16 @@ impl Collector {
     /// The agent's containers: a read at most [`AGENT_CACHE`] old, else the last good one
     /// if the agent cannot be read.
     pub async fn view(&self) -> Arc<AgentView> {
+        self.view_within(AGENT_CACHE).await
+    }
+
+    /// The agent's containers: a read at most `max_age` old, else the last good one.
+    async fn view_within(&self, max_age: Duration) -> Arc<AgentView> {
         let Some(agent) = self.config.agent.clone() else {
             return Arc::default();
         };
         let mut view = self.view.lock().await;
-        if view.0.is_some_and(|at| at.elapsed() < AGENT_CACHE) {
+        if view.0.is_some_and(|at| at.elapsed() < max_age) {
             return view.1.clone();
         }
         view.0 = Some(Instant::now());
@@ -198,6 +239,7 @@ impl Collector {
                     containers: agent::containers(&list, &state, &node),
                     read_at: Some(started),
                 });
+                self.lock_admission().latest = view.1.clone();
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot read the agent's containers; answering the last ones");
@@ -206,16 +248,59 @@ impl Collector {
         view.1.clone()
     }
 
+    fn lock_admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a relayed datagram of `container_id` is accepted: always without an agent to
+    /// ask; else if the agent's last read listed it, or it is unknown but in its grace (at
+    /// most [`MAX_UNKNOWN`] at a time, for [`UNKNOWN_GRACE`], ended by a read that started
+    /// [`UNKNOWN_SETTLE`] after its first datagram and does not list it). An unknown
+    /// container has the agent read again, at most every [`UNKNOWN_REREAD`].
+    pub fn admit(self: &Arc<Self>, container_id: &str) -> bool {
+        if self.config.agent.is_none() {
+            return true;
+        }
+        let now = Instant::now();
+        let mut a = self.lock_admission();
+        if a.latest.containers.contains_key(container_id) {
+            return true;
+        }
+        let read_at = a.latest.read_at;
+        let in_grace = |first: Instant| {
+            now.saturating_duration_since(first) < UNKNOWN_GRACE
+                && read_at.is_none_or(|r| r <= first + UNKNOWN_SETTLE)
+        };
+        let admitted = match a.grace.get(container_id) {
+            Some(first) => in_grace(*first),
+            None => {
+                a.grace.retain(|_, first| in_grace(*first));
+                if a.grace.len() >= MAX_UNKNOWN {
+                    return false;
+                }
+                a.grace.insert(container_id.to_string(), now);
+                true
+            }
+        };
+        if a.reread_at.is_none_or(|at| at.elapsed() >= UNKNOWN_REREAD) {
+            a.reread_at = Some(now);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.view_within(UNKNOWN_REREAD).await;
+            });
+        }
+        admitted
+    }
+
     /// Sets the agent's containers as if just read (tests of the API without an agent).
     #[cfg(test)]
     pub(crate) async fn preset_view(&self, containers: BTreeMap<String, ContainerInfo>) {
-        *self.view.lock().await = (
-            Some(Instant::now()),
-            Arc::new(AgentView {
-                containers,
-                read_at: Some(Instant::now()),
-            }),
-        );
+        let view = Arc::new(AgentView {
+            containers,
+            read_at: Some(Instant::now()),
+        });
+        *self.view.lock().await = (Some(Instant::now()), view.clone());
+        self.lock_admission().latest = view;
     }
 
     /// The ids of `/v0/containers`: the agent's containers and those that sent metrics.
@@ -259,14 +344,26 @@ impl Collector {
         if dimensions.framework_id.is_empty() {
             dimensions.framework_id = app.framework_id.clone();
         }
-        let labels = std::mem::take(&mut dimensions.labels);
+        // Identity dimensions win over labels, and both over StatsD tags: a tag whose
+        // sanitized name is a dimension's or a label's is dropped.
+        let mut labels = std::mem::take(&mut dimensions.labels);
+        labels.retain(|k, _| !crate::api::is_dimension_name(k));
+        let label_names: HashSet<String> =
+            labels.keys().map(|k| prometheus::label_name(k)).collect();
         let datapoints: Vec<Datapoint> = app
             .series
             .iter()
             .filter(|((name, _), _)| metric.is_none_or(|m| m == name))
             .map(|((name, tags), latest)| {
                 let mut all = labels.clone();
-                all.extend(tags.iter().cloned());
+                all.extend(
+                    tags.iter()
+                        .filter(|(k, _)| {
+                            !crate::api::is_dimension_name(k)
+                                && !label_names.contains(&prometheus::label_name(k))
+                        })
+                        .cloned(),
+                );
                 Datapoint {
                     name: name.clone(),
                     value: Value(latest.value),
@@ -307,9 +404,9 @@ impl Collector {
             self.node_datapoints(),
             self.node_dims(),
             self.view(),
-            self.snapshot(self.config.master.as_deref(), "/metrics/snapshot"),
-            self.snapshot(self.config.agent.as_deref(), "/metrics/snapshot"),
-            self.snapshot(self.config.marathon.as_deref(), "/metrics"),
+            self.snapshot(0, self.config.master.as_deref(), "/metrics/snapshot"),
+            self.snapshot(1, self.config.agent.as_deref(), "/metrics/snapshot"),
+            self.snapshot(2, self.config.marathon.as_deref(), "/metrics"),
         );
         let mut e = Exposition::new();
         let node_dims = dims.dimensions();
@@ -340,14 +437,14 @@ impl Collector {
             (&agent_snap, "agent", "Mesos agent metric"),
         ] {
             if let Some(s) = snapshot {
-                for (key, v) in prometheus::snapshot_values(s) {
+                for (key, v) in prometheus::snapshot_values(s.as_ref()) {
                     let labels = base.iter().copied().chain([("role", role)]);
                     e.add(&format!("mesos.{key}"), &format!("{help} {key}"), labels, v);
                 }
             }
         }
         if let Some(m) = &marathon {
-            for (name, v) in prometheus::marathon_values(m) {
+            for (name, v) in prometheus::marathon_values(m.as_ref()) {
                 e.add(
                     &prometheus::marathon_name(&name),
                     &format!("Marathon metric {name}"),
@@ -359,23 +456,128 @@ impl Collector {
         e.render()
     }
 
-    /// A component's metrics as JSON, None if it is not configured or cannot be read.
-    async fn snapshot(&self, base: Option<&str>, path: &str) -> Option<serde_json::Value> {
+    /// A component's metrics as JSON (cache `slot`), None if it is not configured or cannot
+    /// be read: a read at most [`SNAPSHOT_CACHE`] old, one at a time.
+    async fn snapshot(
+        &self,
+        slot: usize,
+        base: Option<&str>,
+        path: &str,
+    ) -> Option<Arc<serde_json::Value>> {
         let url = format!("{}{path}", base?);
-        match self.fetch.json(&url, SNAPSHOT_LIMIT).await {
-            Ok(v) => Some(v),
+        let mut cache = self.snapshots[slot].lock().await;
+        if let Some((at, v)) = cache.as_ref() {
+            if at.elapsed() < SNAPSHOT_CACHE {
+                return v.clone();
+            }
+        }
+        let read = match self.fetch.json(&url, SNAPSHOT_LIMIT).await {
+            Ok(v) => Some(Arc::new(v)),
             Err(e) => {
                 tracing::debug!(error = %e, "skipping metrics that cannot be read");
                 None
             }
-        }
+        };
+        *cache = Some((Instant::now(), read.clone()));
+        read
     }
 }
 
-/// A datapoint as a sample: its dimensions, then its tags (a tag overrides a dimension of
-/// the same name, as in the real producer).
+/// A datapoint as a sample: its dimensions, then its tags. A dimension wins over a tag
+/// whose sanitized name is the same, so a task's tags cannot spoof whose metrics they are.
 fn add_datapoint(e: &mut Exposition, d: &Datapoint, dims: &[(&str, &str)]) {
     let tags = d.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let labels = prometheus::dedup_labels(tags.chain(dims.iter().copied()));
+    let labels = prometheus::dedup_labels(dims.iter().copied().chain(tags));
     e.add(&d.name, DATAPOINT_HELP, labels, d.value.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_collector() -> Arc<Collector> {
+        let mut c = Config::new(
+            Role::Agent,
+            "/nonexistent.sock".into(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        );
+        // Nothing listens there: re-reads fail at once and the preset view stays.
+        c.agent = Some("http://127.0.0.1:9".into());
+        Arc::new(Collector::new(c))
+    }
+
+    #[tokio::test]
+    async fn relayed_ids_the_agent_does_not_list_are_admitted_only_briefly_and_few() {
+        let c = agent_collector();
+        let listed = ContainerInfo::default();
+        c.preset_view([("c1".to_string(), listed)].into()).await;
+        assert!(c.admit("c1"));
+        // Unknown: in grace, up to the cap.
+        for i in 0..MAX_UNKNOWN {
+            assert!(c.admit(&format!("new{i}")), "{i}");
+        }
+        assert!(c.admit("new0"), "still in grace");
+        assert!(!c.admit("one-too-many"));
+        assert!(c.admit("c1"), "listed ones are unaffected");
+        // Grace ends with time...
+        let long_ago = Instant::now() - UNKNOWN_GRACE - Duration::from_secs(1);
+        c.lock_admission().grace.insert("new0".into(), long_ago);
+        assert!(!c.admit("new0"));
+        // ... and with a later read that does not list it.
+        let before = Instant::now() - UNKNOWN_SETTLE - Duration::from_secs(1);
+        c.lock_admission().grace.insert("new1".into(), before);
+        c.preset_view([("c1".to_string(), ContainerInfo::default())].into())
+            .await;
+        assert!(!c.admit("new1"));
+        // Expired entries make room for new ones.
+        assert!(c.admit("later"));
+    }
+
+    #[tokio::test]
+    async fn component_metrics_are_read_once_per_cache_period() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    axum::Json(serde_json::json!({"gauges": {}}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let c = agent_collector();
+        let base = format!("http://{addr}");
+        let (a, b, d) = tokio::join!(
+            c.snapshot(2, Some(&base), "/metrics"),
+            c.snapshot(2, Some(&base), "/metrics"),
+            c.snapshot(2, Some(&base), "/metrics"),
+        );
+        assert!(a.is_some() && b.is_some() && d.is_some());
+        assert!(c.snapshot(2, Some(&base), "/metrics").await.is_some());
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "one read in flight, then cached"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn without_an_agent_every_relayed_id_is_admitted() {
+        let c = Arc::new(Collector::new(Config::new(
+            Role::Agent,
+            "/nonexistent.sock".into(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )));
+        assert!(c.admit("anything"));
+    }
 }

@@ -14,6 +14,17 @@
 //!   here with its container's ids ([`relay`]); lines are parsed ([`statsd`]) and the latest
 //!   value of each (container, metric, tags) kept ([`store`]) until the container ends.
 //!
+//! What the StatsD collector trusts: any local process can send to `127.0.0.1:8124`, and
+//! tasks share the host's network. Relayed datagrams are accepted only for containers the
+//! agent's last `/containers` read listed, or for at most [`collector::MAX_UNKNOWN`]
+//! unknown ones during a short grace (containers newer than that read), which makes the
+//! agent be read again; so made-up ids cannot fill the store for long. A local process
+//! (tasks run as root here) can still send datagrams naming another *running* container
+//! (forging its metrics, within the store's per-container limits), send more than the
+//! agent's per-container rate limit allows by writing to `8124` directly, or, as root, bind
+//! or sniff loopback at will. Identity dimensions always win over tags, so a datagram
+//! cannot relabel whose metrics it carries beyond the container id it names.
+//!
 //! Everything is read on request with short caches ([`collector`]); a background task only
 //! expires application metrics.
 
@@ -207,7 +218,7 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = receive_statsd(socket, &collector) => {}
+                _ = receive_statsd(socket, collector.clone()) => {}
             }
         }
     };
@@ -225,8 +236,9 @@ pub async fn serve_on(listeners: Listeners, config: Config, shutdown: Cancellati
 }
 
 /// Receives relayed datagrams for ever, recording their samples; what is not a relayed
-/// datagram is dropped.
-async fn receive_statsd(socket: UdpSocket, collector: &Collector) {
+/// datagram, or not of a container the agent runs or just started ([`Collector::admit`]), is
+/// dropped.
+async fn receive_statsd(socket: UdpSocket, collector: Arc<Collector>) {
     let mut buf = vec![0u8; relay::MAX_DATAGRAM + 1];
     let mut dropped: u64 = 0;
     loop {
@@ -240,11 +252,16 @@ async fn receive_statsd(socket: UdpSocket, collector: &Collector) {
             }
         };
         match relay::parse(&buf[..n]) {
-            Some((origin, payload)) => collector.apps.record(origin, statsd::parse_packet(payload)),
-            None => {
+            Some((origin, payload)) if collector.admit(origin.container_id) => {
+                collector.apps.record(origin, statsd::parse_packet(payload))
+            }
+            _ => {
                 dropped += 1;
                 if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "datagrams that are not relayed StatsD dropped");
+                    tracing::warn!(
+                        dropped,
+                        "datagrams that are not relayed StatsD of a known container dropped"
+                    );
                 }
             }
         }

@@ -58,9 +58,6 @@ pub struct AppContainer {
     first_seen: Option<Instant>,
 }
 
-/// Tag keys that name the container; they are dimensions, not tags.
-const ORIGIN_TAGS: [&str; 3] = ["container_id", "executor_id", "framework_id"];
-
 #[derive(Default)]
 struct Inner {
     containers: HashMap<String, AppContainer>,
@@ -114,7 +111,8 @@ impl AppStore {
             let mut tags: Vec<(String, String)> = sample
                 .tags
                 .into_iter()
-                .filter(|(k, _)| !ORIGIN_TAGS.contains(&k.as_str()))
+                // Tags that would name an identity dimension are dropped: dimensions win.
+                .filter(|(k, _)| !crate::api::is_dimension_name(k))
                 .collect();
             // Stable: a key sent twice in one line keeps its order, and the last one counts,
             // as in a map.

@@ -95,8 +95,11 @@ impl Relays {
     /// no collector or it cannot be bound. Must run on the runtime.
     pub(crate) fn open(&self, origin: Origin<'_>, port: Option<u16>) -> Option<u16> {
         let (to, out) = (self.collector?, self.out.clone()?);
-        if let Some(open) = self.lock().get(origin.container_id) {
-            return Some(open.port);
+        // Checked, bound and inserted under one lock: two opens for one container cannot
+        // both bind (and the second's insert drop the first's socket).
+        let mut open = self.lock();
+        if let Some(relay) = open.get(origin.container_id) {
+            return Some(relay.port);
         }
         let Some(header) = origin.header() else {
             tracing::warn!(
@@ -117,8 +120,7 @@ impl Relays {
         };
         let port = socket.local_addr().ok()?.port();
         let task = tokio::spawn(relay(socket, header, out, to));
-        self.lock()
-            .insert(origin.container_id.to_string(), Relay { port, task });
+        open.insert(origin.container_id.to_string(), Relay { port, task });
         Some(port)
     }
 
@@ -287,6 +289,32 @@ mod tests {
             ..origin("")
         };
         assert_eq!(relays.open(bad, None), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_one_container_share_one_socket() {
+        let relays = Arc::new(Relays::new(
+            Some("127.0.0.1:9".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ));
+        for round in 0..20 {
+            let id = format!("c{round}");
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let (relays, id) = (relays.clone(), id.clone());
+                    tokio::spawn(async move { relays.open(origin(&id), None) })
+                })
+                .collect();
+            let mut ports = Vec::new();
+            for o in opens {
+                ports.push(o.await.unwrap().unwrap());
+            }
+            ports.dedup();
+            assert_eq!(ports.len(), 1, "one port per container: {ports:?}");
+            assert_eq!(relays.len(), round + 1);
+            // The socket open is the one kept: its port cannot be bound.
+            assert!(std::net::UdpSocket::bind(("127.0.0.1", ports[0])).is_err());
+        }
     }
 
     #[tokio::test]

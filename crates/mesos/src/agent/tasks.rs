@@ -118,7 +118,14 @@ async fn start(shared: &Shared, run: &Run) -> anyhow::Result<Exited> {
         sandbox: &run.sandbox,
         env: shared.task_env(run),
     };
-    let launched = shared.containerizer.launch(launch).await?;
+    let launched = match shared.containerizer.launch(launch).await {
+        Ok(l) => l,
+        Err(e) => {
+            // No container will use it: its socket must not outlive the failed launch.
+            shared.statsd.close(&run.container_id);
+            return Err(e);
+        }
+    };
     let recorded = {
         let mut st = shared.lock();
         // Killed (or gone) while its URIs were fetched: the container must not outlive that.
@@ -443,6 +450,65 @@ mod tests {
         use TaskState::*;
         assert_eq!(states, [Starting, Running, Killing, Killed]);
         assert_eq!(simulated.running(), 0);
+    }
+
+    /// A containerizer whose launches all fail.
+    struct Failing;
+
+    impl crate::agent::containerizer::Containerizer for Failing {
+        fn launch<'a>(
+            &'a self,
+            _launch: crate::agent::containerizer::Launch<'a>,
+        ) -> futures::future::BoxFuture<'a, anyhow::Result<crate::agent::containerizer::Launched>>
+        {
+            Box::pin(async { anyhow::bail!("no room") })
+        }
+        fn abort(&self, _: &str, _: &crate::agent::containerizer::Launched) {}
+        fn reattach(&self, _: &crate::agent::containerizer::Handle) -> Option<Exited> {
+            None
+        }
+        fn signal(
+            &self,
+            _: &crate::agent::containerizer::Handle,
+            _: nix::sys::signal::Signal,
+        ) -> Result<(), crate::agent::containerizer::NotSignalled> {
+            Err(crate::agent::containerizer::NotSignalled::NotStarted)
+        }
+        fn destroy(&self, _: &str, _: &Path) -> Remains {
+            Remains::default()
+        }
+        fn destroy_orphans(&self, _: &[&str]) {}
+        fn check_command(
+            &self,
+            _: crate::agent::containerizer::CheckTarget<'_>,
+        ) -> Result<crate::agent::containerizer::CheckCommand, String> {
+            Err("none".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_launch_closes_the_tasks_statsd_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            work_dir: dir.path().to_path_buf(),
+            statsd: Some("127.0.0.1:9".parse().unwrap()),
+            ..Config::default()
+        };
+        let shared = Shared::with_containerizer(Arc::new(config), Arc::new(Failing));
+        shared.lock().id = Some("agent".into());
+        let run = task_run(dir.path(), TaskState::Staging);
+        let key = run.key();
+        launch(&shared, run.framework.clone(), run.task.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while state_of(&shared, &key) != Some(TaskState::Failed) {
+            assert!(tokio::time::Instant::now() < deadline, "never failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            shared.lock().runs[&key].statsd_port.is_some(),
+            "it had a socket"
+        );
+        assert_eq!(shared.statsd.len(), 0, "the socket is closed");
     }
 
     #[test]

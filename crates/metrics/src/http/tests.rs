@@ -321,3 +321,36 @@ async fn prometheus_has_node_container_and_app_samples() {
     let (status, _, _) = get(&r, "/other").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn tags_cannot_spoof_identity_dimensions_or_labels() {
+    let (collector, r) = agent_with_a_container().await;
+    collector.apps.record(
+        Origin {
+            container_id: "c1",
+            executor_id: "web.1",
+            framework_id: "fw-0000",
+        },
+        crate::statsd::parse_packet(
+            b"spoof:1|g|#container.id:evil,Task-Name:evil,hostname:evil,mesos-id:evil,team:evil,ok:1",
+        ),
+    );
+    let v = get_json(&r, "/v0/containers/c1/app/spoof").await;
+    assert_eq!(
+        v["datapoints"][0]["tags"],
+        json!({"team": "ops", "ok": "1"})
+    );
+    assert_eq!(v["dimensions"]["container_id"], "c1");
+    let (_, _, body) = get(&prometheus_router(collector), "/metrics").await;
+    let text = String::from_utf8(body).unwrap();
+    let line = text.lines().find(|l| l.starts_with("spoof{")).unwrap();
+    assert!(!line.contains("evil"), "{line}");
+    for label in [
+        "container_id=\"c1\"",
+        "task_name=\"web\"",
+        "team=\"ops\"",
+        "ok=\"1\"",
+    ] {
+        assert!(line.contains(label), "{line}");
+    }
+}
