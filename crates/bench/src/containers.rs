@@ -315,7 +315,7 @@ async fn start_latency(registry: &Registry, launches: usize) -> anyhow::Result<V
         "image": BUSYBOX,
         "command": SLEEP.join(" "),
         // Debug builds of the agent and the containers' init are several times slower.
-        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "build": crate::machine::build(),
         "task": {"cpus": TASK_CPUS, "mem_mb": TASK_MEM_MB},
         "first_launch_with_pull_ms": first,
         "image_task_ms": summary(&ours),

@@ -29,7 +29,7 @@ use crate::rig::Rig;
 use crate::{framework, percentile, Args, Kind, Param, Scenario};
 
 /// The app every launch deploys.
-const APP_ID: &str = "/bench-launch";
+pub(crate) const APP_ID: &str = "/bench-launch";
 
 /// What one instance asks for.
 const TASK_CPUS: f64 = 0.01;
@@ -141,7 +141,7 @@ fn bare_task(i: usize, agent_id: &Id) -> TaskInfo {
 }
 
 /// Waits until the master counts no running task.
-async fn until_no_tasks(rig: &Rig) -> anyhow::Result<()> {
+pub(crate) async fn until_no_tasks(rig: &Rig) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let m = rig.get(&rig.mesos("/metrics/snapshot")).await?;
@@ -156,17 +156,38 @@ async fn until_no_tasks(rig: &Rig) -> anyhow::Result<()> {
     }
 }
 
-/// Deploys the app with `instances` instances through Marathon and waits until all run.
+/// The app a launch deploys: `instances` instances of `sleep 3600`, 0.01 CPU, 1 MB, no ports.
+pub(crate) fn app(id: &str, instances: usize) -> Value {
+    json!({"id": id, "cmd": "sleep 3600", "instances": instances,
+        "cpus": TASK_CPUS, "mem": TASK_MEM, "disk": 0, "portDefinitions": []})
+}
+
+/// Deletes the app `id` through Marathon and waits until the master counts no running task.
+pub(crate) async fn remove_app(rig: &Rig, id: &str) -> anyhow::Result<()> {
+    let resp = rig
+        .client
+        .delete(rig.marathon(&format!("/v2/apps{id}")))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "DELETE /v2/apps{id} answered {}",
+        resp.status()
+    );
+    until_no_tasks(rig).await
+}
+
+/// Deploys `app` (see [`app`]) through Marathon and waits until all its instances run.
 /// Returns its figures.
-pub(crate) async fn marathon_launch(rig: &Rig, instances: usize) -> anyhow::Result<Value> {
-    let app = json!({"id": APP_ID, "cmd": "sleep 3600", "instances": instances,
-        "cpus": TASK_CPUS, "mem": TASK_MEM, "disk": 0, "portDefinitions": []});
+pub(crate) async fn marathon_launch(rig: &Rig, app: &Value) -> anyhow::Result<Value> {
+    let id = app["id"].as_str().unwrap_or(APP_ID);
+    let instances = app["instances"].as_u64().unwrap_or(0) as usize;
     let posted_at = SystemTime::now();
     let started = Instant::now();
     let resp = rig
         .client
         .post(rig.marathon("/v2/apps"))
-        .json(&app)
+        .json(app)
         .send()
         .await?;
     anyhow::ensure!(
@@ -175,7 +196,7 @@ pub(crate) async fn marathon_launch(rig: &Rig, instances: usize) -> anyhow::Resu
         resp.status(),
         resp.text().await.unwrap_or_default()
     );
-    let list = rig.marathon(&format!("/v2/apps?id={APP_ID}"));
+    let list = rig.marathon(&format!("/v2/apps?id={id}"));
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let apps = rig.get(&list).await?;
@@ -185,12 +206,12 @@ pub(crate) async fn marathon_launch(rig: &Rig, instances: usize) -> anyhow::Resu
         }
         anyhow::ensure!(
             started.elapsed() < GIVE_UP,
-            "Marathon ran {running} of {instances} instances within {GIVE_UP:?}"
+            "Marathon ran {running} of {instances} instances of {id} within {GIVE_UP:?}"
         );
     }
     let all_running = started.elapsed().as_secs_f64();
     let tasks = rig
-        .get(&rig.marathon(&format!("/v2/apps{APP_ID}/tasks")))
+        .get(&rig.marathon(&format!("/v2/apps{id}/tasks")))
         .await?;
     let posted = posted_at
         .duration_since(SystemTime::UNIX_EPOCH)?
@@ -285,7 +306,7 @@ async fn one_run(agents: usize, instances: usize) -> anyhow::Result<Value> {
     let bare = bare_framework(&rig.client, master, instances).await?;
     until_no_tasks(&rig).await?;
     tracing::info!(instances, bare, "minimal framework done");
-    let marathon = marathon_launch(&rig, instances).await?;
+    let marathon = marathon_launch(&rig, &app(APP_ID, instances)).await?;
     tracing::info!(instances, ?marathon, "Marathon done");
     let state = master_state(&rig).await?;
     let bare_rate = instances as f64 / bare;

@@ -13,7 +13,7 @@
 //! | [`failover`] | kill -9 of the leading Marathon and Mesos master, to the first acknowledged write |
 //! | [`jobs`] | Metronome: one-off runs to ACTIVE per second on simulated agents; schedule fire-time lag |
 //! | [`packages`] | Cosmos: `/package/search` on 1,000 packages against nginx serving its answer; install to TASK_RUNNING against Marathon |
-//! | [`footprint`] | resident memory and CPU of every master unit, idle and under launch load |
+//! | [`footprint`] | resident memory and CPU of every master and agent unit, idle and under launch load; the cost of metrics collection per container |
 //!
 //! Each writes one JSON document (the date, the machine, the command, its parameters and
 //! figures) to `bench/results/<scenario>.json`; [`report`] renders `bench/RESULTS.md` from

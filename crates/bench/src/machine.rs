@@ -11,6 +11,16 @@ pub fn today() -> String {
         .unwrap_or_default()
 }
 
+/// The profile the benchmark (and the `dcos` beside it) was built with: debug builds of the
+/// components are several times slower.
+pub fn build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 /// Cores, memory, CPU model and kernel.
 pub fn describe() -> Value {
     let cores = std::thread::available_parallelism()
