@@ -39,12 +39,15 @@ fn rows(report: &Value, unhealthy: bool) -> Vec<Row> {
             if unhealthy && healthy {
                 continue;
             }
-            // The reason is the output's first line; the rest is the log's tail.
-            let reason = node["Output"][&id]
+            // The reason is the output's first line (the rest is the log's tail), without
+            // control characters: a node's text must not drive the terminal.
+            let reason: String = node["Output"][&id]
                 .as_str()
                 .and_then(|o| o.lines().next())
                 .unwrap_or("")
-                .to_string();
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
             let health = if healthy { "healthy" } else { "unhealthy" };
             rows.push((ip.clone(), role.clone(), id, health.to_string(), reason));
         }
@@ -108,5 +111,9 @@ mod tests {
         let sick = rows(&report, true);
         assert_eq!(sick.len(), 1);
         assert_eq!(sick[0].4, "dcos-net.service is unhealthy: stopped");
+        let hostile = json!({"Nodes": {"10.0.0.3": {"Role": "agent",
+            "Units": [{"UnitName": "u", "Health": 1}],
+            "Output": {"u": "bad\u{1b}[2Jthing"}}}});
+        assert_eq!(rows(&hostile, true)[0].4, "bad[2Jthing");
     }
 }

@@ -166,13 +166,7 @@ fn ticks(text: &str) -> Vec<u64> {
 
 #[test]
 fn unit_and_task_logs_ranges_follows_and_refusals() {
-    let cluster = Cluster::builder()
-        .masters(1)
-        .agents(1)
-        .public_agents(0)
-        .binary(DCOS)
-        .start()
-        .expect("start the cluster");
+    let cluster = crate::master_and_agent();
     let m = cluster.master(0);
     let agent = cluster.agents()[0];
     let auth = cluster.auth_header();

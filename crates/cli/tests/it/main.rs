@@ -85,6 +85,17 @@ impl DcosCli {
     }
 }
 
+/// A cluster of one master and one private agent, running the binary under test.
+pub fn master_and_agent() -> dcos_testkit::Cluster {
+    dcos_testkit::Cluster::builder()
+        .masters(1)
+        .agents(1)
+        .public_agents(0)
+        .binary(DCOS)
+        .start()
+        .expect("start the cluster")
+}
+
 /// Runs the real binary.
 pub fn dcos(args: &[&str]) -> Output {
     Command::new(DCOS).args(args).output().expect("run dcos")

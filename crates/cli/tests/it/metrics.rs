@@ -12,8 +12,6 @@ use std::time::Duration;
 use dcos_testkit::{eventually, Cluster, Node};
 use serde_json::{json, Value};
 
-use crate::DCOS;
-
 /// Where scripts/install-deps puts Debian's promtool.
 const PROMTOOL: &str = "/opt/prometheus-tools/usr/bin/promtool";
 
@@ -128,13 +126,7 @@ fn node_container_and_app_metrics_through_admin_router_and_prometheus() {
         std::path::Path::new(PROMTOOL).is_file(),
         "{PROMTOOL} is missing: scripts/install-deps installs Debian's promtool there"
     );
-    let cluster = Cluster::builder()
-        .masters(1)
-        .agents(1)
-        .public_agents(0)
-        .binary(DCOS)
-        .start()
-        .expect("start the cluster");
+    let cluster = crate::master_and_agent();
     let m = cluster.master(0);
     let agent = cluster.agents()[0];
     let cluster_id = cluster

@@ -150,13 +150,7 @@ fn second_repository(dir: &Path) {
 
 #[test]
 fn packages_install_list_and_uninstall_through_admin_router() {
-    let cluster = Cluster::builder()
-        .masters(1)
-        .agents(1)
-        .public_agents(0)
-        .binary(DCOS)
-        .start()
-        .expect("start the cluster");
+    let cluster = crate::master_and_agent();
     let m = cluster.master(0);
     let agent = cluster.agents()[0];
 
