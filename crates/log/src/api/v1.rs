@@ -19,7 +19,7 @@ use super::{
 };
 use crate::files::RunId;
 use crate::format::Format;
-use crate::journal::{Cursor, Filter};
+use crate::journal::{Cursor, Filter, Journal};
 use crate::select;
 
 /// The fields `/fields/{field}` answers for (the journald container logger's).
@@ -74,6 +74,27 @@ pub(super) fn cursor(text: &str) -> Result<Cursor, ApiError> {
     })
 }
 
+impl Params {
+    /// The plan of a v1 answer over `journal`: a range, or a follow when `stream`
+    /// (adding unit logs that appear when `rescan_units`).
+    fn plan(&self, journal: Journal, stream: bool, rescan_units: bool) -> Plan {
+        Plan {
+            journal,
+            start: self.start.clone(),
+            skip_next: self.skip_next,
+            skip_prev: self.skip_prev,
+            limit: self.limit,
+            reverse: self.reverse,
+            follow: stream,
+            format: self.format,
+            writer: Writer::Journal { ids: stream },
+            skip_headers: true,
+            empty: Empty::NoContent,
+            rescan_units,
+        }
+    }
+}
+
 fn params(query: &Query, headers: &HeaderMap, stream: bool) -> Result<Params, ApiError> {
     let filter = filters(query)?;
     let limit = count(query, "limit")?;
@@ -126,7 +147,7 @@ async fn units(ctx: Arc<Ctx>, query: Query, headers: HeaderMap, stream: bool) ->
         Err(e) => return e.into_response(),
     };
     let (dir, node) = (ctx.logs_dir.clone(), ctx.node.clone());
-    let filter = p.filter;
+    let filter = p.filter.clone();
     let built =
         tokio::task::spawn_blocking(move || select::units(&dir, &node, filter, !stream)).await;
     let journal = match built {
@@ -136,21 +157,7 @@ async fn units(ctx: Arc<Ctx>, query: Query, headers: HeaderMap, stream: bool) ->
         }
         Err(e) => return ApiError::internal("Error opening journal reader", &e).into_response(),
     };
-    let plan = Plan {
-        journal,
-        start: p.start,
-        skip_next: p.skip_next,
-        skip_prev: p.skip_prev,
-        limit: p.limit,
-        reverse: p.reverse,
-        follow: stream,
-        format: p.format,
-        writer: Writer::Journal { ids: stream },
-        skip_headers: true,
-        empty: Empty::NoContent,
-        rescan_units: stream,
-    };
-    answer(ctx, plan).await
+    answer(ctx, p.plan(journal, stream, stream)).await
 }
 
 /// `GET /v1/range/`: entries of every unit log that match.
@@ -192,9 +199,9 @@ async fn task(
     };
     let journal = match ctx.sandboxes.clone() {
         // No sandboxes on this node: nothing matches, as in a journal without the task.
-        None => crate::journal::Journal::new(p.filter, !stream),
+        None => crate::journal::Journal::new(p.filter.clone(), !stream),
         Some(root) => {
-            let filter = p.filter;
+            let filter = p.filter.clone();
             let built =
                 tokio::task::spawn_blocking(move || select::task(&root, &run, filter, !stream))
                     .await;
@@ -209,21 +216,7 @@ async fn task(
             }
         }
     };
-    let plan = Plan {
-        journal,
-        start: p.start,
-        skip_next: p.skip_next,
-        skip_prev: p.skip_prev,
-        limit: p.limit,
-        reverse: p.reverse,
-        follow: stream,
-        format: p.format,
-        writer: Writer::Journal { ids: stream },
-        skip_headers: true,
-        empty: Empty::NoContent,
-        rescan_units: false,
-    };
-    answer(ctx, plan).await
+    answer(ctx, p.plan(journal, stream, false)).await
 }
 
 /// `GET /v1/range/framework/{fw}/executor/{ex}/container/{c}`: a task's output.
