@@ -62,6 +62,14 @@ struct Admission {
 /// A component's metrics as last read, and when; None if the read failed.
 type SnapshotCache = tokio::sync::Mutex<Option<(Instant, Option<Arc<serde_json::Value>>)>>;
 
+/// The node's last collection, and the one still running after its request gave up.
+#[derive(Default)]
+struct NodeCache {
+    last: Option<(Instant, Arc<Vec<Datapoint>>)>,
+    /// A collection that outlived [`NODE_DEADLINE`]: no other starts until it ends.
+    running: Option<tokio::task::JoinHandle<Vec<Datapoint>>>,
+}
+
 /// The agent's containers as last read.
 #[derive(Clone, Debug, Default)]
 pub struct AgentView {
@@ -76,7 +84,7 @@ pub struct Collector {
     config: Config,
     fetch: Fetcher,
     node: Arc<NodeCollector>,
-    node_cache: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Datapoint>>)>>,
+    node_cache: tokio::sync::Mutex<NodeCache>,
     view: tokio::sync::Mutex<(Option<Instant>, Arc<AgentView>)>,
     mesos_id: Mutex<(String, Option<Instant>)>,
     admission: Mutex<Admission>,
@@ -95,7 +103,7 @@ impl Collector {
             node: Arc::new(NodeCollector::new(config.proc_root.clone())),
             apps: AppStore::new(config.store_limits),
             fetch,
-            node_cache: tokio::sync::Mutex::new(None),
+            node_cache: tokio::sync::Mutex::new(NodeCache::default()),
             view: tokio::sync::Mutex::new((None, Arc::new(AgentView::default()))),
             mesos_id: Mutex::new((String::new(), None)),
             admission: Mutex::new(Admission::default()),
@@ -109,31 +117,57 @@ impl Collector {
         &self.config
     }
 
-    /// The node's datapoints: a collection at most [`NODE_CACHE`] old.
+    /// The node's datapoints: a collection at most [`NODE_CACHE`] old. One collection runs
+    /// at a time: while one that outlived [`NODE_DEADLINE`] still runs (a hung `statvfs`),
+    /// requests answer the last datapoints rather than start another blocking thread.
     pub async fn node_datapoints(&self) -> Arc<Vec<Datapoint>> {
-        let mut cache = self.node_cache.lock().await;
-        if let Some((at, points)) = cache.as_ref() {
-            if at.elapsed() < NODE_CACHE {
-                return points.clone();
-            }
-        }
         let node = self.node.clone();
-        let collected = tokio::time::timeout(
-            NODE_DEADLINE,
-            tokio::task::spawn_blocking(move || node.collect()),
-        )
-        .await;
+        self.node_datapoints_with(move || node.collect(), NODE_DEADLINE)
+            .await
+    }
+
+    async fn node_datapoints_with(
+        &self,
+        collect: impl FnOnce() -> Vec<Datapoint> + Send + 'static,
+        deadline: Duration,
+    ) -> Arc<Vec<Datapoint>> {
+        let mut cache = self.node_cache.lock().await;
+        let cache = &mut *cache;
+        let last = |c: &NodeCache| c.last.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+        let handle = match cache.running.take() {
+            // A late collection that ended is as fresh as a new one.
+            Some(h) if h.is_finished() => h,
+            Some(h) => {
+                cache.running = Some(h);
+                return last(cache);
+            }
+            None => {
+                if let Some((at, points)) = cache.last.as_ref() {
+                    if at.elapsed() < NODE_CACHE {
+                        return points.clone();
+                    }
+                }
+                tokio::task::spawn_blocking(collect)
+            }
+        };
+        // Kept in the cache while awaited: a request dropped meanwhile leaves it there too.
+        let handle = cache.running.insert(handle);
+        let collected = tokio::time::timeout(deadline, handle).await;
+        if collected.is_ok() {
+            cache.running = None;
+        }
         match collected {
             Ok(Ok(points)) => {
                 let points = Arc::new(points);
-                *cache = Some((Instant::now(), points.clone()));
+                cache.last = Some((Instant::now(), points.clone()));
                 points
             }
-            _ => {
+            Ok(Err(_)) => last(cache),
+            Err(_) => {
                 tracing::warn!(
                     "node metrics could not be collected in time; answering the last ones"
                 );
-                cache.as_ref().map(|(_, p)| p.clone()).unwrap_or_default()
+                last(cache)
             }
         }
     }
@@ -393,7 +427,10 @@ impl Collector {
         };
         let refused = self.apps.expire(proof);
         if refused > 0 {
-            tracing::warn!(refused, "application metrics dropped at the store's limits");
+            tracing::warn!(
+                refused,
+                "application metrics dropped at the store's limits or as oversized lines"
+            );
         }
     }
 
@@ -419,7 +456,8 @@ impl Collector {
                 add_datapoint(&mut e, d, &pairs);
             }
         }
-        for (id, _) in self.apps.all() {
+        // By id, not `all()`: one container's copy at a time, not the whole store's.
+        for id in self.apps.container_ids() {
             if let Some(m) = self.app_message(&id, None).await {
                 let pairs = m.dimensions.pairs();
                 for d in &m.datapoints {
@@ -579,5 +617,59 @@ mod tests {
             std::net::Ipv4Addr::LOCALHOST.into(),
         )));
         assert!(c.admit("anything"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_node_collection_is_not_started_again_while_it_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let c = agent_collector();
+        let started = Arc::new(AtomicUsize::new(0));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        let point = |name: &str| Datapoint {
+            name: name.into(),
+            value: Value(1.0),
+            unit: unit::NONE.into(),
+            timestamp: String::new(),
+            tags: BTreeMap::new(),
+        };
+        let collect = |name: &'static str| {
+            let started = started.clone();
+            let hold = hold.clone();
+            move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                let _ = hold.lock().unwrap().recv();
+                vec![point(name)]
+            }
+        };
+        let short = Duration::from_millis(50);
+        // The first collection hangs past its deadline: nothing to answer yet.
+        assert!(c
+            .node_datapoints_with(collect("first"), short)
+            .await
+            .is_empty());
+        // Later requests do not start another while it runs.
+        for _ in 0..5 {
+            assert!(c
+                .node_datapoints_with(collect("other"), short)
+                .await
+                .is_empty());
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        // Once it ends, its datapoints are answered and cached.
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let points = loop {
+            let points = c.node_datapoints_with(collect("other"), short).await;
+            if !points.is_empty() || Instant::now() > deadline {
+                break points;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(points[0].name, "first");
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        let again = c.node_datapoints_with(collect("other"), short).await;
+        assert_eq!(again[0].name, "first", "within the cache");
+        assert_eq!(started.load(Ordering::SeqCst), 1);
     }
 }

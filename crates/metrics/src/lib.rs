@@ -253,7 +253,12 @@ async fn receive_statsd(socket: UdpSocket, collector: Arc<Collector>) {
         };
         match relay::parse(&buf[..n]) {
             Some((origin, payload)) if collector.admit(origin.container_id) => {
-                collector.apps.record(origin, statsd::parse_packet(payload))
+                let mut oversized = 0;
+                collector.apps.record(
+                    origin,
+                    statsd::parse_packet_counting(payload, &mut oversized),
+                );
+                collector.apps.refuse(oversized);
             }
             _ => {
                 dropped += 1;

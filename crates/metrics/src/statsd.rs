@@ -8,9 +8,9 @@
 /// Bytes of a metric name at most.
 pub const MAX_NAME: usize = 256;
 /// Bytes of a tag's key or value at most.
-pub const MAX_TAG: usize = 256;
+pub const MAX_TAG: usize = 128;
 /// Tags of one line at most.
-pub const MAX_TAGS: usize = 32;
+pub const MAX_TAGS: usize = 16;
 
 /// One StatsD sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,22 +33,60 @@ pub fn parse_packet(packet: &[u8]) -> impl Iterator<Item = Sample> + '_ {
         .filter_map(parse_line)
 }
 
+/// As [`parse_packet`], adding to `oversized` the lines dropped because their name or tags
+/// exceed a bound ([`MAX_NAME`], [`MAX_TAGS`], [`MAX_TAG`]).
+pub fn parse_packet_counting<'a>(
+    packet: &'a [u8],
+    oversized: &'a mut u64,
+) -> impl Iterator<Item = Sample> + 'a {
+    packet
+        .split(|b| *b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .filter_map(move |line| match parse(line) {
+            Ok(s) => Some(s),
+            Err(Rejected::Oversized) => {
+                *oversized += 1;
+                None
+            }
+            Err(Rejected::Invalid) => None,
+        })
+}
+
+/// Why a line was not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rejected {
+    /// Not a metric, or malformed.
+    Invalid,
+    /// A name or tag beyond a bound.
+    Oversized,
+}
+
 /// One line; None if it is not a metric this collector keeps.
 pub fn parse_line(line: &str) -> Option<Sample> {
+    parse(line).ok()
+}
+
+fn parse(line: &str) -> Result<Sample, Rejected> {
+    use Rejected::{Invalid, Oversized};
     let line = line.trim_end_matches('\r');
     // DogStatsD events and service checks are not metrics.
     if line.is_empty() || line.starts_with("_e{") || line.starts_with("_sc|") {
-        return None;
+        return Err(Invalid);
     }
     let mut sections = line.split('|');
-    let (name, value) = sections.next()?.split_once(':')?;
-    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
-        return None;
+    let (name, value) = sections
+        .next()
+        .and_then(|s| s.split_once(':'))
+        .ok_or(Invalid)?;
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(Invalid);
     }
-    let mut value: f64 = value.trim().parse().ok()?;
+    let mut value: f64 = value.trim().parse().map_err(|_| Invalid)?;
     if !value.is_finite() {
-        return None;
+        return Err(Invalid);
     }
+    // Checked after the value so that only metric lines count as oversized.
+    let mut oversized = name.len() > MAX_NAME;
     let mut kind = String::new();
     let mut tags = Vec::new();
     for section in sections {
@@ -67,12 +105,12 @@ pub fn parse_line(line: &str) -> Option<Sample> {
                 if k.is_empty() && v.is_empty() {
                     continue;
                 }
-                if tags.len() >= MAX_TAGS
-                    || k.len() > MAX_TAG
-                    || v.len() > MAX_TAG
-                    || k.chars().chain(v.chars()).any(char::is_control)
-                {
-                    return None;
+                if k.chars().chain(v.chars()).any(char::is_control) {
+                    return Err(Invalid);
+                }
+                if tags.len() >= MAX_TAGS || k.len() > MAX_TAG || v.len() > MAX_TAG {
+                    oversized = true;
+                    continue;
                 }
                 tags.push((k.to_string(), v.to_string()));
             }
@@ -81,9 +119,12 @@ pub fn parse_line(line: &str) -> Option<Sample> {
         }
     }
     if !value.is_finite() {
-        return None;
+        return Err(Invalid);
     }
-    Some(Sample {
+    if oversized {
+        return Err(Oversized);
+    }
+    Ok(Sample {
         name: name.to_string(),
         value,
         kind,
@@ -161,6 +202,34 @@ mod tests {
         assert_eq!(parse_line(&many), None);
         // A huge counter divided by a tiny rate overflows to infinity: dropped.
         assert_eq!(parse_line("m:1e308|c|@1e-10"), None);
+    }
+
+    #[test]
+    fn oversized_lines_are_dropped_and_counted() {
+        let name = |n: usize| "n".repeat(n);
+        let tag = |n: usize| "t".repeat(n);
+        let at_bounds = format!(
+            "{}:1|g|#{}",
+            name(MAX_NAME),
+            vec![format!("{}:{}", tag(MAX_TAG), tag(MAX_TAG)); MAX_TAGS].join(",")
+        );
+        assert_eq!(parse_line(&at_bounds).unwrap().tags.len(), MAX_TAGS);
+        let lines = [
+            format!("{}:1|g", name(MAX_NAME + 1)),
+            format!("m:1|g|#{}", vec!["a:b"; MAX_TAGS + 1].join(",")),
+            format!("m:1|g|#{}:v", tag(MAX_TAG + 1)),
+            format!("m:1|g|#k:{}", tag(MAX_TAG + 1)),
+        ];
+        for line in &lines {
+            assert_eq!(parse_line(line), None, "{line:?}");
+        }
+        let packet = format!("ok:1|g\n{}\nbroken\nok2:1|g", lines.join("\n"));
+        let mut oversized = 0;
+        let names: Vec<String> = parse_packet_counting(packet.as_bytes(), &mut oversized)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["ok", "ok2"]);
+        assert_eq!(oversized, lines.len() as u64);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Application metrics: the latest value of each (container, metric, tags) a task sent over
-//! StatsD, bounded in containers and series, expired when not updated for a while and when
+//! StatsD, bounded in containers, series and (approximate) bytes, expired when not updated for a while and when
 //! the agent no longer runs the container.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,6 +18,11 @@ pub struct StoreLimits {
     pub series_per_container: usize,
     /// Series of all containers at most.
     pub series: usize,
+    /// Approximate bytes ([`series_bytes`]) of one container's series at most: a new series
+    /// beyond it is refused, an update of a kept one always lands.
+    pub bytes_per_container: usize,
+    /// Approximate bytes of all containers' series at most.
+    pub bytes: usize,
     /// A series not updated for this long is dropped.
     pub ttl: Duration,
 }
@@ -28,6 +33,8 @@ impl Default for StoreLimits {
             containers: 1024,
             series_per_container: 2000,
             series: 50_000,
+            bytes_per_container: 1024 * 1024,
+            bytes: 32 * 1024 * 1024,
             ttl: Duration::from_secs(300),
         }
     }
@@ -35,6 +42,23 @@ impl Default for StoreLimits {
 
 /// A series: a metric's name and its sorted tags.
 pub type SeriesKey = (String, Vec<(String, String)>);
+
+/// What a series costs besides its strings' bytes: the key's and value's structs, the
+/// timestamp and the map's share.
+pub const SERIES_OVERHEAD: usize = 160;
+/// What a tag costs besides its strings' bytes.
+pub const TAG_OVERHEAD: usize = std::mem::size_of::<(String, String)>();
+
+/// The approximate bytes a series holds.
+pub fn series_bytes(key: &SeriesKey) -> usize {
+    SERIES_OVERHEAD
+        + key.0.len()
+        + key
+            .1
+            .iter()
+            .map(|(k, v)| TAG_OVERHEAD + k.len() + v.len())
+            .sum::<usize>()
+}
 
 /// The latest value of a series.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,12 +80,16 @@ pub struct AppContainer {
     /// Its series.
     pub series: BTreeMap<SeriesKey, Latest>,
     first_seen: Option<Instant>,
+    /// Approximate bytes of `series`.
+    bytes: usize,
 }
 
 #[derive(Default)]
 struct Inner {
     containers: HashMap<String, AppContainer>,
     series: usize,
+    /// Approximate bytes of all containers' series.
+    bytes: usize,
     /// Samples refused because a limit was reached, since the last report.
     refused: u64,
 }
@@ -128,11 +156,18 @@ impl AppStore {
             };
             if let Some(slot) = container.series.get_mut(&key) {
                 *slot = latest;
-            } else if container.series.len() < limits.series_per_container
+                continue;
+            }
+            let bytes = series_bytes(&key);
+            if container.series.len() < limits.series_per_container
                 && inner.series < limits.series
+                && container.bytes + bytes <= limits.bytes_per_container
+                && inner.bytes + bytes <= limits.bytes
             {
                 container.series.insert(key, latest);
+                container.bytes += bytes;
                 inner.series += 1;
+                inner.bytes += bytes;
             } else {
                 inner.refused += 1;
             }
@@ -149,21 +184,32 @@ impl AppStore {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let mut removed = 0;
+        let mut removed_bytes = 0;
         inner.containers.retain(|id, c| {
             let gone = running.is_some_and(|(ids, read_at)| {
                 !ids.contains(id) && c.first_seen.is_some_and(|f| f < read_at)
             });
             if gone {
                 removed += c.series.len();
+                removed_bytes += c.bytes;
                 return false;
             }
             let before = c.series.len();
-            c.series
-                .retain(|_, l| now.saturating_duration_since(l.at) < ttl);
+            let mut freed = 0;
+            c.series.retain(|key, l| {
+                let keep = now.saturating_duration_since(l.at) < ttl;
+                if !keep {
+                    freed += series_bytes(key);
+                }
+                keep
+            });
+            c.bytes -= freed;
+            removed_bytes += freed;
             removed += before - c.series.len();
             !c.series.is_empty()
         });
         inner.series -= removed;
+        inner.bytes -= removed_bytes;
         std::mem::take(&mut inner.refused)
     }
 
@@ -189,6 +235,19 @@ impl AppStore {
     /// Series kept in all.
     pub fn series(&self) -> usize {
         self.lock().series
+    }
+
+    /// Approximate bytes ([`series_bytes`]) kept in all.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Counts `n` samples dropped before reaching the store (an oversized line), reported
+    /// with those refused at a limit by [`AppStore::expire`].
+    pub fn refuse(&self, n: u64) {
+        if n > 0 {
+            self.lock().refused += n;
+        }
     }
 }
 
@@ -262,6 +321,7 @@ mod tests {
             series_per_container: 2,
             series: 3,
             ttl: Duration::from_secs(60),
+            ..StoreLimits::default()
         });
         let many = |n: usize| (0..n).map(|i| sample(&format!("m{i}"), 1.0, &[]));
         store.record(origin("a"), many(5));
@@ -304,5 +364,89 @@ mod tests {
         store.expire(None);
         assert!(store.container("c").is_none());
         assert_eq!(store.series(), 0);
+    }
+
+    #[test]
+    fn bytes_bound_new_series_but_not_updates() {
+        let tags = [("k", "v")];
+        let one = series_bytes(&("m0".to_string(), vec![("k".to_string(), "v".to_string())]));
+        let store = AppStore::new(StoreLimits {
+            bytes_per_container: 3 * one,
+            bytes: 5 * one,
+            ..StoreLimits::default()
+        });
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| sample(&format!("m{i}"), 1.0, &tags))
+                .collect::<Vec<_>>()
+        };
+        store.record(origin("a"), many(5));
+        assert_eq!(store.container("a").unwrap().series.len(), 3);
+        assert_eq!(store.bytes(), 3 * one);
+        store.record(origin("b"), many(5));
+        assert_eq!(store.container("b").unwrap().series.len(), 2);
+        assert_eq!(store.bytes(), 5 * one);
+        assert_eq!(store.series(), 5);
+        // Updates of kept series still land at the budget.
+        store.record(origin("b"), [sample("m1", 7.0, &tags)]);
+        let b = store.container("b").unwrap();
+        assert_eq!(b.series.values().nth(1).unwrap().value, 7.0);
+        assert_eq!(store.expire(None), 2 + 3);
+        // Freed bytes are free again.
+        let running: HashSet<String> = ["b".to_string()].into();
+        store.expire(Some((&running, Instant::now())));
+        assert_eq!(store.bytes(), 2 * one);
+        store.record(origin("b"), many(5));
+        assert_eq!(store.container("b").unwrap().series.len(), 3);
+        assert_eq!(store.bytes(), 3 * one);
+    }
+
+    #[test]
+    fn a_series_bytes_count_its_name_and_tags() {
+        let key = |name: &str, tags: &[(&str, &str)]| -> SeriesKey {
+            (
+                name.to_string(),
+                tags.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        assert_eq!(series_bytes(&key("abc", &[])), SERIES_OVERHEAD + 3);
+        assert_eq!(
+            series_bytes(&key("abc", &[("k", "vv"), ("", "")])),
+            SERIES_OVERHEAD + 3 + 2 * TAG_OVERHEAD + 3
+        );
+        let store = AppStore::new(StoreLimits::default());
+        store.record(origin("c"), [sample("abc", 1.0, &[("k", "vv")])]);
+        assert_eq!(store.bytes(), series_bytes(&key("abc", &[("k", "vv")])));
+        let store = AppStore::new(StoreLimits {
+            ttl: Duration::ZERO,
+            ..StoreLimits::default()
+        });
+        store.record(origin("c"), [sample("abc", 1.0, &[])]);
+        store.expire(None);
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn drops_before_the_store_are_reported_with_refusals() {
+        let store = AppStore::new(StoreLimits::default());
+        store.refuse(0);
+        assert_eq!(store.expire(None), 0);
+        store.refuse(3);
+        assert_eq!(store.expire(None), 3);
+        assert_eq!(store.expire(None), 0);
+    }
+
+    #[test]
+    fn the_largest_series_fit_the_default_budget() {
+        // The parser's bounds make a key at most this large; a container can still hold
+        // some hundreds of them.
+        let max = SERIES_OVERHEAD
+            + crate::statsd::MAX_NAME
+            + crate::statsd::MAX_TAGS * (TAG_OVERHEAD + 2 * crate::statsd::MAX_TAG);
+        let limits = StoreLimits::default();
+        assert!(limits.bytes_per_container / max >= 150);
+        assert!(limits.bytes >= limits.bytes_per_container);
     }
 }
