@@ -120,9 +120,14 @@ impl RotatingLog {
     pub fn open(dir: &Path, stem: &str, rotation: Rotation) -> io::Result<RotatingLog> {
         let path = dir.join(current_name(stem));
         let generation = rotated_generations(dir, stem)?.last().map_or(0, |g| g + 1);
-        let file = open_append(&path)?;
-        let size = file.metadata()?.len();
-        Ok(RotatingLog {
+        let mut file = open_append(&path)?;
+        let mut size = file.metadata()?.len();
+        // A line cut short by a crash is ended, so the next record starts a line of its own.
+        if size > 0 && last_byte(&path)? != Some(b'\n') {
+            io::Write::write_all(&mut file, b"\n")?;
+            size += 1;
+        }
+        let log = RotatingLog {
             path,
             inner: Mutex::new(Inner {
                 dir: dir.to_path_buf(),
@@ -132,7 +137,16 @@ impl RotatingLog {
                 size,
                 generation,
             }),
-        })
+        };
+        // A file already over the cap (written before the cap, or with a larger one) is
+        // rotated now, so the cap holds from the start.
+        {
+            let mut inner = log.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.size > inner.rotation.max_file_bytes {
+                inner.rotate(&log.path)?;
+            }
+        }
+        Ok(log)
     }
 
     /// The current file.
@@ -261,6 +275,19 @@ impl LineSplitter {
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         (!self.carry.is_empty()).then(|| std::mem::take(&mut self.carry))
     }
+}
+
+/// The last byte of a file, if it has one.
+fn last_byte(path: &Path) -> io::Result<Option<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut byte = [0u8; 1];
+    file.read_exact(&mut byte)?;
+    Ok(Some(byte[0]))
 }
 
 /// How many chunks of lines may wait for a unit's log writer.

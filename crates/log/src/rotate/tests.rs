@@ -203,3 +203,24 @@ async fn pump_stores_every_line_of_a_pipe() {
     assert_eq!(got[99], "line 99");
     assert_eq!(got[100], "no newline at the end");
 }
+
+#[test]
+fn a_line_cut_by_a_crash_is_ended_and_an_oversized_file_rotated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // A predecessor died mid-line.
+    fs_err::write(
+        dir.path().join("u.log"),
+        b"2023-11-14T22:13:20.000000Z half",
+    )
+    .unwrap();
+    let log = RotatingLog::open(dir.path(), "u", small(1024, 5)).unwrap();
+    log.append(ts(), &[b"next"]).unwrap();
+    assert_eq!(messages(log.path()), ["half", "next"]);
+    drop(log);
+    // A file written before the cap, far over it, is rotated at once.
+    let big = dir.path().join("v.log");
+    fs_err::write(&big, "2023-11-14T22:13:20.000000Z x\n".repeat(100)).unwrap();
+    let log = RotatingLog::open(dir.path(), "v", small(1024, 5)).unwrap();
+    assert_eq!(fs_err::metadata(log.path()).unwrap().len(), 0);
+    assert!(files(dir.path()).contains(&"v.log.0".to_string()));
+}
