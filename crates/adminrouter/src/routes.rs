@@ -337,8 +337,9 @@ pub fn guard(role: Role, path_and_query: &str, route: &Route) -> Guard {
                 let own = path
                     .strip_prefix("/acs/api/v1/users/")
                     .and_then(|rest| rest.strip_suffix("/permissions"))
-                    .filter(|uid| !uid.is_empty() && !uid.contains('/'))
-                    .and_then(percent_decoded);
+                    .and_then(percent_decoded)
+                    // Checked once decoded: `a%2Fb` is not an account's own path.
+                    .filter(|uid| !uid.is_empty() && !uid.contains('/'));
                 match own {
                     Some(uid) => Guard::OwnPermissions(uid.to_string()),
                     None => Resource(ACS),

@@ -65,8 +65,30 @@ fn endpoint(args: &LogArgs) -> Result<String, UserError> {
             Ok(dcos_log::files::unit_name(c))
         })
         .transpose()?;
+    // Both become path segments: checked before they do.
+    let segment = |what: &str, value: &str| {
+        let ok = !value.is_empty()
+            && value != "."
+            && value != ".."
+            && value
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'));
+        if ok {
+            Ok(())
+        } else {
+            Err(UserError::new(format!(
+                "{what} {value:?} is not one: letters, digits, '.', '_', '-' and '@' only"
+            )))
+        }
+    };
+    if let Some(unit) = &unit {
+        segment("The unit", unit)?;
+    }
     let mut path = match (&args.mesos_id, args.leader) {
-        (Some(id), false) => format!("/system/v1/agent/{id}/logs/v2/component"),
+        (Some(id), false) => {
+            segment("The Mesos id", id)?;
+            format!("/system/v1/agent/{id}/logs/v2/component")
+        }
         (None, true) => format!(
             "/system/v1/leader/{}/logs/v2/component",
             unit.as_deref().map_or("mesos", leader_of)

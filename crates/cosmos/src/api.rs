@@ -394,7 +394,8 @@ async fn search(
     _: Call,
 ) -> Result<Reply, CosmosError> {
     let all = cosmos.repos.packages().await?;
-    let query = request.query.unwrap_or_default();
+    // One key per query as it matches: trimmed, lowercase.
+    let query = request.query.unwrap_or_default().trim().to_lowercase();
     let lock = || cosmos.searches.lock().unwrap_or_else(|e| e.into_inner());
     {
         let cache = lock();

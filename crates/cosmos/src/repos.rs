@@ -404,6 +404,7 @@ impl Repositories {
                     } else {
                         why
                     };
+                    let uri = redact(uri);
                     CosmosError::new(
                         "InvalidRepository",
                         format!("The repository at [{uri}] is not a Universe repository: {why}"),
@@ -433,13 +434,17 @@ impl Repositories {
 
     /// The bytes at `uri` (http, https or file), at most [`MAX_REPOSITORY`].
     async fn download(&self, uri: &str) -> Result<Vec<u8>, CosmosError> {
+        // Answers name the URI without its user information (a password may be there); only
+        // the request itself uses the whole URI.
+        let real = uri;
+        let uri = &redact(uri);
         let too_big = || {
             CosmosError::new(
                 "InvalidRepository",
                 format!("The repository at [{uri}] is larger than {MAX_REPOSITORY} bytes"),
             )
         };
-        let url = reqwest::Url::parse(uri).map_err(|e| connection(uri, e))?;
+        let url = reqwest::Url::parse(real).map_err(|e| connection(uri, e))?;
         if url.scheme() == "file" {
             // One answer for every way a file cannot be read, so repository URIs cannot
             // probe the master's files.
@@ -462,7 +467,7 @@ impl Repositories {
             .header(reqwest::header::ACCEPT, accept)
             .send()
             .await
-            .map_err(|e| connection(uri, e))?;
+            .map_err(|e| connection(uri, e.without_url()))?;
         let status = response.status();
         if !status.is_success() {
             return Err(CosmosError::new(
@@ -498,7 +503,11 @@ impl Repositories {
             }
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| connection(uri, e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| connection(uri, e.without_url()))?
+        {
             if bytes.len() + chunk.len() > MAX_REPOSITORY {
                 return Err(too_big());
             }

@@ -308,13 +308,15 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 pub fn parse_repository(bytes: &[u8]) -> Result<Vec<Arc<Package>>, String> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("the repository is not JSON: {e}"))?;
-    let packages = value
-        .get("packages")
-        .and_then(Value::as_array)
-        .ok_or("the repository has no `packages` list")?;
+    let Value::Object(mut repository) = value else {
+        return Err("the repository has no `packages` list".into());
+    };
+    let Some(Value::Array(packages)) = repository.remove("packages") else {
+        return Err("the repository has no `packages` list".into());
+    };
     let mut out = Vec::with_capacity(packages.len());
     for package in packages {
-        out.push(Arc::new(Package::from_json(package.clone())?));
+        out.push(Arc::new(Package::from_json(package)?));
     }
     let mut seen = std::collections::HashSet::new();
     for p in &out {

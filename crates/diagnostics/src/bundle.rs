@@ -368,9 +368,7 @@ async fn collect(
             }
             Err(e) => errors.push(format!("{folder}: the node did not answer: {e}")),
         }
-        if let Some(job) = s.bundles.as_ref() {
-            job.job().progress = 90.0 * (i + 1) as f64 / nodes.len().max(1) as f64;
-        }
+        b.job().progress = 90.0 * (i + 1) as f64 / nodes.len().max(1) as f64;
     }
     // The leading Mesos master's state, as the bundle's `5050-master_state.json.gz`.
     if let Some(leader) = puller.leader() {

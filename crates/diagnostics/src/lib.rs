@@ -397,29 +397,51 @@ async fn selftest(State(s): State<Shared>) -> Json<Value> {
     Json(checks)
 }
 
-/// `/logs`: what this node serves for bundles.
+/// `/logs`: the unit logs this node serves for bundles (its `<unit>.log` files; no probe of
+/// the units is needed to list them).
 async fn log_list(State(s): State<Shared>) -> Json<Value> {
-    let units: Vec<Value> = s
-        .local()
-        .await
-        .units
+    let mut names: Vec<String> = std::fs::read_dir(&s.config.logs_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")
+                .filter(|unit| valid_unit(unit))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    let units: Vec<Value> = names
         .iter()
-        .map(|u| serde_json::json!({"name": u.id, "url": format!("/system/health/v1/logs/units/{}", u.id)}))
+        .map(|u| serde_json::json!({"name": u, "url": format!("/system/health/v1/logs/units/{u}")}))
         .collect();
     Json(serde_json::json!({"units": units}))
 }
 
 /// `/logs/units/{unit}`: the tail of a unit's log on this node (at most [`MAX_LOG`]).
 async fn unit_log(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    if !valid_unit(&id) || !s.local().await.units.iter().any(|u| u.id == id) {
+    // The name is checked before it becomes a path; the unit is the node's if its log is.
+    if !valid_unit(&id) {
         return not_found(model::NotFound::Unit(id));
     }
     let path = s.config.logs_dir.join(format!("{id}.log"));
+    let shown = path.display().to_string();
     match tokio::task::spawn_blocking(move || tail(&path, MAX_LOG)).await {
         Ok(Ok(text)) => {
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
-        _ => (StatusCode::OK, String::new()).into_response(),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (
+            StatusCode::NOT_FOUND,
+            format!("Unit {id} has no log on this node\n"),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {shown}: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The agents come from the leading Mesos master's state summary (one follower); the other
 //! masters are asked on their 1050, the agents through their Admin Router (61001), which
-//! serves the agent's socket without a token, as in DC/OS. A node that does not answer in
+//! serves the agent's socket; in strict security both ask the masters' service-account token,
+//! which every pull sends. A node that does not answer in
 //! [`crate::PULL_TIMEOUT`] is reported unhealthy with the reason, keeping the units it was
 //! last seen with.
 
@@ -143,16 +144,6 @@ impl Puller {
             .follower
             .current()
             .map(|s| s.leader.ip().to_string())
-    }
-
-    /// The HTTP client pulls use.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.inner.client
-    }
-
-    /// The leading Mesos master's state summary, if read.
-    pub fn mesos_state(&self) -> Option<Arc<serde_json::Value>> {
-        self.inner.follower.current().map(|s| s.state.clone())
     }
 
     /// GETs `url` as this cluster's component (with its token when security asks one),

@@ -110,12 +110,14 @@ pub fn reporter(
     logs_dir: PathBuf,
     mesos_id: MesosId,
 ) -> dcos_diagnostics::Reporter {
+    // The role's units (their contract addresses), made once.
+    let known = role_units(role);
     Arc::new(move || {
         let units = match status::read(&run_dir) {
             Ok(st) => st
                 .units
                 .iter()
-                .filter_map(|u| report(role, ip, &run_dir, &logs_dir, u))
+                .filter_map(|u| report(role, ip, &known, &run_dir, &logs_dir, u))
                 .collect(),
             // The supervisor's status cannot be read: the node is not healthy, and says why.
             Err(e) => vec![Unit {
@@ -186,6 +188,7 @@ fn log_tail(logs_dir: &Path, unit: &str) -> String {
 fn report(
     role: NodeRole,
     ip: IpAddr,
+    units: &[crate::units::Unit],
     run_dir: &Path,
     logs_dir: &Path,
     u: &UnitStatus,
@@ -193,8 +196,8 @@ fn report(
     let problem = match u.state {
         UnitState::NotBuilt | UnitState::NotInUse | UnitState::NeedsRoot => return None,
         UnitState::Running => {
-            let addrs = role_units(role)
-                .into_iter()
+            let addrs = units
+                .iter()
                 .find(|r| r.name == u.name)
                 .map(|r| r.tcp_addrs(ip))
                 .unwrap_or_default();

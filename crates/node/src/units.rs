@@ -308,9 +308,11 @@ pub async fn run_unit(
                     "agent",
                 )
             };
+            // One token source for the component's account, shared by its callers.
+            let own_credentials = credentials(component)?;
             tokio::spawn(crate::health::learn_mesos_id(
                 own,
-                credentials(component)?,
+                own_credentials.clone(),
                 mesos_id.clone(),
                 shutdown.clone(),
             ));
@@ -319,7 +321,7 @@ pub async fn run_unit(
                     masters()?,
                     crate::health::PULL_INTERVAL,
                 );
-                mesos.credentials = credentials("diagnostics")?;
+                mesos.credentials = own_credentials;
                 let pull = dcos_diagnostics::pull::Pull {
                     masters: config.master_list.clone(),
                     master_port: dcos_diagnostics::MASTER_PORT,
