@@ -90,8 +90,6 @@ pub struct Snapshot {
     /// of tasks the master placed. A framework's `webui_url` or a record elsewhere cannot
     /// point the router at any other host.
     pub cluster_ips: HashSet<IpAddr>,
-    /// The state itself, for the status page.
-    pub state: Arc<Value>,
     /// Which of the follower's readings this is, and when it was read.
     reading: Option<(u64, Instant)>,
 }
@@ -137,7 +135,6 @@ impl Snapshot {
             agents,
             webuis,
             cluster_ips,
-            state: reading.state.clone(),
             reading: Some((reading.seq, reading.read_at.into_std())),
         }
     }

@@ -318,14 +318,8 @@ impl Router {
             }
             Local::UiConfig => json_response(&pages::ui_config(&c.cluster_id)),
             Local::BuildInfo => no_cache(json_response(&pages::buildinfo(&c.units))),
-            Local::Index => {
-                let snap = self.discovery.snapshot().await.ok();
-                respond(
-                    StatusCode::OK,
-                    "text/html; charset=utf-8",
-                    pages::index(&c.cluster_name, snap.as_ref().map(|s| &*s.state)),
-                )
-            }
+            Local::Index => ui(dcos_ui::response(dcos_ui::View::Dcos, "/")),
+            Local::Asset(path) => ui(dcos_ui::response(dcos_ui::View::Dcos, &path)),
         };
         if *method == Method::HEAD {
             let (parts, _) = resp.into_parts();
@@ -655,6 +649,11 @@ fn denied(why: auth::Denied) -> Response<Body> {
             "the IAM cannot be reached to check this request.",
         ),
     }
+}
+
+/// The web UI's answer, or nginx's 404 for a file it does not have.
+fn ui(resp: Option<Response<bytes::Bytes>>) -> Response<Body> {
+    resp.map_or_else(|| nginx_error(StatusCode::NOT_FOUND), |r| r.map(proxy::full))
 }
 
 fn route_label(route: &Route) -> String {

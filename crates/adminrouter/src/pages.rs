@@ -1,7 +1,5 @@
 //! What Admin Router answers itself: its error pages (nginx's own HTML for a status, the
-//! Lua resolvers' one-line texts), the metadata clients read first, and the status page.
-
-use std::fmt::Write;
+//! Lua resolvers' one-line texts), the metadata clients read first, and the web UI's files.
 
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
 use hyper::{Response, StatusCode};
@@ -138,57 +136,3 @@ pub fn buildinfo(units: &[&str]) -> Value {
     Value::Object(packages)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The status page at `/`: nodes, frameworks, and tasks with their ports, from the leading
-/// master's state.
-pub fn index(cluster: &str, state: Option<&Value>) -> String {
-    let mut html = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>DC/OS {}</title></head><body>\n<h1>{}</h1>\n",
-        escape(cluster),
-        escape(cluster)
-    );
-    let Some(state) = state else {
-        html.push_str("<p>No Mesos master answers.</p>\n</body></html>\n");
-        return html;
-    };
-    let _ = writeln!(
-        html,
-        "<p>Leading master: {}</p>",
-        escape(state["leader"].as_str().unwrap_or("none"))
-    );
-    html.push_str(
-        "<h2>Agents</h2>\n<table><tr><th>id</th><th>host</th><th>cpus</th><th>mem</th></tr>\n",
-    );
-    for a in state["slaves"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(a["id"].as_str().unwrap_or("")),
-            escape(a["hostname"].as_str().unwrap_or("")),
-            a["resources"]["cpus"],
-            a["resources"]["mem"]
-        );
-    }
-    html.push_str("</table>\n<h2>Services</h2>\n<table><tr><th>framework</th><th>task</th><th>state</th><th>agent</th><th>ports</th></tr>\n");
-    for f in state["frameworks"].as_array().into_iter().flatten() {
-        for t in f["tasks"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(f["name"].as_str().unwrap_or("")),
-                escape(t["name"].as_str().unwrap_or("")),
-                escape(t["state"].as_str().unwrap_or("")),
-                escape(t["slave_id"].as_str().unwrap_or("")),
-                escape(t["resources"]["ports"].as_str().unwrap_or("")),
-            );
-        }
-    }
-    html.push_str("</table>\n</body></html>\n");
-    html
-}

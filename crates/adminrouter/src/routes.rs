@@ -95,10 +95,12 @@ fn guarded(route: Route) -> Route {
 }
 
 /// What Admin Router answers itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Local {
-    /// `/`: the status page.
+    /// `/`: the web UI's document.
     Index,
+    /// `/assets/...`: the web UI's files.
+    Asset(String),
     /// `/metadata`.
     Metadata,
     /// `/dcos-metadata/dcos-version.json`.
@@ -186,6 +188,7 @@ fn location(role: Role, path_and_query: &str) -> Route {
 
     match path {
         "/" | "/index.html" => return local(Local::Index),
+        p if p.starts_with("/assets/") => return local(Local::Asset(p.to_string())),
         "/metadata" => return local(Local::Metadata),
         "/dcos-metadata/ui-config.json" => return local(Local::UiConfig),
         "/ca/dcos-ca.crt" => return Route::Fixed(Fixed::Ca, path_and_query.into()),
@@ -319,7 +322,7 @@ pub fn guard(role: Role, path_and_query: &str, route: &Route) -> Guard {
     }
     let path = path_and_query.split('?').next().unwrap_or("");
     match route {
-        Route::Local(Local::Version | Local::UiConfig | Local::Index) => Open,
+        Route::Local(Local::Version | Local::UiConfig | Local::Index | Local::Asset(_)) => Open,
         Route::Local(Local::Metadata) => LoggedIn,
         Route::Local(Local::BuildInfo) => Resource("dcos:adminrouter:ops:metadata"),
         Route::Redirect(..) | Route::NotFound | Route::Forbidden => Open,

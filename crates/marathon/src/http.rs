@@ -23,6 +23,8 @@ const SSE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// The routes, testable without a socket.
 pub fn router(m: Marathon) -> Router {
     Router::new()
+        .route("/", get(web_ui))
+        .route("/assets/{*file}", get(web_ui))
         .route("/ping", get(ping))
         .route("/metrics", get(metrics))
         .route("/v2/info", get(info))
@@ -46,6 +48,14 @@ pub fn router(m: Marathon) -> Router {
         .layer(axum::middleware::from_fn(to_completion))
         .layer(axum::middleware::map_response(no_cache))
         .with_state(m)
+}
+
+/// Marathon's web UI (apps, deployments, queue), which reads Marathon's own API.
+async fn web_ui(uri: Uri) -> Response {
+    match dcos_ui::response(dcos_ui::View::Marathon, uri.path()) {
+        Some(resp) => resp.map(axum::body::Body::from),
+        None => not_found(uri).await,
+    }
 }
 
 /// A request that changes state runs to its end even if its client goes away first: its

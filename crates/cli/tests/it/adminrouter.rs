@@ -118,14 +118,22 @@ fn every_route_reaches_its_component_through_the_router() {
 
     // The task's stdout through the agent's route.
     let agent_id = state["slaves"][0]["id"].as_str().unwrap().to_string();
-    // The status page shows the agent and the task with its port (once its cached copy of
-    // the Mesos state, at most two seconds old, has the task running).
-    let running = "<td>marathon</td><td>web</td><td>TASK_RUNNING</td>";
-    let page = eventually(Duration::from_secs(10), || {
-        let (status, page) = get_text("/");
-        (status == 200 && page.contains(running)).then_some(page)
-    });
-    assert!(page.contains(&format!("<td>{agent_id}</td>")), "{page}");
+    // `/` is the web UI, as DC/OS' `test_if_dcos_ui_is_up` checks it: 200, "DC/OS", and
+    // every relative link in it answers HEAD 200.
+    let (status, page) = get_text("/");
+    assert_eq!(status, 200);
+    assert!(page.len() > 100 && page.contains("DC/OS"), "{page}");
+    let links: Vec<&str> = page
+        .split("href=\"")
+        .chain(page.split("src=\"").skip(1))
+        .skip(1)
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(links.len() >= 3, "{page}");
+    for link in links {
+        let (status, _) = cluster.curl(master, &["-I", &format!("{ar}/{link}")]);
+        assert_eq!(status, 200, "HEAD {link}");
+    }
     let (status, agent_state) = get(&format!("/agent/{agent_id}/state"));
     assert_eq!(status, 200);
     let dir = agent_state["frameworks"][0]["executors"][0]["directory"]

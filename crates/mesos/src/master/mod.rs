@@ -397,6 +397,8 @@ pub fn router(shared: Shared) -> Router {
         ));
     Router::new()
         .merge(leader_only)
+        .route("/", get(web_ui))
+        .route("/assets/{*file}", get(web_ui))
         .route("/master/redirect", get(redirect))
         .route("/redirect", get(redirect))
         .route("/health", get(|| async { StatusCode::OK }))
@@ -439,6 +441,15 @@ fn to_leader(leadership: Leadership, path: &str) -> Response {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// The master's web UI (leader, agents, frameworks, tasks, sandboxes), which any master
+/// serves; what it shows it reads from the leader's API.
+async fn web_ui(uri: axum::http::Uri) -> Response {
+    match dcos_ui::response(dcos_ui::View::Mesos, uri.path()) {
+        Some(resp) => resp.map(axum::body::Body::from),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `/redirect`: to the leading master's base URL (itself if it leads).
