@@ -17,6 +17,8 @@ mod packages;
 mod ports;
 mod preflight;
 mod registry;
+mod webdriver;
+mod webui;
 
 use std::process::{Command, Output};
 
