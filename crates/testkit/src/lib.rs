@@ -20,6 +20,7 @@
 //! starts a cluster or a namespace removes what dead test processes left.
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod cluster;
 pub mod dns;
 pub mod http;

@@ -17,7 +17,6 @@ mod packages;
 mod ports;
 mod preflight;
 mod registry;
-mod webdriver;
 mod webui;
 
 use std::process::{Command, Output};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::webdriver::{Browser, ENTER, TAB, WAIT};
+use dcos_testkit::browser::{Browser, ENTER, TAB, WAIT};
 
 /// Every form control in the form on the page has a label.
 const ALL_LABELLED: &str = "const f = document.querySelector('main form');\

@@ -1,6 +1,6 @@
-//! A real browser for the web UI's tests: Debian's headless `chromium` driven through
-//! `chromedriver` over the W3C WebDriver protocol (its requests made with `curl`, as the
-//! other tests make theirs). Lookups retry until a deadline, because the UI redraws live.
+//! A real browser for the web UI's tests and benchmark: Debian's headless `chromium` driven
+//! through `chromedriver` over the W3C WebDriver protocol (its requests made with `curl`, as
+//! the tests make theirs). Lookups retry until a deadline, because the UI redraws live.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,8 +14,9 @@ const ELEMENT: &str = "element-6066-11e4-a07a-4f9407a41b6f";
 /// How long a lookup waits for the UI by default.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// WebDriver's key codes.
+/// WebDriver's key code of Tab.
 pub const TAB: &str = "\u{E004}";
+/// WebDriver's key code of Enter.
 pub const ENTER: &str = "\u{E007}";
 
 /// One headless chromium session; closed (and its driver stopped) when dropped.
@@ -29,7 +30,9 @@ pub struct Browser {
 /// A WebDriver refusal: its `error` code and message.
 #[derive(Debug)]
 pub struct Refusal {
+    /// WebDriver's error code (`no such element`, `stale element reference`, ...).
     pub error: String,
+    /// The driver's explanation.
     pub message: String,
 }
 
@@ -82,7 +85,7 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let base = format!("http://127.0.0.1:{port}");
-        dcos_testkit::eventually(Duration::from_secs(20), || {
+        crate::eventually(Duration::from_secs(20), || {
             http("GET", &format!("{base}/status"), None)
                 .ok()
                 .filter(|s| s["value"]["ready"] == true)
