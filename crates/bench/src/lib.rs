@@ -40,6 +40,7 @@ mod report;
 mod rig;
 mod router;
 pub mod simulate;
+mod ui;
 
 pub use args::{Args, Kind, Param, Size};
 
@@ -93,6 +94,7 @@ pub const SCENARIOS: &[Scenario] = &[
     failover::SCENARIO,
     jobs::SCENARIO,
     packages::SCENARIO,
+    ui::SCENARIO,
     footprint::SCENARIO,
 ];
 

@@ -211,7 +211,13 @@ impl Rig {
     /// Starts the master node on [`MASTER_IP`] and waits until Mesos and Marathon serve.
     pub async fn start() -> anyhow::Result<Rig> {
         ensure_root()?;
-        Self::start_on(MASTER_IP.parse()?, None).await
+        Self::start_on(MASTER_IP.parse()?, None, "").await
+    }
+
+    /// As [`Rig::start`], with logins off (`security: disabled`): for a browser that has none.
+    pub async fn start_without_logins() -> anyhow::Result<Rig> {
+        ensure_root()?;
+        Self::start_on(MASTER_IP.parse()?, None, "security: disabled\n").await
     }
 
     /// Makes the real agent's namespace and the veth pair to it, then starts the master node
@@ -231,10 +237,10 @@ impl Rig {
         let agent_addr = format!("{LINK_AGENT_IP}/30");
         ip(&[&inside[..], &["addr", "add", &agent_addr, "dev", "eth0"]].concat())?;
         ip(&[&inside[..], &["link", "set", "eth0", "up"]].concat())?;
-        Self::start_on(LINK_MASTER_IP.parse()?, Some(ns)).await
+        Self::start_on(LINK_MASTER_IP.parse()?, Some(ns), "").await
     }
 
-    async fn start_on(ip: IpAddr, link: Option<Netns>) -> anyhow::Result<Rig> {
+    async fn start_on(ip: IpAddr, link: Option<Netns>, extra: &str) -> anyhow::Result<Rig> {
         let exe = dcos_exe()?;
         let mut dir = tempfile::tempdir()?;
         // To read the nodes' and the simulator's logs after a run.
@@ -245,7 +251,7 @@ impl Rig {
         // A cluster CA, as `dcos cluster up` makes: without one the master's dcos-ca serves
         // nothing and its supervisor waits its whole start timeout for it.
         dcos_tls::create_ca(&dir.path().join("ca"), "bench")?;
-        let config = write_config(dir.path(), ip, ip, &dir.path().join("ca"), "")?;
+        let config = write_config(dir.path(), ip, ip, &dir.path().join("ca"), extra)?;
         let log = dir.path().join("node.log");
         let config_arg = config.display().to_string();
         let node = spawn_logged(
@@ -346,6 +352,11 @@ impl Rig {
         let agent = self.agent.insert(child);
         let every = Duration::from_millis(250);
         wait_ready(agent, "the agent node", &log, NODE_START, every, registered).await
+    }
+
+    /// The master node's IP.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// `http://<master>:5050<path>`.
