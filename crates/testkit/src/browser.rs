@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The W3C key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a07a-4f9407a41b6f";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long a lookup waits for the UI by default.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -52,19 +52,31 @@ export class ApiError extends Error {
     for (const d of Array.isArray(b.details) ? b.details : []) {
       add(d.path || '', Array.isArray(d.errors) ? d.errors : [String(d.errors || '')]);
     }
+    // Cosmos' JSON schema errors: `{instance: {pointer}, keyword, missing, message}`; a
+    // missing required property is the property's error, not its parent's.
     for (const e of (b.data && Array.isArray(b.data.errors)) ? b.data.errors : []) {
-      if (typeof e === 'string') add('', [e]);
-      else add(e.instancePath || e.path || e.property || '', [e.message || JSON.stringify(e)]);
+      if (typeof e === 'string' || !e) {
+        add('', [String(e)]);
+        continue;
+      }
+      let p = String((e.instance && e.instance.pointer) || e.instancePath || e.path || '');
+      if (e.keyword === 'required' && Array.isArray(e.missing) && e.missing.length === 1) {
+        p = `${p}/${String(e.missing[0]).replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      }
+      add(p, [e.message || JSON.stringify(e)]);
     }
     return out;
   }
 }
 
-/** `obj.cpus`, `/cpus`, `/container/docker/image` and `(0)` indexes all become `/a/b/0`. */
+/**
+ * Paths as JSON pointers: `/cpus` stays (a pointer may name a property with dots), while
+ * Marathon's `obj.cpus`, `(0)` and `[0]` become `/obj/cpus`, `/0`.
+ */
 function normalisePath(p) {
-  const s = String(p || '').replace(/\((\d+)\)/g, '/$1').replace(/\[(\d+)\]/g, '/$1').replace(/\./g, '/');
-  if (!s || s === '/') return '';
-  return s.startsWith('/') ? s : `/${s}`;
+  let s = String(p || '').replace(/\((\d+)\)/g, '/$1').replace(/\[(\d+)\]/g, '/$1');
+  if (!s.startsWith('/')) s = `/${s.replace(/\./g, '/')}`;
+  return s === '/' ? '' : s;
 }
 
 let onUnauthorized = () => {};

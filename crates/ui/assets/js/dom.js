@@ -70,10 +70,16 @@ export function replace(el, ...children) {
 export function update(el, ...children) {
   const next = document.createElement('div');
   append(next, children);
-  if (next.innerHTML === el.dataset.rendered) return;
+  const html = next.innerHTML;
+  const last = rendered.get(el);
+  // Unchanged only if the element still holds what update put there (not replaced since).
+  if (last && last.html === html && last.first === el.firstChild) return;
   el.replaceChildren(...next.childNodes);
-  el.dataset.rendered = el.innerHTML;
+  rendered.set(el, { html, first: el.firstChild });
 }
+
+/** What `update` last put in each element: its HTML and first node. */
+const rendered = new WeakMap();
 
 // --- Formatting -----------------------------------------------------------------------------
 
