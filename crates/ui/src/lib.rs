@@ -31,6 +31,7 @@ const ASSETS: &[Embedded] = embedded![
     "js/api.js",
     "js/dom.js",
     "js/main.js",
+    "js/model.js",
     "js/poll.js",
     "js/pages/catalog.js",
     "js/pages/components.js",

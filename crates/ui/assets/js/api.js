@@ -38,6 +38,12 @@ export class ApiError extends Error {
     this.body = body;
   }
 
+  /** Whether the component itself is missing: Admin Router, not the component, answered. */
+  get unavailable() {
+    const componentAnswered = this.body && typeof this.body === 'object';
+    return this.status === 0 || ([404, 502, 503, 504].includes(this.status) && !componentAnswered);
+  }
+
   /**
    * Marathon's and Metronome's `details: [{path, errors}]` (and Cosmos' schema errors) as
    * `{'/cpus': ['must be ...']}`; '' holds errors about the whole object.
@@ -130,6 +136,24 @@ export async function request(url, opts = {}) {
     throw new ApiError(resp.status, messageOf(resp.status, parsed, text), parsed);
   }
   return parsed !== null ? parsed : text;
+}
+
+/**
+ * An id as one path segment. `.` and `..` (which `fetch` would resolve as steps up into
+ * another API) and empty ids are refused.
+ */
+export function segment(id) {
+  const s = String(id);
+  if (s === '' || s === '.' || s === '..') throw new ApiError(400, `"${s}" is not a valid id.`, null);
+  return encodeURIComponent(s);
+}
+
+/**
+ * A Marathon id's path below `/v2/apps` (`/a/b` -> `/a/b`), each segment checked: ids are
+ * paths, and a `..` in one must not lead the request elsewhere.
+ */
+export function appPath(id) {
+  return String(id).split('/').filter((p) => p !== '').map(segment).join('/');
 }
 
 /** GET of a component's path. */

@@ -20,9 +20,19 @@ function append(el, child) {
   }
 }
 
+/**
+ * Whether `url` may be a link's or image's target: this app's hashes, paths on this origin,
+ * or http(s). Anything else a cluster's data could carry (`javascript:`, `data:`) is not.
+ */
+export function safeUrl(url) {
+  const s = String(url).trim();
+  return !/^[a-z][a-z0-9+.-]*:/i.test(s) || /^https?:/i.test(s);
+}
+
 function setProps(el, props) {
   for (const [key, value] of Object.entries(props || {})) {
     if (value === null || value === undefined || value === false) continue;
+    if ((key === 'href' || key === 'src') && !safeUrl(value)) continue;
     if (key.startsWith('on') && typeof value === 'function') {
       el.addEventListener(key.slice(2).toLowerCase(), value);
     } else if (key === 'class') {
@@ -108,17 +118,16 @@ export function percent(used, total) {
   return total > 0 ? Math.round((100 * used) / total) : 0;
 }
 
-/** A time as "12 s ago", "5 min ago", or the date. */
-export function ago(when) {
-  if (!when) return '';
-  const t = typeof when === 'number' ? (when < 1e11 ? when * 1000 : when) : Date.parse(when);
-  if (!Number.isFinite(t)) return String(when);
-  const s = Math.round((Date.now() - t) / 1000);
-  if (s < 0) return new Date(t).toLocaleString();
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return new Date(t).toLocaleString();
+/**
+ * A time as a local date: seconds or milliseconds since the epoch, or an ISO 8601 text
+ * (Metronome's `+0000` zones included). Stable between live redraws, unlike "5 s ago".
+ */
+export function when(t, empty = '—') {
+  if (t === null || t === undefined || t === '') return empty;
+  let ms = NaN;
+  if (typeof t === 'number') ms = t < 1e11 ? t * 1000 : t;
+  else ms = Date.parse(String(t).replace(/([+-]\d\d)(\d\d)$/, '$1:$2'));
+  return Number.isFinite(ms) ? new Date(ms).toLocaleString() : String(t);
 }
 
 // --- Pieces ---------------------------------------------------------------------------------
@@ -144,6 +153,50 @@ export function notice(kind, ...content) {
   return h('div', { class: ['notice', kind], role: kind === 'bad' ? 'alert' : 'status' }, content);
 }
 
+/** The hash of an item's page: `hashTo('services/detail', '/web')` is `#/services/detail/%2Fweb`. */
+export function hashTo(route, id) {
+  return `#/${route}/${encodeURIComponent(id)}`;
+}
+
+/** A link to an item's page (see `hashTo`). */
+export function linkTo(route, id, text = id, props = {}) {
+  return h('a', { href: hashTo(route, id), ...props }, text);
+}
+
+/**
+ * A failed request in words: when the component itself is missing (Admin Router answered for
+ * it), the page says the component is not available rather than that the request failed.
+ */
+export function failureNotice(e, component, lead = '') {
+  return notice('bad', e && e.unavailable
+    ? `${component} is not available on this cluster: ${e.message}`
+    : `${lead}${e ? e.message : ''}`);
+}
+
+/** The notice of an item that does not exist, with a way back. */
+export function notFoundNotice(text, backLabel, backHref) {
+  return notice('warn', text, backLabel ? [' ', h('a', { href: backHref }, backLabel)] : null);
+}
+
+/** A healthy/unhealthy/unknown badge (`data-health` holds its word). */
+export function healthBadge(healthy, words = ['Healthy', 'Unhealthy', 'Unknown']) {
+  const [yes, no, unknown] = words;
+  const el = healthy === null || healthy === undefined
+    ? badge(unknown) : healthy ? badge(yes, 'ok') : badge(no, 'bad');
+  el.dataset.health = el.textContent;
+  return el;
+}
+
+/** Runs `fn` with `button` disabled, so a form cannot be sent twice. */
+export async function busy(button, fn) {
+  button.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 /** A horizontal bar of `used` of `total`, labelled for screen readers. */
 export function bar(used, total, kind = '', label = '') {
   const pct = percent(used, total);
@@ -157,12 +210,13 @@ export function bar(used, total, kind = '', label = '') {
 
 /**
  * A table: `columns` are `{title, cell(row) -> node|string, num}`; `rows` are anything.
- * `empty` is shown in place of no rows.
+ * `empty` is shown in place of no rows; `rowProps(row)` gives a row's attributes (the
+ * `data-*` hooks the tests find rows by).
  */
-export function table(columns, rows, empty = 'Nothing here yet.', props = {}) {
+export function table(columns, rows, empty = 'Nothing here yet.', props = {}, rowProps = null) {
   const head = h('tr', null, columns.map((c) => h('th', { class: c.num ? 'num' : null, scope: 'col' }, c.title)));
   const body = rows.length
-    ? rows.map((r) => h('tr', null, columns.map((c) => h('td', { class: c.num ? 'num' : null }, c.cell(r)))))
+    ? rows.map((r) => h('tr', rowProps ? rowProps(r) : null, columns.map((c) => h('td', { class: c.num ? 'num' : null }, c.cell(r)))))
     : h('tr', null, h('td', { class: 'empty', colspan: columns.length }, empty));
   return h('table', props, h('thead', null, head), h('tbody', null, body));
 }

@@ -84,7 +84,7 @@ function match(parts) {
 }
 
 /** Goes to `hash` (`#/services`). */
-export function go(hash) {
+function go(hash) {
   if (window.location.hash === hash) route();
   else window.location.hash = hash;
 }
@@ -157,26 +157,28 @@ async function route() {
     }
     dispose = null;
   }
-  let root;
+  // A dialog of the page left must not act for it after it is gone.
+  for (const d of document.querySelectorAll('dialog')) d.close();
+  // Each page draws into an element of its own: a late answer of the page left lands in a
+  // detached element, never over the new page.
+  const root = h('div');
   if (found.opts.bare) {
-    root = h('div');
     replace(app, root);
     shell = null;
   } else if (api.view === 'mesos') {
-    root = simpleShell('Mesos', [['#/', 'Overview']]);
+    replace(simpleShell('Mesos', [['#/', 'Overview']]), root);
   } else if (api.view === 'marathon') {
-    root = simpleShell('Marathon', [['#/', 'Applications']]);
+    replace(simpleShell('Marathon', [['#/', 'Applications']]), root);
   } else {
-    root = dcosShell(found.opts.nav);
+    replace(dcosShell(found.opts.nav), root);
   }
-  replace(root);
   try {
     const mod = await import(`./pages/${found.module}.js`);
     if (mine !== generation) return;
     const result = mod[found.fn](root, found.params, query);
     dispose = typeof result === 'function' ? result : null;
   } catch (e) {
-    replace(root, notice('bad', `This page failed to load: ${e.message}`));
+    if (mine === generation) replace(root, notice('bad', `This page failed to load: ${e.message}`));
   }
   const h1 = root.querySelector('h1');
   if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });

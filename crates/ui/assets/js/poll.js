@@ -1,23 +1,26 @@
-// Keeping pages live: each page's loader runs now, every 2 s, and at once when the Mesos
+// Keeping pages live: each page's loader runs now, every 2 s, and sooner when the Mesos
 // operator API's event stream reports a change (a task or agent added or updated), so what
 // changes in the cluster shows without reloading.
 
 import { path, view } from './api.js';
+import { h, update, failureNotice } from './dom.js';
 
 const INTERVAL_MS = 2000;
+/** The least time between the starts of two runs of a loader that events asked for. */
+const KICK_GAP_MS = 1000;
 const loaders = new Set();
-let stream = null;
 
 /**
  * Runs `load()` now and keeps running it (never two at once) until the returned stop is
- * called. Errors go to `onError` (the page shows them); a later success clears them.
+ * called. Errors go to `onError` (the page shows them); a later success clears them with
+ * `onError(null)`. `stop.now()` runs it again at once (after a change the page made).
  */
 export function live(load, onError = () => {}) {
   let stopped = false;
   let running = false;
   let again = false;
   let timer = null;
-  const entry = { kick: () => run() };
+  let startedAt = 0;
   async function run() {
     if (stopped) return;
     if (running) {
@@ -25,15 +28,17 @@ export function live(load, onError = () => {}) {
       return;
     }
     running = true;
+    startedAt = Date.now();
     clearTimeout(timer);
     try {
       await load();
-      onError(null);
+      if (!stopped) onError(null);
     } catch (e) {
       if (!stopped && e.name !== 'AbortError') onError(e);
     }
     running = false;
     if (stopped) return;
+    ensureStream();
     if (again) {
       again = false;
       run();
@@ -41,46 +46,97 @@ export function live(load, onError = () => {}) {
     }
     timer = setTimeout(run, INTERVAL_MS);
   }
+  // An event asks for a run soon, but no sooner than KICK_GAP_MS after the last one
+  // started: a deployment of a thousand tasks is a thousand events.
+  const entry = {
+    kick() {
+      if (stopped || running) return;
+      clearTimeout(timer);
+      timer = setTimeout(run, Math.max(0, startedAt + KICK_GAP_MS - Date.now()));
+    },
+  };
   loaders.add(entry);
-  ensureStream();
   run();
-  return () => {
+  const stop = () => {
     stopped = true;
     clearTimeout(timer);
     loaders.delete(entry);
+    if (!loaders.size) closeStream();
   };
+  stop.now = () => run();
+  return stop;
 }
 
-let kickTimer = null;
-function kickAll() {
-  // Events come in bursts (a deployment is many updates): one refresh per burst.
-  if (kickTimer) return;
-  kickTimer = setTimeout(() => {
-    kickTimer = null;
-    for (const l of loaders) l.kick();
-  }, 150);
+/**
+ * A live section: `load()` resolves to what `el` shows (redrawn only when it changed);
+ * failures show above it in words naming `component`. `gone(e)`, when it gives a node for
+ * an error (the item was deleted), shows that node and stops. Returns the stop.
+ */
+export function liveSection(el, load, component, gone = () => null) {
+  const problems = h('div');
+  const content = h('div');
+  el.replaceChildren(problems, content);
+  const stop = live(async () => {
+    const shown = await load();
+    if (shown !== undefined) update(content, shown);
+  }, (e) => {
+    const end = e && gone(e);
+    if (end) {
+      stop();
+      update(problems);
+      update(content, end);
+      return;
+    }
+    update(problems, e ? failureNotice(e, component) : null);
+  });
+  return stop;
 }
+
+// --- The event stream -------------------------------------------------------------------------
+
+let stream = null;
 
 const CHANGES = new Set(['TASK_ADDED', 'TASK_UPDATED', 'AGENT_ADDED', 'AGENT_REMOVED', 'FRAMEWORK_ADDED', 'FRAMEWORK_UPDATED', 'FRAMEWORK_REMOVED']);
 
-/** The master's operator event stream (RecordIO of JSON events), reconnected after 2 s. */
+function kickAll() {
+  for (const l of loaders) l.kick();
+}
+
+function closeStream() {
+  if (stream) stream.abort();
+  stream = null;
+}
+
+// A page being left closes its stream at once: the browser would otherwise hold the
+// connection a while, and six of them starve every later request to the same host.
+window.addEventListener('pagehide', closeStream);
+
+/**
+ * The master's operator event stream (RecordIO of JSON events), opened once a loader has
+ * run (it must not delay a page's first data) and reconnected after 2 s while loaders
+ * run; a refusal (no login, no permission) ends it.
+ */
 function ensureStream() {
   // Marathon's own view may be opened where no master is behind `/mesos`: it polls only.
-  if (stream || view === 'marathon') return;
-  stream = new AbortController();
-  const { signal } = stream;
+  if (stream || view === 'marathon' || !loaders.size) return;
+  const controller = new AbortController();
+  stream = controller;
   (async () => {
-    while (!signal.aborted) {
+    while (stream === controller && !controller.signal.aborted) {
+      let refused = false;
       try {
-        await subscribe(signal);
+        refused = await subscribe(controller.signal);
       } catch (_) {
         // The stream is a hint to refresh sooner; polling goes on without it.
       }
+      if (refused) break;
       await new Promise((r) => setTimeout(r, INTERVAL_MS));
     }
+    if (stream === controller) stream = null;
   })();
 }
 
+/** Reads the stream until it ends; resolves true if the master refused it. */
 async function subscribe(signal) {
   const resp = await fetch(path('mesos', '/api/v1?subscribe'), {
     method: 'POST', signal, credentials: 'same-origin',
@@ -88,29 +144,15 @@ async function subscribe(signal) {
     body: JSON.stringify({ type: 'SUBSCRIBE' }),
   });
   if (!resp.ok || !resp.body) {
-    // Drained so the connection is freed; the loop retries later.
     await resp.text().catch(() => {});
-    return;
+    return resp.status === 401 || resp.status === 403;
   }
   const reader = resp.body.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
+  const records = new RecordIO();
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return;
-    buf += decoder.decode(value, { stream: true });
-    // RecordIO: "<length>\n<record>"; lengths count bytes, records here are ASCII JSON
-    // in practice, and a record cut by a multibyte character just waits for more.
-    for (;;) {
-      const nl = buf.indexOf('\n');
-      if (nl < 0) break;
-      const len = Number(buf.slice(0, nl));
-      if (!Number.isFinite(len)) throw new Error('bad RecordIO length');
-      const rest = buf.slice(nl + 1);
-      const bytesAvail = new TextEncoder().encode(rest);
-      if (bytesAvail.length < len) break;
-      const record = new TextDecoder().decode(bytesAvail.slice(0, len));
-      buf = new TextDecoder().decode(bytesAvail.slice(len));
+    if (done) return false;
+    for (const record of records.push(value)) {
       let event = null;
       try {
         event = JSON.parse(record);
@@ -119,5 +161,51 @@ async function subscribe(signal) {
       }
       if (event && CHANGES.has(event.type)) kickAll();
     }
+  }
+}
+
+/**
+ * RecordIO (`<length>\n<bytes>`...) from chunks of bytes. Chunks are kept apart until the
+ * record they belong to is whole, so a large record (the first, SUBSCRIBED, holds the whole
+ * state) is copied and decoded once.
+ */
+class RecordIO {
+  constructor() {
+    this.chunks = [];
+    this.size = 0;
+    this.need = 0;
+    this.decoder = new TextDecoder();
+  }
+
+  /** Adds a chunk; returns the records it completed, as text. */
+  push(chunk) {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size < this.need) return [];
+    const joined = new Uint8Array(this.size);
+    let off = 0;
+    for (const c of this.chunks) {
+      joined.set(c, off);
+      off += c.length;
+    }
+    const out = [];
+    let at = 0;
+    this.need = 0;
+    for (;;) {
+      const nl = joined.indexOf(10, at);
+      if (nl < 0) break;
+      const len = Number(this.decoder.decode(joined.subarray(at, nl)));
+      if (!Number.isSafeInteger(len) || len < 0) throw new Error('bad RecordIO length');
+      if (joined.length < nl + 1 + len) {
+        this.need = nl + 1 + len - at;
+        break;
+      }
+      out.push(this.decoder.decode(joined.subarray(nl + 1, nl + 1 + len)));
+      at = nl + 1 + len;
+    }
+    const rest = joined.slice(at);
+    this.chunks = rest.length ? [rest] : [];
+    this.size = rest.length;
+    return out;
   }
 }

@@ -4,12 +4,22 @@
 import { h, field, heading, notice, replace } from '../dom.js';
 import * as api from '../api.js';
 
-/** Where to go after the login: a hash of this app, or a path on this origin (a component's
- * view sent here by Admin Router); anything else goes to the dashboard. */
+/**
+ * Where to go after the login: a hash of this app, or a page of this origin (a component's
+ * view Admin Router sent here). The URL parser decides, not a prefix check: browsers drop
+ * tabs and newlines inside URLs, so `/\t/evil.example` is another site.
+ */
 function destination(query) {
   const r = query.get('redirect') || '';
-  if (r.startsWith('#/')) return { hash: r };
-  if (r.startsWith('/') && !r.startsWith('//') && !r.startsWith('/\\')) return { href: r };
+  if (/^#\/(?!login)/.test(r)) return { hash: r };
+  try {
+    const u = new URL(r, window.location.href);
+    if (r.startsWith('/') && u.origin === window.location.origin && !u.hash.startsWith('#/login')) {
+      return { href: u.pathname + u.search + u.hash };
+    }
+  } catch (_) {
+    // Not a URL: the dashboard.
+  }
   return { hash: '#/dashboard' };
 }
 
