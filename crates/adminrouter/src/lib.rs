@@ -2,7 +2,7 @@
 //! agents (61001). Every user, CLI and UI request enters here and is routed, as DC/OS' nginx
 //! locations route it ([`routes`]), to the component that owns it ([`proxy`]); the leading
 //! master, agents and services are found from the cluster's state ([`discovery`]); the
-//! metadata, the status page and the error pages are the router's own ([`pages`]).
+//! metadata, the web UI (`dcos-ui`) and the error pages are the router's own ([`pages`]).
 //!
 //! Paths are normalised before routing (repeated slashes, `.` and `..`, escapes), so a path
 //! that climbs above the root or hides a slash in an escape is refused with 400 and never

@@ -24,7 +24,7 @@ function append(el, child) {
  * Whether `url` may be a link's or image's target: this app's hashes, paths on this origin,
  * or http(s). Anything else a cluster's data could carry (`javascript:`, `data:`) is not.
  */
-export function safeUrl(url) {
+function safeUrl(url) {
   const s = String(url).trim();
   return !/^[a-z][a-z0-9+.-]*:/i.test(s) || /^https?:/i.test(s);
 }
@@ -105,6 +105,7 @@ export function mib(value) {
 export function bytes(value) {
   const n = Number(value) || 0;
   if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${trim(n / 1024)} KiB`;
   return mib(n / 1024 / 1024);
 }
 
@@ -363,4 +364,59 @@ export function sparkline(values, max = 100, label = '') {
     svg('line', { class: 'axis', x1: 0, y1: hgt - 1, x2: w, y2: hgt - 1 }),
     area ? svg('path', { class: 'area', d: area }) : null,
     line ? svg('path', { class: 'line', d: line }) : null);
+}
+
+/**
+ * Form and JSON tabs over one definition: opening the JSON tab shows `toJson()` (the
+ * form's definition); going back gives the parsed object to `fromJson(def)`, which fills the
+ * form. JSON that is not one object (or that `fromJson` cannot show) keeps the JSON tab open
+ * with the reason under its field. `parse()` reads the JSON tab the same way (for submits).
+ * Shared by the service and job forms; it belongs in dom.js.
+ */
+export function formJsonTabs(formContent, jsonField, jsonInput, { what, toJson, fromJson }) {
+  let mode = 'form';
+  const formPanel = h('div', { role: 'tabpanel', 'aria-label': 'Form' }, formContent);
+  const jsonPanel = h('div', { role: 'tabpanel', 'aria-label': 'JSON', hidden: true }, jsonField);
+
+  function parse() {
+    let value = null;
+    let why = null;
+    try {
+      value = JSON.parse(jsonInput.value);
+      if (!value || typeof value !== 'object' || Array.isArray(value)) why = `${what} must be one JSON object.`;
+    } catch (e) {
+      why = `${what} is not valid JSON: ${e.message}`;
+    }
+    jsonField.setError(why ? [why] : []);
+    return why ? null : value;
+  }
+
+  function fromJsonTab() {
+    const def = parse();
+    if (!def) return false;
+    try {
+      fromJson(def);
+      return true;
+    } catch (e) {
+      jsonField.setError(`${what} cannot be shown in the form: ${e.message}`);
+      return false;
+    }
+  }
+
+  const tabList = tabs([['form', 'Form'], ['json', 'JSON']], 'form', (key) => {
+    if (key === mode) return;
+    if (key === 'json') {
+      jsonInput.value = JSON.stringify(toJson(), null, 2);
+      jsonField.setError([]);
+    } else if (!fromJsonTab()) {
+      // Back to the JSON tab (selecting it again is a no-op), the reason under the field.
+      tabList.querySelector('[data-tab=json]').click();
+      return;
+    }
+    mode = key;
+    formPanel.hidden = key !== 'form';
+    jsonPanel.hidden = key !== 'json';
+  });
+
+  return { tabList, formPanel, jsonPanel, parse, mode: () => mode };
 }

@@ -1,12 +1,8 @@
 // What the pages read out of the components' answers, in one place so every page says the
-// same: a Marathon app's status and queue entry, and Mesos agents' resource totals.
+// same: a Marathon app's status, health and queue entry, Mesos agents' resource totals, and
+// dcos-diagnostics' roles and health.
 
 import { badge } from './dom.js';
-
-/** The `/v2/queue` entry of an app or pod, if Marathon is waiting to launch some of its tasks. */
-export function queueEntry(queue, id) {
-  return ((queue && queue.queue) || []).find((q) => (q.app || q.pod || {}).id === id) || null;
-}
 
 /** The offer reject reasons of a queue entry that declined something. */
 export function declinedReasons(entry) {
@@ -52,4 +48,34 @@ export function agentTotals(agents) {
     }
   }
   return { used, total };
+}
+
+/** dcos-diagnostics' node role as people say it. */
+export function roleName(role) {
+  return { master: 'master', agent: 'agent', agent_public: 'public agent' }[role] || role || 'agent';
+}
+
+/** dcos-diagnostics' health number as healthy or not: 0 is healthy; none is unknown (null). */
+export function unitHealthy(health) {
+  return health === undefined || health === null ? null : Number(health) === 0;
+}
+
+/**
+ * `/v2/queue`'s entries by app or pod id, to look each app up once.
+ */
+export function queueIndex(queue) {
+  const entries = (queue && Array.isArray(queue.queue)) ? queue.queue : [];
+  return new Map(entries.map((q) => [(q.app || q.pod || {}).id, q]));
+}
+
+
+/**
+ * An app's health from Marathon's counts: true, false, null (not known yet) or undefined
+ * (it has no health checks).
+ */
+export function appHealthy(app) {
+  if (!Array.isArray(app.healthChecks) || !app.healthChecks.length) return undefined;
+  if (app.tasksUnhealthy > 0) return false;
+  const running = app.tasksRunning || 0;
+  return running > 0 && app.tasksHealthy >= running ? true : null;
 }

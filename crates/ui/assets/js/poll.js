@@ -12,10 +12,12 @@ const loaders = new Set();
 
 /**
  * Runs `load()` now and keeps running it (never two at once) until the returned stop is
- * called. Errors go to `onError` (the page shows them); a later success clears them with
- * `onError(null)`. `stop.now()` runs it again at once (after a change the page made).
+ * called: every `intervalMs`, and sooner on the cluster's events when that is the default
+ * 2 s (a slower poll is of something the events do not change). Errors go to `onError` (the
+ * page shows them); a later success clears them with `onError(null)`. `stop.now()` runs it
+ * again at once (after a change the page made).
  */
-export function live(load, onError = () => {}) {
+export function live(load, onError = () => {}, intervalMs = INTERVAL_MS) {
   let stopped = false;
   let running = false;
   let again = false;
@@ -44,7 +46,7 @@ export function live(load, onError = () => {}) {
       run();
       return;
     }
-    timer = setTimeout(run, INTERVAL_MS);
+    timer = setTimeout(run, intervalMs);
   }
   // An event asks for a run soon, but no sooner than KICK_GAP_MS after the last one
   // started: a deployment of a thousand tasks is a thousand events.
@@ -55,7 +57,7 @@ export function live(load, onError = () => {}) {
       timer = setTimeout(run, Math.max(0, startedAt + KICK_GAP_MS - Date.now()));
     },
   };
-  loaders.add(entry);
+  if (intervalMs === INTERVAL_MS) loaders.add(entry);
   run();
   const stop = () => {
     stopped = true;

@@ -1,24 +1,22 @@
 // The Catalog: Cosmos' packages through Admin Router (`/package/...`): a search as you type
-// over the repositories' packages (marking those installed, live), and a package's page with
-// its details and an install form generated from its options schema.
+// over the repositories' packages (marking those installed), and a package's page with its
+// details and an install form generated from its options schema.
 
-import { h, replace, update, badge, notice, field, heading, crumbs, kv } from '../dom.js';
+import {
+  h, replace, update, badge, notice, field, heading, crumbs, kv, linkTo, failureNotice, notFoundNotice, busy,
+} from '../dom.js';
 import * as api from '../api.js';
 import { live } from '../poll.js';
 import { schemaForm } from './schema-form.js';
 
 const SEARCH_DELAY_MS = 250;
+// Cosmos' `list` reads every Marathon app: asked far less often than the pages' 2 s.
+const LIST_EVERY_MS = 15000;
 
-const packageHash = (name) => `#/catalog/${encodeURIComponent(name)}`;
-const serviceHash = (appId) => `#/services/detail/${encodeURIComponent(appId)}`;
+const COSMOS = 'The Catalog (Cosmos)';
 
-/** A failed Cosmos call in words; Cosmos' own errors carry a `type`, a missing Cosmos none. */
-function problem(e) {
-  if ([404, 502, 503].includes(e.status) && !(e.body && e.body.type)) {
-    return notice('bad', `The Catalog (Cosmos) is not available on this cluster: ${e.message}`);
-  }
-  return notice('bad', e.message);
-}
+/** A failed Cosmos call in words (a missing Cosmos says so). */
+const problem = (e) => failureNotice(e, COSMOS);
 
 /** Installed packages (Cosmos' list, from Marathon's apps) as `[{appId, name, version}]`. */
 async function installedApps(packageName) {
@@ -42,9 +40,9 @@ function tagList(tags) {
 
 function packageCard(p, installs) {
   return h('article', { class: 'panel package' },
-    h('h2', null, h('a', { href: packageHash(p.name), 'data-package': p.name }, p.name)),
-    h('div', { class: 'muted small' }, `Version ${p.currentVersion || ''}`,
-      installs ? [' ', badge('installed', 'ok')] : null,
+    h('h2', null, linkTo('catalog', p.name, p.name, { 'data-package': p.name })),
+    h('div', { class: 'muted small' }, `Version ${p.currentVersion || '—'}`,
+      installs ? [' ', badge('Installed', 'ok')] : null,
       p.selected ? [' ', badge('Certified', 'info')] : null),
     p.description ? h('p', null, p.description) : null,
     h('div', null, tagList(p.tags)));
@@ -105,7 +103,7 @@ export function renderList(root, _params, query) {
     for (const app of await installedApps()) counts.set(app.name, (counts.get(app.name) || 0) + 1);
     installed = counts;
     draw();
-  }, (e) => update(listMessage, e ? notice('warn', `Which packages are installed is not known: ${e.message}`) : null));
+  }, (e) => update(listMessage, e ? notice('warn', `Which packages are installed is not known: ${e.message}`) : null), LIST_EVERY_MS);
 
   return () => {
     stopped = true;
@@ -133,7 +131,7 @@ function infoView(pkg) {
 /** The notice of a finished install, linking to its service. */
 function installedNotice(answer) {
   const el = notice('ok', `${answer.packageName} ${answer.packageVersion || ''} is installed`,
-    answer.appId ? [' as ', h('code', null, answer.appId), '. ', h('a', { href: serviceHash(answer.appId) }, 'Open the service')] : '.',
+    answer.appId ? [' as ', h('code', null, answer.appId), '. ', linkTo('services/detail', answer.appId, 'Open the service')] : '.',
     answer.postInstallNotes ? h('p', null, answer.postInstallNotes) : null);
   el.setAttribute('data-installed', answer.appId || answer.packageName);
   return el;
@@ -151,9 +149,10 @@ export function renderPackage(root, [name]) {
   const installedMessage = h('div');
   const versionEl = h('div', { class: 'version-choice' });
   const installEl = h('div');
-  replace(root, crumbs(['Catalog', '#/catalog'], name), heading(name), message, info, installedMessage, installedEl,
-    h('section', { 'aria-label': 'Install' }, h('h2', null, 'Install'), versionEl, installEl));
+  const installSection = h('section', { 'aria-label': 'Install' }, h('h2', null, 'Install'), versionEl, installEl);
+  replace(root, crumbs(['Catalog', '#/catalog'], name), heading(name), message, info, installedMessage, installedEl, installSection);
   let stopped = false;
+  let stopList = null;
 
   function installForm(pkg) {
     const options = schemaForm(pkg.config || {}, {});
@@ -174,35 +173,61 @@ export function renderPackage(root, [name]) {
         replace(msg, notice('bad', err.message));
         return;
       }
-      submit.disabled = true;
-      try {
-        const answer = await api.cosmos('install', { packageName: pkg.name, packageVersion: pkg.version, options: values });
-        if (!stopped) replace(msg, installedNotice(answer));
-      } catch (err) {
-        if (stopped) return;
-        if (err.body && err.body.type === 'JsonSchemaMismatch') {
-          const rest = options.setErrors(err.fieldErrors());
-          replace(msg, notice('bad', err.message, errorList(rest)));
-        } else {
-          replace(msg, problem(err));
+      await busy(submit, async () => {
+        try {
+          const answer = await api.cosmos('install', { packageName: pkg.name, packageVersion: pkg.version, options: values });
+          if (stopped) return;
+          replace(msg, installedNotice(answer));
+          if (stopList) stopList.now();
+        } catch (err) {
+          if (stopped) return;
+          if (err.body && err.body.type === 'JsonSchemaMismatch') {
+            const rest = options.setErrors(err.fieldErrors());
+            replace(msg, notice('bad', err.message, errorList(rest)));
+          } else {
+            replace(msg, problem(err));
+          }
         }
-      } finally {
-        submit.disabled = false;
-      }
+      });
     });
     return form;
   }
 
+  /** The services installed from this package, every 15 s (and at once after an install). */
+  function watchInstalled() {
+    return live(async () => {
+      const apps = (await installedApps(name)).filter((a) => a.name === name);
+      update(installedEl, apps.length
+        ? h('div', { class: 'panel', 'data-installed-apps': '' }, h('h2', null, 'Installed'),
+          h('ul', null, apps.map((a) => h('li', null, linkTo('services/detail', a.appId), ` (version ${a.version || '—'})`))))
+        : null);
+    }, (e) => update(installedMessage, e ? notice('warn', `Which services run this package is not known: ${e.message}`) : null), LIST_EVERY_MS);
+  }
+
+  // Each show() is numbered: only the newest (the version selected last) may draw its form,
+  // whatever order the answers come in.
+  let shown = 0;
   async function show(version) {
+    const mine = ++shown;
+    // The form shown so far is of another version: it must not install while this loads.
+    for (const b of installEl.querySelectorAll('button')) b.disabled = true;
     try {
       const answer = await api.cosmos('describe', version ? { packageName: name, packageVersion: version } : { packageName: name });
-      if (stopped) return;
+      if (stopped || mine !== shown) return;
       const pkg = (answer && answer.package) || {};
       replace(message);
       replace(info, infoView(pkg));
       replace(installEl, installForm(pkg));
+      // Only a package that exists gets its versions and installed services asked for.
+      if (!stopList) {
+        versions();
+        stopList = watchInstalled();
+      }
     } catch (e) {
-      if (!stopped) replace(message, problem(e));
+      if (stopped || mine !== shown) return;
+      const missing = e.body && e.body.type === 'PackageNotFound';
+      installSection.hidden = missing;
+      replace(message, missing ? notFoundNotice(`There is no package ${name}.`, 'Back to Catalog', '#/catalog') : problem(e));
     }
   }
 
@@ -221,17 +246,9 @@ export function renderPackage(root, [name]) {
   }
 
   show();
-  versions();
-  const stop = live(async () => {
-    const apps = (await installedApps(name)).filter((a) => a.name === name);
-    update(installedEl, apps.length
-      ? h('div', { class: 'panel', 'data-installed-apps': '' }, h('h2', null, 'Installed'),
-        h('ul', null, apps.map((a) => h('li', null, h('a', { href: serviceHash(a.appId) }, a.appId), ` (version ${a.version || '?'})`))))
-      : null);
-  }, (e) => update(installedMessage, e ? notice('warn', `Which services run this package is not known: ${e.message}`) : null));
 
   return () => {
     stopped = true;
-    stop();
+    if (stopList) stopList();
   };
 }

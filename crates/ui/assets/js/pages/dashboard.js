@@ -1,13 +1,17 @@
 // The dashboard: the cluster's CPU, memory and disk allocation now and over the last minute
 // and hour (the history service's state-summary snapshots), tasks by state, the health of
-// Marathon's services and of DC/OS' components. Every panel refreshes on its own data.
+// Marathon's services (their status with the launch queue's Waiting/Delayed) and of DC/OS'
+// components. A component that does not answer leaves its panel saying so; the rest show.
 
-import { h, heading, update, replace, notice, badge, sparkline, mib, trim, percent, kv } from '../dom.js';
+import {
+  h, heading, replace, badge, sparkline, mib, trim, percent, kv, linkTo, failureNotice, healthBadge,
+} from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { liveSection } from '../poll.js';
+import { appStatus, agentTotals, appHealthy, queueIndex } from '../model.js';
 
 const RESOURCES = [
-  ['cpus', 'CPU Allocation', (n) => `${trim(n)}`, 'Shares'],
+  ['cpus', 'CPU Allocation', (n) => `${trim(n)}`, 'CPUs'],
   ['mem', 'Memory Allocation', mib, ''],
   ['disk', 'Disk Allocation', mib, ''],
 ];
@@ -18,13 +22,8 @@ const HOUR_EVERY_MS = 30000;
 /** `{used, total}` of resource `key` over a state summary's agents; null for a gap (`{}`). */
 function allocation(summary, key) {
   if (!summary || !Array.isArray(summary.slaves)) return null;
-  let used = 0;
-  let total = 0;
-  for (const s of summary.slaves) {
-    used += Number((s.used_resources || {})[key]) || 0;
-    total += Number((s.resources || {})[key]) || 0;
-  }
-  return { used, total };
+  const { used, total } = agentTotals(summary.slaves);
+  return { used: used[key], total: total[key] };
 }
 
 function series(snapshots, key) {
@@ -53,7 +52,7 @@ function allocationPanel([key, title, fmt, unit], current, history) {
     h('div', { class: 'stat' }, `${percent(a.used, a.total)}%`),
     h('p', { class: 'muted' }, `${fmt(a.used)} of ${fmt(a.total)}${unit ? ` ${unit}` : ''} allocated`),
     history.error
-      ? h('p', { class: 'muted small' }, `History is not available: ${history.error}`)
+      ? h('p', { class: 'muted small' }, history.error)
       : [chart(title, series(history.minute, key), 'Last minute', '60 s ago'), chart(title, series(history.hour, key), 'Last hour', '60 min ago')]);
 }
 
@@ -72,53 +71,36 @@ function tasksPanel(summary) {
     kv(shown.map((s) => [label(s), h('span', { dataset: { taskState: s } }, String(counts[s]))])));
 }
 
-/** An app's status and health as the DC/OS UI names them. */
-export function appStatus(app) {
-  let status = 'Running';
-  if ((app.deployments || []).length) status = 'Deploying';
-  else if (!app.instances) status = 'Suspended';
-  else if (!app.tasksRunning) status = 'Waiting';
-  let health = 'No health checks';
-  if ((app.healthChecks || []).length) {
-    if (app.tasksUnhealthy > 0) health = 'Unhealthy';
-    else if (app.tasksHealthy > 0) health = 'Healthy';
-    else health = 'Unknown';
-  }
-  return { status, health };
-}
-
-const HEALTH_KIND = { Healthy: 'ok', Unhealthy: 'bad', Unknown: 'warn' };
+// The statuses (model.appStatus) the panel counts.
+const STATUS_COUNTS = ['Running', 'Deploying', 'Waiting', 'Delayed', 'Suspended'];
 
 function servicesPanel(result) {
-  if (result.error) {
-    return panel('Services Health', notice('warn', `Marathon is not available on this cluster: ${result.error}`));
-  }
-  const apps = result.apps.map((a) => ({ id: a.id, ...appStatus(a) }));
-  const count = (field, value) => apps.filter((a) => a[field] === value).length;
-  const order = { Unhealthy: 0, Unknown: 1, Healthy: 2, 'No health checks': 3 };
-  const top = apps.slice().sort((a, b) => order[a.health] - order[b.health] || a.id.localeCompare(b.id)).slice(0, 5);
+  if (result.error) return panel('Services Health', failureNotice(result.error, 'Marathon'));
+  const queued = queueIndex(result.queue);
+  const apps = result.apps.map((a) => ({
+    id: a.id, healthy: appHealthy(a), status: appStatus(a, queued.get(a.id) || null),
+  }));
+  const count = (test) => String(apps.filter(test).length);
+  // Unhealthy first, then unknown, healthy, and those without health checks.
+  const order = { false: 0, null: 1, true: 2, undefined: 3 };
+  const top = apps.slice().sort((a, b) => order[a.healthy] - order[b.healthy] || a.id.localeCompare(b.id)).slice(0, 5);
   return panel('Services Health',
     kv([
-      ['Healthy', h('span', { dataset: { services: 'healthy' } }, String(count('health', 'Healthy')))],
-      ['Unhealthy', h('span', { dataset: { services: 'unhealthy' } }, String(count('health', 'Unhealthy')))],
-      ['Running', h('span', { dataset: { services: 'running' } }, String(count('status', 'Running')))],
-      ['Deploying', h('span', { dataset: { services: 'deploying' } }, String(count('status', 'Deploying')))],
-      ['Waiting', h('span', { dataset: { services: 'waiting' } }, String(count('status', 'Waiting')))],
-      ['Suspended', h('span', { dataset: { services: 'suspended' } }, String(count('status', 'Suspended')))],
+      ['Healthy', h('span', { dataset: { services: 'healthy' } }, count((a) => a.healthy === true))],
+      ['Unhealthy', h('span', { dataset: { services: 'unhealthy' } }, count((a) => a.healthy === false))],
+      ...STATUS_COUNTS.map((s) => [s, h('span', { dataset: { services: s.toLowerCase() } }, count((a) => a.status.label === s))]),
     ]),
     top.length
       ? h('ul', { class: 'dash-list' }, top.map((a) => h('li', null,
-        h('a', { href: `#/services/detail/${encodeURIComponent(a.id)}` }, a.id), ' ',
-        badge(a.health === 'No health checks' ? a.status : a.health, HEALTH_KIND[a.health] || ''))))
+        linkTo('services/detail', a.id), ' ',
+        a.healthy === undefined ? badge(a.status.label, a.status.kind) : healthBadge(a.healthy))))
       : h('p', { class: 'muted' }, 'No services are running.'),
     h('a', { href: '#/services' }, 'View all services'));
 }
 
 function componentsPanel(result) {
   const link = h('a', { href: '#/components' }, 'View all component health');
-  if (result.error) {
-    return panel('Component Health', notice('warn', `Component health is not available: ${result.error}`), link);
-  }
+  if (result.error) return panel('Component Health', failureNotice(result.error, 'Component health'), link);
   const unhealthy = result.units.filter((u) => u.health !== 0);
   return panel('Component Health',
     kv([
@@ -127,30 +109,41 @@ function componentsPanel(result) {
     ]),
     unhealthy.length
       ? h('ul', { class: 'dash-list' }, unhealthy.map((u) => h('li', null,
-        h('a', { href: `#/components/${encodeURIComponent(u.id)}` }, u.name || u.id), ' ', badge('Unhealthy', 'bad'))))
+        linkTo('components', u.id, u.name || u.id), ' ', healthBadge(false))))
       : h('p', { class: 'muted' }, 'All components are healthy.'),
     link);
 }
 
-/** What a settled request gave, or its error's message. */
+/** What a settled request gave, or `{error}`. */
 function settled(r, shape) {
-  return r.status === 'fulfilled' ? shape(r.value) : { error: r.reason?.message || String(r.reason) };
+  return r.status === 'fulfilled' ? shape(r.value) : { error: r.reason };
+}
+
+/** The history's minute and hour buffers, or why there are none (in words). */
+function historyOf(minute, hour) {
+  if (minute.status === 'fulfilled' && Array.isArray(minute.value)) return { minute: minute.value, hour };
+  const e = minute.reason;
+  return {
+    error: e && e.unavailable
+      ? `The history service is not available on this cluster: ${e.message}`
+      : `History is not available: ${e ? e.message : 'no answer'}`,
+  };
 }
 
 export function render(root) {
-  const error = h('div');
-  const grid = h('div', { class: 'grid dashboard' });
-  replace(root, heading('Dashboard'), error, grid);
+  const body = h('div');
+  replace(root, heading('Dashboard'), body);
   let hour = [];
   let hourAt = 0;
 
   async function load() {
     const wantHour = Date.now() - hourAt > HOUR_EVERY_MS;
-    const [summary, minute, hourR, apps, units] = await Promise.allSettled([
+    const [summary, minute, hourR, apps, queue, units] = await Promise.allSettled([
       api.get('mesos', '/master/state-summary'),
       api.get('history', '/history/minute'),
       wantHour ? api.get('history', '/history/hour') : Promise.resolve(hour),
-      api.get('marathon', '/v2/apps?embed=apps.counts&embed=apps.taskStats'),
+      api.get('marathon', '/v2/apps?embed=apps.counts&embed=apps.deployments'),
+      api.get('marathon', '/v2/queue'),
       api.get('health', '/units'),
     ]);
     if (summary.status === 'rejected') throw summary.reason;
@@ -158,17 +151,19 @@ export function render(root) {
       hour = hourR.value;
       if (wantHour) hourAt = Date.now();
     }
-    const history = minute.status === 'fulfilled' && Array.isArray(minute.value)
-      ? { minute: minute.value, hour }
-      : { error: minute.reason?.message || 'no answer' };
+    const history = historyOf(minute, hour);
+    // Without the queue the services still show, only not why they wait.
+    const services = settled(apps, (v) => ({
+      apps: (v && v.apps) || [], queue: queue.status === 'fulfilled' ? queue.value : null,
+    }));
     // The current values come from the master's own summary, fresher than the history's
     // newest snapshot (taken every 2 s), and there even when the history has none yet.
-    update(grid,
+    return h('div', { class: 'grid dashboard' },
       RESOURCES.map((r) => allocationPanel(r, allocation(summary.value, r[0]), history)),
       tasksPanel(summary.value),
-      servicesPanel(settled(apps, (v) => ({ apps: (v && v.apps) || [] }))),
+      servicesPanel(services),
       componentsPanel(settled(units, (v) => ({ units: (v && v.units) || [] }))));
   }
 
-  return live(load, (e) => update(error, e ? notice('bad', `The cluster's state could not be read: ${e.message}`) : null));
+  return liveSection(body, load, 'Mesos');
 }

@@ -3,17 +3,17 @@
 // with its definition, schedules, active runs and run history. Lists are live.
 
 import {
-  h, replace, update, trim, mib, badge, notice, field, button, heading, crumbs, tabs, kv, json,
-  confirmDialog, taskStateBadge,
+  h, replace, update, trim, mib, badge, notice, field, button, heading, crumbs, kv, json,
+  confirmDialog, taskStateBadge, table, when, hashTo, linkTo, failureNotice, notFoundNotice, busy,
+  formJsonTabs,
 } from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { live, liveSection } from '../poll.js';
 
 const LIST_EMBEDS = '?embed=activeRuns&embed=schedules&embed=historySummary';
 const DETAIL_EMBEDS = '?embed=activeRuns&embed=schedules&embed=history';
 
-const jobPath = (id) => `/v1/jobs/${encodeURIComponent(id)}`;
-const detailHash = (id) => `#/jobs/detail/${encodeURIComponent(id)}`;
+const jobPath = (id) => `/v1/jobs/${api.segment(id)}`;
 
 const RUN_KINDS = { SUCCESS: 'ok', FAILED: 'bad', ACTIVE: 'info', STARTING: 'warn', INITIAL: 'warn' };
 
@@ -22,20 +22,18 @@ function runStatus(status) {
   return h('span', { class: ['badge', RUN_KINDS[status] || ''], 'data-run-status': status }, status);
 }
 
-/** A Metronome time (`2026-12-07T22:19:37.882+0000`) in ms; its zone lacks the colon ISO wants. */
-function parseTime(s) {
+/**
+ * A Metronome time (`2026-12-07T22:19:37.882+0000`) in ms, for sorting and durations (its
+ * zone lacks the colon ISO wants); dom's `when` shows times.
+ */
+function millis(s) {
   return s ? Date.parse(String(s).replace(/([+-]\d\d)(\d\d)$/, '$1:$2')) : NaN;
 }
 
-/** A time as a stable local date (no "5 s ago": live redraws must not change every time). */
-function time(s) {
-  const t = parseTime(s);
-  if (!Number.isFinite(t)) return s ? String(s) : '—';
-  return h('time', { datetime: new Date(t).toISOString() }, new Date(t).toLocaleString());
-}
+const newestFirst = (key) => (a, b) => (millis(b[key]) || 0) - (millis(a[key]) || 0);
 
 function duration(from, to) {
-  const ms = parseTime(to) - parseTime(from);
+  const ms = millis(to) - millis(from);
   if (!Number.isFinite(ms) || ms < 0) return '—';
   const s = ms / 1000;
   if (s < 60) return `${trim(s)} s`;
@@ -43,32 +41,15 @@ function duration(from, to) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
-/** A failed Metronome call in words; a missing Metronome (no job id in the answer) said plainly. */
-function problem(e) {
-  if ([404, 502, 503].includes(e.status) && !(e.body && e.body.id)) {
-    return notice('bad', `Metronome is not available on this cluster: ${e.message}`);
-  }
-  return notice('bad', e.message);
-}
-
-/** Like dom's table(), with attributes on each row (the tests find rows by `data-*`). */
-function rowTable(columns, rows, rowProps, empty, props = {}) {
-  const head = h('tr', null, columns.map((c) => h('th', { scope: 'col' }, c.title)));
-  const body = rows.length
-    ? rows.map((r) => h('tr', rowProps(r), columns.map((c) => h('td', null, c.cell(r)))))
-    : h('tr', null, h('td', { class: 'empty', colspan: columns.length }, empty));
-  return h('table', props, h('thead', null, head), h('tbody', null, body));
-}
-
 // --- List -----------------------------------------------------------------------------------
 
 /** The last run of a listed job: an active one, else the later of the last success and failure. */
 function lastRun(job) {
-  const active = [...(job.activeRuns || [])].sort((a, b) => parseTime(b.createdAt) - parseTime(a.createdAt));
+  const active = [...(job.activeRuns || [])].sort(newestFirst('createdAt'));
   if (active.length) return { status: active[0].status, at: active[0].createdAt };
   const s = job.historySummary || {};
-  const ok = parseTime(s.lastSuccessAt);
-  const bad = parseTime(s.lastFailureAt);
+  const ok = millis(s.lastSuccessAt);
+  const bad = millis(s.lastFailureAt);
   if (Number.isFinite(ok) && !(bad > ok)) return { status: 'SUCCESS', at: s.lastSuccessAt };
   if (Number.isFinite(bad)) return { status: 'FAILED', at: s.lastFailureAt };
   return null;
@@ -76,56 +57,37 @@ function lastRun(job) {
 
 function scheduleText(job) {
   const s = (job.schedules || [])[0];
-  if (!s) return h('span', { class: 'muted' }, 'None');
-  return [h('code', null, s.cron), ` ${s.timezone || 'UTC'}`, s.enabled === false ? [' ', badge('disabled')] : null];
+  if (!s) return '—';
+  return [h('code', null, s.cron), ` ${s.timezone || 'UTC'}`, s.enabled === false ? [' ', badge('Disabled')] : null];
 }
 
-function jobsTable(jobs) {
-  const columns = [
-    { title: 'Job', cell: (j) => [h('a', { href: detailHash(j.id) }, j.id), j.description ? h('div', { class: 'muted small' }, j.description) : null] },
-    { title: 'Command', cell: (j) => (j.run && j.run.cmd ? h('code', { class: 'cmd' }, j.run.cmd) : h('span', { class: 'muted' }, (j.run && j.run.docker && j.run.docker.image) || '—')) },
-    { title: 'Schedule', cell: scheduleText },
-    {
-      title: 'Last run',
-      cell: (j) => {
-        const last = lastRun(j);
-        return last ? [badge(last.status, RUN_KINDS[last.status]), ' ', h('span', { class: 'muted small' }, time(last.at))] : h('span', { class: 'muted' }, 'Never run');
-      },
+const LIST_COLUMNS = [
+  { title: 'Job', cell: (j) => [linkTo('jobs/detail', j.id), j.description ? h('div', { class: 'muted small' }, j.description) : null] },
+  { title: 'Command', cell: (j) => (j.run && j.run.cmd ? h('code', { class: 'cmd' }, j.run.cmd) : h('span', { class: 'muted' }, (j.run && j.run.docker && j.run.docker.image) || '—')) },
+  { title: 'Schedule', cell: scheduleText },
+  {
+    title: 'Last run',
+    cell: (j) => {
+      const last = lastRun(j);
+      return last ? [badge(last.status, RUN_KINDS[last.status]), ' ', h('span', { class: 'muted small' }, when(last.at))] : h('span', { class: 'muted' }, 'Never run');
     },
-  ];
-  return rowTable(columns, jobs, (j) => ({ 'data-job-id': j.id }),
-    'No jobs yet. Create a Job to run a command once or on a schedule.', { class: 'jobs' });
-}
+  },
+];
 
 export function renderList(root) {
-  const message = h('div');
   const body = h('div');
   replace(root, heading('Jobs'),
     h('div', { class: 'toolbar' }, h('a', { class: 'button primary', href: '#/jobs/new' }, 'Create a Job')),
-    message, body);
-  return live(async () => {
+    body);
+  return liveSection(body, async () => {
     const jobs = await api.get('metronome', `/v1/jobs${LIST_EMBEDS}`);
     const list = Array.isArray(jobs) ? [...jobs].sort((a, b) => a.id.localeCompare(b.id)) : [];
-    update(body, jobsTable(list));
-  }, (e) => update(message, e ? problem(e) : null));
+    return table(LIST_COLUMNS, list, 'No jobs yet. Create a Job to run a command once or on a schedule.',
+      { class: 'jobs' }, (j) => ({ 'data-job-id': j.id }));
+  }, 'Metronome');
 }
 
-// --- Create ---------------------------------------------------------------------------------
-
-/** A cron expression Metronome can read has 5 fields and no `@daily` aliases. */
-function cronProblem(cron) {
-  if (!cron.startsWith('@') && cron.split(/\s+/).length === 5) return null;
-  return `Can not read cron expression "${cron}": it needs 5 fields (minute hour day-of-month month day-of-week), e.g. "0 * * * *".`;
-}
-
-function zoneProblem(zone) {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone }).format(0);
-    return null;
-  } catch (_) {
-    return `No time zone found with this id: "${zone}" (an IANA name such as UTC or Europe/Berlin).`;
-  }
-}
+// --- Create: the form -----------------------------------------------------------------------
 
 /** Where Metronome's `details` paths are shown in the form. */
 const FIELD_OF_PATH = {
@@ -143,7 +105,8 @@ function zoneList() {
   return h('datalist', { id: 'job-time-zones' }, ['UTC', ...zones.filter((z) => z !== 'UTC')].map((z) => h('option', { value: z })));
 }
 
-export function renderCreate(root) {
+/** The job form's inputs and their labelled fields, and the JSON tab's. */
+function jobInputs() {
   const inputs = {
     id: h('input', { type: 'text', name: 'id', autocomplete: 'off', spellcheck: 'false', required: true }),
     description: h('input', { type: 'text', name: 'description' }),
@@ -154,6 +117,7 @@ export function renderCreate(root) {
     image: h('input', { type: 'text', name: 'image', placeholder: 'e.g. alpine:3.8', spellcheck: 'false' }),
     cron: h('input', { type: 'text', name: 'cron', placeholder: 'e.g. 0 * * * *', spellcheck: 'false' }),
     timezone: h('input', { type: 'text', name: 'timezone', value: 'UTC', list: 'job-time-zones', spellcheck: 'false' }),
+    json: h('textarea', { name: 'definition', spellcheck: 'false' }),
   };
   const fields = {
     id: field('Job ID', inputs.id, 'Lower-case letters, digits, dashes; dots separate groups (e.g. backups.nightly).'),
@@ -165,101 +129,138 @@ export function renderCreate(root) {
     image: field('Container image', inputs.image, 'Optional: a Docker image to run the command in.'),
     cron: field('Schedule (cron)', inputs.cron, 'Optional: minute hour day-of-month month day-of-week, e.g. "0 2 * * *" runs daily at 2:00. Empty: runs only when started.'),
     timezone: field('Time zone', inputs.timezone, 'The zone the schedule is read in.'),
+    json: field('Job definition (JSON)', inputs.json, 'The Metronome job; "schedules" (optional) are created after it.'),
   };
-  const jsonInput = h('textarea', { name: 'definition', spellcheck: 'false' });
-  const jsonField = field('Job definition (JSON)', jsonInput, 'The Metronome job; "schedules" (optional) are created after it.');
-  const message = h('div');
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create Job');
-  const formPanel = h('div', { role: 'tabpanel', 'aria-label': 'Form' },
+  return { inputs, fields };
+}
+
+/** The Form tab: the fields in their groups. */
+function jobFormLayout(fields) {
+  return [
     h('fieldset', null, h('legend', null, 'General'), fields.id, fields.description),
     h('fieldset', null, h('legend', null, 'Run'), fields.cmd,
       h('div', { class: 'row' }, fields.cpus, fields.mem, fields.disk), fields.image),
-    h('fieldset', null, h('legend', null, 'Schedule'), h('div', { class: 'row' }, fields.cron, fields.timezone), zoneList()));
-  const jsonPanel = h('div', { role: 'tabpanel', 'aria-label': 'JSON', hidden: true }, jsonField);
+    h('fieldset', null, h('legend', null, 'Schedule'), h('div', { class: 'row' }, fields.cron, fields.timezone), zoneList()),
+  ];
+}
 
+/**
+ * The job of the form: `base` (what the JSON tab held, so keys without a field survive a
+ * round trip) with the fields laid over it; a cron makes its first schedule.
+ */
+function jobFromForm(inputs, base) {
+  const job = structuredClone(base);
+  const old = Array.isArray(job.schedules) ? job.schedules[0] : null;
+  const oldSchedule = old && typeof old === 'object' ? old : {};
+  delete job.schedules;
+  const text = (k) => inputs[k].value.trim();
+  job.id = text('id');
+  if (text('description')) job.description = inputs.description.value;
+  else delete job.description;
+  const run = job.run && typeof job.run === 'object' ? { ...job.run } : {};
+  if (text('cmd')) run.cmd = inputs.cmd.value;
+  else delete run.cmd;
+  for (const k of ['cpus', 'mem', 'disk']) {
+    if (text(k) === '') delete run[k];
+    else run[k] = Number(text(k));
+  }
+  if (text('image')) run.docker = { ...(run.docker || {}), image: text('image') };
+  else delete run.docker;
+  job.run = run;
+  if (text('cron')) {
+    job.schedules = [{
+      id: 'default', enabled: true, concurrencyPolicy: 'ALLOW', ...oldSchedule,
+      cron: text('cron'), timezone: text('timezone') || 'UTC',
+    }];
+  }
+  return job;
+}
+
+/** Shows a job definition in the form. */
+function fillJobForm(inputs, def) {
+  const run = def.run && typeof def.run === 'object' ? def.run : {};
+  const first = Array.isArray(def.schedules) ? def.schedules[0] : null;
+  const schedule = first && typeof first === 'object' ? first : {};
+  const set = (k, v) => { inputs[k].value = v === undefined || v === null ? '' : String(v); };
+  set('id', def.id);
+  set('description', def.description);
+  set('cmd', run.cmd);
+  set('cpus', run.cpus);
+  set('mem', run.mem);
+  set('disk', run.disk);
+  set('image', run.docker && run.docker.image);
+  set('cron', schedule.cron);
+  set('timezone', schedule.timezone || 'UTC');
+}
+
+/** A cron expression Metronome can read has 5 fields and no `@daily` aliases. */
+function cronProblem(cron) {
+  if (!cron.startsWith('@') && cron.split(/\s+/).length === 5) return null;
+  return `Can not read cron expression "${cron}": it needs 5 fields (minute hour day-of-month month day-of-week), e.g. "0 * * * *".`;
+}
+
+function zoneProblem(zone) {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone }).format(0);
+    return null;
+  } catch (_) {
+    return `No time zone found with this id: "${zone}" (an IANA name such as UTC or Europe/Berlin).`;
+  }
+}
+
+/**
+ * What is wrong with a definition's `schedules`, checked here because Metronome would only
+ * refuse them after creating the job: `{cron, timezone}` or `{other}` messages, or null.
+ */
+function scheduleErrors(schedules) {
+  if (!Array.isArray(schedules)) return { other: '"schedules" must be a list of schedules.' };
+  for (const s of schedules) {
+    if (!s || typeof s !== 'object' || Array.isArray(s)) {
+      return { other: 'Each schedule in "schedules" must be a JSON object, such as {"cron": "0 * * * *"}.' };
+    }
+    const errors = { cron: cronProblem(String(s.cron ?? '').trim()), timezone: zoneProblem(String(s.timezone || 'UTC')) };
+    if (errors.cron || errors.timezone) return errors;
+  }
+  return null;
+}
+
+/** Creates job `job`, or replaces it (`again`: an earlier submit created it). */
+function saveJob(job, again) {
+  return again
+    ? api.send('metronome', jobPath(job.id), job, 'PUT')
+    : api.send('metronome', '/v1/jobs', job);
+}
+
+/** Adds the schedules of job `id`. */
+async function addSchedules(id, schedules) {
+  for (const s of schedules) {
+    await api.send('metronome', `${jobPath(id)}/schedules`, { id: 'default', enabled: true, concurrencyPolicy: 'ALLOW', ...s });
+  }
+}
+
+// --- Create: the page -----------------------------------------------------------------------
+
+export function renderCreate(root) {
+  const { inputs, fields } = jobInputs();
+  const message = h('div');
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create Job');
+  let disposed = false;
   // What the JSON tab held, so keys the form has no field for survive a round trip.
   let base = {};
-  let mode = 'form';
   // A job created by an earlier submit whose schedule failed: a resubmit updates it.
   let created = null;
-
-  function fromForm() {
-    const job = structuredClone(base);
-    const oldSchedule = Array.isArray(job.schedules) ? job.schedules[0] : null;
-    delete job.schedules;
-    const text = (k) => inputs[k].value.trim();
-    job.id = text('id');
-    if (text('description')) job.description = inputs.description.value;
-    else delete job.description;
-    const run = { ...(job.run || {}) };
-    if (inputs.cmd.value.trim()) run.cmd = inputs.cmd.value;
-    else delete run.cmd;
-    for (const k of ['cpus', 'mem', 'disk']) {
-      if (text(k) === '') delete run[k];
-      else run[k] = Number(text(k));
-    }
-    if (text('image')) run.docker = { ...(run.docker || {}), image: text('image') };
-    else delete run.docker;
-    job.run = run;
-    if (text('cron')) {
-      job.schedules = [{
-        id: 'default', enabled: true, concurrencyPolicy: 'ALLOW', ...(oldSchedule || {}),
-        cron: text('cron'), timezone: text('timezone') || 'UTC',
-      }];
-    }
-    return job;
-  }
-
-  function toForm(def) {
-    base = def;
-    const run = def.run || {};
-    const schedule = Array.isArray(def.schedules) ? def.schedules[0] || {} : {};
-    const set = (k, v) => { inputs[k].value = v === undefined || v === null ? '' : String(v); };
-    set('id', def.id);
-    set('description', def.description);
-    set('cmd', run.cmd);
-    set('cpus', run.cpus);
-    set('mem', run.mem);
-    set('disk', run.disk);
-    set('image', run.docker && run.docker.image);
-    set('cron', schedule.cron);
-    set('timezone', schedule.timezone || 'UTC');
-  }
-
-  /** The JSON tab's definition, or null (with the reason shown under it). */
-  function fromJson() {
-    try {
-      const def = JSON.parse(jsonInput.value);
-      if (def && typeof def === 'object' && !Array.isArray(def)) return def;
-      jsonField.setError('The job definition must be a JSON object.');
-    } catch (e) {
-      jsonField.setError(`This is not valid JSON: ${e.message}`);
-    }
-    return null;
-  }
-
-  const tabList = tabs([['form', 'Form'], ['json', 'JSON']], 'form', (key) => {
-    if (key === mode) return;
-    if (key === 'json') {
-      jsonInput.value = JSON.stringify(fromForm(), null, 2);
-      jsonField.setError([]);
-    } else {
-      const def = fromJson();
-      // Invalid JSON keeps the JSON tab open, with the reason under it.
-      if (!def) {
-        tabList.querySelector('[data-tab=json]').click();
-        return;
-      }
-      toForm(def);
-    }
-    mode = key;
-    formPanel.hidden = key !== 'form';
-    jsonPanel.hidden = key !== 'json';
+  const sync = formJsonTabs(jobFormLayout(fields), fields.json, inputs.json, {
+    what: 'The job definition',
+    toJson: () => jobFromForm(inputs, base),
+    fromJson: (def) => {
+      fillJobForm(inputs, def);
+      base = def;
+    },
   });
+  const inForm = () => sync.mode() === 'form';
 
   function clearErrors() {
     for (const f of Object.values(fields)) f.setError([]);
-    jsonField.setError([]);
     replace(message);
   }
 
@@ -268,7 +269,7 @@ export function renderCreate(root) {
     const rest = [];
     let first = null;
     for (const [p, msgs] of Object.entries(typeof e.fieldErrors === 'function' ? e.fieldErrors() : {})) {
-      const key = mode === 'form' ? FIELD_OF_PATH[p] : null;
+      const key = inForm() ? FIELD_OF_PATH[p] : null;
       if (key) {
         fields[key].setError(msgs);
         first = first || inputs[key];
@@ -277,74 +278,67 @@ export function renderCreate(root) {
       }
     }
     // An id already taken is about the id.
-    if (e.status === 409 && mode === 'form' && !/schedule/i.test(e.message)) {
+    if (e.status === 409 && inForm() && !/schedule/i.test(e.message)) {
       fields.id.setError(e.message);
       first = inputs.id;
     }
-    replace(message, notice('bad', lead || e.message, rest.length ? h('ul', null, rest.map((r) => h('li', null, r))) : null));
+    const box = lead ? notice('bad', lead) : failureNotice(e, 'Metronome');
+    if (rest.length) box.append(h('ul', null, rest.map((r) => h('li', null, r))));
+    replace(message, box);
     (first || message).scrollIntoView({ block: 'center' });
     if (first) first.focus();
   }
 
-  /** Checks the schedules here: Metronome would only refuse them after creating the job. */
-  function checkSchedules(schedules) {
-    for (const s of schedules) {
-      const cron = String(s.cron || '').trim();
-      const zone = String(s.timezone || 'UTC');
-      const errors = { cron: cronProblem(cron), timezone: zoneProblem(zone) };
-      if (!errors.cron && !errors.timezone) continue;
-      if (mode === 'form') {
-        fields.cron.setError(errors.cron);
-        fields.timezone.setError(errors.timezone);
-        (errors.cron ? inputs.cron : inputs.timezone).focus();
-      } else {
-        jsonField.setError([errors.cron, errors.timezone]);
-        jsonInput.focus();
-      }
-      return false;
+  function showScheduleErrors(errors) {
+    if (inForm()) {
+      fields.cron.setError(errors.cron);
+      fields.timezone.setError(errors.timezone);
+      (errors.cron ? inputs.cron : inputs.timezone).focus();
+    } else {
+      fields.json.setError([errors.other, errors.cron, errors.timezone]);
+      inputs.json.focus();
     }
-    return true;
   }
 
-  async function create() {
-    const def = mode === 'form' ? fromForm() : fromJson();
-    if (!def) return;
+  async function createJob() {
+    clearErrors();
+    const def = inForm() ? jobFromForm(inputs, base) : sync.parse();
+    if (!def) {
+      inputs.json.focus();
+      return;
+    }
     const { schedules = [], ...job } = def;
-    if (!Array.isArray(schedules) || !checkSchedules(schedules)) return;
-    const id = String(job.id || '');
+    const wrong = scheduleErrors(schedules);
+    if (wrong) {
+      showScheduleErrors(wrong);
+      return;
+    }
+    const id = String(job.id ?? '');
     try {
-      if (created && created === id) await api.send('metronome', jobPath(id), job, 'PUT');
-      else await api.send('metronome', '/v1/jobs', job);
+      await saveJob(job, created !== null && created === id);
       created = id;
     } catch (e) {
       showErrors(e);
       return;
     }
-    for (const s of schedules) {
-      try {
-        await api.send('metronome', `${jobPath(id)}/schedules`, { id: 'default', enabled: true, concurrencyPolicy: 'ALLOW', ...s });
-      } catch (e) {
-        showErrors(e, [`The job ${id} was created, but its schedule was not: ${e.message}. Fix it and submit again, or `,
-          h('a', { href: detailHash(id) }, 'open the job'), '.']);
-        return;
-      }
+    try {
+      await addSchedules(id, schedules);
+    } catch (e) {
+      showErrors(e, [`The job ${id} was created, but its schedule was not: ${e.message}. Fix it and submit again, or `,
+        linkTo('jobs/detail', id, 'open the job'), '.']);
+      return;
     }
-    window.location.hash = detailHash(id);
+    if (!disposed) window.location.hash = hashTo('jobs/detail', id);
   }
 
-  const form = h('form', { class: 'form', novalidate: true }, message, tabList, formPanel, jsonPanel,
+  const form = h('form', { class: 'form', novalidate: true }, message, sync.tabList, sync.formPanel, sync.jsonPanel,
     h('div', { class: 'toolbar' }, submit, h('a', { class: 'button', href: '#/jobs' }, 'Cancel')));
-  form.addEventListener('submit', async (e) => {
+  form.addEventListener('submit', (e) => {
     e.preventDefault();
-    clearErrors();
-    submit.disabled = true;
-    try {
-      await create();
-    } finally {
-      submit.disabled = false;
-    }
+    busy(submit, createJob).catch((err) => showErrors(err));
   });
   replace(root, crumbs(['Jobs', '#/jobs'], 'Create a Job'), heading('Create a Job'), form);
+  return () => { disposed = true; };
 }
 
 // --- Detail ---------------------------------------------------------------------------------
@@ -359,7 +353,7 @@ function definitionView(job) {
       ['CPUs', trim(run.cpus)],
       ['Memory', mib(run.mem)],
       ['Disk', mib(run.disk)],
-      run.docker ? ['Container image', h('code', null, run.docker.image || '')] : null,
+      run.docker ? ['Container image', h('code', null, run.docker.image || '—')] : null,
       run.restart ? ['Restart policy', run.restart.policy] : null,
       run.maxLaunchDelay ? ['Max launch delay', `${run.maxLaunchDelay} s`] : null,
     ]),
@@ -368,29 +362,29 @@ function definitionView(job) {
 }
 
 function schedulesView(job) {
-  return rowTable([
+  return table([
     { title: 'ID', cell: (s) => s.id },
     { title: 'Cron', cell: (s) => h('code', null, s.cron) },
     { title: 'Time zone', cell: (s) => s.timezone || 'UTC' },
-    { title: 'Enabled', cell: (s) => (s.enabled === false ? badge('disabled') : badge('enabled', 'ok')) },
-    { title: 'Concurrency', cell: (s) => s.concurrencyPolicy || '' },
-    { title: 'Next run', cell: (s) => (s.enabled === false ? '—' : time(s.nextRunAt)) },
-  ], job.schedules || [], (s) => ({ 'data-schedule-id': s.id }), 'No schedule: the job runs only when started.');
+    { title: 'Enabled', cell: (s) => (s.enabled === false ? badge('Disabled') : badge('Enabled', 'ok')) },
+    { title: 'Concurrency', cell: (s) => s.concurrencyPolicy || '—' },
+    { title: 'Next run', cell: (s) => (s.enabled === false ? '—' : when(s.nextRunAt)) },
+  ], job.schedules || [], 'No schedule: the job runs only when started.', {}, (s) => ({ 'data-schedule-id': s.id }));
 }
 
 function activeView(job) {
-  const runs = [...(job.activeRuns || [])].sort((a, b) => parseTime(b.createdAt) - parseTime(a.createdAt));
-  return rowTable([
+  const runs = [...(job.activeRuns || [])].sort(newestFirst('createdAt'));
+  return table([
     { title: 'Run', cell: (r) => h('code', null, r.id) },
     { title: 'Status', cell: (r) => runStatus(r.status) },
-    { title: 'Started', cell: (r) => time(r.createdAt) },
+    { title: 'Started', cell: (r) => when(r.createdAt) },
     {
       title: 'Tasks',
       cell: (r) => ((r.tasks || []).length
-        ? (r.tasks || []).map((t) => h('div', null, h('a', { href: `#/tasks/${encodeURIComponent(t.id)}` }, t.id), ' ', taskStateBadge(t.status)))
+        ? r.tasks.map((t) => h('div', null, linkTo('tasks', t.id), ' ', taskStateBadge(t.status)))
         : h('span', { class: 'muted' }, 'Waiting for an offer')),
     },
-  ], runs, (r) => ({ 'data-run-id': r.id }), 'No active runs.');
+  ], runs, 'No active runs.', {}, (r) => ({ 'data-run-id': r.id }));
 }
 
 function historyView(job) {
@@ -398,16 +392,16 @@ function historyView(job) {
   const runs = [
     ...(hist.successfulFinishedRuns || []).map((r) => ({ ...r, status: 'SUCCESS' })),
     ...(hist.failedFinishedRuns || []).map((r) => ({ ...r, status: 'FAILED' })),
-  ].sort((a, b) => parseTime(b.finishedAt) - parseTime(a.finishedAt));
+  ].sort(newestFirst('finishedAt'));
   return [
     h('p', { class: 'muted' }, `${hist.successCount || 0} successful, ${hist.failureCount || 0} failed.`),
-    rowTable([
+    table([
       { title: 'Run', cell: (r) => h('code', null, r.id) },
       { title: 'Status', cell: (r) => runStatus(r.status) },
-      { title: 'Started', cell: (r) => time(r.createdAt) },
-      { title: 'Finished', cell: (r) => time(r.finishedAt) },
+      { title: 'Started', cell: (r) => when(r.createdAt) },
+      { title: 'Finished', cell: (r) => when(r.finishedAt) },
       { title: 'Duration', cell: (r) => duration(r.createdAt, r.finishedAt) },
-    ], runs, (r) => ({ 'data-run-id': r.id }), 'No finished runs yet.'),
+    ], runs, 'No finished runs yet.', {}, (r) => ({ 'data-run-id': r.id })),
   ];
 }
 
@@ -415,8 +409,9 @@ export function renderDetail(root, [id]) {
   const message = h('div');
   const actions = h('div');
   const parts = { definition: h('div'), schedules: h('div'), active: h('div'), history: h('div') };
-  const runButton = button('Run now', runNow, 'primary');
-  const deleteButton = button('Delete', remove, 'danger');
+  let disposed = false;
+  const runButton = button('Run now', () => busy(runButton, runNow), 'primary');
+  const deleteButton = button('Delete', () => busy(deleteButton, remove), 'danger');
   replace(root, crumbs(['Jobs', '#/jobs'], id), heading(id),
     h('div', { class: 'toolbar' }, runButton, deleteButton), actions, message,
     h('section', { 'aria-label': 'Definition' }, h('h2', null, 'Definition'), parts.definition),
@@ -431,49 +426,43 @@ export function renderDetail(root, [id]) {
     update(parts.active, activeView(job));
     update(parts.history, historyView(job));
   }
-  function onError(e) {
-    if (!e) update(message);
-    else if (e.status === 404 && e.body && e.body.id) {
-      // Gone for good: asking again every 2 s would only fill the log.
+  const stop = live(load, (e) => {
+    if (e && e.status === 404 && !e.unavailable) {
+      // Gone for good (Metronome said so): asking again every 2 s would only fill the log.
       stop();
-      update(message, notice('bad', `There is no job ${id}: it may have been deleted. `, h('a', { href: '#/jobs' }, 'Back to the jobs')));
-    } else {
-      update(message, problem(e));
+      replace(root, crumbs(['Jobs', '#/jobs'], id), heading(id),
+        notFoundNotice(`There is no job ${id}.`, 'Back to Jobs', '#/jobs'));
+      return;
     }
-  }
-  let stop = live(load, onError);
-  // After an action: load now rather than at the next tick.
-  const refresh = () => {
-    stop();
-    stop = live(load, onError);
-  };
+    update(message, e ? failureNotice(e, 'Metronome') : null);
+  });
 
   async function runNow() {
-    runButton.disabled = true;
     try {
       const run = await api.send('metronome', `${jobPath(id)}/runs`, {});
       replace(actions, notice('ok', `Started run ${run && run.id ? run.id : ''}.`));
-      refresh();
+      // Load now rather than at the next tick; a no-op once the page is left.
+      stop.now();
     } catch (e) {
       replace(actions, notice('bad', `The job could not be started: ${e.message}`));
-    } finally {
-      runButton.disabled = false;
     }
   }
 
   async function remove() {
     const yes = await confirmDialog('Delete Job', `Delete the job ${id}? Its active runs are stopped.`, 'Delete');
     if (!yes) return;
-    deleteButton.disabled = true;
     try {
       await api.send('metronome', `${jobPath(id)}?stopCurrentJobRuns=true`, undefined, 'DELETE');
+      if (disposed) return;
       stop();
       window.location.hash = '#/jobs';
     } catch (e) {
       replace(actions, notice('bad', `The job could not be deleted: ${e.message}`));
-      deleteButton.disabled = false;
     }
   }
 
-  return () => stop();
+  return () => {
+    disposed = true;
+    stop();
+  };
 }

@@ -3,49 +3,18 @@
 // /v2/deployments, /v2/queue) is asked relative to this document and redrawn live.
 
 import {
-  h, heading, notice, replace, update, table, kv, crumbs, badge, json, taskStateBadge, mib, trim,
+  h, heading, replace, update, table, kv, crumbs, json, taskStateBadge, mib, trim, when, linkTo,
+  failureNotice, notFoundNotice, healthBadge, notice,
 } from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { live, liveSection } from '../poll.js';
+import { appStatusBadge, declinedReasons, queueIndex } from '../model.js';
+import { findApp } from './services.js';
 
-function appHref(id) {
-  return `#/apps/${encodeURIComponent(id)}`;
-}
-
-function appLink(id) {
-  return h('a', { href: appHref(id) }, id);
-}
-
-/** `/group/app` as a path below /v2/apps, each segment escaped. */
-function appPath(id) {
-  const segs = String(id).split('/').filter(Boolean).map(encodeURIComponent);
-  return `/v2/apps/${segs.join('/')}`;
-}
-
-function when(iso) {
-  const t = Date.parse(iso || '');
-  return Number.isFinite(t) ? new Date(t).toLocaleString() : '—';
-}
-
-function failure(e) {
-  const away = [404, 502, 503].includes(e.status) && !e.body?.message;
-  return notice('bad', away ? 'Marathon is not available: ' : 'Marathon did not answer: ', e.message);
-}
-
-/** The status the DC/OS UI would give an app. */
-function status(app, queued) {
-  const running = app.tasksRunning || 0;
-  if ((app.deployments || []).length) return badge('Deploying', 'warn');
-  if (queued && queued.delay && !queued.delay.overdue) return badge('Delayed', 'bad');
-  if (app.instances === 0 && running === 0) return badge('Suspended', '');
-  if (queued) return badge('Waiting', 'warn');
-  return running >= app.instances ? badge('Running', 'ok') : badge('Waiting', 'warn');
-}
+const appLink = (id) => linkTo('apps', id);
 
 /** A queue entry's app or pod id. */
-function queuedId(q) {
-  return (q.app || q.pod || {}).id || '';
-}
+const queuedId = (q) => (q.app || q.pod || {}).id || '';
 
 // --- #/ -------------------------------------------------------------------------------------
 
@@ -59,60 +28,51 @@ export function renderOverview(root) {
     h('h2', { id: 'deployments-title' }, 'Deployments'), deployments,
     h('h2', { id: 'queue-title' }, 'Queue'), queue);
 
+  // Three parts redrawn apart, so a change in one does not redraw (and unfocus) the others.
   return live(async () => {
     const [a, d, q] = await Promise.all([
-      api.get('marathon', '/v2/apps?embed=apps.counts&embed=apps.tasks'),
+      api.get('marathon', '/v2/apps?embed=apps.counts&embed=apps.deployments'),
       api.get('marathon', '/v2/deployments'),
       api.get('marathon', '/v2/queue'),
     ]);
-    const queued = new Map((q?.queue || []).map((e) => [queuedId(e), e]));
-    update(apps, appTable(a?.apps || [], queued));
+    update(apps, appTable(a?.apps || [], queueIndex(q)));
     update(deployments, deploymentTable(Array.isArray(d) ? d : []));
     update(queue, queueTable(q?.queue || []));
-  }, (e) => update(errors, e ? failure(e) : null));
+  }, (e) => update(errors, e ? failureNotice(e, 'Marathon') : null));
 }
 
 function appTable(apps, queued) {
   const rows = [...apps].sort((x, y) => x.id.localeCompare(y.id));
-  const tbl = table([
+  return table([
     { title: 'ID', cell: (a) => appLink(a.id) },
-    { title: 'Instances', num: true, cell: (a) => `${a.tasksRunning || 0} / ${a.instances}` },
+    { title: 'Instances', num: true, cell: (a) => h('span', { 'data-instances': '' }, `${a.tasksRunning || 0}/${a.instances}`) },
     { title: 'CPUs', num: true, cell: (a) => trim(a.cpus) },
     { title: 'Memory', num: true, cell: (a) => mib(a.mem) },
-    { title: 'Status', cell: (a) => status(a, queued.get(a.id)) },
-  ], rows, 'No applications.', { 'aria-labelledby': 'apps-title' });
-  if (rows.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.appId = rows[i].id; });
-  return tbl;
+    { title: 'Status', cell: (a) => appStatusBadge(a, queued.get(a.id) || null) },
+  ], rows, 'No applications.', { 'aria-labelledby': 'apps-title' }, (a) => ({ 'data-app-id': a.id }));
 }
 
 function deploymentTable(list) {
-  const tbl = table([
+  return table([
     { title: 'ID', cell: (d) => h('span', { class: 'mono' }, d.id) },
     { title: 'Affected apps', cell: (d) => [...(d.affectedApps || []), ...(d.affectedPods || [])].map((id, i) => [i ? ', ' : '', appLink(id)]) },
-    { title: 'Step', cell: (d) => [`${d.currentStep || 0} / ${d.totalSteps || (d.steps || []).length}`,
+    { title: 'Step', cell: (d) => [`${d.currentStep || 0} of ${d.totalSteps || (d.steps || []).length}`,
       (d.currentActions || []).length ? h('div', { class: 'muted small' }, d.currentActions.map((c) => c.action).join(', ')) : null] },
     { title: 'Started', cell: (d) => when(d.version) },
-  ], list, 'No deployments in progress.', { 'aria-labelledby': 'deployments-title' });
-  if (list.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.deploymentId = list[i].id; });
-  return tbl;
+  ], list, 'No deployments in progress.', { 'aria-labelledby': 'deployments-title' }, (d) => ({ 'data-deployment-id': d.id }));
 }
 
 function queueTable(list) {
-  const delay = (q) => {
-    if (!q.delay) return '—';
-    return q.delay.overdue ? 'none' : `${trim(q.delay.timeLeftSeconds)} s`;
-  };
+  // No delay (or one that is over) is shown as none.
+  const delay = (q) => (q.delay && !q.delay.overdue ? `${trim(q.delay.timeLeftSeconds)} s` : '—');
   // Why the last offers did not fit: only reasons that declined some.
-  const reasons = (q) => {
-    const r = (q.processedOffersSummary?.rejectSummaryLastOffers || []).filter((x) => x.declined > 0);
-    return r.length ? r.map((x) => `${x.reason} (${x.declined} of ${x.processed})`).join(', ') : '—';
-  };
+  const reasons = (q) => declinedReasons(q).map((x) => `${x.reason} (${x.declined} of ${x.processed})`).join(', ') || '—';
   return table([
     { title: 'App', cell: (q) => appLink(queuedId(q)) },
-    { title: 'Count', num: true, cell: (q) => String(q.count ?? '') },
+    { title: 'Count', num: true, cell: (q) => String(q.count ?? '—') },
     { title: 'Delay', cell: delay },
     { title: 'Reject reasons', cell: reasons },
-  ], list, 'Nothing is waiting to launch.', { 'aria-labelledby': 'queue-title' });
+  ], list, 'Nothing is waiting to launch.', { 'aria-labelledby': 'queue-title' }, (q) => ({ 'data-queued': queuedId(q) }));
 }
 
 // --- #/apps/:id -----------------------------------------------------------------------------
@@ -122,42 +82,38 @@ const RUNTIME = ['tasks', 'tasksRunning', 'tasksStaged', 'tasksHealthy', 'tasksU
   'lastTaskFailure', 'taskStats', 'readinessCheckResults', 'counts'];
 
 export function renderApp(root, [id]) {
-  const errors = h('div');
   const body = h('div');
-  replace(root, crumbs(['Applications', '#/'], id), heading(id), errors, body);
-
-  const stop = live(async () => {
-    const answer = await api.get('marathon', appPath(id));
-    update(body, appDetail(answer?.app || answer));
-  }, (e) => {
-    if (e?.status === 404) {
-      // Gone (or never there): asking every 2 s would only fail again.
+  replace(root, crumbs(['Applications', '#/'], id), heading(id), body);
+  // Looked up with Marathon's id filter: a missing app is an empty answer, not a failed request.
+  const stop = liveSection(body, async () => {
+    const [app, queue] = await Promise.all([findApp(id), api.get('marathon', '/v2/queue')]);
+    if (!app) {
+      // Gone (or never there): asking every 2 s would only say so again.
       stop();
-      update(body);
-      update(errors, notice('warn', `${e.message}. `, h('a', { href: '#/' }, 'Back to the applications')));
-      return;
+      return notFoundNotice(`There is no application ${id}.`, 'Back to Applications', '#/');
     }
-    update(errors, e ? failure(e) : null);
-  });
-  return () => stop();
+    return appDetail(app, queueIndex(queue).get(app.id) || null);
+  }, 'Marathon');
+  return stop;
 }
 
-function appDetail(app) {
+function appDetail(app, entry) {
   const definition = Object.fromEntries(Object.entries(app).filter(([k]) => !RUNTIME.includes(k)));
   const docker = app.container?.docker?.image;
+  const checks = Array.isArray(app.healthChecks) ? app.healthChecks : [];
   const ports = (app.portDefinitions || []).map((p) => `${p.port}/${p.protocol || 'tcp'}${p.name ? ` (${p.name})` : ''}`);
   const tasks = [...(app.tasks || [])].sort((a, b) => String(a.id).localeCompare(String(b.id)));
+  const failure = app.lastTaskFailure;
   return [
-    app.lastTaskFailure ? notice('warn', `Last task failure (${when(app.lastTaskFailure.timestamp)}): `,
-      `${app.lastTaskFailure.state}: ${app.lastTaskFailure.message || ''}`) : null,
+    failure ? notice('warn', `Last task failure (${when(failure.timestamp)}): `, `${failure.state}: ${failure.message || ''}`) : null,
     h('section', { class: 'panel', 'aria-label': 'Definition' }, kv([
-      ['Status', status(app, null)],
-      docker ? ['Image', docker] : null,
+      ['Status', appStatusBadge(app, entry)],
+      docker ? ['Container image', docker] : null,
       app.cmd ? ['Command', h('code', null, app.cmd)] : null,
       app.args?.length ? ['Arguments', h('code', null, app.args.join(' '))] : null,
-      ['Instances', `${app.tasksRunning || 0} running of ${app.instances}${app.tasksStaged ? `, ${app.tasksStaged} staged` : ''}`],
-      (app.healthChecks || []).length ? ['Health', `${app.tasksHealthy || 0} healthy, ${app.tasksUnhealthy || 0} unhealthy`] : null,
-      ['Resources', `${trim(app.cpus)} CPU, ${mib(app.mem)}, ${mib(app.disk)} disk${app.gpus ? `, ${trim(app.gpus)} GPU` : ''}`],
+      ['Instances', `${app.tasksRunning || 0}/${app.instances} running${app.tasksStaged ? `, ${app.tasksStaged} staged` : ''}`],
+      checks.length ? ['Health', `${app.tasksHealthy || 0} healthy, ${app.tasksUnhealthy || 0} unhealthy`] : null,
+      ['Resources', `${trim(app.cpus)} CPUs, ${mib(app.mem)}, ${mib(app.disk)} disk${app.gpus ? `, ${trim(app.gpus)} GPUs` : ''}`],
       ['Ports', ports.join(', ') || '—'],
       (app.constraints || []).length ? ['Constraints', app.constraints.map((c) => c.join(' ')).join('; ')] : null,
       Object.keys(app.labels || {}).length ? ['Labels', Object.entries(app.labels).map(([k, v]) => `${k}=${v}`).join(', ')] : null,
@@ -175,17 +131,14 @@ function appDetail(app) {
 function taskTable(tasks) {
   const health = (t) => {
     const r = t.healthCheckResults || [];
-    if (!r.length) return '—';
-    return r.every((x) => x.alive) ? badge('Healthy', 'ok') : badge('Unhealthy', 'bad');
+    return r.length ? healthBadge(r.every((x) => x.alive)) : '—';
   };
-  const tbl = table([
+  return table([
     { title: 'ID', cell: (t) => h('span', { class: 'mono' }, t.id) },
     { title: 'State', cell: (t) => taskStateBadge(t.state) },
     { title: 'Host', cell: (t) => ((t.ports || []).length ? t.ports.map((p) => `${t.host}:${p}`).join(', ') : t.host || '—') },
     { title: 'Health', cell: health },
     { title: 'Started', cell: (t) => when(t.startedAt || t.stagedAt) },
     { title: 'Version', cell: (t) => when(t.version) },
-  ], tasks, 'No tasks.', { 'aria-label': 'Tasks' });
-  if (tasks.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.taskId = tasks[i].id; });
-  return tbl;
+  ], tasks, 'No tasks.', { 'aria-label': 'Tasks' }, (t) => ({ 'data-task-id': t.id }));
 }

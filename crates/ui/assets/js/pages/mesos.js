@@ -3,10 +3,12 @@
 // master's /master/state, asked relative to this document, and is redrawn live.
 
 import {
-  h, heading, notice, replace, update, table, kv, crumbs, badge, bar, taskStateBadge, mib, trim, percent,
+  h, heading, replace, table, kv, crumbs, badge, bar, taskStateBadge, mib, trim, percent, when, hashTo, linkTo,
+  notFoundNotice,
 } from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { liveSection } from '../poll.js';
+import { agentTotals } from '../model.js';
 
 // --- The state, indexed ---------------------------------------------------------------------
 
@@ -37,14 +39,11 @@ function lastUpdate(task) {
 // --- Formatting -----------------------------------------------------------------------------
 
 /** Mesos times are seconds since the epoch (fractions allowed); 0 means never. */
-function when(seconds) {
-  const n = Number(seconds);
-  return n > 0 ? new Date(n * 1000).toLocaleString() : '—';
-}
+const since = (seconds) => when(Number(seconds) > 0 ? Number(seconds) : null);
 
 function resources(r = {}) {
-  const parts = [`${trim(r.cpus)} CPU`, mib(r.mem), `${mib(r.disk)} disk`];
-  if (Number(r.gpus) > 0) parts.push(`${trim(r.gpus)} GPU`);
+  const parts = [`${trim(r.cpus)} CPUs`, mib(r.mem), `${mib(r.disk)} disk`];
+  if (Number(r.gpus) > 0) parts.push(`${trim(r.gpus)} GPUs`);
   return parts.join(', ');
 }
 
@@ -56,11 +55,17 @@ function usage(used, total, kind, what, format = trim) {
 
 function agentLink(agents, id) {
   const a = agents.get(id);
-  return h('a', { href: `#/agents/${encodeURIComponent(id)}` }, a ? a.hostname : id);
+  return linkTo('agents', id, a ? a.hostname : id);
 }
 
 function frameworkLink(id, name) {
-  return h('a', { href: `#/frameworks/${encodeURIComponent(id)}` }, name || id);
+  return linkTo('frameworks', id, name || id);
+}
+
+/** A framework's web UI: a link only to a web address. */
+function webUi(url) {
+  if (!url) return '—';
+  return /^https?:\/\//i.test(url) ? h('a', { href: url, rel: 'noopener noreferrer' }, url) : String(url);
 }
 
 /**
@@ -70,7 +75,7 @@ function frameworkLink(id, name) {
  */
 function sandbox(task, agents) {
   if (api.throughAdminRouter) {
-    return h('a', { href: `/#/tasks/${encodeURIComponent(task.id)}` }, 'Sandbox');
+    return h('a', { href: `/${hashTo('tasks', task.id)}` }, 'Sandbox');
   }
   const agent = agents.get(task.slave_id);
   const executor = task.executor_id || task.id;
@@ -89,9 +94,7 @@ function taskTable(tasks, ix, label, empty, without = '') {
     { title: 'Resources', cell: (t) => resources(t.resources) },
     { title: 'Sandbox', cell: (t) => sandbox(t, ix.agents) },
   ].filter(Boolean);
-  const tbl = table(columns, tasks, empty, { 'aria-label': label });
-  if (tasks.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.taskId = tasks[i].id; });
-  return tbl;
+  return table(columns, tasks, empty, { 'aria-label': label }, (t) => ({ 'data-task-id': t.id }));
 }
 
 function taskSections(active, completed, ix, without) {
@@ -104,15 +107,14 @@ function taskSections(active, completed, ix, without) {
   ];
 }
 
-/** A page that shows the master's state live: `draw(state, ix)` fills `body`. */
+/** A page that shows the master's state live: `draw(state, ix)` gives what it shows. */
 function livePage(root, head, draw) {
-  const errors = h('div');
   const body = h('div');
-  replace(root, head, errors, body);
-  return live(async () => {
+  replace(root, head, body);
+  return liveSection(body, async () => {
     const state = await loadState();
-    update(body, draw(state, index(state)));
-  }, (e) => update(errors, e ? notice('bad', 'The Mesos master did not answer: ', e.message) : null));
+    return draw(state, index(state));
+  }, 'The Mesos master');
 }
 
 // --- #/ -------------------------------------------------------------------------------------
@@ -120,14 +122,7 @@ function livePage(root, head, draw) {
 export function renderOverview(root) {
   return livePage(root, heading('Overview'), (state, ix) => {
     const agents = [...ix.agents.values()];
-    const total = { cpus: 0, mem: 0, disk: 0 };
-    const used = { cpus: 0, mem: 0, disk: 0 };
-    for (const a of agents) {
-      for (const k of Object.keys(total)) {
-        total[k] += Number(a.resources?.[k]) || 0;
-        used[k] += Number(a.used_resources?.[k]) || 0;
-      }
-    }
+    const { used, total } = agentTotals(agents);
     const leader = state.leader_info || {};
     return [
       h('div', { class: 'grid' },
@@ -136,11 +131,11 @@ export function renderOverview(root) {
           ['Leader', state.leader || leader.pid || '—'],
           ['Hostname', leader.hostname || state.hostname || '—'],
           ['Version', state.version || leader.version || '—'],
-          ['Started', when(state.start_time)],
-          ['Elected', when(state.elected_time)],
+          ['Started', since(state.start_time)],
+          ['Elected', since(state.elected_time)],
         ])),
         h('section', { class: 'panel', 'aria-label': 'Resources' }, h('h2', null, 'Resources'), kv([
-          ['CPUs', usage(used.cpus, total.cpus, '', 'CPU')],
+          ['CPUs', usage(used.cpus, total.cpus, '', 'CPUs')],
           ['Memory', usage(used.mem, total.mem, 'mem', 'Memory', mib)],
           ['Disk', usage(used.disk, total.disk, 'disk', 'Disk', mib)],
           ['Agents', `${state.activated_slaves ?? agents.length} active, ${state.deactivated_slaves || 0} inactive, ${state.unreachable_slaves || 0} unreachable`],
@@ -155,36 +150,34 @@ export function renderOverview(root) {
   });
 }
 
+const agentState = (a) => (a.active ? badge('Active', 'ok') : badge('Inactive', 'warn'));
+
 function agentTable(agents) {
-  const tbl = table([
-    { title: 'ID', cell: (a) => h('a', { href: `#/agents/${encodeURIComponent(a.id)}`, class: 'mono' }, a.id) },
+  return table([
+    { title: 'ID', cell: (a) => linkTo('agents', a.id, a.id, { class: 'mono' }) },
     { title: 'Hostname', cell: (a) => a.hostname },
-    { title: 'State', cell: (a) => (a.active ? badge('active', 'ok') : badge('inactive', 'warn')) },
-    { title: 'CPUs', cell: (a) => usage(a.used_resources?.cpus, a.resources?.cpus, '', 'CPU') },
+    { title: 'State', cell: agentState },
+    { title: 'CPUs', cell: (a) => usage(a.used_resources?.cpus, a.resources?.cpus, '', 'CPUs') },
     { title: 'Memory', cell: (a) => usage(a.used_resources?.mem, a.resources?.mem, 'mem', 'Memory', mib) },
     { title: 'Disk', cell: (a) => usage(a.used_resources?.disk, a.resources?.disk, 'disk', 'Disk', mib) },
-  ], agents, 'No agents.', { 'aria-label': 'Agents', class: 'bars' });
-  if (agents.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.agentId = agents[i].id; });
-  return tbl;
+  ], agents, 'No agents.', { 'aria-label': 'Agents', class: 'bars' }, (a) => ({ 'data-agent-id': a.id }));
 }
 
 function frameworkTable(frameworks) {
-  const tbl = table([
+  return table([
     { title: 'Name', cell: (f) => frameworkLink(f.id, f.name) },
     { title: 'ID', cell: (f) => h('span', { class: 'mono' }, f.id) },
     { title: 'State', cell: (f) => frameworkState(f) },
     { title: 'Active tasks', num: true, cell: (f) => String((f.tasks || []).length) },
     { title: 'Resources', cell: (f) => resources(f.used_resources || f.resources) },
-    { title: 'Registered', cell: (f) => when(f.registered_time) },
-  ], frameworks, 'No frameworks.', { 'aria-label': 'Frameworks' });
-  if (frameworks.length) [...tbl.tBodies[0].rows].forEach((tr, i) => { tr.dataset.frameworkId = frameworks[i].id; });
-  return tbl;
+    { title: 'Registered', cell: (f) => since(f.registered_time) },
+  ], frameworks, 'No frameworks.', { 'aria-label': 'Frameworks' }, (f) => ({ 'data-framework-id': f.id }));
 }
 
 function frameworkState(f) {
-  if (f.unregistered_time > 0 && !f.active) return badge('completed', 'info');
-  if (!f.active) return badge('inactive', 'warn');
-  return f.connected === false ? badge('disconnected', 'warn') : badge('active', 'ok');
+  if (f.unregistered_time > 0 && !f.active) return badge('Completed', 'info');
+  if (!f.active) return badge('Inactive', 'warn');
+  return f.connected === false ? badge('Disconnected', 'warn') : badge('Active', 'ok');
 }
 
 // --- #/frameworks/:id -----------------------------------------------------------------------
@@ -193,7 +186,7 @@ export function renderFramework(root, [id]) {
   const title = heading('Framework');
   return livePage(root, [crumbs(['Overview', '#/'], 'Frameworks', id), title], (_state, ix) => {
     const f = ix.frameworks.find((x) => x.id === id);
-    if (!f) return notice('warn', `The master knows no framework ${id}.`);
+    if (!f) return notFoundNotice(`There is no framework ${id}.`, 'Back to Overview', '#/');
     title.textContent = `Framework ${f.name || id}`;
     const tasks = (list) => list.filter((t) => t.framework_id === id);
     return [
@@ -204,9 +197,9 @@ export function renderFramework(root, [id]) {
         ['Roles', (f.roles || [f.role]).filter(Boolean).join(', ') || '—'],
         ['Principal', f.principal || '—'],
         ['Hostname', f.hostname || '—'],
-        ['Web UI', f.webui_url ? h('a', { href: f.webui_url }, f.webui_url) : '—'],
-        ['Registered', when(f.registered_time)],
-        f.unregistered_time > 0 && ['Unregistered', when(f.unregistered_time)],
+        ['Web UI', webUi(f.webui_url)],
+        ['Registered', since(f.registered_time)],
+        f.unregistered_time > 0 && ['Unregistered', since(f.unregistered_time)],
         ['Failover timeout', `${trim(f.failover_timeout)} s`],
         ['Capabilities', (f.capabilities || []).join(', ') || '—'],
         ['Used', resources(f.used_resources || f.resources)],
@@ -223,27 +216,27 @@ export function renderAgent(root, [id]) {
   const title = heading('Agent');
   return livePage(root, [crumbs(['Overview', '#/'], 'Agents', id), title], (_state, ix) => {
     const a = ix.agents.get(id);
-    if (!a) return notice('warn', `The master knows no agent ${id} (it may have been removed).`);
+    if (!a) return notFoundNotice(`There is no agent ${id}.`, 'Back to Overview', '#/');
     title.textContent = `Agent ${a.hostname}`;
     const tasks = (list) => list.filter((t) => t.slave_id === id);
     const attributes = Object.entries(a.attributes || {}).map(([k, v]) => `${k}:${v}`).join(', ');
-    const kinds = ['cpus', 'mem', 'disk', 'gpus', 'ports'];
+    const kinds = [['cpus', 'CPUs'], ['mem', 'Memory'], ['disk', 'Disk'], ['gpus', 'GPUs'], ['ports', 'Ports']];
     const fmt = (k, v) => (v === undefined ? '—' : (k === 'mem' || k === 'disk') ? mib(v) : k === 'ports' ? v : trim(v));
     const rows = [['Total', a.resources], ['Used', a.used_resources], ['Offered', a.offered_resources],
       ['Unreserved', a.unreserved_resources]].filter(([, r]) => r);
     return [
       h('section', { class: 'panel', 'aria-label': 'Agent' }, kv([
         ['ID', h('span', { class: 'mono' }, a.id)],
-        ['State', a.active ? badge('active', 'ok') : badge('inactive', 'warn')],
+        ['State', agentState(a)],
         ['PID', a.pid || '—'],
         ['Version', a.version || '—'],
-        ['Registered', when(a.registered_time)],
+        ['Registered', since(a.registered_time)],
         ['Attributes', attributes || '—'],
         ['Capabilities', (a.capabilities || []).join(', ') || '—'],
       ])),
       h('h2', null, 'Resources'),
       table([{ title: 'Resources', cell: ([name]) => h('strong', null, name) },
-        ...kinds.map((k) => ({ title: k, num: k !== 'ports', cell: ([, r]) => fmt(k, r[k]) }))],
+        ...kinds.map(([k, title]) => ({ title, num: k !== 'ports', cell: ([, r]) => fmt(k, r[k]) }))],
       rows, 'No resources.', { 'aria-label': 'Resources' }),
       taskSections(tasks(ix.active), tasks(ix.completed), ix, 'agent'),
     ];

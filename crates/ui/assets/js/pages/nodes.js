@@ -1,19 +1,20 @@
 // Nodes: every master and agent with its role, health (dcos-diagnostics), tasks and resources
-// (the master's state summary), and one agent's detail: resources, tasks and units' health.
+// (the master's state summary), and one agent's detail: resources, its tasks (the agent's own
+// state) and its units' health.
 
-import { h, heading, crumbs, update, replace, notice, badge, bar, table, kv, mib, trim, taskStateBadge } from '../dom.js';
+import {
+  h, heading, crumbs, replace, notice, badge, bar, table, kv, mib, trim, taskStateBadge, when, linkTo,
+  notFoundNotice,
+} from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { liveSection } from '../poll.js';
+import { agentTotals, roleName, unitHealthy } from '../model.js';
+import { unitHealthBadge, unitCell } from './components.js';
 
 /** An agent's IP: from its pid (`slave(1)@10.0.0.2:5051`), else its hostname. */
-export function agentIp(slave) {
+function agentIp(slave) {
   const m = /@([^:]+):\d+$/.exec(slave.pid || '');
   return m ? m[1] : slave.hostname;
-}
-
-/** dcos-diagnostics' role as people say it. */
-export function roleName(role) {
-  return { master: 'master', agent: 'agent', agent_public: 'public agent' }[role] || role || 'agent';
 }
 
 /** Whether an agent is a public one, by what the master knows of it. */
@@ -23,21 +24,9 @@ function isPublic(slave) {
     || Object.prototype.hasOwnProperty.call(slave.reserved_resources || {}, 'slave_public');
 }
 
-/** A health label: dcos-diagnostics' 0 is healthy, anything else unhealthy; undefined unknown. */
-export function healthBadge(health) {
-  if (health === undefined || health === null) return h('span', { class: 'badge', dataset: { health: 'unknown' } }, 'Unknown');
-  const ok = Number(health) === 0;
-  return h('span', { class: ['badge', ok ? 'ok' : 'bad'], dataset: { health: ok ? 'healthy' : 'unhealthy' } }, ok ? 'Healthy' : 'Unhealthy');
-}
-
-/** A time (seconds or ms since the epoch) as a date; stable between redraws, unlike "ago". */
-export function when(t) {
-  if (!t) return '';
-  const ms = t < 1e11 ? t * 1000 : t;
-  return new Date(ms).toLocaleString();
-}
-
 const ACTIVE = ['TASK_STAGING', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_KILLING'];
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** A resource as a bar with its numbers: "0.1 of 2". */
 function usage(used, total, kind, fmt, what) {
@@ -46,16 +35,14 @@ function usage(used, total, kind, fmt, what) {
     h('span', { class: 'small muted' }, `${fmt(used)} of ${fmt(total)}`));
 }
 
-const cpus = (n) => trim(n);
-const res = (s, key) => Number((s || {})[key]) || 0;
-
+/** An agent's CPUs, memory and disk as usage bars. */
 function resourceCells(slave) {
-  const u = slave.used_resources || {};
-  const t = slave.resources || {};
+  const { used, total } = agentTotals([slave]);
   return {
-    cpu: usage(res(u, 'cpus'), res(t, 'cpus'), 'cpu', cpus, 'CPU'),
-    mem: usage(res(u, 'mem'), res(t, 'mem'), 'mem', mib, 'Memory'),
-    disk: usage(res(u, 'disk'), res(t, 'disk'), 'disk', mib, 'Disk'),
+    cpus: usage(used.cpus, total.cpus, 'cpu', trim, 'CPUs'),
+    mem: usage(used.mem, total.mem, 'mem', mib, 'Memory'),
+    disk: usage(used.disk, total.disk, 'disk', mib, 'Disk'),
+    gpus: total.gpus > 0 ? usage(used.gpus, total.gpus, '', trim, 'GPUs') : null,
   };
 }
 
@@ -81,52 +68,54 @@ function nodeRows(summary, healthNodes) {
 
 const NODE_COLUMNS = [
   { title: 'Hostname / IP', cell: (r) => [
-    r.id ? h('a', { href: `#/nodes/${encodeURIComponent(r.id)}` }, r.hostname) : r.hostname,
+    r.id ? linkTo('nodes', r.id, r.hostname) : r.hostname,
     r.hostname !== r.ip ? h('div', { class: 'small muted' }, r.ip) : null] },
   { title: 'Role', cell: (r) => roleName(r.role) },
-  { title: 'Health', cell: (r) => [healthBadge(r.health), r.active ? null : [' ', badge('Inactive', 'warn')]] },
+  { title: 'Health', cell: (r) => [unitHealthBadge(r.health), r.active ? null : [' ', badge('Inactive', 'warn')]] },
   { title: 'Tasks', num: true, cell: (r) => (r.slave ? String(r.tasks) : '—') },
-  { title: 'CPU', cell: (r) => (r.slave ? resourceCells(r.slave).cpu : '—') },
+  { title: 'CPUs', cell: (r) => (r.slave ? resourceCells(r.slave).cpus : '—') },
   { title: 'Memory', cell: (r) => (r.slave ? resourceCells(r.slave).mem : '—') },
   { title: 'Disk', cell: (r) => (r.slave ? resourceCells(r.slave).disk : '—') },
 ];
 
-/** `table()` with an attribute set on each row, from `rowData(row)`. */
-export function keyedTable(columns, rows, empty, rowData, props = {}) {
-  const t = table(columns, rows, empty, props);
-  if (rows.length) [...t.tBodies[0].rows].forEach((tr, i) => Object.assign(tr.dataset, rowData(rows[i])));
-  return t;
+/** The state summary, and dcos-diagnostics' nodes (or the reason they are missing). */
+async function summaryAndHealth() {
+  const [summary, health] = await Promise.allSettled([
+    api.get('mesos', '/master/state-summary'),
+    api.get('health', '/nodes'),
+  ]);
+  if (summary.status === 'rejected') throw summary.reason;
+  return {
+    summary: summary.value || {},
+    healthNodes: health.status === 'fulfilled' ? (health.value?.nodes || []) : null,
+    healthError: health.status === 'rejected' ? health.reason : null,
+  };
 }
 
 export function renderList(root) {
-  const error = h('div');
-  const content = h('div');
-  replace(root, heading('Nodes'), error, content);
-  return live(async () => {
-    const [summary, health] = await Promise.allSettled([
-      api.get('mesos', '/master/state-summary'),
-      api.get('health', '/nodes'),
-    ]);
-    if (summary.status === 'rejected') throw summary.reason;
-    const rows = nodeRows(summary.value, health.status === 'fulfilled' ? health.value?.nodes : []);
+  const body = h('div');
+  replace(root, heading('Nodes'), body);
+  return liveSection(body, async () => {
+    const { summary, healthNodes, healthError } = await summaryAndHealth();
+    const rows = nodeRows(summary, healthNodes);
     const count = (role) => rows.filter((r) => r.role === role).length;
-    update(content,
-      health.status === 'rejected' ? notice('warn', `Node health is not available: ${health.reason.message}`) : null,
-      h('p', { class: 'muted' }, `${rows.length} nodes: ${count('master')} master, ${count('agent')} agent, ${count('agent_public')} public agent`),
-      keyedTable(NODE_COLUMNS, rows, 'No nodes have registered yet.', (r) => ({ nodeIp: r.ip }), { class: 'bars' }));
-  }, (e) => update(error, e ? notice('bad', `The nodes could not be read: ${e.message}`) : null));
+    return [
+      healthError ? notice('warn', `Node health is not available: ${healthError.message}`) : null,
+      h('p', { class: 'muted' }, `${plural(rows.length, 'node')}: ${plural(count('master'), 'master')}, ${plural(count('agent'), 'agent')}, ${plural(count('agent_public'), 'public agent')}`),
+      table(NODE_COLUMNS, rows, 'No nodes have registered yet.', { class: 'bars' }, (r) => ({ 'data-node-ip': r.ip })),
+    ];
+  }, 'Mesos');
 }
 
 function resourcesPanel(slave) {
-  const u = slave.used_resources || {};
-  const t = slave.resources || {};
-  const line = (label, key, kind, fmt) => [label, usage(res(u, key), res(t, key), kind, fmt, label)];
+  const cells = resourceCells(slave);
+  const ports = (slave.resources || {}).ports;
   return h('section', { class: 'panel' }, h('h2', null, 'Resources'), kv([
-    line('CPU', 'cpus', 'cpu', cpus),
-    line('Memory', 'mem', 'mem', mib),
-    line('Disk', 'disk', 'disk', mib),
-    res(t, 'gpus') > 0 ? line('GPU', 'gpus', '', cpus) : null,
-    t.ports ? ['Ports', t.ports] : null,
+    ['CPUs', cells.cpus],
+    ['Memory', cells.mem],
+    ['Disk', cells.disk],
+    cells.gpus ? ['GPUs', cells.gpus] : null,
+    ports ? ['Ports', ports] : null,
   ]));
 }
 
@@ -137,82 +126,114 @@ function detailsPanel(slave, row) {
     ['Hostname', slave.hostname],
     ['IP', row.ip],
     ['Role', roleName(row.role)],
-    ['Health', healthBadge(row.health)],
-    ['Status', slave.active !== false ? 'Active' : 'Inactive'],
-    ['Registered', when(slave.registered_time)],
-    ['Mesos version', slave.version || ''],
-    attrs ? ['Attributes', attrs] : null,
+    ['Health', unitHealthBadge(row.health)],
+    ['Status', slave.active !== false ? badge('Active', 'ok') : badge('Inactive', 'warn')],
+    ['Registered', when(slave.registered_time || null)],
+    ['Mesos version', slave.version || '—'],
+    ['Attributes', attrs || '—'],
   ]));
 }
 
 const TASK_COLUMNS = (frameworks) => [
-  { title: 'Task', cell: (t) => [h('a', { href: `#/tasks/${encodeURIComponent(t.id)}` }, t.name || t.id), h('div', { class: 'small muted' }, t.id)] },
+  { title: 'Task', cell: (t) => [linkTo('tasks', t.id, t.name || t.id), h('div', { class: 'small muted' }, t.id)] },
   { title: 'State', cell: (t) => taskStateBadge(t.state) },
-  { title: 'Framework', cell: (t) => frameworks.get(t.framework_id) || t.framework_id },
-  { title: 'CPU', num: true, cell: (t) => trim(res(t.resources, 'cpus')) },
-  { title: 'Memory', num: true, cell: (t) => mib(res(t.resources, 'mem')) },
+  { title: 'Framework', cell: (t) => frameworks.get(t.framework_id) || t.framework_id || '—' },
+  { title: 'CPUs', num: true, cell: (t) => trim(t.resources?.cpus) },
+  { title: 'Memory', num: true, cell: (t) => mib(t.resources?.mem) },
   { title: 'Started', cell: (t) => when((t.statuses || [])[0]?.timestamp) },
 ];
 
-// Finished tasks kept by the master beyond these are left out of the node's page.
+// Finished tasks beyond these (newest first) are left out of the node's page.
 const COMPLETED_SHOWN = 50;
 
-export function renderDetail(root, [id]) {
-  const error = h('div');
-  const content = h('div');
-  const title = heading(id);
-  const trail = h('div');
-  update(trail, crumbs(['Nodes', '#/nodes'], id));
-  replace(root, trail, title, error, content);
-  return live(async () => {
-    const [summary, health] = await Promise.allSettled([
-      api.get('mesos', '/master/state-summary'),
-      api.get('health', '/nodes'),
-    ]);
-    if (summary.status === 'rejected') throw summary.reason;
-    const slave = (summary.value.slaves || []).find((s) => s.id === id);
-    if (!slave) {
-      update(content, notice('warn', `Node ${id} was not found: no agent with this ID is registered with the master.`));
-      return;
+const lastUpdate = (t) => Number((t.statuses || []).at(-1)?.timestamp) || 0;
+
+/**
+ * The tasks of an agent from its own state (`/agent/<id>/state`: every framework's
+ * executors' tasks, queued, running and completed), so a busy cluster's other tasks do not
+ * crowd them out. `names` gets the agent's frameworks' names.
+ */
+async function agentTasks(agentId, names) {
+  const state = await api.request(`/agent/${api.segment(agentId)}/state`);
+  const active = [];
+  const done = [];
+  for (const f of [...(state.frameworks || []), ...(state.completed_frameworks || [])]) {
+    if (f.name && !names.has(f.id)) names.set(f.id, f.name);
+    for (const e of [...(f.executors || []), ...(f.completed_executors || [])]) {
+      // Queued tasks are TaskInfos: they have no state of their own yet.
+      active.push(...(e.queued_tasks || []).map((t) => ({ state: 'TASK_STAGING', framework_id: f.id, ...t })));
+      active.push(...(e.tasks || []).map((t) => ({ framework_id: f.id, ...t })));
+      done.push(...(e.completed_tasks || []).map((t) => ({ framework_id: f.id, ...t })));
     }
-    const row = nodeRows({ slaves: [slave] }, health.status === 'fulfilled' ? health.value?.nodes : [])
-      .find((r) => r.id === id);
-    // The units are asked for only of a node dcos-diagnostics knows (no expected 404s).
-    const known = health.status === 'fulfilled' && (health.value?.nodes || []).some((n) => n.host_ip === row.ip);
-    const [tasks, units] = await Promise.allSettled([
-      api.get('mesos', '/master/tasks?limit=1000'),
-      known ? api.get('health', `/nodes/${encodeURIComponent(row.ip)}/units`) : Promise.resolve(null),
-    ]);
-    const frameworks = new Map((summary.value.frameworks || []).map((f) => [f.id, f.name]));
-    if (title.textContent !== slave.hostname) title.textContent = slave.hostname;
-    update(trail, crumbs(['Nodes', '#/nodes'], slave.hostname));
-    update(content,
-      h('div', { class: 'grid node-detail' }, resourcesPanel(slave), detailsPanel(slave, row)),
-      h('h2', null, 'Tasks'),
-      tasksOf(tasks, id, frameworks),
-      h('h2', null, 'Components'),
-      unitsOf(units, known, health));
-  }, (e) => update(error, e ? notice('bad', `The node could not be read: ${e.message}`) : null));
+  }
+  return { active, done };
 }
 
-function tasksOf(result, agentId, frameworks) {
-  if (result.status === 'rejected') return notice('bad', `The tasks could not be read: ${result.reason.message}`);
-  const mine = (result.value?.tasks || []).filter((t) => t.slave_id === agentId);
-  const running = mine.filter((t) => ACTIVE.includes(t.state));
-  const done = mine.filter((t) => !ACTIVE.includes(t.state)).slice(0, COMPLETED_SHOWN);
-  return table(TASK_COLUMNS(frameworks), running.concat(done), 'No tasks have run on this node.', { 'data-node-tasks': '' });
+/** The agent's tasks from the master's task list: for an agent that cannot be asked itself. */
+async function masterTasks(agentId) {
+  const all = ((await api.get('mesos', '/master/tasks?limit=1000'))?.tasks || []).filter((t) => t.slave_id === agentId);
+  return { active: all.filter((t) => ACTIVE.includes(t.state)), done: all.filter((t) => !ACTIVE.includes(t.state)) };
+}
+
+/** The node's Tasks section: its own state when it is active, else (or failing that) the master's list. */
+async function tasksSection(slave, names) {
+  let tasks = null;
+  let note = null;
+  if (slave.active !== false) {
+    try {
+      tasks = await agentTasks(slave.id, names);
+    } catch (e) {
+      note = notice('warn', `The agent did not answer (${e.message}); its tasks are from the master's list.`);
+    }
+  }
+  try {
+    if (!tasks) tasks = await masterTasks(slave.id);
+  } catch (e) {
+    return notice('bad', `The tasks could not be read: ${e.message}`);
+  }
+  const done = tasks.done.sort((a, b) => lastUpdate(b) - lastUpdate(a)).slice(0, COMPLETED_SHOWN);
+  return [note, table(TASK_COLUMNS(names), tasks.active.concat(done), 'No tasks have run on this node.', { 'data-node-tasks': '' })];
 }
 
 const UNIT_COLUMNS = [
-  { title: 'Name', cell: (u) => [h('a', { href: `#/components/${encodeURIComponent(u.id)}` }, u.name || u.id), h('div', { class: 'small muted' }, u.id)] },
-  { title: 'Health', cell: (u) => healthBadge(u.health) },
+  { title: 'Name', cell: unitCell },
+  { title: 'Health', cell: (u) => unitHealthBadge(u.health) },
 ];
 
-function unitsOf(result, known, health) {
-  if (health.status === 'rejected') return notice('warn', `Component health is not available: ${health.reason.message}`);
-  if (!known) return notice('info', 'dcos-diagnostics does not report on this node.');
-  if (result.status === 'rejected') return notice('bad', `The node's components could not be read: ${result.reason.message}`);
-  const units = (result.value?.units || []).slice()
-    .sort((a, b) => (b.health !== 0) - (a.health !== 0) || (a.name || a.id).localeCompare(b.name || b.id));
-  return keyedTable(UNIT_COLUMNS, units, 'No components reported.', (u) => ({ unit: u.id }));
+/** The node's Components section: its units, unhealthy first. */
+async function unitsSection(row, healthNodes, healthError) {
+  if (healthError) return notice('warn', `Component health is not available: ${healthError.message}`);
+  // The units are asked for only of a node dcos-diagnostics knows (no expected 404s).
+  if (!healthNodes.some((n) => n.host_ip === row.ip)) return notice('info', 'dcos-diagnostics does not report on this node.');
+  try {
+    const units = ((await api.get('health', `/nodes/${api.segment(row.ip)}/units`))?.units || []).slice()
+      .sort((a, b) => (unitHealthy(a.health) - unitHealthy(b.health)) || (a.name || a.id).localeCompare(b.name || b.id));
+    return table(UNIT_COLUMNS, units, 'No components reported.', {}, (u) => ({ 'data-unit': u.id }));
+  } catch (e) {
+    return notice('bad', `The node's components could not be read: ${e.message}`);
+  }
+}
+
+export function renderDetail(root, [id]) {
+  const title = heading(id);
+  const trail = crumbs(['Nodes', '#/nodes'], id);
+  const body = h('div');
+  replace(root, trail, title, body);
+  return liveSection(body, async () => {
+    const { summary, healthNodes, healthError } = await summaryAndHealth();
+    const slave = (summary.slaves || []).find((s) => s.id === id);
+    if (!slave) return notFoundNotice(`There is no node ${id}.`, 'Back to Nodes', '#/nodes');
+    const row = nodeRows({ slaves: [slave] }, healthNodes).find((r) => r.id === id);
+    const names = new Map((summary.frameworks || []).map((f) => [f.id, f.name]));
+    const [tasks, units] = await Promise.all([tasksSection(slave, names), unitsSection(row, healthNodes, healthError)]);
+    if (title.textContent !== slave.hostname) title.textContent = slave.hostname;
+    if (trail.lastChild.textContent !== slave.hostname) trail.lastChild.textContent = slave.hostname;
+    return [
+      h('div', { class: 'grid node-detail' }, resourcesPanel(slave), detailsPanel(slave, row)),
+      h('h2', null, 'Tasks'),
+      tasks,
+      h('h2', null, 'Components'),
+      units,
+    ];
+  }, 'Mesos');
 }

@@ -1,10 +1,14 @@
 // Running and editing a service: a form for the common fields and the whole app definition as
-// JSON, kept in sync when switching tabs. POST /v2/apps creates, PUT /v2/apps/<id> saves;
+// JSON, kept in sync when switching tabs. POST /v2/apps creates; PUT /v2/apps/<id> with
+// `partialUpdate=false` saves the whole definition (so what the form cleared is gone);
 // Marathon's 422 `details` show under the fields they are about.
 
-import { h, replace, notice, field, checkbox, heading, crumbs, tabs } from '../dom.js';
+import {
+  h, replace, notice, field, checkbox, heading, crumbs, button, hashTo, failureNotice, busy,
+  formJsonTabs,
+} from '../dom.js';
 import * as api from '../api.js';
-import { canonicalId, appPath, detailHash, cleanDefinition, findApp, marathonError } from './services.js';
+import { canonicalId, cleanDefinition, findApp, notFoundPage } from './services.js';
 
 const DEFAULTS = {
   id: '', cmd: '', cpus: 0.1, mem: 128, disk: 0, instances: 1,
@@ -34,6 +38,9 @@ const ID_RULE = 'Use lowercase letters, digits, "-" and ".", in path segments su
 // Marathon's minimum of the form's numbers, for saying what `error.min` means.
 const MINIMA = { '/cpus': 0.001, '/mem': 0, '/disk': 0, '/instances': 0 };
 
+const PORTS_HELP = 'How many ports to take on the agent ($PORT0, $PORT1, …).';
+const PORTS_HELP_CONTAINER = 'This service is on a container network: its ports are the port mappings of its container (JSON tab).';
+
 function explain(path, msg) {
   const words = MESSAGES[msg];
   if (!words) return msg;
@@ -43,7 +50,11 @@ function explain(path, msg) {
   return `${words[0].toUpperCase()}${words.slice(1)} (${msg}).${more}`;
 }
 
-/** The form's inputs, labelled as the tests and the DC/OS UI name them. */
+/** What a definition's JSON holds where a list or an object belongs, read safely. */
+const list = (v) => (Array.isArray(v) ? v : []);
+const object = (v) => (v && typeof v === 'object' && !Array.isArray(v) ? v : {});
+
+/** The form's inputs and fields, labelled as the tests and the DC/OS UI name them. */
 function makeInputs(edit) {
   const num = (props) => h('input', { type: 'number', ...props });
   const inputs = {
@@ -68,20 +79,45 @@ function makeInputs(edit) {
     mem: field('Memory (MiB)', inputs.mem),
     disk: field('Disk (MiB)', inputs.disk),
     instances: field('Instances', inputs.instances),
-    ports: field('Host ports', inputs.ports, 'How many ports to take on the agent ($PORT0, $PORT1, …).'),
+    ports: field('Host ports', inputs.ports, PORTS_HELP),
     health,
     healthPath: field('Health check path', inputs.healthPath, 'Checked with HTTP GET on the first host port.'),
     json: field('App definition (JSON)', inputs.json, 'The whole Marathon app definition; the form edits its common fields.'),
   };
-  return { inputs, fields };
+  inputs.health.addEventListener('change', () => { inputs.healthPath.disabled = !inputs.health.checked; });
+  // `filledPorts`: the ports field as last filled, so that an untouched field leaves the
+  // definition's port definitions as they are.
+  return { inputs, fields, filledPorts: '' };
+}
+
+/** The Form tab: the fields in their groups. */
+function formLayout({ fields }) {
+  return [
+    h('fieldset', null, h('legend', null, 'Service'), fields.id, fields.cmd, fields.image),
+    h('fieldset', null, h('legend', null, 'Resources'),
+      h('div', { class: 'row' }, fields.cpus, fields.mem, fields.disk, fields.instances)),
+    h('fieldset', null, h('legend', null, 'Networking'), fields.ports),
+    h('fieldset', null, h('legend', null, 'Health check'), fields.health, fields.healthPath),
+  ];
 }
 
 const isHttpCheck = (c) => /HTTP/.test(String(c && c.protocol));
 
+/**
+ * Whether the app uses the agent's network (ports as `portDefinitions`); on a container or
+ * bridge network its ports are the container's `portMappings`, which the form does not edit.
+ */
+function hostNetworking(def) {
+  const modes = list(def.networks).map((n) => object(n).mode || 'host');
+  const docker = object(object(def.container).docker).network;
+  return modes.every((m) => m === 'host') && (!docker || docker === 'HOST');
+}
+
 /** Shows a definition in the form. */
-function fillForm(inputs, def) {
-  const image = def.container && def.container.docker && def.container.docker.image;
-  const check = (def.healthChecks || []).find(isHttpCheck);
+function fillForm(ui, def) {
+  const { inputs, fields } = ui;
+  const image = object(object(def.container).docker).image;
+  const check = list(def.healthChecks).find(isHttpCheck);
   const text = (v) => (v === undefined || v === null ? '' : String(v));
   inputs.id.value = text(def.id);
   inputs.cmd.value = text(def.cmd);
@@ -90,9 +126,14 @@ function fillForm(inputs, def) {
   inputs.mem.value = text(def.mem);
   inputs.disk.value = text(def.disk);
   inputs.instances.value = text(def.instances);
-  inputs.ports.value = String(Array.isArray(def.portDefinitions) ? def.portDefinitions.length : 1);
+  const host = hostNetworking(def);
+  inputs.ports.value = host ? String(Array.isArray(def.portDefinitions) ? def.portDefinitions.length : 1) : '';
+  inputs.ports.disabled = !host;
+  fields.ports.querySelector('.help').textContent = host ? PORTS_HELP : PORTS_HELP_CONTAINER;
+  ui.filledPorts = inputs.ports.value;
   inputs.health.checked = Boolean(check);
   inputs.healthPath.value = (check && check.path) || '/';
+  inputs.healthPath.disabled = !inputs.health.checked;
 }
 
 /** A number typed in a field; what is not a number goes as typed, for Marathon to refuse;
@@ -110,38 +151,33 @@ function portCount(inputs) {
 
 /**
  * The definition `def` with the form's fields laid over it: what the form does not show (env,
- * labels, constraints, …) is kept. A field emptied while editing is sent as null, because a
- * PUT keeps whatever it does not mention.
+ * labels, constraints, …) is kept. A field emptied removes its key: the whole definition is
+ * sent (also when saving), so a missing key is Marathon's default.
  */
-function applyForm(inputs, def, edit) {
+function applyForm(ui, def) {
+  const { inputs } = ui;
   const d = structuredClone(def);
-  const clear = (key) => {
-    if (edit) d[key] = null;
-    else delete d[key];
-  };
-  const id = inputs.id.value.trim();
-  if (id) d.id = id;
-  else delete d.id;
-  const cmd = inputs.cmd.value.trim();
-  if (cmd) d.cmd = cmd;
-  else if (d.cmd !== undefined) clear('cmd');
-  applyImage(d, inputs.image.value.trim(), clear);
-  for (const key of ['cpus', 'mem', 'disk', 'instances']) {
-    const v = number(inputs[key]);
-    if (v === '') delete d[key]; // Marathon's default (or, when editing, the value it has).
+  const set = (key, v) => {
+    if (v === '') delete d[key];
     else d[key] = v;
-  }
+  };
+  set('id', inputs.id.value.trim());
+  set('cmd', inputs.cmd.value.trim());
+  applyImage(d, inputs.image.value.trim());
+  for (const key of ['cpus', 'mem', 'disk', 'instances']) set(key, number(inputs[key]));
   const ports = portCount(inputs);
-  if (ports !== null) {
-    const old = Array.isArray(d.portDefinitions) ? d.portDefinitions : [];
+  if (hostNetworking(d) && inputs.ports.value !== ui.filledPorts && ports !== null) {
+    const old = list(d.portDefinitions);
     d.portDefinitions = Array.from({ length: ports }, (_, i) => old[i] || { port: 0, protocol: 'tcp' });
   }
-  const others = (d.healthChecks || []).filter((c) => !isHttpCheck(c));
+  const checks = list(d.healthChecks);
+  const others = checks.filter((c) => !isHttpCheck(c));
   if (inputs.health.checked) {
-    const old = (d.healthChecks || []).find(isHttpCheck) || {};
+    const old = object(checks.find(isHttpCheck));
     const path = inputs.healthPath.value.trim() || '/';
     d.healthChecks = [{ ...old, protocol: old.protocol || 'MESOS_HTTP', path, portIndex: old.portIndex ?? 0 }, ...others];
-  } else if (others.length || edit) {
+  } else if (others.length || d.healthChecks !== undefined) {
+    // No checks is a list, not a missing key: said so also to a Marathon that merges.
     d.healthChecks = others;
   } else {
     delete d.healthChecks;
@@ -150,18 +186,17 @@ function applyForm(inputs, def, edit) {
 }
 
 /** Sets or removes the container image: {type: MESOS, docker: {image}}. */
-function applyImage(d, image, clear) {
+function applyImage(d, image) {
+  const c = object(d.container);
   if (image) {
-    const c = d.container || {};
-    d.container = { ...c, type: c.type || 'MESOS', docker: { ...(c.docker || {}), image } };
+    d.container = { ...c, type: c.type || 'MESOS', docker: { ...object(c.docker), image } };
     return;
   }
-  if (!d.container || !d.container.docker) return;
-  delete d.container.docker;
+  if (!c.docker) return;
+  delete c.docker;
   // A container that held nothing but its image goes with it.
-  const rest = Object.entries(d.container)
-    .filter(([k, v]) => k !== 'type' && !(Array.isArray(v) && v.length === 0));
-  if (!rest.length) clear('container');
+  const rest = Object.entries(c).filter(([k, v]) => k !== 'type' && !(Array.isArray(v) && v.length === 0));
+  if (!rest.length) delete d.container;
 }
 
 /** Which form field a Marathon error path is about (null: the top notice). */
@@ -172,168 +207,136 @@ function fieldOf(path) {
   return null;
 }
 
-function renderForm(root, { edit, def: initial }) {
-  const { inputs, fields } = makeInputs(edit);
+/**
+ * Marathon's refusal: in the Form tab each `details` path under its field, the rest (and
+ * all of them in the JSON tab) listed in `top`. Focuses the first field in error.
+ */
+function showMarathonErrors(e, ui, top, inForm) {
+  const byField = typeof e.fieldErrors === 'function' ? e.fieldErrors() : {};
+  const rest = [];
+  for (const [path, msgs] of Object.entries(byField)) {
+    const key = fieldOf(path);
+    const words = msgs.map((m) => explain(path, m));
+    if (key && inForm) ui.fields[key].setError(words);
+    else rest.push(...words.map((w) => `${path || '/'}: ${w}`));
+  }
+  if (!Object.keys(byField).length) {
+    replace(top, failureNotice(e, 'Marathon'));
+  } else if (rest.length) {
+    replace(top, notice('bad', `Marathon refused the definition (${e.message}):`, h('ul', null, rest.map((r) => h('li', null, r)))));
+  } else {
+    replace(top, notice('bad', `Marathon refused the definition (${e.message}): see the fields below.`));
+  }
+  const invalid = inForm ? top.closest('form').querySelector('[aria-invalid=true]') : null;
+  if (invalid) invalid.focus();
+}
+
+/**
+ * Creates the app (POST) or saves app `id` whole (PUT, `force` past a deployment in the
+ * way); resolves to the id of its page.
+ */
+async function saveApp(edit, id, body, force = false) {
+  if (edit) {
+    const query = `?partialUpdate=false${force ? '&force=true' : ''}`;
+    await api.send('marathon', `/v2/apps/${api.appPath(id)}${query}`, body, 'PUT');
+    return id;
+  }
+  const app = await api.send('marathon', '/v2/apps', body, 'POST');
+  return canonicalId((app && app.id) || body.id);
+}
+
+function renderForm(root, { edit, def: initial, page }) {
+  const ui = makeInputs(edit);
   let def = initial;
-  let tab = 'form';
   const top = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit', class: 'primary' }, edit ? 'Save' : 'Deploy');
-  const formPanel = h('div', { role: 'tabpanel', 'aria-label': 'Form' },
-    h('fieldset', null, h('legend', null, 'Service'), fields.id, fields.cmd, fields.image),
-    h('fieldset', null, h('legend', null, 'Resources'),
-      h('div', { class: 'row' }, fields.cpus, fields.mem, fields.disk, fields.instances)),
-    h('fieldset', null, h('legend', null, 'Networking'), fields.ports),
-    h('fieldset', null, h('legend', null, 'Health check'), fields.health, fields.healthPath));
-  const jsonPanel = h('div', { role: 'tabpanel', 'aria-label': 'JSON', hidden: true }, fields.json);
-  const tabSlot = h('div');
-  const form = h('form', { class: 'form', novalidate: true }, top, tabSlot, formPanel, jsonPanel,
-    h('div', { class: 'toolbar' }, submit,
-      h('a', { class: 'button', href: edit ? detailHash(def.id) : '#/services' }, 'Cancel')));
-
-  const clearErrors = () => {
-    for (const f of Object.values(fields)) if (f.setError) f.setError([]);
-    replace(top);
-  };
-  const syncHealth = () => { inputs.healthPath.disabled = !inputs.health.checked; };
-  inputs.health.addEventListener('change', syncHealth);
-
-  /** The JSON tab's definition, or null (with the reason shown) when it is not JSON. */
-  function parseJson() {
-    try {
-      const value = JSON.parse(inputs.json.value);
-      if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('it must be one JSON object');
-      return value;
-    } catch (e) {
-      const text = `The app definition is not valid JSON: ${e.message}`;
-      fields.json.setError(text);
-      replace(top, notice('bad', text));
-      return null;
-    }
-  }
-
-  function show(key) {
-    tab = key;
-    formPanel.hidden = key !== 'form';
-    jsonPanel.hidden = key !== 'json';
-    replace(tabSlot, tabs([['form', 'Form'], ['json', 'JSON']], key, select));
-  }
-
-  function select(key) {
-    if (key === tab) return;
-    if (key === 'json') {
-      def = applyForm(inputs, def, edit);
-      inputs.json.value = JSON.stringify(def, null, 2);
-      fields.json.setError([]);
-    } else {
-      const parsed = parseJson();
-      if (!parsed) {
-        show('json');
-        tabSlot.querySelector('[aria-selected=true]').focus();
-        return;
-      }
+  const sync = formJsonTabs(formLayout(ui), ui.fields.json, ui.inputs.json, {
+    what: 'The app definition',
+    toJson: () => {
+      def = applyForm(ui, def);
+      return def;
+    },
+    fromJson: (parsed) => {
+      fillForm(ui, parsed);
       def = parsed;
-      fillForm(inputs, def);
-      syncHealth();
       replace(top);
-    }
-    show(key);
-    tabSlot.querySelector('[aria-selected=true]').focus();
-  }
+    },
+  });
+  const form = h('form', { class: 'form', novalidate: true }, top, sync.tabList, sync.formPanel, sync.jsonPanel,
+    h('div', { class: 'toolbar' }, submit,
+      h('a', { class: 'button', href: edit ? hashTo('services/detail', initial.id) : '#/services' }, 'Cancel')));
 
-  function showErrors(e) {
-    const byField = e.fieldErrors();
-    const rest = [];
-    for (const [path, msgs] of Object.entries(byField)) {
-      const key = fieldOf(path);
-      const words = msgs.map((m) => explain(path, m));
-      if (key && tab === 'form') fields[key].setError(words);
-      else rest.push(...words.map((w) => `${path || '/'}: ${w}`));
-    }
-    if (!Object.keys(byField).length) {
-      replace(top, notice('bad', e.message));
-    } else if (rest.length) {
-      replace(top, notice('bad', `Marathon refused the definition (${e.message}):`, h('ul', null, rest.map((r) => h('li', null, r)))));
-    } else {
-      replace(top, notice('bad', `Marathon refused the definition (${e.message}): see the fields below.`));
-    }
+  function clearErrors() {
+    for (const f of Object.values(ui.fields)) if (f.setError) f.setError([]);
+    replace(top);
   }
 
   async function save(body, force = false) {
-    submit.disabled = true;
     try {
-      if (edit) {
-        // The app edited, whatever id the JSON tab may say.
-        await api.send('marathon', appPath(initial.id, force ? '?force=true' : ''), body, 'PUT');
-        window.location.hash = detailHash(initial.id);
-      } else {
-        const app = await api.send('marathon', '/v2/apps', body, 'POST');
-        window.location.hash = detailHash((app && app.id) || body.id);
-      }
+      const id = await saveApp(edit, initial.id, body, force);
+      // The page may have been left while Marathon answered.
+      if (!page.disposed) window.location.hash = hashTo('services/detail', id);
     } catch (e) {
       if (e.status === 409 && edit && !force) {
-        replace(top, notice('bad', e.message, ' ',
-          h('button', { type: 'button', class: 'danger', onclick: () => save(body, true) }, 'Save anyway')));
+        replace(top, notice('bad', e.message, ' ', button('Save anyway', (ev) => busy(ev.currentTarget, () => save(body, true))
+          .catch((err) => replace(top, notice('bad', err.message))), 'danger')));
       } else {
-        showErrors(e);
-        const invalid = form.querySelector('[aria-invalid=true]');
-        if (invalid && !invalid.closest('[hidden]')) invalid.focus();
+        showMarathonErrors(e, ui, top, sync.mode() === 'form');
       }
-    } finally {
-      submit.disabled = false;
     }
+  }
+
+  async function submitForm() {
+    clearErrors();
+    if (sync.mode() === 'json') {
+      const body = sync.parse();
+      if (!body) {
+        ui.inputs.json.focus();
+        return;
+      }
+      def = body;
+      await save(body);
+      return;
+    }
+    if (!ui.inputs.ports.disabled && portCount(ui.inputs) === null) {
+      ui.fields.ports.setError('Enter how many host ports the service needs: 0 or more.');
+      ui.inputs.ports.focus();
+      return;
+    }
+    await save(applyForm(ui, def));
   }
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    clearErrors();
-    let body;
-    if (tab === 'json') {
-      body = parseJson();
-      if (!body) return;
-      def = body;
-    } else {
-      if (portCount(inputs) === null) {
-        fields.ports.setError('Enter how many host ports the service needs: 0 or more.');
-        inputs.ports.focus();
-        return;
-      }
-      body = applyForm(inputs, def, edit);
-      def = body;
-    }
-    save(body);
+    busy(submit, submitForm).catch((err) => replace(top, notice('bad', err.message)));
   });
 
-  fillForm(inputs, def);
-  syncHealth();
-  show('form');
-  const title = edit ? `Edit ${def.id}` : 'Run a Service';
+  fillForm(ui, def);
   replace(root,
-    edit ? crumbs(['Services', '#/services'], [def.id, detailHash(def.id)], 'Edit') : crumbs(['Services', '#/services'], 'Run a Service'),
-    heading(title), form);
+    edit ? crumbs(['Services', '#/services'], [def.id, hashTo('services/detail', def.id)], 'Edit') : crumbs(['Services', '#/services'], 'Run a Service'),
+    heading(edit ? `Edit ${def.id}` : 'Run a Service'), form);
 }
 
 export function renderCreate(root) {
-  renderForm(root, { edit: false, def: structuredClone(DEFAULTS) });
+  const page = { disposed: false };
+  renderForm(root, { edit: false, def: structuredClone(DEFAULTS), page });
+  return () => { page.disposed = true; };
 }
 
 export function renderEdit(root, params) {
   const id = canonicalId(params[0]);
-  let stopped = false;
+  const page = { disposed: false };
   replace(root, crumbs(['Services', '#/services'], id), heading(`Edit ${id}`), h('p', { class: 'muted' }, 'Loading…'));
   (async () => {
     try {
-      const app = await findApp(id);
-      if (stopped) return;
-      if (!app) {
-        replace(root, crumbs(['Services', '#/services'], id), heading(`Edit ${id}`),
-          notice('bad', `There is no service ${id}: it may have been destroyed, or the address is wrong.`),
-          h('p', null, h('a', { href: '#/services' }, 'Back to Services')));
-        return;
-      }
-      renderForm(root, { edit: true, def: cleanDefinition(app) });
+      // The definition only: what Marathon adds to show an app is left out anyway.
+      const app = await findApp(id, '');
+      if (page.disposed) return;
+      if (!app) notFoundPage(root, id, `Edit ${id}`);
+      else renderForm(root, { edit: true, def: cleanDefinition(app), page });
     } catch (e) {
-      if (!stopped) replace(root, crumbs(['Services', '#/services'], id), heading(`Edit ${id}`), marathonError(e));
+      if (!page.disposed) replace(root, crumbs(['Services', '#/services'], id), heading(`Edit ${id}`), failureNotice(e, 'Marathon'));
     }
   })();
-  return () => { stopped = true; };
+  return () => { page.disposed = true; };
 }

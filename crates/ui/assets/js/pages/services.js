@@ -4,14 +4,19 @@
 // versions, with the actions to edit, scale, restart, suspend/resume and destroy it.
 
 import {
-  h, update, replace, mib, trim, badge, taskStateBadge, notice, kv, json, button, heading,
-  crumbs, confirmDialog, promptDialog,
+  h, update, replace, mib, trim, taskStateBadge, notice, kv, json, button, heading,
+  crumbs, confirmDialog, promptDialog, table, when, hashTo, linkTo, failureNotice,
+  notFoundNotice, healthBadge, busy,
 } from '../dom.js';
 import * as api from '../api.js';
-import { live } from '../poll.js';
+import { live, liveSection } from '../poll.js';
+import { appStatusBadge, declinedReasons, appHealthy, queueIndex } from '../model.js';
 
-const APP_EMBEDS = ['counts', 'tasks', 'deployments', 'lastTaskFailure', 'taskStats', 'readiness']
-  .map((e) => `embed=apps.${e}`).join('&');
+const embeds = (...names) => names.map((e) => `embed=apps.${e}`).join('&');
+// What each page reads: counts and deployments (status) for the list; tasks and the last
+// failure as well for one app's page.
+const LIST_EMBEDS = embeds('counts', 'deployments');
+const DETAIL_EMBEDS = embeds('counts', 'deployments', 'tasks', 'lastTaskFailure');
 
 // Fields Marathon adds to an app it shows, which are not part of its definition.
 const STATUS_FIELDS = ['tasks', 'deployments', 'tasksStaged', 'tasksRunning', 'tasksHealthy',
@@ -23,16 +28,6 @@ export function canonicalId(id) {
   return s.startsWith('/') ? s : `/${s}`;
 }
 
-/** The `/v2/apps/<id>` path of an app (its segments escaped, its slashes kept). */
-export function appPath(id, rest = '') {
-  return `/v2/apps${canonicalId(id).split('/').map(encodeURIComponent).join('/')}${rest}`;
-}
-
-/** The hash of an app's detail page. */
-export function detailHash(id) {
-  return `#/services/detail/${encodeURIComponent(canonicalId(id))}`;
-}
-
 /** The app's definition as a client sends it: without what Marathon adds to show it. */
 export function cleanDefinition(app) {
   const def = structuredClone(app || {});
@@ -41,125 +36,69 @@ export function cleanDefinition(app) {
 }
 
 /**
- * The one app `id` with its tasks and counts, or null when there is none. Marathon's `id`
+ * The one app `id` (with `embed`'s parts), or null when there is none. Marathon's `id`
  * filter (a substring match) is used rather than `/v2/apps/<id>`, so that an unknown app is
  * an empty answer and not a failed request in the browser's console.
  */
-export async function findApp(id) {
+export async function findApp(id, embed = DETAIL_EMBEDS) {
   const want = canonicalId(id);
-  const answer = await api.get('marathon', `/v2/apps?id=${encodeURIComponent(want)}&${APP_EMBEDS}`);
+  const answer = await api.get('marathon', `/v2/apps?id=${encodeURIComponent(want)}${embed ? `&${embed}` : ''}`);
   return (answer.apps || []).find((a) => a.id === want) || null;
 }
 
-/** What a failure of Marathon means for the page: its absence said in words. */
-export function marathonError(e) {
-  if ([404, 502, 503].includes(e.status)) {
-    return notice('bad', `Marathon is not available on this cluster: ${e.message}`);
-  }
-  return notice('bad', e.message);
-}
-
-/** The queue entry of an app, if Marathon is waiting to launch some of its tasks. */
-function queued(queue, id) {
-  return ((queue && queue.queue) || []).find((q) => q.app && q.app.id === id) || null;
-}
-
-/** The offer reject reasons of a queue entry that declined something. */
-function declinedReasons(entry) {
-  const summary = (entry && entry.processedOffersSummary) || {};
-  return (summary.rejectSummaryLastOffers || []).filter((r) => r.declined > 0);
-}
-
-/**
- * The status of an app as the DC/OS UI names it, with its badge kind: delayed after failures,
- * waiting for offers that fit, deploying, suspended (0 instances), unhealthy, running.
- */
-export function appStatus(app, entry) {
-  const deploying = (app.deployments || []).length > 0;
-  if (entry) {
-    if (entry.delay && entry.delay.overdue === false) return ['Delayed', 'warn'];
-    const since = Date.parse(entry.since || '');
-    const long = Number.isFinite(since) && Date.now() - since > 10000;
-    if (declinedReasons(entry).length || long) return ['Waiting', 'warn'];
-  }
-  if (deploying) return ['Deploying', 'info'];
-  if (app.instances === 0 && !app.tasksRunning) return ['Suspended', ''];
-  if (app.tasksUnhealthy > 0) return ['Unhealthy', 'bad'];
-  if (app.tasksRunning > 0) return ['Running', 'ok'];
-  return entry ? ['Deploying', 'info'] : ['Stopped', ''];
-}
-
-function statusBadge(app, entry) {
-  const [label, kind] = appStatus(app, entry);
-  const el = badge(label, kind);
-  el.dataset.status = label;
-  return el;
-}
-
-/** The health of an app's tasks from Marathon's counts. */
-function appHealth(app) {
-  if (!(app.healthChecks || []).length) return h('span', { class: 'muted' }, 'No health checks');
+/** The health column of the list: a badge and how many tasks it is about. */
+function healthCell(app) {
+  const healthy = appHealthy(app);
+  if (healthy === undefined) return h('span', { class: 'muted' }, 'No health checks');
   const running = app.tasksRunning || 0;
-  if (app.tasksUnhealthy > 0) return [badge('Unhealthy', 'bad'), ` ${app.tasksUnhealthy} of ${running}`];
-  if (running > 0 && app.tasksHealthy >= running) return badge('Healthy', 'ok');
-  if (running === 0) return h('span', { class: 'muted' }, 'No tasks');
-  return [badge('Unknown'), ` ${app.tasksHealthy || 0} of ${running} healthy`];
+  if (!running) return h('span', { class: 'muted' }, 'No tasks');
+  if (healthy === false) return [healthBadge(false), ` ${app.tasksUnhealthy} of ${running}`];
+  if (healthy === null) return [healthBadge(null), ` ${app.tasksHealthy || 0} of ${running} healthy`];
+  return healthBadge(true);
 }
 
-/** A table whose rows carry attributes (`rowProps(row)`), for the tests' and scripts' hooks. */
-function rowTable(columns, rows, rowProps, empty) {
-  const head = h('tr', null, columns.map((c) => h('th', { class: c.num ? 'num' : null, scope: 'col' }, c.title)));
-  const body = rows.length
-    ? rows.map((r) => h('tr', rowProps(r), columns.map((c) => h('td', { class: c.num ? 'num' : null }, c.cell(r)))))
-    : h('tr', null, h('td', { class: 'empty', colspan: columns.length }, empty));
-  return h('table', null, h('thead', null, head), h('tbody', null, body));
-}
-
-function when(t) {
-  if (!t) return '';
-  const d = new Date(t);
-  return Number.isNaN(d.getTime()) ? String(t) : d.toLocaleString();
+/** The page of an app that does not exist. */
+export function notFoundPage(root, id, title = id) {
+  replace(root, crumbs(['Services', '#/services'], id), heading(title),
+    notFoundNotice(`There is no service ${id}.`, 'Back to Services', '#/services'));
 }
 
 // --- List -----------------------------------------------------------------------------------
 
+const LIST_COLUMNS = [
+  { title: 'Name', cell: (a) => linkTo('services/detail', a.id) },
+  { title: 'Status', cell: (a) => appStatusBadge(a, a.queued) },
+  { title: 'Instances', num: true, cell: (a) => h('span', { 'data-instances': '' }, `${a.tasksRunning || 0}/${a.instances}`) },
+  { title: 'CPUs', num: true, cell: (a) => trim(a.cpus * a.instances) },
+  { title: 'Memory', num: true, cell: (a) => mib(a.mem * a.instances) },
+  { title: 'Disk', num: true, cell: (a) => mib(a.disk * a.instances) },
+  { title: 'Health', cell: healthCell },
+];
+
 export function renderList(root) {
-  const errors = h('div');
-  const body = h('div', null, h('p', { class: 'muted' }, 'Loading services…'));
+  const count = h('span', { class: 'grow muted', 'data-count': '' });
+  const body = h('div');
   replace(root,
     heading('Services'),
-    h('div', { class: 'toolbar' },
-      h('span', { class: 'grow muted', 'data-count': '' }),
-      h('a', { class: 'button primary', href: '#/services/new' }, 'Run a Service')),
-    errors, body);
-  const count = root.querySelector('[data-count]');
+    h('div', { class: 'toolbar' }, count, h('a', { class: 'button primary', href: '#/services/new' }, 'Run a Service')),
+    body);
 
-  const columns = [
-    { title: 'Name', cell: (a) => h('a', { href: detailHash(a.id) }, a.id) },
-    { title: 'Status', cell: (a) => statusBadge(a, a.queued) },
-    { title: 'Instances', num: true, cell: (a) => h('span', { 'data-instances': '' }, `${a.tasksRunning || 0}/${a.instances}`) },
-    { title: 'CPUs', num: true, cell: (a) => trim(a.cpus * a.instances) },
-    { title: 'Memory', num: true, cell: (a) => mib(a.mem * a.instances) },
-    { title: 'Disk', num: true, cell: (a) => mib(a.disk * a.instances) },
-    { title: 'Health', cell: appHealth },
-  ];
-
-  async function load() {
+  return liveSection(body, async () => {
     const [apps, queue] = await Promise.all([
-      api.get('marathon', `/v2/apps?${APP_EMBEDS.replace('embed=apps.tasks&', '')}`),
+      api.get('marathon', `/v2/apps?${LIST_EMBEDS}`),
       api.get('marathon', '/v2/queue'),
     ]);
+    const queued = queueIndex(queue);
     const rows = (apps.apps || [])
-      .map((a) => ({ ...a, queued: queued(queue, a.id) }))
+      .map((a) => ({ ...a, queued: queued.get(a.id) || null }))
       .sort((a, b) => a.id.localeCompare(b.id));
     update(count, rows.length === 1 ? '1 service' : `${rows.length} services`);
-    update(body, rowTable(columns, rows, (a) => ({ 'data-app-id': a.id }),
-      'No services are running yet. Run a Service to start one.'));
-  }
-  return live(load, (e) => update(errors, e ? marathonError(e) : null));
+    return table(LIST_COLUMNS, rows, 'No services are running yet. Run a Service to start one.',
+      {}, (a) => ({ 'data-app-id': a.id }));
+  }, 'Marathon');
 }
 
-// --- Detail ---------------------------------------------------------------------------------
+// --- Detail: panels -------------------------------------------------------------------------
 
 /** Why Marathon cannot launch the tasks it has queued, in words. */
 const REASONS = {
@@ -199,42 +138,41 @@ function waitingPanel(app, entry) {
 
 /** A task's health from its health check results. */
 function taskHealth(app, task) {
-  if (!(app.healthChecks || []).length) return h('span', { class: 'muted' }, 'No health checks');
+  if (!Array.isArray(app.healthChecks) || !app.healthChecks.length) return h('span', { class: 'muted' }, 'No health checks');
   const results = task.healthCheckResults || [];
-  if (!results.length) return badge('Unknown');
-  return results.every((r) => r.alive)
-    ? badge('Healthy', 'ok')
-    : badge('Unhealthy', 'bad');
+  return healthBadge(results.length ? results.every((r) => r.alive) : null);
 }
 
 function endpoints(task) {
   const ports = task.ports || [];
-  if (!ports.length) return h('span', { class: 'muted' }, 'None');
+  if (!ports.length) return '—';
   const links = ports.map((p) => h('a', { href: `http://${task.host}:${p}/`, 'data-endpoint': '', target: '_blank', rel: 'noopener' }, `${task.host}:${p}`));
   return links.flatMap((a, i) => (i ? [h('br'), a] : [a]));
 }
 
 function tasksTable(app) {
   const tasks = [...(app.tasks || [])].sort((a, b) => String(a.stagedAt).localeCompare(String(b.stagedAt)));
-  return rowTable([
-    { title: 'Task', cell: (t) => h('a', { href: `#/tasks/${encodeURIComponent(t.id)}`, class: 'mono' }, t.id) },
+  return table([
+    { title: 'Task', cell: (t) => linkTo('tasks', t.id, t.id, { class: 'mono' }) },
     { title: 'State', cell: (t) => h('span', { 'data-task-state': '' }, taskStateBadge(t.state)) },
-    { title: 'Host', cell: (t) => t.host },
+    { title: 'Host', cell: (t) => t.host || '—' },
     { title: 'Endpoints', cell: endpoints },
     { title: 'Health', cell: (t) => taskHealth(app, t) },
     { title: 'Started', cell: (t) => when(t.startedAt || t.stagedAt) },
     { title: 'Version', cell: (t) => h('span', { class: 'small' }, when(t.version)) },
-  ], tasks, (t) => ({ 'data-task-id': t.id }), app.instances ? 'No tasks are running yet.' : 'The service is suspended: it has no tasks.');
+  ], tasks, app.instances ? 'No tasks are running yet.' : 'The service is suspended: it has no tasks.',
+  {}, (t) => ({ 'data-task-id': t.id }));
 }
 
 function summaryPanel(app, entry) {
   const image = app.container && app.container.docker && app.container.docker.image;
+  const checks = Array.isArray(app.healthChecks) ? app.healthChecks : [];
   const each = (v, f) => (app.instances > 1 ? `${f(v)} each, ${f(v * app.instances)} in all` : f(v));
   return h('section', { class: 'panel', 'data-summary': '' }, kv([
-    ['Status', statusBadge(app, entry)],
-    ['Instances', `${app.tasksRunning || 0} running of ${app.instances}`
+    ['Status', appStatusBadge(app, entry)],
+    ['Instances', `${app.tasksRunning || 0}/${app.instances} running`
       + (app.tasksStaged ? `, ${app.tasksStaged} staging` : '')
-      + ((app.healthChecks || []).length ? `, ${app.tasksHealthy || 0} healthy, ${app.tasksUnhealthy || 0} unhealthy` : '')],
+      + (checks.length ? `, ${app.tasksHealthy || 0} healthy, ${app.tasksUnhealthy || 0} unhealthy` : '')],
     ['CPUs', each(app.cpus, trim)],
     ['Memory', each(app.mem, mib)],
     ['Disk', each(app.disk, mib)],
@@ -242,86 +180,64 @@ function summaryPanel(app, entry) {
     image ? ['Container image', h('span', { class: 'mono' }, image)] : null,
     app.cmd ? ['Command', h('span', { class: 'mono' }, app.cmd)] : null,
     app.args ? ['Arguments', h('span', { class: 'mono' }, app.args.join(' '))] : null,
-    ['Service ports', (app.portDefinitions || []).map((p) => p.port).join(', ') || 'None'],
-    ['Health checks', (app.healthChecks || []).map((c) => `${c.protocol}${c.path ? ` ${c.path}` : ''}`).join(', ') || 'None'],
+    ['Service ports', (app.portDefinitions || []).map((p) => p.port).join(', ') || '—'],
+    ['Health checks', checks.map((c) => `${c.protocol}${c.path ? ` ${c.path}` : ''}`).join(', ') || '—'],
     ['Version', when(app.version)],
   ]));
 }
 
 function deploymentsPanel(deployments) {
   if (!deployments.length) return h('p', { class: 'muted' }, 'No deployment in progress.');
-  return rowTable([
+  return table([
     { title: 'Deployment', cell: (d) => h('span', { class: 'mono small' }, d.id) },
     { title: 'Actions', cell: (d) => (d.currentActions || []).map((a) => `${a.action} ${a.app || a.pod || ''}`).join(', ') },
     { title: 'Step', cell: (d) => `${d.currentStep} of ${d.totalSteps}` },
     { title: 'Started', cell: (d) => when(d.version) },
-  ], deployments, (d) => ({ 'data-deployment-id': d.id }), '');
+  ], deployments, '', {}, (d) => ({ 'data-deployment-id': d.id }));
 }
 
 function failurePanel(failure) {
   if (!failure) return h('p', { class: 'muted' }, 'No task of this service has failed.');
   return h('div', { class: 'panel', 'data-last-failure': '' }, kv([
-    ['Task', h('a', { href: `#/tasks/${encodeURIComponent(failure.taskId)}`, class: 'mono' }, failure.taskId)],
+    ['Task', linkTo('tasks', failure.taskId, failure.taskId, { class: 'mono' })],
     ['State', taskStateBadge(failure.state)],
-    ['Message', failure.message || ''],
-    ['Host', failure.host || ''],
+    ['Message', failure.message || '—'],
+    ['Host', failure.host || '—'],
     ['When', when(failure.timestamp)],
     ['Version', when(failure.version)],
   ]));
 }
 
-function notFound(root, id) {
-  replace(root,
-    crumbs(['Services', '#/services'], id),
-    heading(id),
-    notice('bad', `There is no service ${id}: it may have been destroyed, or the address is wrong.`),
-    h('p', null, h('a', { href: '#/services' }, 'Back to Services')));
-}
+// --- Detail: actions and versions -----------------------------------------------------------
 
-export function renderDetail(root, params) {
-  const id = canonicalId(params[0]);
-  const state = { app: null, entry: null, versions: [], versionsOf: null, found: null };
-  const status = h('span');
-  const errors = h('div');
-  const message = h('div', { 'aria-live': 'polite' });
-  const toolbar = h('div', { class: 'toolbar' });
-  const parts = {
-    summary: h('div', null, h('p', { class: 'muted' }, 'Loading…')),
-    waiting: h('div'), tasks: h('div'), deployments: h('div'), failure: h('div'),
-    config: h('div'), versions: h('div'),
-  };
-  const versionView = h('div', { 'aria-live': 'polite' });
-  const page = [
-    crumbs(['Services', '#/services'], id), heading(id, status), toolbar, message, errors,
-    parts.summary, parts.waiting,
-    h('h2', null, 'Tasks'), parts.tasks,
-    h('h2', null, 'Deployments'), parts.deployments,
-    h('h2', null, 'Last task failure'), parts.failure,
-    h('h2', null, 'Configuration'), parts.config,
-    h('h2', null, 'Versions'), parts.versions, versionView,
-  ];
-  replace(root, page);
+/**
+ * The toolbar of an app's page: built once (a redraw must not re-enable a busy button or
+ * take the focus), with `sync(app)` showing Suspend or Resume. Each action says in
+ * `message` what it did or why it failed; a deployment in the way (409) offers to force it.
+ */
+function serviceActions(id, message, page) {
+  const appUrl = (rest = '') => `/v2/apps/${api.appPath(id)}${rest}`;
 
-  /** Runs an action, showing what it did or why it failed; a deployment lock offers force. */
   async function act(label, fn, force = false) {
     update(message, notice('info', `${label}…`));
     try {
       await fn(force);
       update(message, notice('ok', `${label}: done. Marathon is deploying the change.`));
+      page.refresh();
     } catch (e) {
       const again = e.status === 409 && !force
-        ? [' ', button('Force it', () => act(label, fn, true), 'danger')]
+        ? [' ', button('Force it', (ev) => busy(ev.currentTarget, () => act(label, fn, true)), 'danger')]
         : null;
       update(message, notice('bad', `${label} failed: ${e.message}`, again));
     }
   }
-  const put = (body) => (force) => api.send('marathon', appPath(id, force ? '?force=true' : ''), body, 'PUT');
+  const put = (body) => (force) => api.send('marathon', appUrl(force ? '?force=true' : ''), body, 'PUT');
 
   async function scale(current) {
     const value = await promptDialog('Scale service', 'Instances', current, 'number');
     if (value === null) return;
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) {
+    if (value.trim() === '' || !Number.isInteger(n) || n < 0) {
       update(message, notice('bad', `"${value}" is not a number of instances (a whole number, 0 or more).`));
       return;
     }
@@ -330,9 +246,9 @@ export function renderDetail(root, params) {
 
   /** The instances before the app was suspended: from its newest versions with some. */
   async function previousCount() {
-    for (const v of state.versions.slice(0, 10)) {
+    for (const v of page.versions().slice(0, 10)) {
       try {
-        const def = await api.get('marathon', appPath(id, `/versions/${encodeURIComponent(v)}`));
+        const def = await api.get('marathon', appUrl(`/versions/${api.segment(v)}`));
         if (def.instances > 0) return def.instances;
       } catch (_) {
         break; // The dialog still asks; 1 is a fair guess.
@@ -348,7 +264,7 @@ export function renderDetail(root, params) {
 
   async function restart() {
     const ok = await confirmDialog('Restart service', `Restart every task of ${id}? New tasks replace the running ones.`, 'Restart', 'primary');
-    if (ok) await act(`Restarting ${id}`, (force) => api.send('marathon', appPath(id, `/restart${force ? '?force=true' : ''}`), {}, 'POST'));
+    if (ok) await act(`Restarting ${id}`, (force) => api.send('marathon', appUrl(`/restart${force ? '?force=true' : ''}`), {}, 'POST'));
   }
 
   async function destroy() {
@@ -356,75 +272,137 @@ export function renderDetail(root, params) {
     if (!ok) return;
     update(message, notice('info', `Destroying ${id}…`));
     try {
-      await api.send('marathon', appPath(id), undefined, 'DELETE');
-      window.location.hash = '#/services';
+      await api.send('marathon', appUrl(), undefined, 'DELETE');
+      if (!page.disposed()) window.location.hash = '#/services';
     } catch (e) {
       update(message, notice('bad', `Destroying ${id} failed: ${e.message}`));
     }
   }
 
-  async function showVersion(v) {
-    replace(versionView, h('p', { class: 'muted' }, `Loading version ${v}…`));
+  // Each button is busy while its dialog is open and its request runs.
+  const action = (label, fn, kind) => button(label, (e) => busy(e.currentTarget, fn)
+    .catch((err) => update(message, notice('bad', `${label} failed: ${err.message}`))), kind);
+  const suspendButton = action('Suspend', suspend);
+  const resumeButton = action('Resume', async () => scale(await previousCount()), 'primary');
+  // Suspend or Resume: whichever fits, swapped only when that changes.
+  const toggle = h('span', { class: 'toggle' });
+  const el = h('div', { class: 'toolbar' },
+    button('Edit', () => { window.location.hash = hashTo('services/edit', id); }),
+    action('Scale', () => scale(page.app().instances)),
+    action('Restart', restart),
+    toggle,
+    action('Destroy', destroy, 'danger'));
+  return {
+    el,
+    sync(app) {
+      const want = app.instances === 0 ? resumeButton : suspendButton;
+      if (toggle.firstChild !== want) toggle.replaceChildren(want);
+    },
+  };
+}
+
+/**
+ * The app's versions, each a button showing that version's definition below the list.
+ * `sync(app)` reads the list again when the app's version changed.
+ */
+function versionsSection(id) {
+  let versions = [];
+  let versionsOf = null;
+  let current = null;
+  const list = h('div');
+  const view = h('div', { 'aria-live': 'polite' });
+
+  async function show(v) {
+    replace(view, h('p', { class: 'muted' }, `Loading version ${v}…`));
     try {
-      const def = await api.get('marathon', appPath(id, `/versions/${encodeURIComponent(v)}`));
-      replace(versionView, h('section', { class: 'panel', 'data-version': v },
-        h('h3', null, `Version ${when(v)}`, v === (state.app && state.app.version) ? ' (current)' : ''),
+      const def = await api.get('marathon', `/v2/apps/${api.appPath(id)}/versions/${api.segment(v)}`);
+      replace(view, h('section', { class: 'panel', 'data-version': v },
+        h('h3', null, `Version ${when(v)}`, v === current ? ' (current)' : ''),
         json(def)));
     } catch (e) {
-      replace(versionView, notice('bad', `Version ${v} could not be read: ${e.message}`));
+      replace(view, notice('bad', `Version ${v} could not be read: ${e.message}`));
     }
   }
 
-  function actions(app) {
-    const suspended = app.instances === 0;
-    return [
-      button('Edit', () => { window.location.hash = `#/services/edit/${encodeURIComponent(id)}`; }),
-      button('Scale', () => scale(state.app.instances)),
-      button('Restart', restart),
-      suspended
-        ? button('Resume', async () => scale(await previousCount()), 'primary')
-        : button('Suspend', suspend),
-      button('Destroy', destroy, 'danger'),
-    ];
-  }
+  return {
+    el: h('div', null, list, view),
+    versions: () => versions,
+    async sync(app) {
+      current = app.version;
+      if (versionsOf !== app.version) {
+        const answer = await api.get('marathon', `/v2/apps/${api.appPath(id)}/versions`);
+        versions = answer.versions || [];
+        versionsOf = app.version;
+      }
+      update(list, versions.length
+        ? h('ul', { class: 'versions' }, versions.map((v) => h('li', null,
+          button(when(v), () => show(v), 'linkish', { 'data-version': v, 'aria-label': `Show version ${v}` }),
+          v === app.version ? ' (current)' : '')))
+        : h('p', { class: 'muted' }, 'No versions.'));
+    },
+  };
+}
 
-  function versionsList(app) {
-    if (!state.versions.length) return h('p', { class: 'muted' }, 'No versions.');
-    return h('ul', { class: 'versions' }, state.versions.map((v) => h('li', null,
-      button(when(v), () => showVersion(v), 'linkish', { 'data-version': v, 'aria-label': `Show version ${v}` }),
-      v === app.version ? ' (current)' : '')));
-  }
+// --- Detail ---------------------------------------------------------------------------------
+
+export function renderDetail(root, params) {
+  const id = canonicalId(params[0]);
+  let app = null;
+  let disposed = false;
+  let stop = null;
+  const status = h('span');
+  const errors = h('div');
+  const message = h('div', { 'aria-live': 'polite' });
+  const versions = versionsSection(id);
+  const actions = serviceActions(id, message, {
+    app: () => app,
+    versions: versions.versions,
+    disposed: () => disposed,
+    refresh: () => stop && stop.now(),
+  });
+  const parts = {
+    summary: h('div', null, h('p', { class: 'muted' }, 'Loading…')),
+    waiting: h('div'), tasks: h('div'), deployments: h('div'), failure: h('div'), config: h('div'),
+  };
+  // The actions show once the app is known.
+  const toolbar = h('div');
+  replace(root,
+    crumbs(['Services', '#/services'], id), heading(id, status), toolbar, message, errors,
+    parts.summary, parts.waiting,
+    h('h2', null, 'Tasks'), parts.tasks,
+    h('h2', null, 'Deployments'), parts.deployments,
+    h('h2', null, 'Last task failure'), parts.failure,
+    h('h2', null, 'Configuration'), parts.config,
+    h('h2', null, 'Versions'), versions.el);
 
   async function load() {
-    const [app, queue, deployments] = await Promise.all([
+    const [found, queue, deployments] = await Promise.all([
       findApp(id), api.get('marathon', '/v2/queue'), api.get('marathon', '/v2/deployments'),
     ]);
-    if (!app) {
-      if (state.found !== false) notFound(root, id);
-      state.found = false;
+    if (!found) {
+      // Destroyed (or never there): asking every 2 s would only say so again.
+      stop();
+      notFoundPage(root, id);
       return;
     }
-    if (state.found === false) replace(root, page); // The app is back (made again).
-    state.found = true;
-    if (state.versionsOf !== app.version) {
-      const answer = await api.get('marathon', appPath(id, '/versions'));
-      state.versions = answer.versions || [];
-      state.versionsOf = app.version;
-    }
-    const entry = queued(queue, id);
-    state.app = app;
-    state.entry = entry;
-    const mine = (deployments || []).filter((d) => (d.affectedApps || []).includes(id));
-    update(status, statusBadge(app, entry));
-    update(toolbar, actions(app));
+    app = found;
+    await versions.sync(app);
+    const entry = queueIndex(queue).get(id) || null;
+    const mine = (Array.isArray(deployments) ? deployments : []).filter((d) => (d.affectedApps || []).includes(id));
+    if (toolbar.firstChild !== actions.el) toolbar.replaceChildren(actions.el);
+    actions.sync(app);
+    update(status, appStatusBadge(app, entry));
     update(parts.summary, summaryPanel(app, entry));
     update(parts.waiting, entry ? waitingPanel(app, entry) : null);
     update(parts.tasks, tasksTable(app));
     update(parts.deployments, deploymentsPanel(mine));
     update(parts.failure, failurePanel(app.lastTaskFailure));
     update(parts.config, json(cleanDefinition(app)));
-    update(parts.versions, versionsList(app));
   }
 
-  return live(load, (e) => update(errors, e ? marathonError(e) : null));
+  stop = live(load, (e) => update(errors, e ? failureNotice(e, 'Marathon') : null));
+  return () => {
+    disposed = true;
+    stop();
+  };
 }

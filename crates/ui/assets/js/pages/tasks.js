@@ -2,10 +2,12 @@
 // grow, and its sandbox's files, all read through the agent's files API (`/agent/<id>/files/
 // browse|read|download`), which serves running and finished tasks' sandboxes alike.
 
-import { h, heading, crumbs, update, replace, notice, kv, tabs, table, button, taskStateBadge, badge, mib, trim } from '../dom.js';
+import {
+  h, heading, crumbs, update, replace, notice, kv, tabs, button, taskStateBadge, healthBadge, bytes, mib, trim, when,
+  hashTo, linkTo, failureNotice, notFoundNotice,
+} from '../dom.js';
 import * as api from '../api.js';
 import { live } from '../poll.js';
-import { when } from './nodes.js';
 
 const INITIAL = 256 * 1024; // a log is read from at most this far before its end at first
 const CHUNK = 256 * 1024; // bytes per read
@@ -17,22 +19,14 @@ const SANDBOX_RETRY_MS = 10000;
 const TABS = [['stdout', 'Output (stdout)'], ['stderr', 'Errors (stderr)'], ['files', 'Files']];
 
 function filesUrl(agentId, op, params) {
-  return `/agent/${encodeURIComponent(agentId)}/files/${op}?${new URLSearchParams(params)}`;
+  return `/agent/${api.segment(agentId)}/files/${op}?${new URLSearchParams(params)}`;
 }
 
 const baseName = (p) => p.slice(p.lastIndexOf('/') + 1);
 
-/** Bytes for people, in KiB below a MiB (dom's `bytes` shows MiB from 1 KiB up). */
-function size(n) {
-  const v = Number(n) || 0;
-  if (v < 1024) return `${v} B`;
-  if (v < 1024 * 1024) return `${trim(v / 1024)} KiB`;
-  return mib(v / 1024 / 1024);
-}
-
 /** "[1025-1026, 31000-31000]" as "1025-1026, 31000". */
 function ports(range) {
-  if (!range) return '';
+  if (!range) return '—';
   return String(range).replace(/[[\]]/g, '').split(',').map((r) => {
     const [a, b] = r.trim().split('-');
     return a === b ? a : r.trim();
@@ -41,7 +35,7 @@ function ports(range) {
 
 /** The task's sandbox directory on its agent, or null while the agent has not started it. */
 async function findSandbox(task) {
-  const state = await api.request(`/agent/${encodeURIComponent(task.slave_id)}/state`);
+  const state = await api.request(`/agent/${api.segment(task.slave_id)}/state`);
   const frameworks = [...(state.frameworks || []), ...(state.completed_frameworks || [])]
     .filter((f) => f.id === task.framework_id);
   for (const f of frameworks) {
@@ -64,13 +58,17 @@ async function findSandbox(task) {
 }
 
 /**
- * The agent reads bytes as UTF-8, putting U+FFFD for a character cut at the chunk's end: such
- * a tail is left for the next read, which then starts at that character.
+ * The text of a read of `length` bytes, and how many bytes it accounts for. The agent decodes
+ * bytes as UTF-8, putting U+FFFD for a character cut at the chunk's end: such a tail is left
+ * for the next read, which then starts at that character. Only text free of other U+FFFDs
+ * re-encodes to exactly the bytes read; otherwise the offset moves on by the bytes read.
  */
 function decodeChunk(data, length) {
-  if (data.endsWith('\uFFFD')) {
-    const keep = data.slice(0, -1);
-    const n = new TextEncoder().encode(keep).length;
+  const encoder = new TextEncoder();
+  if (!data.includes('\uFFFD')) return { text: data, used: Math.min(length, encoder.encode(data).length) };
+  const keep = data.slice(0, -1);
+  if (data.endsWith('\uFFFD') && !keep.includes('\uFFFD')) {
+    const n = encoder.encode(keep).length;
     if (length - n >= 1 && length - n <= 3) return { text: keep, used: n };
   }
   return { text: data, used: length };
@@ -123,7 +121,7 @@ function followFile(pre, status, problem, agentId, path) {
         skipped = offset;
         cut = offset > 0;
       } else if (end - offset > BEHIND) {
-        appendTo(pre, `\n[… ${size(end - INITIAL - offset)} skipped …]\n`);
+        appendTo(pre, `\n[… ${bytes(end - INITIAL - offset)} skipped …]\n`);
         offset = end - INITIAL;
         cut = true;
       }
@@ -140,7 +138,7 @@ function followFile(pre, status, problem, agentId, path) {
         offset += used;
         appendTo(pre, text);
       }
-      update(status, `${size(end)}${skipped ? `; the first ${size(skipped)} are not shown (download the file for all of it)` : ''}`);
+      update(status, `${bytes(end)}${skipped ? `; the first ${bytes(skipped)} are not shown (download the file for all of it)` : ''}`);
       update(problem);
     } catch (e) {
       if (!stopped) update(problem, notice('bad', `The file could not be read: ${e.message}`));
@@ -211,14 +209,14 @@ function filesView(container, agentId, sandbox) {
       name: isDir ? button(`${name}/`, () => go(x.path), 'linkish', { 'data-dir': name })
         : button(name, () => open(x.path), 'linkish', { 'data-file': name }),
       mode: h('span', { class: 'mono' }, x.mode),
-      size: isDir ? '—' : size(x.size),
+      size: isDir ? '—' : bytes(x.size),
       mtime: when(x.mtime),
       download: isDir ? '' : downloadLink(agentId, x.path, null),
     };
   }
   function draw(entries) {
     const sorted = entries.slice().sort(byDirThenName);
-    const now = sorted.map((x) => `${x.mode[0]}${baseName(x.path)}`).join('\n');
+    const now = sorted.map((x) => `${x.mode[0]}${x.path}`).join('\n');
     if (now === names) {
       // Same entries: only what changes (sizes, times) is redrawn, so focus stays put.
       for (const x of sorted) {
@@ -248,7 +246,10 @@ function filesView(container, agentId, sandbox) {
     if (stopList) stopList();
     update(where, crumbsOf());
     stopList = live(async () => {
-      draw(await api.request(filesUrl(agentId, 'browse', { path: dir })) || []);
+      const asked = dir;
+      const listing = await api.request(filesUrl(agentId, 'browse', { path: asked }));
+      // A listing of the folder left (answered after another was opened) is not drawn.
+      if (asked === dir) draw(listing || []);
     }, (e) => update(problem, e ? notice('bad', `The directory could not be listed: ${e.message}`) : null));
   }
   go(sandbox);
@@ -264,12 +265,12 @@ function trail(id, framework) {
     const m = /^(.+?)\.(instance-)?[0-9a-f]{8}-[0-9a-f]{4}-/.exec(id);
     if (m) {
       const app = `/${m[1].split('_').join('/')}`;
-      return crumbs(['Services', '#/services'], [app, `#/services/detail/${encodeURIComponent(app)}`], id);
+      return crumbs(['Services', '#/services'], [app, hashTo('services/detail', app)], id);
     }
   }
   if (framework === 'metronome') {
     const m = /^(.+?)_\d{14}[A-Za-z0-9]{5}\./.exec(id);
-    if (m) return crumbs(['Jobs', '#/jobs'], [m[1], `#/jobs/detail/${encodeURIComponent(m[1])}`], id);
+    if (m) return crumbs(['Jobs', '#/jobs'], [m[1], hashTo('jobs/detail', m[1])], id);
   }
   return crumbs(['Services', '#/services'], id);
 }
@@ -283,16 +284,16 @@ function summaryOf(task, slave, framework) {
   const r = task.resources || {};
   return kv([
     ['State', taskStateBadge(task.state)],
-    typeof last.healthy === 'boolean' ? ['Health', badge(last.healthy ? 'Healthy' : 'Unhealthy', last.healthy ? 'ok' : 'bad')] : null,
+    typeof last.healthy === 'boolean' ? ['Health', healthBadge(last.healthy)] : null,
     last.message && task.state !== 'TASK_RUNNING' ? ['Message', last.message] : null,
-    ['Name', task.name || ''],
+    ['Name', task.name || '—'],
     ['ID', task.id],
-    ['Agent', h('a', { href: `#/nodes/${encodeURIComponent(task.slave_id)}` }, slave ? slave.hostname : task.slave_id)],
-    ['Host', [...new Set(ips.length ? ips : [slave ? slave.hostname : ''])].join(', ')],
-    ['Ports', ports(r.ports) || 'none'],
+    ['Agent', linkTo('nodes', task.slave_id, slave ? slave.hostname : task.slave_id)],
+    ['Host', [...new Set(ips.length ? ips : [slave ? slave.hostname : '—'])].join(', ')],
+    ['Ports', ports(r.ports)],
     ['Framework', framework || task.framework_id],
-    ['Resources', `${trim(r.cpus)} CPU, ${mib(r.mem)} memory, ${mib(r.disk)} disk${r.gpus ? `, ${trim(r.gpus)} GPU` : ''}`],
-    [running ? 'Started' : 'Staged', when((running || statuses[0] || {}).timestamp) || 'not yet'],
+    ['Resources', `${trim(r.cpus)} CPUs, ${mib(r.mem)} memory, ${mib(r.disk)} disk${r.gpus ? `, ${trim(r.gpus)} GPUs` : ''}`],
+    [running ? 'Started' : 'Staged', when((running || statuses[0] || {}).timestamp)],
   ]);
 }
 
@@ -310,10 +311,13 @@ export function render(root, [id], query) {
   let sandboxTried = 0;
   let panel = null;
   let stopPanel = null;
+  // Set by dispose: a sandbox found after it must start no viewer.
+  let disposed = false;
 
   function showTab() {
     if (stopPanel) stopPanel();
     stopPanel = null;
+    if (disposed || !panel) return;
     if (!sandbox) {
       replace(panel, sandboxError
         ? notice('bad', `The task's sandbox could not be read: ${sandboxError}`)
@@ -336,6 +340,7 @@ export function render(root, [id], query) {
     } catch (e) {
       sandboxError = e.message;
     }
+    if (disposed) return;
     if (sandbox || sandboxError !== before) showTab();
   }
 
@@ -346,8 +351,8 @@ export function render(root, [id], query) {
     ]);
     const t = ((found && found.tasks) || []).find((x) => x.id === id);
     if (!t) {
-      if (task) delete views.dataset.rendered;
-      update(views, notice('warn', `Task ${id} was not found: the master knows no task with this ID (finished tasks are forgotten after a while).`));
+      // Finished tasks are forgotten by the master after a while; a new one may not be known yet.
+      update(views, notFoundNotice(`There is no task ${id}.`, 'Back to Services', '#/services'));
       task = null;
       if (stopPanel) stopPanel();
       stopPanel = null;
@@ -369,9 +374,10 @@ export function render(root, [id], query) {
       showTab();
     }
     await locate();
-  }, (e) => update(error, e ? notice('bad', `The task could not be read: ${e.message}`) : null));
+  }, (e) => update(error, e ? failureNotice(e, 'Mesos', 'The task could not be read: ') : null));
 
   return () => {
+    disposed = true;
     stop();
     if (stopPanel) stopPanel();
   };
