@@ -267,7 +267,7 @@ pub struct App {
     pub args: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    // Marathon answers these even when empty (`"healthChecks": []`): clients index them.
     pub env: BTreeMap<String, Value>,
     pub instances: u32,
     pub cpus: f64,
@@ -275,11 +275,9 @@ pub struct App {
     pub disk: f64,
     pub gpus: u32,
     pub executor: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<Vec<String>>,
     #[serde(skip_serializing)]
     pub uris: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fetch: Vec<Fetch>,
     #[serde(skip_serializing)]
     pub store_urls: Vec<String>,
@@ -288,11 +286,8 @@ pub struct App {
     pub max_launch_delay_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheck>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub readiness_checks: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
     pub upgrade_strategy: UpgradeStrategy,
     pub labels: BTreeMap<String, String>,

@@ -666,7 +666,11 @@ async fn app_route(
             if method == Method::PATCH && m.lock().await.apps.get(&id).is_none_or(|e| e.deleting) {
                 return message(StatusCode::NOT_FOUND, format!("App '{id}' does not exist"));
             }
-            match m.update_app(&id, spec, force).await {
+            // A PUT merges into the current definition unless `partialUpdate=false` makes
+            // its body the whole definition (what the web UI's edit form sends); a PATCH
+            // always merges.
+            let partial = method == Method::PATCH || q.flag("partialUpdate", true);
+            match m.update_app(&id, spec, partial, force).await {
                 Ok((d, created)) => deployment_result(
                     if created {
                         StatusCode::CREATED

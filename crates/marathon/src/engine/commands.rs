@@ -246,11 +246,14 @@ impl Marathon {
         Ok((app, d))
     }
 
-    /// PUT/PATCH /v2/apps/{id}: a partial update (or a create when the app does not exist).
+    /// PUT/PATCH /v2/apps/{id}: an update (or a create when the app does not exist), merged
+    /// into the current definition when `partial`, else the whole new definition (what it
+    /// leaves out takes Marathon's defaults).
     pub async fn update_app(
         &self,
         id: &str,
         mut spec: AppSpec,
+        partial: bool,
         force: bool,
     ) -> Result<(Deployment, bool), ApiError> {
         // The path names the app; an id in the body is replaced by it, as in Marathon.
@@ -267,6 +270,7 @@ impl Marathon {
             let created = existing.is_none();
             let base = existing
                 .clone()
+                .filter(|_| partial)
                 .unwrap_or_else(|| App::with_defaults(String::new()));
             let mut app = validate::resolve(spec, base).map_err(ApiError::Invalid)?;
             assign_service_ports(state, &mut app)?;

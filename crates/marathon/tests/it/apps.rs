@@ -83,6 +83,22 @@ async fn scaling_one_to_five_to_zero() {
     );
     let (_, versions) = env.get("/v2/apps/sleepy/versions").await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 3);
+    // Empty collections are answered, as Marathon does.
+    assert_eq!(v["app"]["healthChecks"], json!([]), "{v}");
+    assert_eq!(v["app"]["env"], json!({}), "{v}");
+    // `partialUpdate=false`: the body is the whole definition; what it leaves out (here
+    // cpus and mem) takes Marathon's defaults instead of the old values.
+    let whole = json!({"cmd": "sleep 601", "instances": 0});
+    let (code, body) = env
+        .send("PUT", "/v2/apps/sleepy?partialUpdate=false", Some(whole))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, v) = env.get("/v2/apps/sleepy").await;
+    assert_eq!(
+        (&v["app"]["cmd"], &v["app"]["cpus"], &v["app"]["mem"]),
+        (&json!("sleep 601"), &json!(1.0), &json!(128.0)),
+        "{v}"
+    );
     env.stop().await;
 }
 
