@@ -653,7 +653,10 @@ fn denied(why: auth::Denied) -> Response<Body> {
 
 /// The web UI's answer, or nginx's 404 for a file it does not have.
 fn ui(resp: Option<Response<bytes::Bytes>>) -> Response<Body> {
-    resp.map_or_else(|| nginx_error(StatusCode::NOT_FOUND), |r| r.map(proxy::full))
+    resp.map_or_else(
+        || nginx_error(StatusCode::NOT_FOUND),
+        |r| r.map(proxy::full),
+    )
 }
 
 fn route_label(route: &Route) -> String {

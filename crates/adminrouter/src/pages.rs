@@ -135,4 +135,3 @@ pub fn buildinfo(units: &[&str]) -> Value {
         .collect();
     Value::Object(packages)
 }
-

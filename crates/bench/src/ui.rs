@@ -210,7 +210,8 @@ const PARAMS: &[Param] = &[
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "ui",
-    about: "the web UI: each page usable in headless chromium on a cluster of 1,000 tasks, against 1 s",
+    about:
+        "the web UI: each page usable in headless chromium on a cluster of 1,000 tasks, against 1 s",
     params: PARAMS,
     run: |args| Box::pin(run(args)),
     section,

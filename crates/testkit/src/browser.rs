@@ -47,7 +47,12 @@ fn http(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> 
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "60", "-X", method, url]);
     if body.is_some() {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", "@-"]);
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -103,8 +108,8 @@ impl Browser {
                          format!("--user-data-dir={}", profile.path().display())],
             },
         }}});
-        let created = http("POST", &format!("{base}/session"), Some(&caps))
-            .expect("a WebDriver session");
+        let created =
+            http("POST", &format!("{base}/session"), Some(&caps)).expect("a WebDriver session");
         let session = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {created}"))
@@ -120,12 +125,13 @@ impl Browser {
     /// A WebDriver command: its `value`, or the driver's refusal.
     pub fn command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Refusal> {
         let body = body.or_else(|| (method == "POST").then(|| json!({})));
-        let answer = http(method, &format!("{}{path}", self.session), body.as_ref()).map_err(
-            |e| Refusal {
-                error: "transport".into(),
-                message: e,
-            },
-        )?;
+        let answer =
+            http(method, &format!("{}{path}", self.session), body.as_ref()).map_err(|e| {
+                Refusal {
+                    error: "transport".into(),
+                    message: e,
+                }
+            })?;
         let value = answer["value"].clone();
         match value["error"].as_str() {
             Some(error) => Err(Refusal {
@@ -192,7 +198,9 @@ impl Browser {
     pub fn text_when(&self, css: &str, within: Duration, ok: impl Fn(&str) -> bool) -> String {
         self.until(css, within, || {
             let el = self.find(css)?;
-            let text = self.command("GET", &format!("/element/{el}/text"), None).ok()?;
+            let text = self
+                .command("GET", &format!("/element/{el}/text"), None)
+                .ok()?;
             let text = text.as_str()?.to_string();
             ok(&text).then_some(text)
         })

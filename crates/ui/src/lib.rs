@@ -206,7 +206,11 @@ mod tests {
         listed.sort();
         assert_eq!(on_disk, listed);
         for a in ASSETS {
-            assert!(content_type(a.path).is_some(), "{} has no content type", a.path);
+            assert!(
+                content_type(a.path).is_some(),
+                "{} has no content type",
+                a.path
+            );
         }
     }
 
@@ -215,7 +219,11 @@ mod tests {
         for view in [View::Dcos, View::Mesos, View::Marathon] {
             let doc = document(view);
             assert!(doc.contains(&format!("<title>{}</title>", view.title())));
-            for link in doc.split("href=\"").skip(1).chain(doc.split("src=\"").skip(1)) {
+            for link in doc
+                .split("href=\"")
+                .skip(1)
+                .chain(doc.split("src=\"").skip(1))
+            {
                 let target = link.split('"').next().unwrap();
                 assert!(asset(target).is_some(), "{target} is not served");
             }
@@ -240,7 +248,10 @@ mod tests {
         assert!(response(View::Mesos, "/assets/../Cargo.toml").is_none());
         assert!(response(View::Mesos, "/master/state").is_none());
         let doc = response(View::Marathon, "/").unwrap();
-        assert!(doc.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
+        assert!(doc.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'"));
         assert!(asset("assets/js/main.rs").is_none());
     }
 }

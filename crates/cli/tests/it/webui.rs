@@ -41,7 +41,10 @@ impl Drop for Paused {
 
 fn no_javascript_errors(browser: &Browser, step: &str) {
     let errors = browser.javascript_errors();
-    assert!(errors.is_empty(), "JavaScript errors at {step}: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "JavaScript errors at {step}: {errors:#?}"
+    );
 }
 
 #[test]
@@ -50,8 +53,7 @@ fn a_user_runs_the_cluster_from_the_web_ui() {
     let master = cluster.master(0);
     let agent = &cluster.agents()[0];
     let ui = format!("http://{}", master.ip);
-    let shots =
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     let browser = Browser::start(shots);
     let page = |hash: &str| browser.goto(&format!("{ui}/{hash}"));
     let long = Duration::from_secs(60);
@@ -115,7 +117,10 @@ fn a_user_runs_the_cluster_from_the_web_ui() {
     browser.text_when(state, long, |t| t.contains("RUNNING"));
     let endpoint = browser.attribute("a[data-endpoint]", "href");
     let (status, listing) = cluster.curl(master, &[&endpoint]);
-    assert_eq!(status, 200, "the endpoint link answers: {endpoint} {listing}");
+    assert_eq!(
+        status, 200,
+        "the endpoint link answers: {endpoint} {listing}"
+    );
     browser.screenshot("service-detail");
     no_javascript_errors(&browser, "deploy");
 
@@ -184,7 +189,9 @@ fn a_user_runs_the_cluster_from_the_web_ui() {
     browser.click_text("Create Job");
     browser.text_when("main h1", WAIT, |t| t.contains("hello"));
     browser.click_text("Run now");
-    browser.text_when("tr[data-run-id] [data-run-status]", long, |t| t == "SUCCESS");
+    browser.text_when("tr[data-run-id] [data-run-status]", long, |t| {
+        t == "SUCCESS"
+    });
     browser.screenshot("job");
     no_javascript_errors(&browser, "job");
 
@@ -222,7 +229,10 @@ fn a_user_runs_the_cluster_from_the_web_ui() {
     browser.text_when("main", WAIT, |t| t.contains(&agent.ip.to_string()));
     browser.screenshot("mesos");
     browser.goto(&format!("{ui}/marathon/"));
-    assert_eq!(browser.script("return document.title", json!([])), "Marathon");
+    assert_eq!(
+        browser.script("return document.title", json!([])),
+        "Marathon"
+    );
     browser.wait_for("tr[data-app-id=\"/web\"]");
     browser.screenshot("marathon");
     no_javascript_errors(&browser, "nodes, users, mesos, marathon");
