@@ -199,7 +199,8 @@ impl VersionInfo {
 }
 
 /// An app as a client sends it: every field optional. POST fills the rest with defaults;
-/// PUT and PATCH change only the fields present (Marathon 1.6's partial update).
+/// PUT and PATCH change only the fields present (Marathon 1.6's partial update), unless a
+/// PUT says `partialUpdate=false` (then it is the whole definition).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(missing_docs)]
@@ -254,8 +255,9 @@ pub struct AppSpec {
     pub readiness_check_results: Option<Value>,
 }
 
-/// An app as Marathon stores and returns it. Empty fields are left out of the JSON as
-/// Marathon does, so reading one back fills them from the defaults.
+/// An app as Marathon stores and returns it, with its collections even when empty and its
+/// unset options left out, as Marathon answers; reading one back fills what is missing
+/// from the defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 #[allow(missing_docs)]
@@ -267,7 +269,6 @@ pub struct App {
     pub args: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    // Marathon answers these even when empty (`"healthChecks": []`): clients index them.
     pub env: BTreeMap<String, Value>,
     pub instances: u32,
     pub cpus: f64,

@@ -131,6 +131,10 @@ fn overlay_task(app: &mut App, r: &mut Report, spec: &mut AppSpec) {
     if let Some(v) = spec.constraints.take() {
         app.constraints = v;
     }
+    let uris_given = spec.uris.as_ref().is_some_and(|u| !u.is_empty());
+    if uris_given && spec.fetch.as_ref().is_some_and(|f| !f.is_empty()) {
+        r.add("/", "You cannot specify both uris and fetch fields");
+    }
     if let Some(v) = spec.uris.take() {
         // Marathon turns the deprecated `uris` into `fetch` entries (replacing them, so an
         // update that repeats `uris` does not pile them up).
@@ -145,8 +149,12 @@ fn overlay_task(app: &mut App, r: &mut Report, spec: &mut AppSpec) {
             })
             .collect();
     }
+    // An empty `fetch` beside `uris` is a definition read back (GETs answer `"fetch": []`)
+    // with `uris` added: the `uris` stand.
     if let Some(v) = spec.fetch.take() {
-        app.fetch = v;
+        if !(v.is_empty() && uris_given) {
+            app.fetch = v;
+        }
     }
     if let Some(v) = spec.store_urls.take() {
         app.store_urls = v;

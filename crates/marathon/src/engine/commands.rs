@@ -52,6 +52,12 @@ impl Commit {
         app.version_info.last_scaling_at = version.clone();
         if config_changed {
             app.version_info.last_config_change_at = version.clone();
+        } else if let Some(o) = &original {
+            // The running tasks stay current: a whole definition (PUT partialUpdate=false)
+            // comes without the stored version info.
+            app.version_info
+                .last_config_change_at
+                .clone_from(&o.version_info.last_config_change_at);
         }
         let mut versions = entry.map(|e| e.versions.clone()).unwrap_or_default();
         versions.insert(version.clone(), app.clone());

@@ -523,3 +523,16 @@ fn an_id_whose_task_ids_mesos_would_refuse_is_refused() {
     let fits = format!("/{}", "a".repeat(200));
     resolve(spec(&format!(r#"{{"id": "{fits}", "cmd": "x"}}"#)), base()).unwrap();
 }
+
+#[test]
+fn uris_beside_an_empty_fetch_stand_and_beside_a_full_one_are_refused() {
+    let app = resolve(
+        spec(r#"{"id": "u", "cmd": "x", "fetch": [], "uris": ["http://a/b.tgz"]}"#),
+        base(),
+    )
+    .unwrap();
+    assert_eq!(app.fetch.len(), 1);
+    assert_eq!(app.fetch[0].uri, "http://a/b.tgz");
+    let both = r#"{"id": "u", "cmd": "x", "fetch": [{"uri": "http://a/c"}], "uris": ["http://a/b"]}"#;
+    assert!(resolve(spec(both), base()).is_err());
+}

@@ -99,6 +99,17 @@ async fn scaling_one_to_five_to_zero() {
         (&json!("sleep 601"), &json!(1.0), &json!(128.0)),
         "{v}"
     );
+    // The same whole definition with another instance count is a scale: the configuration
+    // keeps its version, so running tasks are not replaced.
+    let changed_at = v["app"]["versionInfo"]["lastConfigChangeAt"].clone();
+    env.settled("/sleepy", 0).await;
+    let same = json!({"cmd": "sleep 601", "instances": 1});
+    let (code, body) = env
+        .send("PUT", "/v2/apps/sleepy?partialUpdate=false", Some(same))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, v) = env.get("/v2/apps/sleepy").await;
+    assert_eq!(v["app"]["versionInfo"]["lastConfigChangeAt"], changed_at, "{v}");
     env.stop().await;
 }
 
