@@ -69,8 +69,6 @@ pub struct Config {
     pub agent_router_port: u16,
     /// The masters' routers' port (80).
     pub master_router_port: u16,
-    /// The cluster's name.
-    pub cluster_name: String,
     /// The cluster's id.
     pub cluster_id: String,
     /// The units active on this node (for `active.buildinfo.full.json`).
@@ -219,7 +217,6 @@ impl Config {
             // Other nodes' routers, reached at their IPs (neither row is localhost-only).
             agent_router_port: router_row(Role::Agent).http,
             master_router_port: router_row(Role::Master).http,
-            cluster_name: String::new(),
             cluster_id: String::new(),
             units: Vec::new(),
             upstream_timeout: Duration::from_secs(60),
@@ -304,7 +301,12 @@ impl Router {
             .unwrap_or(Upstream::Tcp(SocketAddr::new(self.config.node_ip, 0)))
     }
 
-    async fn local(&self, which: Local, method: &Method) -> Response<Body> {
+    async fn local(
+        &self,
+        which: Local,
+        method: &Method,
+        if_none_match: Option<&HeaderValue>,
+    ) -> Response<Body> {
         let c = &self.config;
         let resp = match which {
             Local::Version => json_response(&pages::version()),
@@ -318,8 +320,8 @@ impl Router {
             }
             Local::UiConfig => json_response(&pages::ui_config(&c.cluster_id)),
             Local::BuildInfo => no_cache(json_response(&pages::buildinfo(&c.units))),
-            Local::Index => ui(dcos_ui::response(dcos_ui::View::Dcos, "/")),
-            Local::Asset(path) => ui(dcos_ui::response(dcos_ui::View::Dcos, &path)),
+            Local::Index => ui(dcos_ui::response(dcos_ui::View::Dcos, "/", if_none_match)),
+            Local::Asset(path) => ui(dcos_ui::response(dcos_ui::View::Dcos, &path, if_none_match)),
         };
         if *method == Method::HEAD {
             let (parts, _) = resp.into_parts();
@@ -329,7 +331,12 @@ impl Router {
     }
 
     /// Where `route` leads now.
-    async fn target(&self, route: Route, method: &Method) -> Target {
+    async fn target(
+        &self,
+        route: Route,
+        method: &Method,
+        if_none_match: Option<&HeaderValue>,
+    ) -> Target {
         let up = |upstream, path| Target::Upstream {
             upstream,
             path,
@@ -345,7 +352,7 @@ impl Router {
         };
         let to_agent_router = matches!(route, Route::AgentRouter(..));
         match route {
-            Route::Local(which) => Target::Answer(self.local(which, method).await),
+            Route::Local(which) => Target::Answer(self.local(which, method, if_none_match).await),
             Route::Redirect(status, location) => {
                 let mut resp = respond(
                     StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
@@ -516,7 +523,8 @@ impl Router {
                     _ => true,
                 };
                 let is_service = matches!(route, Route::Service(..));
-                match self.target(route, &method).await {
+                let if_none_match = req.headers().get(hyper::header::IF_NONE_MATCH).cloned();
+                match self.target(route, &method, if_none_match.as_ref()).await {
                     Target::Answer(resp) => (label, String::new(), resp),
                     Target::Upstream {
                         upstream,
@@ -667,6 +675,7 @@ fn route_label(route: &Route) -> String {
         Route::AgentRouter(..) => "agent-router".into(),
         Route::LeaderRouter(w, _) => format!("leader-{w}"),
         Route::Service(s, ..) => format!("service:{}", s.join("/")),
+        Route::Local(Local::Asset(_)) => "asset".into(),
         Route::Local(l) => format!("{l:?}").to_lowercase(),
         Route::Redirect(..) => "redirect".into(),
         Route::NotFound => "none".into(),

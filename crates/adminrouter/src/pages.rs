@@ -1,5 +1,6 @@
 //! What Admin Router answers itself: its error pages (nginx's own HTML for a status, the
-//! Lua resolvers' one-line texts), the metadata clients read first, and the web UI's files.
+//! Lua resolvers' one-line texts) and the metadata clients read first. The web UI's files are
+//! `dcos_ui`'s.
 
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
 use hyper::{Response, StatusCode};

@@ -227,7 +227,9 @@ fn section(doc: &Value) -> String {
          Marathon app of {} tasks. Headless chromium (Debian's, through chromedriver) opens each page {} times \
          from a blank page; a page is usable when what it exists to show is on screen (its \
          panels, the app's `{}/{}`, every task's row, every agent's row), timed by the page's \
-         own clock from the navigation's start. The limit is the issue's 1 s. The embedded \
+         own clock from the navigation's start. The limit is the issue's 1 s. Logins are off: \
+         Admin Router's token check on each request is not in these figures (the router \
+         scenario measures it). The embedded \
          assets (plain ES modules, no build step) are {} bytes; a first dashboard load \
          transfers {} bytes of them.\n\n",
         num(&f["agents"], 0),

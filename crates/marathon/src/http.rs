@@ -51,8 +51,9 @@ pub fn router(m: Marathon) -> Router {
 }
 
 /// Marathon's web UI (apps, deployments, queue), which reads Marathon's own API.
-async fn web_ui(uri: Uri) -> Response {
-    match dcos_ui::response(dcos_ui::View::Marathon, uri.path()) {
+async fn web_ui(uri: Uri, headers: HeaderMap) -> Response {
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    match dcos_ui::response(dcos_ui::View::Marathon, uri.path(), if_none_match) {
         Some(resp) => resp.map(axum::body::Body::from),
         None => not_found(uri).await,
     }

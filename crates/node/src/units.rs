@@ -575,7 +575,6 @@ pub async fn run_unit(
             );
             c.cert_dir = config.work_dir.join("adminrouter");
             c.ca_dir = config.ca_dir.clone();
-            c.cluster_name = config.cluster_name.clone();
             c.cluster_id = config.cluster_id.clone().unwrap_or_default();
             c.units = runnable_units(role).iter().map(|u| u.name).collect();
             c.security = config.security;

@@ -19,9 +19,11 @@ pub const TAB: &str = "\u{E004}";
 /// WebDriver's key code of Enter.
 pub const ENTER: &str = "\u{E007}";
 
-/// One headless chromium session; closed (and its driver stopped) when dropped.
+/// One headless chromium session; closed (and its driver and browser processes killed) when
+/// dropped.
 pub struct Browser {
-    driver: Child,
+    /// Held for its drop, which kills the driver's process group.
+    _driver: Driver,
     session: String,
     shots: PathBuf,
     _profile: tempfile::TempDir,
@@ -45,7 +47,8 @@ fn free_port() -> u16 {
 
 fn http(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "60", "-X", method, url]);
+    // Longer than any script the pages are given (a minute at most).
+    cmd.args(["-sS", "--max-time", "90", "-X", method, url]);
     if body.is_some() {
         cmd.args([
             "-H",
@@ -72,29 +75,73 @@ fn http(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> 
     serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {:?}", out.stdout))
 }
 
+/// chromedriver in a process group of its own, with the chromium it starts: killed whole
+/// when dropped (also when a test panics half-way), so no browser outlives its test.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Driver {
+    /// chromedriver on a free port, ready. The port is free when chosen, not when bound:
+    /// should another process take it first, chromedriver exits and another port is tried.
+    fn start() -> Driver {
+        use std::os::unix::process::CommandExt;
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let mut driver = Driver {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if matches!(driver.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                let status = http("GET", &format!("{}/status", driver.base), None);
+                if status.is_ok_and(|s| s["value"]["ready"] == true) {
+                    return driver;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("chromedriver did not start on any of 5 ports");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
 impl Browser {
-    /// Starts chromium headless; screenshots go to `shots`.
+    /// Starts chromium headless; screenshots go to `shots` (where the screenshots of
+    /// earlier runs' failures are removed, so none misleads).
     pub fn start(shots: PathBuf) -> Browser {
         std::fs::create_dir_all(&shots).expect("the screenshots' directory");
+        for old in std::fs::read_dir(&shots).into_iter().flatten().flatten() {
+            if old.file_name().to_string_lossy().starts_with("failed-") {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
         for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 std::path::Path::new(tool).is_file(),
                 "{tool} is missing: scripts/install-deps installs chromium and chromium-driver"
             );
         }
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let base = format!("http://127.0.0.1:{port}");
-        crate::eventually(Duration::from_secs(20), || {
-            http("GET", &format!("{base}/status"), None)
-                .ok()
-                .filter(|s| s["value"]["ready"] == true)
-        });
+        let driver = Driver::start();
+        let base = driver.base.clone();
         let profile = tempfile::tempdir().expect("a browser profile");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -115,7 +162,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session: {created}"))
             .to_string();
         Browser {
-            driver,
+            _driver: driver,
             session: format!("{base}/session/{session}"),
             shots,
             _profile: profile,
@@ -318,8 +365,7 @@ fn slug(s: &str) -> String {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ends the session (chromium quits); the driver's group is killed after it anyway.
         let _ = self.command("DELETE", "", None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }

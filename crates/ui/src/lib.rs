@@ -1,7 +1,7 @@
 //! The web UI: a single-page app of plain ES modules (no build step) that talks only to the
 //! cluster's public APIs through Admin Router, and the components' own views of it (the Mesos
 //! master's at `/mesos`, Marathon's at `/marathon`). Everything is embedded in the binary;
-//! Admin Router, the master and Marathon serve it with [`document`] and [`asset`].
+//! Admin Router, the master and Marathon serve it with [`response`].
 //!
 //! Every page is served with [`CONTENT_SECURITY_POLICY`]: scripts, styles and connections from
 //! the page's own origin only, so the UI needs no network beyond the cluster and no injected
@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::header::{
+    self, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{Response, StatusCode};
 
 /// One embedded file under `assets/`.
@@ -103,17 +105,18 @@ pub fn document(view: View) -> String {
 /// A file of the app: its content type and bytes, or `None` for a path that is not one.
 /// `path` is relative to the document (`assets/js/main.js`).
 ///
-/// With `DCOS_UI_DIR` set in the serving process (for working on the UI), files are read from
-/// that directory instead of the embedded copy; only names of the embedded files' shape are
-/// looked up there, never a path leaving it.
+/// In a debug build with `DCOS_UI_DIR` set to an absolute directory in the serving process
+/// (for working on the UI: edit, reload), files are read from that directory instead of the
+/// embedded copy; only names of the embedded files' shape are looked up there, never a path
+/// leaving it. A release build always serves what it embeds.
 pub fn asset(path: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
     let content_type = content_type(path)?;
-    if let Some(dir) = std::env::var_os("DCOS_UI_DIR") {
+    if let Some(dir) = dev_dir() {
         if !safe_relative(path) {
             return None;
         }
         let rel = path.strip_prefix("assets/")?;
-        return std::fs::read(std::path::Path::new(&dir).join(rel))
+        return std::fs::read(dir.join(rel))
             .ok()
             .map(|b| (content_type, Cow::Owned(b)));
     }
@@ -124,9 +127,14 @@ pub fn asset(path: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
 }
 
 /// The answer to `path` (`/`, `/index.html` or `/assets/...`) of a server showing `view`:
-/// the document or a file, revalidated on every load (an upgraded binary changes them), never
-/// sniffed as another type, under [`CONTENT_SECURITY_POLICY`]; `None` if `path` is not the UI's.
-pub fn response(view: View, path: &str) -> Option<Response<bytes::Bytes>> {
+/// the document or a file, revalidated on every load (an upgraded binary changes them: a
+/// 304 when `if_none_match` holds its `ETag`), never sniffed as another type, under
+/// [`CONTENT_SECURITY_POLICY`]; `None` if `path` is not the UI's.
+pub fn response(
+    view: View,
+    path: &str,
+    if_none_match: Option<&HeaderValue>,
+) -> Option<Response<bytes::Bytes>> {
     let (content_type, body) = match path {
         "/" | "/index.html" => (
             "text/html; charset=utf-8",
@@ -137,9 +145,25 @@ pub fn response(view: View, path: &str) -> Option<Response<bytes::Bytes>> {
             (t, Cow::Owned(b)) => (t, bytes::Bytes::from(b)),
         },
     };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = StatusCode::OK;
+    let etag = format!("\"{:016x}\"", fnv1a(&body));
+    let unchanged = if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let length = body.len();
+    let mut resp = Response::new(if unchanged { bytes::Bytes::new() } else { body });
+    *resp.status_mut() = if unchanged {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
     let h = resp.headers_mut();
+    if !unchanged {
+        // Set here, so a HEAD (whose body the server drops) still says the length.
+        h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -150,9 +174,25 @@ pub fn response(view: View, path: &str) -> Option<Response<bytes::Bytes>> {
     Some(resp)
 }
 
+/// `DCOS_UI_DIR`, in a debug build, when it is an absolute path.
+fn dev_dir() -> Option<std::path::PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let dir = std::path::PathBuf::from(std::env::var_os("DCOS_UI_DIR")?);
+    dir.is_absolute().then_some(dir)
+}
+
 /// The total size of the embedded files, in bytes.
 pub fn embedded_size() -> usize {
     ASSETS.iter().map(|a| a.body.len()).sum()
+}
+
+/// FNV-1a (64 bits): an entity tag that changes when the bytes do (not a security measure).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn content_type(path: &str) -> Option<&'static str> {
@@ -245,13 +285,33 @@ mod tests {
             assert!(!safe_relative(bad), "{bad}");
         }
         assert!(asset("assets/nothing.js").is_none());
-        assert!(response(View::Mesos, "/assets/../Cargo.toml").is_none());
-        assert!(response(View::Mesos, "/master/state").is_none());
-        let doc = response(View::Marathon, "/").unwrap();
+        assert!(response(View::Mesos, "/assets/../Cargo.toml", None).is_none());
+        assert!(response(View::Mesos, "/master/state", None).is_none());
+        let doc = response(View::Marathon, "/", None).unwrap();
         assert!(doc.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()
             .unwrap()
             .contains("script-src 'self'"));
         assert!(asset("assets/js/main.rs").is_none());
+    }
+
+    #[test]
+    fn an_unchanged_file_is_a_304_and_a_changed_one_the_file() {
+        let first = response(View::Dcos, "/assets/js/main.js", None).unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(
+            first.headers()[CONTENT_LENGTH].to_str().unwrap(),
+            first.body().len().to_string()
+        );
+        let etag = first.headers()[ETAG].clone();
+        let again = response(View::Dcos, "/assets/js/main.js", Some(&etag)).unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert!(again.body().is_empty());
+        let other = response(View::Dcos, "/assets/js/dom.js", Some(&etag)).unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+        // Each view's document is its own.
+        let dcos = response(View::Dcos, "/", None).unwrap();
+        let mesos = response(View::Mesos, "/", Some(&dcos.headers()[ETAG])).unwrap();
+        assert_eq!(mesos.status(), StatusCode::OK);
     }
 }

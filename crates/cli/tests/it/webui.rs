@@ -148,7 +148,7 @@ fn a_user_runs_the_cluster_from_the_web_ui() {
         "cmd": "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.5; done"});
     let (status, body) = marathon_post(&cluster, &tick);
     assert_eq!(status, 201, "{body}");
-    browser.until("/tick in the list", Duration::from_secs(4), || {
+    browser.until("/tick in the list", Duration::from_secs(8), || {
         browser.find("tr[data-app-id=\"/tick\"]")
     });
     browser.screenshot("services");

@@ -533,6 +533,7 @@ fn uris_beside_an_empty_fetch_stand_and_beside_a_full_one_are_refused() {
     .unwrap();
     assert_eq!(app.fetch.len(), 1);
     assert_eq!(app.fetch[0].uri, "http://a/b.tgz");
-    let both = r#"{"id": "u", "cmd": "x", "fetch": [{"uri": "http://a/c"}], "uris": ["http://a/b"]}"#;
+    let both =
+        r#"{"id": "u", "cmd": "x", "fetch": [{"uri": "http://a/c"}], "uris": ["http://a/b"]}"#;
     assert!(resolve(spec(both), base()).is_err());
 }

@@ -109,7 +109,10 @@ async fn scaling_one_to_five_to_zero() {
         .await;
     assert_eq!(code, 200, "{body}");
     let (_, v) = env.get("/v2/apps/sleepy").await;
-    assert_eq!(v["app"]["versionInfo"]["lastConfigChangeAt"], changed_at, "{v}");
+    assert_eq!(
+        v["app"]["versionInfo"]["lastConfigChangeAt"], changed_at,
+        "{v}"
+    );
     env.stop().await;
 }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -391,13 +391,15 @@ pub fn router(shared: Shared) -> Router {
         .route("/tasks", get(endpoints::tasks))
         .route("/master/teardown", post(endpoints::teardown))
         .route("/teardown", post(endpoints::teardown))
+        // The web UI reads the leader's API from its own origin: a standby sends the
+        // browser to the leader's page, as Mesos does.
+        .route("/", get(web_ui))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_leader,
         ));
     Router::new()
         .merge(leader_only)
-        .route("/", get(web_ui))
         .route("/assets/{*file}", get(web_ui))
         .route("/master/redirect", get(redirect))
         .route("/redirect", get(redirect))
@@ -443,10 +445,11 @@ fn to_leader(leadership: Leadership, path: &str) -> Response {
     resp
 }
 
-/// The master's web UI (leader, agents, frameworks, tasks, sandboxes), which any master
-/// serves; what it shows it reads from the leader's API.
-async fn web_ui(uri: axum::http::Uri) -> Response {
-    match dcos_ui::response(dcos_ui::View::Mesos, uri.path()) {
+/// The master's web UI (leader, agents, frameworks, tasks, sandboxes): the leader's page
+/// (a standby redirects to it), its files from any master.
+async fn web_ui(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    match dcos_ui::response(dcos_ui::View::Mesos, uri.path(), if_none_match) {
         Some(resp) => resp.map(axum::body::Body::from),
         None => StatusCode::NOT_FOUND.into_response(),
     }

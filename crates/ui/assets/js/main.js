@@ -197,9 +197,10 @@ async function start() {
     const { parts } = location();
     if (parts[0] === 'login') return;
     // Back to this hash after the login, or to this page when it is a component's view.
+    // On a component's own port there is no login page to go to: the page says why.
     if (api.view === 'dcos') {
       go(`#/login?redirect=${encodeURIComponent(window.location.hash || `#/${current.home}`)}`);
-    } else {
+    } else if (api.throughAdminRouter) {
       window.location.href = `/#/login?redirect=${encodeURIComponent(window.location.pathname + window.location.hash)}`;
     }
   });
