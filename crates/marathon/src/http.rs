@@ -13,6 +13,8 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use dcos_serve::query::Query;
+
 use crate::api::{self, AppSpec};
 use crate::engine::{ApiError, Marathon};
 use crate::state::{AppEntry, Deployment, Instance, State};
@@ -121,69 +123,6 @@ async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         format!("URI not found: {}", uri.path()),
     )
-}
-
-/// Query parameters, repeatable.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(raw: Option<String>) -> Query {
-        let raw = raw.unwrap_or_default();
-        Query(
-            raw.split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (decode(k), decode(v))
-                })
-                .collect(),
-        )
-    }
-
-    fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.all(key).into_iter().next()
-    }
-
-    fn flag(&self, key: &str, default: bool) -> bool {
-        match self.get(key) {
-            Some(v) => v == "true" || v.is_empty() || v == "1",
-            None => default,
-        }
-    }
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses an app body as Marathon does: syntax errors are 400, type errors 422.
@@ -494,7 +433,7 @@ fn app_json(s: &State, e: &AppEntry, embed: Embed) -> Value {
 }
 
 async fn list_apps(AxState(m): AxState<Marathon>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q);
+    let q = Query::parse(q.as_deref());
     let embed = Embed::from_query(&q, false);
     let cmd = q.get("cmd").map(str::to_lowercase);
     let id = q.get("id").map(str::to_lowercase);
@@ -591,7 +530,7 @@ async fn app_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let q = Query::parse(q);
+    let q = Query::parse(q.as_deref());
     let rest = format!("/{}", rest.trim_end_matches('/'));
     let force = q.flag("force", false);
     if let Some(id) = rest.strip_suffix("/restart") {
@@ -769,10 +708,9 @@ async fn kill(m: &Marathon, ids: &[String], q: &Query, single: bool) -> Response
 // === tasks ===
 
 async fn list_tasks(AxState(m): AxState<Marathon>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q);
+    let q = Query::parse(q.as_deref());
     let wanted: HashSet<String> = q
         .all("status")
-        .into_iter()
         .chain(q.all("status[]"))
         .map(|s| format!("TASK_{}", s.to_uppercase()))
         .collect();
@@ -791,7 +729,7 @@ async fn delete_tasks(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let q = Query::parse(q);
+    let q = Query::parse(q.as_deref());
     #[derive(serde::Deserialize)]
     struct Ids {
         ids: Vec<String>,
@@ -835,7 +773,7 @@ async fn delete_deployment(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let q = Query::parse(q);
+    let q = Query::parse(q.as_deref());
     match m.cancel_deployment(&id, q.flag("force", false)).await {
         Ok(Some(d)) => deployment_result(StatusCode::OK, &d),
         Ok(None) => StatusCode::ACCEPTED.into_response(),
@@ -970,12 +908,8 @@ async fn events(AxState(m): AxState<Marathon>, req: axum::extract::Request) -> R
     if !wants_sse {
         return message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
-    let q = Query::parse(q);
-    let filter: HashSet<String> = q
-        .all("event_type")
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let q = Query::parse(q.as_deref());
+    let filter: HashSet<String> = q.all("event_type").map(str::to_string).collect();
     let mut rx = m.subscribe_events();
     let remote = addr.map(|a| a.0.ip().to_string()).unwrap_or_default();
     m.emit("event_stream_attached", json!({"remoteAddress": remote}));
@@ -1076,10 +1010,11 @@ mod tests {
 
     #[test]
     fn query_strings_decode() {
-        let q = Query::parse(Some(
-            "embed=apps.tasks&embed=apps.counts&label=a%3D%3Db".into(),
-        ));
-        assert_eq!(q.all("embed"), vec!["apps.tasks", "apps.counts"]);
+        let q = Query::parse(Some("embed=apps.tasks&embed=apps.counts&label=a%3D%3Db"));
+        assert_eq!(
+            q.all("embed").collect::<Vec<_>>(),
+            vec!["apps.tasks", "apps.counts"]
+        );
         assert_eq!(q.get("label"), Some("a==b"));
     }
 }

@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 pub mod leader;
 pub mod proxy;
+pub mod query;
 
 /// What one listener allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

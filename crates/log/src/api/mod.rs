@@ -22,11 +22,10 @@ use crate::journal::{Cursor, Fields, Journal};
 use crate::select::{self, Node};
 use crate::Tuning;
 
-pub mod query;
 pub mod v1;
 pub mod v2;
 
-pub use query::Query;
+pub use dcos_serve::query::Query;
 
 /// What every handler works with.
 pub struct Ctx {

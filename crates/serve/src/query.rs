@@ -1,5 +1,5 @@
-//! A request's query string: repeated keys kept (`filter` may come many times), escapes
-//! decoded as forms do (`+` is a space).
+//! A request's query string: repeated keys kept (dcos-log's `filter`, Marathon's `embed`
+//! may come many times), escapes decoded as forms do (`+` is a space).
 
 /// The decoded pairs of a query string, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +31,15 @@ impl Query {
     /// The first value of `key`, `None` when absent or empty (as Go's `Query().Get` is read).
     pub fn non_empty(&self, key: &str) -> Option<&str> {
         self.get(key).filter(|v| !v.is_empty())
+    }
+
+    /// A flag as Marathon reads one: `true`, `1` or present without a value; `default` when
+    /// absent.
+    pub fn flag(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            Some(v) => v == "true" || v.is_empty() || v == "1",
+            None => default,
+        }
     }
 
     /// Every value of `key`.
@@ -93,5 +102,13 @@ mod tests {
         assert_eq!(q.get("missing"), None);
         assert_eq!(Query::parse(Some("a=&b")).non_empty("a"), None);
         assert_eq!(Query::parse(None), Query::default());
+    }
+
+    #[test]
+    fn flags_as_marathon_reads_them() {
+        let q = Query::parse(Some("force=true&partialUpdate=false&wipe&n=1"));
+        assert!(q.flag("force", false) && q.flag("wipe", false) && q.flag("n", false));
+        assert!(!q.flag("partialUpdate", true));
+        assert!(q.flag("absent", true) && !q.flag("absent", false));
     }
 }
