@@ -70,19 +70,6 @@ fn mismatch(errors: Vec<Value>) -> CosmosError {
         .data(json!({"errors": errors}))
 }
 
-/// A JSON value's type, as JSON Schema names it.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// One validation error as Cosmos reports it (the fields of its JSON schema library's
 /// reports, which the DC/OS CLI prints: `found`, `expected`, `minimum`, `missing`,
 /// `unwanted`, and the option's `instance.pointer`).
@@ -99,7 +86,7 @@ fn report(schema: &Value, error: &jsonschema::ValidationError<'_>) -> Value {
     });
     match error.kind() {
         Kind::Type { .. } => {
-            entry["found"] = json!(type_name(error.instance()));
+            entry["found"] = json!(dcos_serve::json::type_name(error.instance()));
             let expected = match schema.pointer(&schema_pointer) {
                 Some(Value::String(t)) => vec![Value::String(t.clone())],
                 Some(Value::Array(types)) => types.clone(),

@@ -353,18 +353,6 @@ pub fn check(value: &Value, schema: &Value) -> Result<(), Rejected> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn has_type(v: &Value, ty: &str) -> bool {
     match ty {
         "number" => v.is_number(),
@@ -374,7 +362,7 @@ fn has_type(v: &Value, ty: &str) -> bool {
             }
             _ => false,
         },
-        other => type_name(v) == other,
+        other => dcos_serve::json::type_name(v) == other,
     }
 }
 
@@ -411,7 +399,10 @@ fn walk(v: &Value, schema: &Value, path: &str, out: &mut Rejected) {
         if !has_type(v, ty) {
             out.push(
                 path,
-                format!("Wrong type. Expected {ty}, was {}.", type_name(v)),
+                format!(
+                    "Wrong type. Expected {ty}, was {}.",
+                    dcos_serve::json::type_name(v)
+                ),
             );
             return;
         }

@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+pub mod json;
 pub mod leader;
 pub mod proxy;
 pub mod query;
