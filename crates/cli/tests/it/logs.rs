@@ -399,9 +399,11 @@ fn unit_and_task_logs_ranges_follows_and_refusals() {
 
     // 4. The task's stdout: through the master's v2 (redirected to the agent), then the
     // DC/OS CLI 0.6.1.
-    let path = format!("/system/v1/logs/v2/task/{task_id}/file/stdout?cursor=END&skip=-3");
-    let (status, text) = eventually(Duration::from_secs(10), || {
-        let (status, text) = cluster.curl(
+    // The last `lines` lines of the task's stdout, as text.
+    let stdout_tail = |lines: u32| {
+        let path =
+            format!("/system/v1/logs/v2/task/{task_id}/file/stdout?cursor=END&skip=-{lines}");
+        cluster.curl(
             m,
             &[
                 "-m",
@@ -413,7 +415,10 @@ fn unit_and_task_logs_ranges_follows_and_refusals() {
                 "Accept: text/plain",
                 &format!("http://{}{path}", m.ip),
             ],
-        );
+        )
+    };
+    let (status, text) = eventually(Duration::from_secs(10), || {
+        let (status, text) = stdout_tail(3);
         (ticks(&text).len() == 3).then_some((status, text))
     });
     assert_eq!(status, 200, "{text}");
@@ -430,22 +435,7 @@ fn unit_and_task_logs_ranges_follows_and_refusals() {
     ));
     // Once it printed, whatever the task writes from now on is news to it.
     follower.wait_for(Duration::from_secs(20), |l| ticks(l).first().copied());
-    let (_, now) = cluster.curl(
-        m,
-        &[
-            "-m",
-            "10",
-            "-L",
-            "-H",
-            &auth,
-            "-H",
-            "Accept: text/plain",
-            &format!(
-                "http://{}/system/v1/logs/v2/task/{task_id}/file/stdout?cursor=END&skip=-1",
-                m.ip
-            ),
-        ],
-    );
+    let (_, now) = stdout_tail(1);
     let last = *ticks(&now).last().expect("a tick");
     follower.wait_for(Duration::from_secs(10), |l| {
         ticks(l).first().is_some_and(|&n| n > last).then_some(())
