@@ -80,13 +80,13 @@ impl View {
 }
 
 /// The `Content-Security-Policy` of every document and asset.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
      base-uri 'self'; form-action 'self'; object-src 'none'";
 
 /// The HTML document of `view`. Its links are relative, so it works at `/`, under
 /// `/mesos/` and `/marathon/` through Admin Router, and on the component's own port.
-pub fn document(view: View) -> String {
+fn document(view: View) -> String {
     let title = view.title();
     let name = view.name();
     format!(
@@ -109,7 +109,7 @@ pub fn document(view: View) -> String {
 /// (for working on the UI: edit, reload), files are read from that directory instead of the
 /// embedded copy; only names of the embedded files' shape are looked up there, never a path
 /// leaving it. A release build always serves what it embeds.
-pub fn asset(path: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
+fn asset(path: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
     let content_type = content_type(path)?;
     if let Some(dir) = dev_dir() {
         if !safe_relative(path) {
